@@ -1,0 +1,114 @@
+"""Runs every family's bench cases on the GPU and prints one table (bench.py and `kernelgen bench`)."""
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import json
+import math
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from kernelgen.bench import FAMILIES, BenchCase
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="only the first shape of each op and mode")
+    parser.add_argument("--op", default="all", help="only this op's family (e.g. linear_scan)")
+    parser.add_argument("--json", default=None, metavar="FILE", help="also write one JSON row per measurement")
+    parser.add_argument("--rep", type=int, default=100, help="do_bench repetition time in ms")
+
+
+def collect_cases(op: str, quick: bool) -> list[BenchCase]:
+    cases = []
+    for family in FAMILIES:
+        try:
+            module = importlib.import_module(f"kernelgen.bench.{family}")
+        except ModuleNotFoundError as error:
+            if error.name == f"kernelgen.bench.{family}":
+                continue
+            raise
+        for case in module.cases(quick):
+            if op in ("all", case.op, family):
+                cases.append(case)
+    return cases
+
+
+def measure_case(case: BenchCase, rep_ms: int) -> list[dict[str, Any]]:
+    """Time every provider of one case side by side; a provider that fails becomes a row with its error."""
+    import torch
+    from kernelgen.tune.timing import time_ms
+    rows = []
+    try:
+        providers = case.make()
+    except Exception as error:  # noqa: BLE001 - report, keep benchmarking the other cases
+        return [{"provider": "kernelgen", "error": f"setup failed: {type(error).__name__}: {error}"}]
+    for name, fn in providers.items():
+        row: dict[str, Any] = {"provider": name}
+        try:
+            row["ms"] = time_ms(fn, "cuda", rep_ms=rep_ms)
+        except Exception as error:  # noqa: BLE001
+            row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}"
+        rows.append(row)
+    for name, why in case.skipped.items():
+        rows.append({"provider": name, "error": f"skipped: {why}"})
+    del providers
+    gc.collect()
+    torch.cuda.empty_cache()
+    return rows
+
+
+def run_bench(args: argparse.Namespace, console: Console) -> int:
+    import torch
+    from kernelgen import hardware
+    gpu = hardware.detect_gpu()
+    if gpu is None:
+        console.print("[red]No CUDA GPU found[/]: the benchmark times kernels on a GPU "
+                      "(torch.cuda.is_available() is False). Nothing was run.")
+        return 2
+    profile = gpu.profile
+    bandwidth = profile.bandwidth_gbs if profile else None
+    cases = collect_cases(args.op, args.quick)
+    import triton
+    console.print(f"{gpu.name}, torch {torch.__version__}, triton {triton.__version__}; "
+                  f"{len(cases)} cases; medians of triton.testing.do_bench (L2 flushed)")
+    table = Table(title=f"kernelgen bench — {gpu.name}")
+    for column in ("op", "mode", "shape", "dtype", "provider", "ms", "GB/s", "% copy BW", "TFLOP/s",
+                   "kernelgen speedup", "floor ms", "target ms"):
+        table.add_column(column, justify="left" if column in ("op", "mode", "shape", "dtype", "provider") else "right")
+    records = []
+    for case in cases:
+        rows = measure_case(case, args.rep)
+        ours = next((r.get("ms") for r in rows if r["provider"] == "kernelgen"), None)
+        floor_ms = case.bytes / (bandwidth * 1e9) * 1e3 if bandwidth else None
+        for index, row in enumerate(rows):
+            ms = row.get("ms")
+            gbps = case.bytes / (ms * 1e-3) / 1e9 if ms else None
+            tflops = case.flops / (ms * 1e-3) / 1e12 if ms and case.flops else None
+            speedup = ms / ours if ms and ours and row["provider"] != "kernelgen" else None
+            first = index == 0
+            table.add_row(case.op if first else "", case.mode if first else "", case.label if first else "",
+                          case.dtype if first else "", row["provider"],
+                          f"{ms:.4f}" if ms else f"[red]{row.get('error', '')[:60]}[/]",
+                          f"{gbps:.0f}" if gbps else "", f"{100 * gbps / bandwidth:.0f}%" if gbps and bandwidth else "",
+                          f"{tflops:.1f}" if tflops else "", f"{speedup:.2f}x" if speedup else "",
+                          f"{floor_ms:.4f}" if floor_ms and first else "",
+                          f"{case.target_ms:g}" if case.target_ms and first else "",
+                          end_section=index == len(rows) - 1)
+            records.append({"op": case.op, "mode": case.mode, "shape": case.shape, "dtype": case.dtype,
+                            "provider": row["provider"], "ms": ms, "gbps": gbps, "tflops": tflops,
+                            "pct_copy_bw": 100 * gbps / bandwidth if gbps and bandwidth else None,
+                            "floor_ms": floor_ms, "target_ms": case.target_ms,
+                            "meets_target": (ms <= case.target_ms) if (ms and case.target_ms and
+                                                                        row["provider"] == "kernelgen") else None,
+                            "error": row.get("error"), "gpu": gpu.name})
+        console.print(f"  done: {case.op} {case.mode} {case.label}")
+    console.print(table)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump([{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
+                       for r in records], handle, indent=1)
+        console.print(f"Wrote {len(records)} rows to {args.json}")
+    return 0

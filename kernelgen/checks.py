@@ -1,0 +1,55 @@
+"""Argument checks shared by every op; errors name the argument, the expected and the found."""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import torch
+
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def shape_str(shape: Sequence[int]) -> str:
+    return "[" + ", ".join(str(s) for s in shape) + "]"
+
+
+def check_shape(name: str, tensor: torch.Tensor, layout: str, expected: Sequence[int | None]) -> None:
+    """``layout`` names the dims ("B, T, H, K"); ``expected`` gives each size or None (any)."""
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor [{layout}]; got {type(tensor).__name__}")
+    found = tuple(tensor.shape)
+    ok = len(found) == len(expected) and all(e is None or e == f for e, f in zip(expected, found))
+    if not ok:
+        want = ", ".join(d if e is None else f"{d}={e}" for d, e in zip(layout.split(", "), expected))
+        raise ValueError(f"{name} must be [{want}]; got {shape_str(found)}")
+
+
+def check_float(name: str, tensor: torch.Tensor, dtypes: Sequence[torch.dtype] = FLOAT_DTYPES) -> None:
+    if tensor.dtype not in dtypes:
+        allowed = ", ".join(str(d).replace("torch.", "") for d in dtypes)
+        raise TypeError(f"{name} must have dtype in ({allowed}); got {str(tensor.dtype).replace('torch.', '')}")
+
+
+def check_same_device(**tensors: torch.Tensor | None) -> torch.device:
+    """All given tensors on one device, and a device the kernels can run on."""
+    present = {k: v for k, v in tensors.items() if v is not None}
+    first_name, first = next(iter(present.items()))
+    for name, tensor in present.items():
+        if tensor.device != first.device:
+            raise ValueError(f"{name} is on {tensor.device} but {first_name} is on {first.device}; "
+                             "all inputs must be on one device")
+    check_runnable_device(first_name, first)
+    return first.device
+
+
+def interpreter_on() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def check_runnable_device(name: str, tensor: torch.Tensor) -> None:
+    if tensor.device.type == "cuda":
+        return
+    if tensor.device.type == "cpu" and interpreter_on():
+        return
+    raise ValueError(f"{name} is on {tensor.device}; kernelgen kernels run on CUDA tensors "
+                     "(or on the CPU under the Triton interpreter, TRITON_INTERPRET=1)")

@@ -1,0 +1,265 @@
+"""The kernelgen command: tune, show, bench, profile, calibrate, info."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+EXIT_USAGE = 2
+
+
+def parse_shapes(spec: str | None, template) -> list[dict[str, int]]:
+    """'standard' (the template's workload), 'quick', or 'B=8,T=4096,D=2048;B=2,T=65536,D=2048'."""
+    if spec in (None, "standard"):
+        return [dict(s) for s in template.workload]
+    if spec == "quick":
+        return [dict(s) for s in (template.quick_workload or template.workload[:1])]
+    shapes = []
+    for part in spec.split(";"):
+        try:
+            shape = {k.strip(): int(v) for k, v in (item.split("=") for item in part.split(",") if item.strip())}
+        except ValueError:
+            raise SystemExit(f"--shapes: cannot read {part!r}; write e.g. 'B=8,T=4096,D=2048;B=2,T=65536,D=2048'")
+        if set(shape) >= set(template.dims):
+            shapes.append({d: shape[d] for d in template.dims})
+    return shapes
+
+
+def _select_templates(op: str | None, kernels: str | None):
+    from kernelgen.templates import all_templates
+    chosen = [t for t in all_templates().values() if op in (None, "all", t.op)]
+    if kernels and kernels != "all":
+        wanted = set(kernels.split(","))
+        chosen = [t for t in chosen if t.kernel in wanted]
+    return chosen
+
+
+# --- info ---------------------------------------------------------------------------------------
+
+def cmd_info(args, console: Console) -> int:
+    from kernelgen import hardware
+    gpu = hardware.detect_gpu()
+    if gpu is None:
+        console.print("[yellow]No CUDA GPU detected[/] (torch.cuda.is_available() is False). "
+                      "Kernels run on CUDA GPUs; tests run on the CPU under TRITON_INTERPRET=1.")
+    else:
+        console.print(f"GPU: [bold]{gpu.name}[/]  key=[bold]{gpu.key}[/]  sm_{gpu.compute_capability[0]}"
+                      f"{gpu.compute_capability[1]}  {gpu.sms} SMs  {gpu.memory_gb:.1f} GiB")
+        if gpu.profile is None:
+            console.print("[yellow]No profile in profiles/ matches this GPU[/]: rooflines and constraints use "
+                          "conservative defaults. Add profiles/<key>.json to describe it.")
+    table = Table(title="GPU profiles (profiles/)")
+    for column in ("key", "name", "SMs", "smem/block", "L2 MB", "bf16 TFLOP/s", "fp32 TFLOP/s", "HBM GB/s",
+                   "measured copy GB/s", "measured bf16 TFLOP/s"):
+        table.add_column(column, justify="right" if column not in ("key", "name") else "left")
+    for p in hardware.load_profiles().values():
+        mark = " *" if gpu and gpu.profile and gpu.profile.key == p.key else ""
+        table.add_row(p.key + mark, p.name, str(p.sms), f"{p.shared_memory_per_block // 1024} KB",
+                      f"{p.l2_bytes / 2**20:.0f}", f"{p.datasheet['bf16_tflops']:g}", f"{p.datasheet['fp32_tflops']:g}",
+                      f"{p.datasheet['bandwidth_gbs']:g}", str(p.measured.get("copy_gbs", "-")),
+                      str(p.measured.get("bf16_tflops", "-")))
+    console.print(table)
+    import torch
+    import triton
+    console.print(f"torch {torch.__version__}, triton {triton.__version__}, CUDA {torch.version.cuda}")
+    return 0
+
+
+# --- tune ---------------------------------------------------------------------------------------
+
+def cmd_tune(args, console: Console) -> int:
+    from kernelgen import hardware
+    from kernelgen.paths import tuned_dir
+    from kernelgen.tune.run import Job, Target, tune_jobs
+
+    profiles = hardware.load_profiles()
+    if args.gpu not in profiles:
+        console.print(f"[red]--gpu {args.gpu}[/]: no such GPU profile; known: {', '.join(sorted(profiles))}")
+        return EXIT_USAGE
+    gpu = hardware.detect_gpu()
+    if gpu is None:
+        console.print(f"[red]No CUDA GPU found[/]: tuning for {args.gpu} needs that GPU in this machine "
+                      "(torch.cuda.is_available() is False). Nothing was tuned.")
+        return EXIT_USAGE
+    if gpu.key != args.gpu:
+        console.print(f"[red]--gpu {args.gpu} does not match this machine's GPU[/]: found '{gpu.name}' "
+                      f"(key {gpu.key}). Tune on a {profiles[args.gpu].name}, or pass --gpu {gpu.key}.")
+        return EXIT_USAGE
+    templates = _select_templates(args.op, args.kernel)
+    if not templates:
+        console.print(f"[red]--op {args.op}[/]: no template; known ops: "
+                      f"{', '.join(sorted({t.op for t in _select_templates(None, None)}))}")
+        return EXIT_USAGE
+    dtypes = args.dtype.split(",")
+    jobs = [Job(t, shape, dtype, flags) for t in templates for shape in parse_shapes(args.shapes, t)
+            for dtype in dtypes for flags in t.flags]
+    if not jobs:
+        console.print("[red]Nothing to tune[/]: no template accepts those shapes/dtypes.")
+        return EXIT_USAGE
+    out = Path(args.out) if args.out else tuned_dir() / f"{gpu.key}.json"
+    console.print(f"Tuning {len(jobs)} studies on {gpu.name} ({args.sampler}, {args.trials} trials each) -> {out}")
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[best]}"), TimeElapsedColumn(), console=console)
+    tasks: dict = {}
+    best: dict = {}
+
+    def on_trial(job, number, config, reply):
+        task = tasks.setdefault(job, progress.add_task(job.label, total=args.trials, best=""))
+        if reply.get("ok"):
+            best[job] = min(best.get(job, float("inf")), reply["ms"])
+        elif args.verbose:
+            progress.console.print(f"  [dim]FAIL {config}: {reply['reason']}[/]")
+        progress.update(task, advance=1, best=f"best {best[job]:.4f} ms" if job in best else "")
+
+    failures = []
+
+    def on_job(job, result, error):
+        task = tasks.setdefault(job, progress.add_task(job.label, total=args.trials, best=""))
+        progress.update(task, completed=args.trials)
+        if error:
+            failures.append((job, error))
+
+    with progress:
+        results = tune_jobs(jobs, Target.for_gpu(gpu), out, n_trials=args.trials, sampler=args.sampler,
+                            storage_url=args.storage, seed=args.seed, trial_timeout_s=args.timeout,
+                            on_trial=on_trial, on_job=on_job)
+    bandwidth = gpu.profile.bandwidth_gbs if gpu.profile else None
+    table = Table(title=f"kernelgen tune — {gpu.name}")
+    for column in ("template", "dtype", "shape", "winner", "ms", "GB/s", "% BW", "TFLOP/s", "default ms",
+                   "speedup", "trials"):
+        table.add_column(column, justify="left" if column in ("template", "shape", "winner", "dtype") else "right")
+    for r in results:
+        table.add_row(r.template.name + (f" [{r.flags}]" if r.flags else ""), r.dtype,
+                      " ".join(f"{k}={v}" for k, v in r.shape.items()),
+                      " ".join(f"{k}={v}" for k, v in r.config.items()), f"{r.ms:.4f}", f"{r.gbps:.0f}",
+                      f"{100 * r.gbps / bandwidth:.0f}%" if bandwidth else "-", f"{r.tflops:.1f}",
+                      f"{r.default_ms:.4f}" if r.default_ms else "-",
+                      f"{r.speedup:.2f}x" if r.speedup else "-", f"{r.trials} ({r.failed} failed)")
+    console.print(table)
+    for job, error in failures:
+        console.print(f"[red]no winner[/] for {job.label}: {error}")
+    console.print(f"Wrote {len(results)} entries to {out}")
+    return 0 if results else 1
+
+
+# --- show ---------------------------------------------------------------------------------------
+
+def cmd_show(args, console: Console) -> int:
+    import triton
+    from kernelgen import store
+    from kernelgen.paths import tuned_dir
+    from kernelgen.templates import all_templates
+
+    folder = Path(args.dir) if args.dir else tuned_dir()
+    files = sorted(folder.glob("*.json")) if not args.gpu else [folder / f"{args.gpu}.json"]
+    if not files:
+        console.print(f"No tuned files in {folder}.")
+        return 0
+    hashes = {name: t.source_hash() for name, t in all_templates().items()}
+    for path in files:
+        try:
+            tuned = store.load(path)
+        except store.StoreError as error:
+            console.print(f"[red]{error}[/]")
+            continue
+        tools = ", ".join(f"{k} {v}" for k, v in tuned.toolchain.items())
+        table = Table(title=f"{path.name}: {tuned.gpu.get('name')} ({tools})")
+        for column in ("template", "dtype", "flags", "shape", "config", "ms", "default ms", "GB/s", "trials", "status"):
+            table.add_column(column)
+        for e in sorted(tuned.entries, key=lambda e: e.key):
+            current = hashes.get(e.template)
+            status = "unknown template" if current is None else (
+                store.stale_reason(e, current, triton.__version__) or "ok")
+            table.add_row(e.template, e.dtype, e.flags or "-", " ".join(f"{k}={v}" for k, v in e.shape.items()),
+                          " ".join(f"{k}={v}" for k, v in e.config.items()), f"{e.ms:.4f}",
+                          f"{e.default_ms:.4f}" if e.default_ms else "-", f"{e.gbps:.0f}" if e.gbps else "-",
+                          str(e.trials), "[green]ok[/]" if status == "ok" else f"[yellow]stale: {status}[/]")
+        console.print(table)
+    return 0
+
+
+# --- bench / profile / calibrate -------------------------------------------------------------------
+
+def cmd_bench(args, console: Console) -> int:
+    from kernelgen.bench.runner import run_bench
+    return run_bench(args, console)
+
+
+def cmd_profile(args, console: Console) -> int:
+    from kernelgen.profile import profile_command
+    return profile_command(args, console)
+
+
+def cmd_calibrate(args, console: Console) -> int:
+    from kernelgen.calibrate import calibrate_command
+    return calibrate_command(args, console)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kernelgen", description="Tuned kernels for sub-quadratic sequence models: tune them for your GPU, "
+        "inspect stored configs, benchmark against peers, profile against the roofline.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    info = sub.add_parser("info", help="print the detected GPU and the known GPU profiles")
+    info.set_defaults(run=cmd_info)
+
+    tune = sub.add_parser("tune", help="tune templates on this GPU with Optuna and store the winners in tuned/",
+                          description="Run one Optuna study per (template, shape, dtype, flags). Every trial is "
+                          "compiled, verified against the float64 reference and timed in a worker subprocess; "
+                          "winners are merged into tuned/<gpu>.json. Re-running resumes the studies.")
+    tune.add_argument("--gpu", required=True, help="GPU key (h100, h200, a100, l40s, rtx4090); must match this machine")
+    tune.add_argument("--op", default=None, help="op to tune (default: all), e.g. linear_scan")
+    tune.add_argument("--kernel", default="all", help="fwd, bwd, ... or a comma list (default: all)")
+    tune.add_argument("--shapes", default="standard",
+                      help="'standard' (each template's workload), 'quick', or 'B=8,T=4096,D=2048;B=2,T=65536,D=2048'")
+    tune.add_argument("--dtype", default="bf16", help="dtype(s) to tune, comma separated (default bf16)")
+    tune.add_argument("--trials", type=int, default=24, help="measured trials per study (default 24)")
+    tune.add_argument("--sampler", choices=("tpe", "grid"), default="tpe", help="TPE (default) or the full grid")
+    tune.add_argument("--storage", default=None,
+                      help="Optuna storage URL (sqlite:///f.db, postgresql://...) or journal file path; "
+                      "default: a journal file in ~/.cache/kernelgen")
+    tune.add_argument("--out", default=None, help="tuned file to merge winners into (default tuned/<gpu>.json)")
+    tune.add_argument("--timeout", type=float, default=120.0, help="seconds before a trial counts as hung")
+    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("-v", "--verbose", action="store_true", help="print every failed trial's reason")
+    tune.set_defaults(run=cmd_tune)
+
+    show = sub.add_parser("show", help="list the tuned configs stored per GPU, flagging stale ones")
+    show.add_argument("--gpu", default=None, help="only this GPU's file")
+    show.add_argument("--dir", default=None, help="tuned folder (default: KERNELGEN_TUNED_DIR or tuned/)")
+    show.set_defaults(run=cmd_show)
+
+    bench = sub.add_parser("bench", help="benchmark kernelgen against peer libraries on this GPU (same as bench.py)")
+    from kernelgen.bench.runner import add_bench_arguments
+    add_bench_arguments(bench)
+    bench.set_defaults(run=cmd_bench)
+
+    profile = sub.add_parser("profile", help="FLOP/s and bandwidth of every op against the GPU's roofline")
+    calibrate = sub.add_parser("calibrate", help="measure this GPU's copy bandwidth and GEMM ceilings into its profile")
+    try:
+        from kernelgen.calibrate import add_calibrate_arguments
+        from kernelgen.profile import add_profile_arguments
+        add_profile_arguments(profile)
+        add_calibrate_arguments(calibrate)
+    except ImportError:   # the profiling module is optional at import time
+        pass
+    profile.set_defaults(run=cmd_profile)
+    calibrate.set_defaults(run=cmd_calibrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Logs and pipes get wide tables rather than columns cut to 80 characters.
+    console = Console() if sys.stdout.isatty() else Console(width=220)
+    return int(args.run(args, console) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

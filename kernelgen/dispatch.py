@@ -1,0 +1,107 @@
+"""Call-time config lookup: tuned/<gpu>.json -> nearest shape bucket -> constraint check -> config.
+
+This runs on every op call, so everything after the first call for a given key is one dict
+lookup: the tuned file is read once per process and GPU, and each (template, shape, dtype, flags,
+device) resolves once. Nothing is ever tuned here. When nothing tuned applies the template's
+heuristic default is used and one warning says why.
+"""
+from __future__ import annotations
+
+import threading
+import warnings
+from typing import Mapping
+
+import torch
+
+from kernelgen import hardware, store
+from kernelgen.paths import tuned_dir
+from kernelgen.template import Config, Template, dtype_name
+
+
+class TuningWarning(UserWarning):
+    """No usable tuned config: the heuristic default runs instead."""
+
+
+_lock = threading.Lock()
+_resolved: dict[tuple, Config] = {}
+_files: dict[str, tuple[store.TunedFile | None, str | None]] = {}   # gpu key -> (file, problem)
+_warned: set[tuple] = set()
+
+
+def reset() -> None:
+    """Forget loaded files, resolved configs and issued warnings (tests; a new KERNELGEN_TUNED_DIR)."""
+    with _lock:
+        _resolved.clear()
+        _files.clear()
+        _warned.clear()
+
+
+def current_gpu(device: torch.device) -> hardware.DetectedGPU | None:
+    if device.type != "cuda":
+        return None   # the CPU interpreter: nothing is tuned for it
+    return hardware.detect_gpu(device.index if device.index is not None else torch.cuda.current_device())
+
+
+def config_for(template: Template, shape: Mapping[str, int], dtype: torch.dtype | str,
+               flags: str = "", device: torch.device | str = "cuda") -> Config:
+    """The config to launch ``template`` with for this call."""
+    device = torch.device(device)
+    dtype_str = dtype if isinstance(dtype, str) else dtype_name(dtype)
+    key = (template.name, tuple(shape.items()), dtype_str, flags, device.type, device.index)
+    found = _resolved.get(key)
+    if found is None:
+        with _lock:
+            found = _resolved[key] = _resolve(template, dict(shape), dtype_str, flags, current_gpu(device))
+    return found
+
+
+def _tuned_file(gpu_key: str) -> tuple[store.TunedFile | None, str | None]:
+    if gpu_key not in _files:
+        path = tuned_dir() / f"{gpu_key}.json"
+        if not path.exists():
+            _files[gpu_key] = (None, f"no tuned file for GPU '{gpu_key}' ({path})")
+        else:
+            try:
+                loaded = store.load(path)
+                stored_key = loaded.gpu.get("key")
+                if stored_key != gpu_key:
+                    _files[gpu_key] = (None, f"{path} was tuned for GPU '{stored_key}', not '{gpu_key}'")
+                else:
+                    _files[gpu_key] = (loaded, None)
+            except store.StoreError as error:
+                _files[gpu_key] = (None, f"tuned file unusable: {error}")
+    return _files[gpu_key]
+
+
+def _resolve(template: Template, shape: dict[str, int], dtype: str, flags: str,
+             gpu: hardware.DetectedGPU | None) -> Config:
+    profile = gpu.profile if gpu else None
+    default = template.default_config(shape, profile)
+    if gpu is None:
+        return default
+    tuned, problem = _tuned_file(gpu.key)
+    if tuned is not None:
+        import triton
+        candidates = [e for e in tuned.entries if e.op == template.op and e.kernel == template.kernel
+                      and e.dtype == dtype and e.flags == flags]
+        fresh = [e for e in candidates if store.stale_reason(e, template.source_hash(), triton.__version__) is None]
+        entry = store.nearest(fresh, shape)
+        if entry is not None:
+            reason = template.check_config(entry.config, shape, profile)
+            if reason is None:
+                return dict(entry.config)
+            problem = f"nearest tuned config {entry.config} (bucket {entry.shape}) does not fit: {reason}"
+        elif candidates:
+            problem = store.stale_reason(candidates[0], template.source_hash(), triton.__version__)
+        else:
+            problem = f"no tuned entry for {template.name} dtype={dtype} flags={flags!r} on {gpu.key}"
+    _warn_once((template.name, dtype, flags, problem),
+               f"kernelgen: {template.name} ({dtype}{', ' + flags if flags else ''}) runs its heuristic "
+               f"default config: {problem}. Run `kernelgen tune --gpu {gpu.key} --op {template.op}` to tune it.")
+    return default
+
+
+def _warn_once(key: tuple, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, TuningWarning, stacklevel=4)

@@ -1,0 +1,148 @@
+"""The Template: one tunable kernel and everything the tuner, the store and dispatch need about it.
+
+A template lives in ``templates/<family>.py`` next to its kernel source. It declares, as data and
+small methods: the search space, the constraints that reject impossible configs before compiling,
+a heuristic default, the FLOP and byte model, the float64 reference, and the standard workload.
+
+Shapes are plain dicts of named sizes (``{"B": 8, "T": 4096, "D": 2048}``); the names in
+``dims`` form the shape bucket the store keys tuned configs by.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import itertools
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+Shape = Mapping[str, int]
+Config = dict[str, Any]
+Tensors = dict[str, torch.Tensor]
+
+DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPE_NAMES: dict[torch.dtype, str] = {v: k for k, v in DTYPES.items()}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """'bf16' for torch.bfloat16, and so on; the store and the CLI speak these names."""
+    return DTYPE_NAMES[dtype]
+
+
+class Template:
+    """Base class of every kernel template. Subclasses fill in the class attributes and methods.
+
+    name      unique registry key, "<op>.<kernel>" (e.g. "linear_scan.fwd")
+    op        public op it serves ("linear_scan");  kernel: "fwd", "bwd", "step", ...
+    space     every tunable parameter -> list of candidate values (the grid)
+    dims      shape dims that form the bucket (e.g. ("B", "T", "D"))
+    workload  standard shapes it is tuned and benchmarked on; quick_workload: a small subset
+    dtypes    dtype names it is tuned for; flags: flag variants tuned separately ("" = plain)
+    """
+
+    name: str = ""
+    op: str = ""
+    kernel: str = "fwd"
+    space: dict[str, list] = {}
+    dims: tuple[str, ...] = ()
+    workload: list[dict[str, int]] = []
+    quick_workload: list[dict[str, int]] = []
+    dtypes: tuple[str, ...] = ("bf16",)
+    flags: tuple[str, ...] = ("",)
+    # Shapes small enough to verify and tune under the CPU interpreter (tests, `--device cpu`).
+    cpu_workload: list[dict[str, int]] = []
+
+    # --- the search space ---------------------------------------------------------------
+    def default_config(self, shape: Shape, gpu: "GPUProfile | None" = None) -> Config:
+        """Heuristic default: what dispatch launches when nothing tuned applies."""
+        raise NotImplementedError
+
+    def check_config(self, config: Config, shape: Shape, gpu: "GPUProfile | None" = None) -> str | None:
+        """Why ``config`` cannot run ``shape`` on ``gpu`` (divisibility, shared memory, registers),
+        or None when it can. Called before compiling, and by dispatch on every new shape."""
+        return None
+
+    def canonical(self, config: Config) -> Config:
+        """The config with parameters that do not apply dropped (e.g. CUDA-only knobs on a Triton
+        config), so two trials that launch the same kernel are recognised as one."""
+        return dict(config)
+
+    def grid(self, shape: Shape, gpu: "GPUProfile | None" = None) -> list[Config]:
+        """Every distinct valid config of the space for ``shape``."""
+        seen, out = set(), []
+        keys = list(self.space)
+        for values in itertools.product(*(self.space[k] for k in keys)):
+            config = self.canonical(dict(zip(keys, values)))
+            key = tuple(sorted(config.items()))
+            if key in seen or self.check_config(config, shape, gpu) is not None:
+                continue
+            seen.add(key)
+            out.append(config)
+        return out
+
+    def complexity(self, config: Config) -> float:
+        """Smaller is simpler; breaks ties between configs timed within 2% of each other."""
+        return sum(float(v) for v in config.values() if isinstance(v, (int, float)) and not isinstance(v, bool))
+
+    # --- models -----------------------------------------------------------------------------
+    def flops(self, shape: Shape, dtype: str, flags: str = "") -> float:
+        """Floating-point operations of one launch (real work only, no padding)."""
+        raise NotImplementedError
+
+    def bytes(self, shape: Shape, dtype: str, flags: str = "") -> float:
+        """Fewest bytes that must cross device memory: each input read once, each output written once."""
+        raise NotImplementedError
+
+    # --- running and checking -----------------------------------------------------------------
+    def make_inputs(self, shape: Shape, dtype: str, flags: str, device: str | torch.device,
+                    generator: torch.Generator) -> Tensors:
+        """Fresh random inputs (never zeros) for one launch."""
+        raise NotImplementedError
+
+    def allocate_outputs(self, inputs: Tensors, shape: Shape, dtype: str, flags: str) -> Tensors:
+        """Output buffers the launch writes into; the tuner fills them with NaN before verifying."""
+        raise NotImplementedError
+
+    def launch(self, config: Config, inputs: Tensors, outputs: Tensors, shape: Shape, flags: str) -> None:
+        """Run the kernel(s) with ``config``, writing ``outputs``."""
+        raise NotImplementedError
+
+    def reference(self, inputs: Tensors, shape: Shape, flags: str) -> Tensors:
+        """The same outputs in float64, from the family's reference (kernelgen/reference)."""
+        raise NotImplementedError
+
+    def verification_shape(self, shape: Shape) -> dict[str, int]:
+        """Shape a tuning trial verifies on. The tuned shape by default; a template whose float64
+        reference is too costly at full size may shrink batch-like dims (never the tiled ones)."""
+        return dict(shape)
+
+    def tolerance(self, dtype: str, output: str) -> float:
+        """Largest accepted ‖out − ref‖ / ‖ref‖ for ``output`` at ``dtype``."""
+        return {"fp32": 1e-4, "fp16": 5e-3, "bf16": 3e-2}[dtype]
+
+    # --- identity -------------------------------------------------------------------------
+    def source_files(self) -> list[Path]:
+        """Files whose text defines the kernel; a change makes stored configs stale."""
+        return [Path(inspect.getfile(type(self)))]
+
+    def source_hash(self) -> str:
+        """Hash of ``source_files()``, read once per process (dispatch compares it on first use)."""
+        cached = self.__dict__.get("_source_hash")
+        if cached is None:
+            digest = hashlib.sha256()
+            for path in self.source_files():
+                digest.update(Path(path).read_bytes())
+            cached = self.__dict__["_source_hash"] = digest.hexdigest()[:16]
+        return cached
+
+    def shape_of(self, **sizes: int) -> dict[str, int]:
+        """The bucket dict for the actual sizes of a call (only ``dims`` are kept)."""
+        return {d: int(sizes[d]) for d in self.dims}
+
+    def __repr__(self) -> str:
+        return f"<Template {self.name}>"
+
+
+# Imported late for type hints only (hardware imports nothing from here).
+from kernelgen.hardware import GPUProfile  # noqa: E402

@@ -1,0 +1,77 @@
+"""Tune many (template, shape, dtype, flags) jobs on one device and merge the winners into tuned/."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import optuna
+
+from kernelgen import store
+from kernelgen.hardware import DetectedGPU, GPUProfile
+from kernelgen.template import Template
+from kernelgen.tune.pool import TrialWorker
+from kernelgen.tune.study import StudyRunner, TuneResult, open_storage
+
+
+@dataclass(frozen=True)
+class Job:
+    template: Template
+    shape: dict[str, int]
+    dtype: str
+    flags: str = ""
+
+    @property
+    def label(self) -> str:
+        flags = f" [{self.flags}]" if self.flags else ""
+        return f"{self.template.name} {self.dtype}{flags} " + " ".join(f"{k}={v}" for k, v in self.shape.items())
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where trials run and whose file the winners go to."""
+    device: str                 # "cuda" or "cpu" (the interpreter: tests only)
+    identity: dict              # GPU identity for the tuned file's header
+    profile: GPUProfile | None
+
+    @classmethod
+    def for_gpu(cls, gpu: DetectedGPU) -> "Target":
+        return cls(device="cuda", identity=gpu.identity(), profile=gpu.profile)
+
+    @classmethod
+    def cpu_interpreter(cls) -> "Target":
+        return cls(device="cpu", identity={"name": "CPU (Triton interpreter)", "key": "cpu-interpreter",
+                                           "compute_capability": [0, 0], "sms": os.cpu_count() or 1,
+                                           "memory_gb": 0.0}, profile=None)
+
+
+def tune_jobs(jobs: list[Job], target: Target, out: Path, *, n_trials: int = 24, sampler: str = "tpe",
+              storage_url: str | None = None, seed: int = 0, trial_timeout_s: float = 120.0,
+              on_trial: Callable[[Job, int, dict, dict], None] | None = None,
+              on_job: Callable[[Job, TuneResult | None, str | None], None] | None = None) -> list[TuneResult]:
+    """Run each job's study and merge its winner into ``out`` as soon as it is known, so an
+    interrupted run keeps what it finished. A job whose every config fails is reported, not fatal."""
+    import triton
+    storage = open_storage(storage_url)
+    env = {"TRITON_INTERPRET": "1"} if target.device == "cpu" else {}
+    results: list[TuneResult] = []
+    with TrialWorker(timeout_s=trial_timeout_s, env=env) as worker:
+        for job in jobs:
+            runner = StudyRunner(job.template, job.shape, job.dtype, job.flags, worker=worker, storage=storage,
+                                 gpu_key=target.identity["key"], gpu=target.profile, device=target.device,
+                                 seed=seed, on_trial=(lambda n, c, r, job=job: on_trial(job, n, c, r))
+                                 if on_trial else None)
+            try:
+                runner.search(n_trials, sampler)
+                result = runner.finish()
+            except (RuntimeError, optuna.exceptions.OptunaError) as error:
+                if on_job:
+                    on_job(job, None, str(error))
+                continue
+            store.merge_write(out, target.identity, [result.entry(triton.__version__)],
+                              {job.template.name: job.template.source_hash()})
+            results.append(result)
+            if on_job:
+                on_job(job, result, None)
+    return results

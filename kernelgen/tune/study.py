@@ -1,0 +1,230 @@
+"""One Optuna study per (template, shape bucket, dtype, flags): sample, verify, time, pick a winner.
+
+The search space belongs to the template, the strategy (TPE or grid) to the sampler, and the
+results to an Optuna storage chosen by URL; re-running the same study resumes it and keeps every
+finished trial. The winner is chosen after re-timing the fastest few one after another, with
+differences under 2% treated as ties that go to the simpler config.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+
+from kernelgen import store
+from kernelgen.hardware import GPUProfile
+from kernelgen.paths import cache_dir
+from kernelgen.template import Config, Template
+from kernelgen.tune.pool import TrialWorker
+
+TIE_FRACTION = 0.02      # re-timed configs within 2% of the best are ties
+FINALISTS = 4            # how many of the fastest are re-timed
+CONSTRAINT_RETRIES = 8   # samples per trial slot that may land on configs the constraints reject
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
+    """An Optuna storage: any RDB URL (sqlite:///..., postgresql://...), a journal file path
+    (``*.journal`` / ``*.log`` or ``journal:PATH``), or by default a journal file in the cache dir."""
+    if url is None:
+        url = str(cache_dir() / "studies.journal")
+    if url.startswith("journal:"):
+        url = url[len("journal:"):]
+    if "://" in url:
+        return optuna.storages.RDBStorage(url)
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    Path(url).parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(url))
+
+
+def study_name(template: Template, shape: dict[str, int], dtype: str, flags: str, gpu_key: str) -> str:
+    bucket = ",".join(f"{k}={v}" for k, v in shape.items())
+    return f"{gpu_key}/{template.name}/{dtype}/{flags or '-'}/{bucket}/{template.source_hash()}"
+
+
+def _config_key(config: Config) -> str:
+    return json.dumps(config, sort_keys=True)
+
+
+@dataclass
+class TuneResult:
+    template: Template
+    shape: dict[str, int]
+    dtype: str
+    flags: str
+    config: Config
+    ms: float
+    default_config: Config
+    default_ms: float | None
+    trials: int                # trials measured (passed or failed), over every run of the study
+    failed: int
+    study: str
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def gbps(self) -> float:
+        return self.template.bytes(self.shape, self.dtype, self.flags) / (self.ms * 1e-3) / 1e9
+
+    @property
+    def tflops(self) -> float:
+        return self.template.flops(self.shape, self.dtype, self.flags) / (self.ms * 1e-3) / 1e12
+
+    @property
+    def speedup(self) -> float | None:
+        return self.default_ms / self.ms if self.default_ms else None
+
+    def entry(self, triton_version: str) -> store.Entry:
+        return store.Entry(op=self.template.op, kernel=self.template.kernel, dtype=self.dtype, flags=self.flags,
+                           shape=dict(self.shape), config=dict(self.config), ms=round(self.ms, 6),
+                           default_ms=round(self.default_ms, 6) if self.default_ms else None, trials=self.trials,
+                           gbps=round(self.gbps, 2), tflops=round(self.tflops, 3),
+                           template_hash=self.template.source_hash(), triton=triton_version, tuned_at=store.now())
+
+
+class StudyRunner:
+    """Runs one study through a worker. ``on_trial(number, config, reply)`` reports progress."""
+
+    def __init__(self, template: Template, shape: dict[str, int], dtype: str, flags: str, *,
+                 worker: TrialWorker, storage: optuna.storages.BaseStorage, gpu_key: str,
+                 gpu: GPUProfile | None, device: str = "cuda", seed: int = 0,
+                 on_trial: Callable[[int, Config, dict[str, Any]], None] | None = None):
+        self.template, self.shape, self.dtype, self.flags = template, dict(shape), dtype, flags
+        self.worker, self.gpu, self.device, self.seed = worker, gpu, device, seed
+        self.on_trial = on_trial or (lambda *args: None)
+        self.name = study_name(template, self.shape, dtype, flags, gpu_key)
+        self.storage = storage
+        self.results: dict[str, dict[str, Any]] = {}   # config key -> stored outcome
+        self.failures: list[str] = []
+
+    # -- study bookkeeping ---------------------------------------------------------------
+    def _study(self, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+        study = optuna.create_study(study_name=self.name, storage=self.storage, direction="minimize",
+                                    sampler=sampler, load_if_exists=True)
+        study.set_user_attr("template", self.template.name)
+        stale_before = _dt.datetime.now() - _dt.timedelta(seconds=2 * self.worker.timeout_s)
+        for trial in study.get_trials(deepcopy=False):
+            config = trial.user_attrs.get("config")
+            if trial.state == optuna.trial.TrialState.RUNNING and trial.datetime_start and \
+                    trial.datetime_start < stale_before:
+                # An earlier tuner was killed mid-trial: close the trial so the study stays clean.
+                self.storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+            elif config is not None and trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL):
+                if trial.user_attrs.get("skipped"):
+                    continue
+                self.results[_config_key(config)] = {"ms": trial.value, "reason": trial.user_attrs.get("fail_reason")}
+        return study
+
+    def measured(self) -> int:
+        return len(self.results)
+
+    def _evaluate(self, study: optuna.Study, trial: optuna.Trial, config: Config) -> None:
+        key = _config_key(config)
+        trial.set_user_attr("config", config)
+        if key in self.results:     # the sampler proposed a config already measured: reuse it
+            trial.set_user_attr("skipped", "duplicate")
+            outcome = self.results[key]
+            if outcome["ms"] is None:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            else:
+                study.tell(trial, outcome["ms"])
+            return
+        reply = self.worker.run({"module": type(self.template).__module__, "template": self.template.name,
+                                 "shape": self.shape, "dtype": self.dtype, "flags": self.flags, "config": config,
+                                 "seed": self.seed + trial.number, "device": self.device, "verify": True, "time": True})
+        for name, value in reply.get("errors", {}).items():
+            trial.set_user_attr(f"error_{name}", value if math.isfinite(value) else "inf")
+        self.on_trial(trial.number, config, reply)
+        if reply["ok"]:
+            ms = float(reply["ms"])
+            trial.set_user_attr("ms", ms)
+            trial.set_user_attr("gbps", self.template.bytes(self.shape, self.dtype, self.flags) / ms / 1e6)
+            trial.set_user_attr("tflops", self.template.flops(self.shape, self.dtype, self.flags) / ms / 1e9)
+            self.results[key] = {"ms": ms, "reason": None}
+            study.tell(trial, ms)
+        else:
+            trial.set_user_attr("fail_reason", reply["reason"])
+            self.results[key] = {"ms": None, "reason": reply["reason"]}
+            self.failures.append(f"{config}: {reply['reason']}")
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+    def _suggest(self, trial: optuna.Trial) -> Config:
+        return self.template.canonical({name: trial.suggest_categorical(name, list(values))
+                                        for name, values in self.template.space.items()})
+
+    # -- the search ----------------------------------------------------------------------
+    def search(self, n_trials: int, sampler: str = "tpe") -> None:
+        """Measure configs until the study holds ``n_trials`` measured configs (grid: all valid ones)."""
+        default = self.template.default_config(self.shape, self.gpu)
+        if sampler == "grid":
+            study = self._study(optuna.samplers.TPESampler(seed=self.seed))
+            queue = [default] + self.template.grid(self.shape, self.gpu)
+        elif sampler == "tpe":
+            tpe = optuna.samplers.TPESampler(seed=self.seed, multivariate=True,
+                                             n_startup_trials=max(4, min(10, n_trials // 3)))
+            study = self._study(tpe)
+            queue = [default]
+        else:
+            raise ValueError(f"sampler must be 'tpe' or 'grid'; got {sampler!r}")
+        for config in queue:
+            if _config_key(config) not in self.results:
+                study.enqueue_trial(config, skip_if_exists=True)
+                trial = study.ask()
+                for name, values in self.template.space.items():   # so the sampler learns from it
+                    if name in config and config[name] in values:
+                        trial.suggest_categorical(name, list(values))
+                self._evaluate(study, trial, config)
+        if sampler == "grid":
+            return
+        space_size = len(self.template.grid(self.shape, self.gpu))
+        attempts = 0
+        while self.measured() < n_trials and attempts < CONSTRAINT_RETRIES * n_trials:
+            attempts += 1
+            trial = study.ask()
+            config = self._suggest(trial)
+            problem = self.template.check_config(config, self.shape, self.gpu)
+            if problem:   # never compiled: tell the sampler this region is infeasible
+                trial.set_user_attr("config", config)
+                trial.set_user_attr("skipped", "constraint")
+                trial.set_user_attr("fail_reason", f"constraint: {problem}")
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                continue
+            self._evaluate(study, trial, config)
+            if len(self.results) >= space_size + 1:
+                break     # the whole valid space is measured
+
+    def finish(self) -> TuneResult:
+        """Re-time the fastest few and the default one after another; ties (<2%) go to the simpler."""
+        default = self.template.default_config(self.shape, self.gpu)
+        passed = sorted(((v["ms"], json.loads(k)) for k, v in self.results.items() if v["ms"] is not None),
+                        key=lambda item: item[0])
+        failed = sum(1 for v in self.results.values() if v["ms"] is None)
+        if not passed:
+            raise RuntimeError(f"every config of {self.name} failed; first reasons: " + "; ".join(self.failures[:3]))
+        finalists = [config for _, config in passed[:FINALISTS]]
+        if _config_key(default) not in {_config_key(c) for c in finalists} and \
+                self.results.get(_config_key(default), {}).get("ms") is not None:
+            finalists.append(default)
+        retimed: dict[str, float] = {}
+        for config in finalists:
+            reply = self.worker.run({"module": type(self.template).__module__, "template": self.template.name,
+                                     "shape": self.shape, "dtype": self.dtype, "flags": self.flags,
+                                     "config": config, "seed": self.seed, "device": self.device,
+                                     "verify": False, "time": True})
+            if reply["ok"]:
+                retimed[_config_key(config)] = float(reply["ms"])
+        if not retimed:
+            retimed = {_config_key(c): ms for ms, c in passed[:FINALISTS]}
+        best_ms = min(retimed.values())
+        ties = [json.loads(k) for k, ms in retimed.items() if ms <= best_ms * (1 + TIE_FRACTION)]
+        winner = min(ties, key=lambda c: (self.template.complexity(c), retimed[_config_key(c)]))
+        default_ms = retimed.get(_config_key(default)) or self.results.get(_config_key(default), {}).get("ms")
+        return TuneResult(template=self.template, shape=self.shape, dtype=self.dtype, flags=self.flags,
+                          config=winner, ms=retimed[_config_key(winner)], default_config=default,
+                          default_ms=default_ms, trials=self.measured(), failed=failed, study=self.name,
+                          failures=list(self.failures))

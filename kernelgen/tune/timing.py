@@ -1,0 +1,34 @@
+"""How a launch is timed: the median of many runs, never a single one."""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+# Kernels faster than this are timed from CUDA-graph replays: launch overhead would dominate.
+GRAPH_BELOW_MS = 0.02
+
+
+def time_ms(fn: Callable[[], object], device: torch.device | str, rep_ms: int = 100) -> float:
+    """Median milliseconds of ``fn``: ``do_bench`` (L2 flushed between runs) on CUDA, with a
+    CUDA-graph re-measure for tiny kernels; a wall clock on the CPU (interpreter tests only)."""
+    if torch.device(device).type != "cuda":
+        return _cpu_median_ms(fn)
+    from triton.testing import do_bench, do_bench_cudagraph
+    ms = do_bench(fn, warmup=25, rep=rep_ms, return_mode="median")
+    if ms < GRAPH_BELOW_MS:
+        stream = torch.cuda.Stream()
+        with torch.cuda.stream(stream):   # graph capture needs a side stream
+            ms = do_bench_cudagraph(fn, rep=max(20, rep_ms // 5), return_mode="median")
+    return float(ms)
+
+
+def _cpu_median_ms(fn: Callable[[], object], runs: int = 3) -> float:
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(samples)

@@ -1,0 +1,69 @@
+"""The kernelgen command without a GPU: clear messages, exit codes, tables; tune's GPU check."""
+import sys
+from pathlib import Path
+
+import pytest
+
+from kernelgen import cli, hardware, store
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tune_fixtures import SCALE_SHIFT  # noqa: E402
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    return code, capsys.readouterr().out
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("tune", "show", "bench", "info", "profile", "calibrate"):
+        assert command in out
+
+
+def test_info_without_gpu(capsys, monkeypatch):
+    monkeypatch.setattr(hardware, "detect_gpu", lambda index=0: None)
+    code, out = run(capsys, "info")
+    assert code == 0 and "No CUDA GPU detected" in out and "h100" in out
+
+
+def test_tune_without_gpu_says_so(capsys, monkeypatch):
+    monkeypatch.setattr(hardware, "detect_gpu", lambda index=0: None)
+    code, out = run(capsys, "tune", "--gpu", "h100", "--op", "linear_scan")
+    assert code == 2 and "No CUDA GPU found" in out
+
+
+def test_tune_refuses_a_gpu_that_is_not_this_one(capsys, monkeypatch):
+    h100 = hardware.DetectedGPU("NVIDIA H100 80GB HBM3", "h100", (9, 0), 132, 79.1, hardware.profile("h100"))
+    monkeypatch.setattr(hardware, "detect_gpu", lambda index=0: h100)
+    code, out = run(capsys, "tune", "--gpu", "a100")
+    assert code == 2 and "does not match" in out and "NVIDIA H100 80GB HBM3" in out
+
+
+def test_tune_unknown_gpu_key(capsys):
+    code, out = run(capsys, "tune", "--gpu", "tpu9")
+    assert code == 2 and "known: a100, h100" in out
+
+
+def test_bench_without_gpu(capsys, monkeypatch):
+    monkeypatch.setattr(hardware, "detect_gpu", lambda index=0: None)
+    code, out = run(capsys, "bench", "--quick")
+    assert code == 2 and "No CUDA GPU found" in out
+
+
+def test_show_lists_entries_and_flags_stale(capsys, tmp_path):
+    entry = store.Entry(op="linear_scan", kernel="fwd", dtype="bf16", flags="", shape={"B": 8, "T": 4096, "D": 2048},
+                        config={"BLOCK_D": 64}, ms=0.15, default_ms=0.2, trials=12, template_hash="deadbeef",
+                        triton="3.6.0")
+    store.merge_write(tmp_path / "h100.json", {"key": "h100", "name": "NVIDIA H100"}, [entry], {}, {"triton": "3.6.0"})
+    code, out = run(capsys, "show", "--dir", str(tmp_path))
+    assert code == 0 and "linear_scan" in out and "stale" in out
+
+
+def test_parse_shapes():
+    assert cli.parse_shapes("N=5;N=7", SCALE_SHIFT) == [{"N": 5}, {"N": 7}]
+    assert cli.parse_shapes("standard", SCALE_SHIFT) == SCALE_SHIFT.workload
+    with pytest.raises(SystemExit, match="cannot read"):
+        cli.parse_shapes("N=five", SCALE_SHIFT)

@@ -1,0 +1,90 @@
+"""tuned/<gpu>.json: schema round trip, nearest bucket, staleness, corrupt files, concurrent writers."""
+import json
+import multiprocessing
+
+import pytest
+
+from kernelgen import store
+
+GPU = {"name": "NVIDIA H100 80GB HBM3", "key": "h100", "compute_capability": [9, 0], "sms": 132, "memory_gb": 79.1}
+TOOLS = {"torch": "2.11.0", "triton": "3.6.0", "cuda": "12.8"}
+
+
+def entry(T=4096, block=64, op="linear_scan", kernel="fwd", dtype="bf16", template_hash="h1", triton="3.6.0"):
+    return store.Entry(op=op, kernel=kernel, dtype=dtype, flags="", shape={"B": 8, "T": T, "D": 2048},
+                       config={"BLOCK_D": block}, ms=0.1, default_ms=0.2, trials=10,
+                       template_hash=template_hash, triton=triton)
+
+
+def test_round_trip(tmp_path):
+    path = tmp_path / "h100.json"
+    written = store.merge_write(path, GPU, [entry(), entry(T=65536)], {"linear_scan.fwd": "h1"}, TOOLS)
+    loaded = store.load(path)
+    assert loaded.to_json() == written.to_json()
+    assert json.loads(path.read_text())["schema"] == store.SCHEMA
+    assert loaded.gpu == GPU and loaded.toolchain == TOOLS and loaded.templates == {"linear_scan.fwd": "h1"}
+    assert loaded.entries[0].shape == {"B": 8, "T": 4096, "D": 2048}
+
+
+def test_merge_replaces_same_key_and_keeps_others(tmp_path):
+    path = tmp_path / "h100.json"
+    store.merge_write(path, GPU, [entry(block=64), entry(T=65536)], {}, TOOLS)
+    store.merge_write(path, GPU, [entry(block=128), entry(kernel="bwd")], {}, TOOLS)
+    got = {(e.kernel, e.shape["T"]): e.config["BLOCK_D"] for e in store.load(path).entries}
+    assert got == {("fwd", 4096): 128, ("fwd", 65536): 64, ("bwd", 4096): 64}
+
+
+def test_nearest_bucket_is_log_distance():
+    entries = [entry(T=1024), entry(T=4096), entry(T=65536)]
+    assert store.nearest(entries, {"B": 8, "T": 3000, "D": 2048}).shape["T"] == 4096
+    assert store.nearest(entries, {"B": 8, "T": 20000, "D": 2048}).shape["T"] == 65536  # log2 closer
+    assert store.nearest(entries, {"B": 8, "T": 1, "D": 2048}).shape["T"] == 1024
+    assert store.nearest([], {"T": 5}) is None
+
+
+def test_stale_reasons():
+    assert store.stale_reason(entry(), "h1", "3.6.1") is None
+    assert "changed" in store.stale_reason(entry(), "h2", "3.6.0")
+    assert "Triton 3.6.0" in store.stale_reason(entry(), "h1", "3.9.0")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{not json", "not valid JSON"),
+    ('{"schema": "kernelgen.tuned/0", "gpu": {}}', "schema"),
+    ('{"schema": "kernelgen.tuned/1", "gpu": {}, "entries": [{"op": "x"}]}', "malformed"),
+    ("[]", "schema"),
+])
+def test_corrupt_files_give_clear_errors(tmp_path, text, message):
+    path = tmp_path / "h100.json"
+    path.write_text(text)
+    with pytest.raises(store.StoreError, match=message):
+        store.load(path)
+
+
+def test_corrupt_file_is_moved_aside_not_lost(tmp_path):
+    path = tmp_path / "h100.json"
+    path.write_text("{broken")
+    store.merge_write(path, GPU, [entry()], {}, TOOLS)
+    assert len(store.load(path).entries) == 1
+    [aside] = tmp_path.glob("h100.json.corrupt-*")
+    assert aside.read_text() == "{broken"
+
+
+def test_refuses_to_merge_another_gpus_file(tmp_path):
+    path = tmp_path / "h100.json"
+    store.merge_write(path, {**GPU, "key": "a100"}, [entry()], {}, TOOLS)
+    with pytest.raises(store.StoreError, match="a100"):
+        store.merge_write(path, GPU, [entry()], {}, TOOLS)
+
+
+def _writer(args):
+    path, T = args
+    store.merge_write(path, GPU, [entry(T=T)], {"linear_scan.fwd": "h1"}, TOOLS)
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    path = str(tmp_path / "h100.json")
+    sizes = [2 ** k for k in range(4, 20)]
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        pool.map(_writer, [(path, T) for T in sizes])
+    assert sorted(e.shape["T"] for e in store.load(path).entries) == sizes

@@ -1,0 +1,82 @@
+"""The tuner end to end on the CPU interpreter: real Optuna storage, planted failures, resume."""
+import json
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from kernelgen import dispatch, hardware, store
+from kernelgen.tune.run import Job, Target, tune_jobs
+from kernelgen.tune.study import open_storage
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tune_fixtures import SCALE_SHIFT  # noqa: E402
+
+SHAPE = {"N": 100}
+
+
+def _run(tmp_path, sampler="grid", trials=8, storage=None):
+    events = []
+    out = tmp_path / "tuned" / "cpu-interpreter.json"
+    results = tune_jobs([Job(SCALE_SHIFT, SHAPE, "fp32")], Target.cpu_interpreter(), out,
+                        n_trials=trials, sampler=sampler, trial_timeout_s=20,
+                        storage_url=storage or str(tmp_path / "studies.journal"),
+                        on_trial=lambda job, n, config, reply: events.append((config, reply)))
+    return results, events, out
+
+
+@pytest.fixture(autouse=True)
+def _worker_finds_fixtures(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+
+
+def test_grid_study_survives_planted_failures_and_writes_the_store(tmp_path):
+    results, events, out = _run(tmp_path)
+    reasons = {(c["block"], c["variant"]): r["reason"] for c, r in events}
+    assert reasons[(16, "b")].startswith("timeout")
+    assert "planted compile error" in reasons[(32, "b")]
+    assert reasons[(64, "b")].startswith("wrong result")
+    assert "worker died" in reasons[(128, "b")]
+    assert all(reasons[(block, "a")] is None for block in (16, 32, 64, 128))
+
+    [result] = results
+    assert result.config["variant"] == "a" and result.failed == 4 and result.trials == 8
+    saved = store.load(out)
+    [entry] = saved.entries
+    assert entry.config == result.config and entry.shape == SHAPE and entry.dtype == "fp32"
+    assert entry.default_ms and entry.template_hash == SCALE_SHIFT.source_hash()
+    assert saved.gpu["key"] == "cpu-interpreter"
+
+    study = optuna.load_study(study_name=result.study, storage=open_storage(str(tmp_path / "studies.journal")))
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert {t.user_attrs["config"]["block"] for t in failed} == {16, 32, 64, 128}
+    assert all("fail_reason" in t.user_attrs for t in failed)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert all(t.user_attrs["ms"] > 0 and t.user_attrs["gbps"] > 0 for t in complete)
+
+
+def test_dispatch_loads_the_tuned_file(tmp_path, monkeypatch):
+    results, _, out = _run(tmp_path)
+    monkeypatch.setenv("KERNELGEN_TUNED_DIR", str(out.parent))
+    fake_gpu = hardware.DetectedGPU("CPU (Triton interpreter)", "cpu-interpreter", (0, 0), 2, 0.0, None)
+    monkeypatch.setattr(dispatch, "current_gpu", lambda device: fake_gpu)
+    dispatch.reset()
+    assert dispatch.config_for(SCALE_SHIFT, {"N": 120}, "fp32", device="cpu") == results[0].config
+
+
+def test_resume_keeps_finished_trials(tmp_path):
+    # First run: TPE with 3 trials; second run asks for 5: only 2 more are measured.
+    _, first_events, _ = _run(tmp_path, sampler="tpe", trials=3)
+    results, second_events, out = _run(tmp_path, sampler="tpe", trials=5)
+    measured_first = {json.dumps(c, sort_keys=True) for c, _ in first_events}
+    measured_second = {json.dumps(c, sort_keys=True) for c, _ in second_events}
+    assert len(measured_first) == 3
+    assert not measured_first & measured_second        # nothing measured twice
+    assert results[0].trials == 5
+    assert store.load(out).entries[0].trials == 5
+
+
+def test_sqlite_storage_url(tmp_path):
+    results, _, _ = _run(tmp_path, sampler="tpe", trials=2, storage=f"sqlite:///{tmp_path}/studies.db")
+    assert results and (tmp_path / "studies.db").exists()
