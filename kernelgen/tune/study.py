@@ -24,6 +24,7 @@ from kernelgen.tune.pool import TrialWorker
 
 TIE_FRACTION = 0.02      # re-timed configs within 2% of the best are ties
 FINALISTS = 4            # how many of the fastest are re-timed
+SEARCH_REP_MS = 40       # do_bench budget per trial while searching; finalists get the full 100 ms
 CONSTRAINT_RETRIES = 8   # samples per trial slot that may land on configs the constraints reject
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -136,7 +137,8 @@ class StudyRunner:
             return
         reply = self.worker.run({"module": type(self.template).__module__, "template": self.template.name,
                                  "shape": self.shape, "dtype": self.dtype, "flags": self.flags, "config": config,
-                                 "seed": self.seed + trial.number, "device": self.device, "verify": True, "time": True})
+                                 "seed": self.seed + trial.number, "device": self.device, "verify": True, "time": True,
+                                 "rep_ms": SEARCH_REP_MS})
         for name, value in reply.get("errors", {}).items():
             trial.set_user_attr(f"error_{name}", value if math.isfinite(value) else "inf")
         self.on_trial(trial.number, config, reply)

@@ -77,7 +77,8 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
                 generator = torch.Generator(device="cpu").manual_seed(seed)
                 inputs = template.make_inputs(shape, dtype, flags, device, generator)
             outputs = template.allocate_outputs(inputs, shape, dtype, flags)
-            reply["ms"] = time_ms(lambda: template.launch(config, inputs, outputs, shape, flags), device)
+            reply["ms"] = time_ms(lambda: template.launch(config, inputs, outputs, shape, flags), device,
+                                  rep_ms=int(request.get("rep_ms", 100)))
         reply["ok"] = True
     except Exception as error:  # noqa: BLE001 - every failure becomes the trial's reason
         first_line = (str(error).strip().splitlines() or [""])[0][:300]
