@@ -50,6 +50,9 @@ class Template:
     quick_workload: list[dict[str, int]] = []
     dtypes: tuple[str, ...] = ("bf16",)
     flags: tuple[str, ...] = ("",)
+    # Whether the work runs on tensor cores (matmul-shaped) or CUDA cores (scans): picks the
+    # compute roof a roofline judges it against.
+    tensor_cores: bool = True
     # Shapes small enough to verify and tune under the CPU interpreter (tests, `--device cpu`).
     cpu_workload: list[dict[str, int]] = []
 
