@@ -1,0 +1,720 @@
+// Mamba selective scan: CUDA templates, compiled at run time by NVRTC (through CuPy) with their
+// parameters as template arguments. Loader, cache and launchers: templates/selective_scan_cuda.py.
+//
+// Math, per batch b, channel d (group g = d / (dim / G)) and state n, with h = initial_state or 0:
+//   dt_t = delta_t + delta_bias[d]            (then softplus if asked)
+//   h_t  = exp(dt_t * A[d,n]) * h_{t-1} + dt_t * B_t[g,n] * u_t
+//   y_t  = sum_n C_t[g,n] * h_t + D[d] * u_t  (then * silu(z_t) if z is given)
+//
+// The file is self-contained on purpose: no #include, so NVRTC needs no header search path and
+// the same text compiles under nvcc (CI compile check) and g++ (the CPU emulation test, with
+// KERNELGEN_HOST_EMULATION defined). Device-only instructions sit behind __CUDA_ARCH__.
+
+#define KG_LOG2E 1.4426950408889634f
+#define KG_FULL_MASK 0xffffffffu
+
+// ---------------------------------------------------------------------------------------------
+// Element types: the storage type in memory and conversions to and from fp32 (all math is fp32).
+// ---------------------------------------------------------------------------------------------
+__device__ __forceinline__ float kg_bits_to_float(unsigned int bits) {
+#if defined(__CUDA_ARCH__)
+    return __uint_as_float(bits);
+#else
+    float f;
+    __builtin_memcpy(&f, &bits, sizeof(f));
+    return f;
+#endif
+}
+
+__device__ __forceinline__ unsigned int kg_float_to_bits(float f) {
+#if defined(__CUDA_ARCH__)
+    return __float_as_uint(f);
+#else
+    unsigned int bits;
+    __builtin_memcpy(&bits, &f, sizeof(bits));
+    return bits;
+#endif
+}
+
+struct Float32 {
+    typedef float storage;
+    static __device__ __forceinline__ float to_float(float v) { return v; }
+    static __device__ __forceinline__ float from_float(float v) { return v; }
+};
+
+struct Float16 {
+    typedef unsigned short storage;
+    static __device__ __forceinline__ float to_float(unsigned short v) {
+#if defined(__CUDA_ARCH__)
+        float f;
+        asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v));
+        return f;
+#elif defined(KERNELGEN_HOST_EMULATION)
+        _Float16 h;
+        __builtin_memcpy(&h, &v, sizeof(h));
+        return (float)h;
+#else
+        return 0.f;  // host pass of nvcc: never executed
+#endif
+    }
+    static __device__ __forceinline__ unsigned short from_float(float f) {
+#if defined(__CUDA_ARCH__)
+        unsigned short v;
+        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(v) : "f"(f));
+        return v;
+#elif defined(KERNELGEN_HOST_EMULATION)
+        _Float16 h = (_Float16)f;
+        unsigned short v;
+        __builtin_memcpy(&v, &h, sizeof(v));
+        return v;
+#else
+        return 0;
+#endif
+    }
+};
+
+struct BFloat16 {
+    typedef unsigned short storage;
+    static __device__ __forceinline__ float to_float(unsigned short v) {
+        return kg_bits_to_float(((unsigned int)v) << 16);  // exact
+    }
+    static __device__ __forceinline__ unsigned short from_float(float f) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+        unsigned short v;
+        asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(v) : "f"(f));
+        return v;
+#else
+        // Round to nearest even, NaN stays NaN.
+        unsigned int bits = kg_float_to_bits(f);
+        if ((bits & 0x7fffffffu) > 0x7f800000u) return (unsigned short)0x7fc0u;
+        bits += 0x7fffu + ((bits >> 16) & 1u);
+        return (unsigned short)(bits >> 16);
+#endif
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Special functions. One ex2.approx per element and state is the kernel's floor (the SFU is the
+// bottleneck on H100), so A is pre-scaled by log2(e) and every exp is a single ex2.
+// ---------------------------------------------------------------------------------------------
+__device__ __forceinline__ float kg_exp2(float x) {
+#if defined(__CUDA_ARCH__)
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+#else
+    return exp2f(x);
+#endif
+}
+
+__device__ __forceinline__ float kg_softplus(float x) {
+    // log(1 + e^x); above 20 it equals x in fp32.
+    return x > 20.f ? x : log1pf(kg_exp2(x * KG_LOG2E));
+}
+
+__device__ __forceinline__ float kg_silu(float x) {
+    return x / (1.f + kg_exp2(-x * KG_LOG2E));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading and storing kItems consecutive elements of one row: 16-byte vectors when the row is
+// aligned and all items are in range, else element by element with the tail masked (zeros in).
+// ---------------------------------------------------------------------------------------------
+template <int kBytes> struct KgVec;
+template <> struct KgVec<2> { typedef unsigned short type; };
+template <> struct KgVec<4> { typedef unsigned int type; };
+template <> struct KgVec<8> { typedef uint2 type; };
+template <> struct KgVec<16> { typedef uint4 type; };
+
+template <typename T, int kItems>
+struct KgRowIO {
+    typedef typename T::storage S;
+    static constexpr int kBytes = kItems * (int)sizeof(S);
+    static constexpr int kVecBytes = kBytes < 16 ? kBytes : 16;
+    static constexpr int kVecs = kBytes / kVecBytes;
+    static constexpr int kPerVec = kVecBytes / (int)sizeof(S);
+    typedef typename KgVec<kVecBytes>::type V;
+    union Pack { V vec; S elems[kPerVec]; };
+
+    // True when rows starting at `base`, `row_elems` elements apart, allow vector access.
+    static __device__ __forceinline__ bool aligned(const void* base, long long row_elems) {
+        return ((unsigned long long)base % kVecBytes) == 0 &&
+               ((unsigned long long)row_elems * sizeof(S)) % kVecBytes == 0;
+    }
+
+    // out[i] = ptr[i] for i < valid, 0 beyond. `valid` may be <= 0 or > kItems.
+    static __device__ __forceinline__ void load(const S* __restrict__ ptr, int valid, bool vec_ok,
+                                                float (&out)[kItems]) {
+        if (vec_ok && valid >= kItems) {
+            const V* vp = reinterpret_cast<const V*>(ptr);
+#pragma unroll
+            for (int v = 0; v < kVecs; ++v) {
+                Pack pack;
+                pack.vec = vp[v];
+#pragma unroll
+                for (int e = 0; e < kPerVec; ++e) out[v * kPerVec + e] = T::to_float(pack.elems[e]);
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < kItems; ++i) out[i] = i < valid ? T::to_float(ptr[i]) : 0.f;
+        }
+    }
+
+    static __device__ __forceinline__ void store(S* __restrict__ ptr, int valid, bool vec_ok,
+                                                 const float (&in)[kItems]) {
+        if (vec_ok && valid >= kItems) {
+            V* vp = reinterpret_cast<V*>(ptr);
+#pragma unroll
+            for (int v = 0; v < kVecs; ++v) {
+                Pack pack;
+#pragma unroll
+                for (int e = 0; e < kPerVec; ++e) pack.elems[e] = T::from_float(in[v * kPerVec + e]);
+                vp[v] = pack.vec;
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < kItems; ++i)
+                if (i < valid) ptr[i] = T::from_float(in[i]);
+        }
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Building blocks of the forward and backward scans.
+//
+// A warp owns one (batch, channel) row and walks L in chunks of 32 * kItems timesteps; lane j
+// holds timesteps [j * kItems, (j + 1) * kItems) of the chunk. For one state every step is an
+// affine map h -> decay * h + input; a lane composes its items' maps in registers, the warp
+// combines the 32 lane maps with a shuffle scan (Hillis-Steele, 5 steps), and each lane then
+// replays its items from its true start state. One exp per (element, state): a lane's total
+// decay is a single ex2 of its summed dt rather than a product.
+// ---------------------------------------------------------------------------------------------
+
+// Inclusive scan of affine maps (a, b) over the lanes, lane 0 first: afterwards lane j holds the
+// composition of the maps of lanes 0..j (applied in that order).
+__device__ __forceinline__ void kg_scan_maps_up(float& a, float& b, int lane) {
+#pragma unroll
+    for (int offset = 1; offset < 32; offset *= 2) {
+        const float prev_a = __shfl_up_sync(KG_FULL_MASK, a, offset);
+        const float prev_b = __shfl_up_sync(KG_FULL_MASK, b, offset);
+        if (lane >= offset) {
+            b = fmaf(a, prev_b, b);
+            a *= prev_a;
+        }
+    }
+}
+
+// The same from lane 31 down to lane 0 (the adjoint runs backwards in time): afterwards lane j
+// holds the composition of the maps of lanes 31..j.
+__device__ __forceinline__ void kg_scan_maps_down(float& a, float& b, int lane) {
+#pragma unroll
+    for (int offset = 1; offset < 32; offset *= 2) {
+        const float next_a = __shfl_down_sync(KG_FULL_MASK, a, offset);
+        const float next_b = __shfl_down_sync(KG_FULL_MASK, b, offset);
+        if (lane + offset < 32) {
+            b = fmaf(a, next_b, b);
+            a *= next_a;
+        }
+    }
+}
+
+// dt for the lane's items from the raw delta (in `dt`): + bias, softplus if asked, and 0 at and
+// past L so those steps are the identity (decay 1, input 0) and carries pass through. `u` comes
+// in as u and leaves as dt * u. Returns the sum of the lane's dt.
+template <int kItems>
+__device__ __forceinline__ float kg_prepare_dt(float (&dt)[kItems], float (&u)[kItems], float bias,
+                                               int softplus, int valid) {
+    float dt_sum = 0.f;
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+        float v = dt[i] + bias;
+        if (softplus) v = kg_softplus(v);
+        v = i < valid ? v : 0.f;
+        dt[i] = v;
+        u[i] *= v;
+        dt_sum += v;
+    }
+    return dt_sum;
+}
+
+// For one state (a2 = A * log2 e): each item's decay and input, and the state entering this lane's
+// first item given h_chunk entering the chunk. h_chunk_end gets the state leaving the chunk and
+// lane_decay this lane's own total decay.
+template <int kItems>
+__device__ __forceinline__ float kg_state_into_lane(const float (&dt)[kItems], const float (&dtu)[kItems],
+                                                    const float (&bn)[kItems], float a2, float dt_sum,
+                                                    float h_chunk, int lane, float (&decay)[kItems],
+                                                    float (&input)[kItems], float& h_chunk_end,
+                                                    float& lane_decay) {
+    float agg_b = 0.f;  // this lane's map h -> agg_a * h + agg_b over its items
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+        decay[i] = kg_exp2(dt[i] * a2);
+        input[i] = dtu[i] * bn[i];
+        agg_b = fmaf(decay[i], agg_b, input[i]);
+    }
+    lane_decay = kg_exp2(dt_sum * a2);
+    float agg_a = lane_decay;
+    kg_scan_maps_up(agg_a, agg_b, lane);
+    const float h_end = fmaf(agg_a, h_chunk, agg_b);  // h after this lane's last item
+    const float h_in = __shfl_up_sync(KG_FULL_MASK, h_end, 1);
+    h_chunk_end = __shfl_sync(KG_FULL_MASK, h_end, 31);
+    return lane == 0 ? h_chunk : h_in;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward scan. For each chunk and state: the lane maps, the warp scan with the carry from the
+// previous chunk, then the replay accumulating C * h into y. kWarps channels of one batch row
+// share a block so their B/C loads (identical within a group) hit L1. No __syncthreads: warps
+// are independent. Optionally writes the state entering every chunk (the backward's checkpoints).
+//
+// Template parameters: InT the type of u/delta/z/out, WT the type of B/C, kN the number of states,
+// kWarps channels per block (threads = 32 * kWarps), kItems timesteps per lane, kUnroll the
+// unroll factor of the state loop (1 or 2: two states interleaved hide shuffle latency),
+// kMinBlocks the blocks per SM ptxas must fit (caps registers: more warps, or no spills).
+// Runtime flags (nullable pointers, delta_softplus) cost one uniform branch per element.
+// ---------------------------------------------------------------------------------------------
+template <typename InT, typename WT, int kN, int kWarps, int kItems, int kUnroll, int kMinBlocks>
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
+selective_scan_fwd_kernel(const typename InT::storage* __restrict__ u,
+                          const typename InT::storage* __restrict__ delta,
+                          const float* __restrict__ A,                  // [dim, N]
+                          const typename WT::storage* __restrict__ Bm,  // [batch, G, N, L]
+                          const typename WT::storage* __restrict__ Cm,  // [batch, G, N, L]
+                          const float* __restrict__ D,                  // [dim] or null
+                          const typename InT::storage* __restrict__ z,  // [batch, dim, L] or null
+                          const float* __restrict__ delta_bias,         // [dim] or null
+                          const float* __restrict__ initial_state,      // [batch, dim, N] or null
+                          typename InT::storage* __restrict__ out,      // [batch, dim, L]
+                          float* __restrict__ last_state,               // [batch, dim, N] or null
+                          float* __restrict__ chunk_states,             // [batch, dim, chunks, N] or null
+                          int dim, int L, int groups, int delta_softplus) {
+    typedef KgRowIO<InT, kItems> InIO;
+    typedef KgRowIO<WT, kItems> WIO;
+    constexpr int kChunk = 32 * kItems;
+    __shared__ float carry_smem[kWarps][kN];  // h entering the current chunk, per channel
+
+    const int warp = (int)threadIdx.x / 32;
+    const int lane = (int)threadIdx.x % 32;
+    const int blocks_per_row = (dim + kWarps - 1) / kWarps;
+    const int b = (int)blockIdx.x / blocks_per_row;
+    const int d = ((int)blockIdx.x % blocks_per_row) * kWarps + warp;
+    if (d >= dim) return;  // whole warp leaves; nothing below synchronises across warps
+    const int g = d / (dim / groups);
+
+    const long long row = (long long)b * dim + d;
+    const typename InT::storage* u_row = u + row * L;
+    const typename InT::storage* delta_row = delta + row * L;
+    const typename InT::storage* z_row = z ? z + row * L : nullptr;
+    typename InT::storage* out_row = out + row * L;
+    const long long bc_offset = ((long long)b * groups + g) * kN * (long long)L;
+    const typename WT::storage* B_row0 = Bm + bc_offset;
+    const typename WT::storage* C_row0 = Cm + bc_offset;
+    const float* A_row = A + (long long)d * kN;
+    const int n_chunks = (L + kChunk - 1) / kChunk;
+    float* states_row = chunk_states ? chunk_states + row * n_chunks * kN : nullptr;
+
+    const bool u_vec = InIO::aligned(u, L);
+    const bool delta_vec = InIO::aligned(delta, L);
+    const bool z_vec = z ? InIO::aligned(z, L) : false;
+    const bool out_vec = InIO::aligned(out, L);
+    const bool bc_vec = WIO::aligned(Bm, L) && WIO::aligned(Cm, L);
+    const float D_d = D ? D[d] : 0.f;
+    const float bias_d = delta_bias ? delta_bias[d] : 0.f;
+
+    float* carry = carry_smem[warp];
+    for (int n = lane; n < kN; n += 32) carry[n] = initial_state ? initial_state[row * kN + n] : 0.f;
+    __syncwarp();
+
+    for (int chunk = 0; chunk < n_chunks; ++chunk) {
+        const int t_lane = chunk * kChunk + lane * kItems;
+        const int valid = L - t_lane;  // items of this lane inside [0, L): may be <= 0 or > kItems
+
+        float dt[kItems], dtu[kItems], y[kItems];
+        InIO::load(delta_row + t_lane, valid, delta_vec, dt);
+        InIO::load(u_row + t_lane, valid, u_vec, dtu);
+        const float dt_sum = kg_prepare_dt(dt, dtu, bias_d, delta_softplus, valid);
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) y[i] = 0.f;
+
+#pragma unroll kUnroll
+        for (int n = 0; n < kN; ++n) {
+            float bn[kItems], cn[kItems], decay[kItems], input[kItems];
+            WIO::load(B_row0 + (long long)n * L + t_lane, valid, bc_vec, bn);
+            const float h_chunk = carry[n];
+            if (states_row && lane == 0) states_row[chunk * kN + n] = h_chunk;
+            float h_chunk_end, lane_decay;
+            float h = kg_state_into_lane(dt, dtu, bn, A_row[n] * KG_LOG2E, dt_sum, h_chunk, lane, decay, input,
+                                         h_chunk_end, lane_decay);
+            WIO::load(C_row0 + (long long)n * L + t_lane, valid, bc_vec, cn);
+#pragma unroll
+            for (int i = 0; i < kItems; ++i) {
+                h = fmaf(decay[i], h, input[i]);
+                y[i] = fmaf(cn[i], h, y[i]);
+            }
+            // Every lane read carry[n] before the shuffles inside kg_state_into_lane.
+            if (lane == 0) carry[n] = h_chunk_end;
+        }
+        __syncwarp();  // carry writes visible to all lanes before the next chunk reads them
+
+        if (D) {
+            float uu[kItems];
+            InIO::load(u_row + t_lane, valid, u_vec, uu);
+#pragma unroll
+            for (int i = 0; i < kItems; ++i) y[i] = fmaf(D_d, uu[i], y[i]);
+        }
+        if (z_row) {
+            float zz[kItems];
+            InIO::load(z_row + t_lane, valid, z_vec, zz);
+#pragma unroll
+            for (int i = 0; i < kItems; ++i) y[i] *= kg_silu(zz[i]);
+        }
+        InIO::store(out_row + t_lane, valid, out_vec, y);
+    }
+
+    if (last_state)
+        for (int n = lane; n < kN; n += 32) last_state[row * kN + n] = carry[n];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward scan. With dy = dout * silu(z) and G_t = dL/dh_t (per state), running backwards:
+//   G_t = C_t dy_t + exp(dt_{t+1} A) G_{t+1},   G_{L-1} = C_{L-1} dy_{L-1} + dlast_state
+//   du_t = D dy_t + sum_n G_t dt_t B_t      dB_t += G_t dt_t u_t     dC_t += dy_t h_t
+//   ddt_t = sum_n G_t (A exp(dt_t A) h_{t-1} + B_t u_t)              dA += G_t dt_t exp(dt_t A) h_{t-1}
+//   ddelta = ddt * sigmoid(delta + bias) with softplus; dz = dout * y * silu'(z); dD += dy u;
+//   dinitial_state = exp(dt_0 A) G_0.
+// Phase 1 walks the chunks forwards and stores the state entering each (skipped when the forward
+// already wrote them); phase 2 walks them backwards: per state it rebuilds h inside the chunk
+// from the checkpoint (forward lane scan) and runs the adjoint as maps R -> lane_decay * R + beta
+// over the lanes from 31 down to 0 (R is exp(dt A) G of the step after). dB/dC sum over the
+// channels of a group: the block's warps (channels of one group, dim / G a multiple of kWarps)
+// add theirs in shared memory, then one coalesced fp32 atomicAdd per (state, timestep) and block.
+// dA, dD and ddelta_bias gather per warp and add atomically once per (batch, channel).
+// ---------------------------------------------------------------------------------------------
+template <typename InT, typename WT, int kN, int kWarps, int kItems, int kMinBlocks>
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
+selective_scan_bwd_kernel(const typename InT::storage* __restrict__ u,
+                          const typename InT::storage* __restrict__ delta,
+                          const float* __restrict__ A,
+                          const typename WT::storage* __restrict__ Bm,
+                          const typename WT::storage* __restrict__ Cm,
+                          const float* __restrict__ D,
+                          const typename InT::storage* __restrict__ z,
+                          const float* __restrict__ delta_bias,
+                          const float* __restrict__ initial_state,
+                          const typename InT::storage* __restrict__ dout,   // [batch, dim, L]
+                          const float* __restrict__ dlast_state,            // [batch, dim, N] or null
+                          float* __restrict__ chunk_states,                 // [batch, dim, chunks, N]
+                          typename InT::storage* __restrict__ du,           // [batch, dim, L]
+                          typename InT::storage* __restrict__ ddelta,       // [batch, dim, L]
+                          float* __restrict__ dA,                           // [dim, N], zeroed
+                          float* __restrict__ dB,                           // [batch, G, N, L], zeroed
+                          float* __restrict__ dC,                           // [batch, G, N, L], zeroed
+                          float* __restrict__ dD,                           // [dim] zeroed, or null
+                          typename InT::storage* __restrict__ dz,           // [batch, dim, L] or null
+                          float* __restrict__ ddelta_bias,                  // [dim] zeroed, or null
+                          float* __restrict__ dinitial_state,               // [batch, dim, N] or null
+                          int dim, int L, int groups, int delta_softplus, int have_chunk_states) {
+    typedef KgRowIO<InT, kItems> InIO;
+    typedef KgRowIO<WT, kItems> WIO;
+    constexpr int kChunk = 32 * kItems;
+    constexpr int kLaneStride = kItems + 1;  // padding: conflict-free writes and reads
+    __shared__ float carry_smem[kWarps][kN];   // phase 1: h; phase 2: the adjoint carry R
+    __shared__ float dA_smem[kWarps][kN];
+    __shared__ float reduce_smem[2][kWarps][32 * kLaneStride];
+
+    const int warp = (int)threadIdx.x / 32;
+    const int lane = (int)threadIdx.x % 32;
+    const int blocks_per_row = dim / kWarps;  // the launcher ensures kWarps divides dim / G
+    const int b = (int)blockIdx.x / blocks_per_row;
+    const int d = ((int)blockIdx.x % blocks_per_row) * kWarps + warp;
+    const int g = d / (dim / groups);
+
+    const long long row = (long long)b * dim + d;
+    const long long bc_offset = ((long long)b * groups + g) * kN * (long long)L;
+    const typename WT::storage* B_row0 = Bm + bc_offset;
+    const typename WT::storage* C_row0 = Cm + bc_offset;
+    float* dB_row0 = dB + bc_offset;
+    float* dC_row0 = dC + bc_offset;
+    const float* A_row = A + (long long)d * kN;
+    const int n_chunks = (L + kChunk - 1) / kChunk;
+    float* states_row = chunk_states + row * n_chunks * kN;
+
+    const bool in_vec = InIO::aligned(u, L) && InIO::aligned(delta, L) && InIO::aligned(dout, L) &&
+                        InIO::aligned(du, L) && InIO::aligned(ddelta, L) &&
+                        (z == nullptr || (InIO::aligned(z, L) && InIO::aligned(dz, L)));
+    const bool bc_vec = WIO::aligned(Bm, L) && WIO::aligned(Cm, L);
+    const float D_d = D ? D[d] : 0.f;
+    const float bias_d = delta_bias ? delta_bias[d] : 0.f;
+    float* carry = carry_smem[warp];
+
+    // Phase 1: the state entering every chunk.
+    if (!have_chunk_states) {
+        for (int n = lane; n < kN; n += 32) carry[n] = initial_state ? initial_state[row * kN + n] : 0.f;
+        __syncwarp();
+        for (int chunk = 0; chunk < n_chunks; ++chunk) {
+            const int t_lane = chunk * kChunk + lane * kItems;
+            const int valid = L - t_lane;
+            float dt[kItems], dtu[kItems];
+            InIO::load(delta + row * L + t_lane, valid, in_vec, dt);
+            InIO::load(u + row * L + t_lane, valid, in_vec, dtu);
+            const float dt_sum = kg_prepare_dt(dt, dtu, bias_d, delta_softplus, valid);
+#pragma unroll 1
+            for (int n = 0; n < kN; ++n) {
+                float bn[kItems], decay[kItems], input[kItems];
+                WIO::load(B_row0 + (long long)n * L + t_lane, valid, bc_vec, bn);
+                const float h_chunk = carry[n];
+                if (lane == 0) states_row[chunk * kN + n] = h_chunk;
+                float h_chunk_end, lane_decay;
+                kg_state_into_lane(dt, dtu, bn, A_row[n] * KG_LOG2E, dt_sum, h_chunk, lane, decay, input,
+                                   h_chunk_end, lane_decay);
+                if (lane == 0) carry[n] = h_chunk_end;
+            }
+            __syncwarp();
+        }
+    }
+
+    // Phase 2: chunks backwards.
+    for (int n = lane; n < kN; n += 32) {
+        carry[n] = dlast_state ? dlast_state[row * kN + n] : 0.f;
+        dA_smem[warp][n] = 0.f;
+    }
+    __syncwarp();
+    float dD_part = 0.f, dbias_part = 0.f;
+    for (int chunk = n_chunks - 1; chunk >= 0; --chunk) {
+        const int t0 = chunk * kChunk;
+        const int t_lane = t0 + lane * kItems;
+        const int valid = L - t_lane;
+        float dt[kItems], uu[kItems], dtu[kItems], dy[kItems], ddt[kItems], dux[kItems], y[kItems];
+        InIO::load(delta + row * L + t_lane, valid, in_vec, dt);
+        InIO::load(u + row * L + t_lane, valid, in_vec, uu);
+        InIO::load(dout + row * L + t_lane, valid, in_vec, dy);
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) dtu[i] = uu[i];
+        const float dt_sum = kg_prepare_dt(dt, dtu, bias_d, delta_softplus, valid);
+        if (z) {
+            float zz[kItems];
+            InIO::load(z + row * L + t_lane, valid, in_vec, zz);
+#pragma unroll
+            for (int i = 0; i < kItems; ++i) dy[i] *= kg_silu(zz[i]);
+        }
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) {
+            ddt[i] = 0.f;
+            dux[i] = D_d * dy[i];
+            y[i] = D_d * uu[i];
+            dD_part = fmaf(dy[i], uu[i], dD_part);  // zero past L: dout loads as 0 there
+        }
+
+#pragma unroll 1
+        for (int n = 0; n < kN; ++n) {
+            const float A_n = A_row[n];
+            float bn[kItems], cn[kItems], decay[kItems], h[kItems];
+            WIO::load(B_row0 + (long long)n * L + t_lane, valid, bc_vec, bn);
+            WIO::load(C_row0 + (long long)n * L + t_lane, valid, bc_vec, cn);
+            // The forward inside the chunk, from its checkpoint: h after each item (h used as input first).
+            float h_chunk_end, lane_decay;
+            const float h_in = kg_state_into_lane(dt, dtu, bn, A_n * KG_LOG2E, dt_sum, states_row[chunk * kN + n],
+                                                  lane, decay, h, h_chunk_end, lane_decay);
+            float hv = h_in;
+#pragma unroll
+            for (int i = 0; i < kItems; ++i) {
+                hv = fmaf(decay[i], hv, h[i]);
+                h[i] = hv;
+                y[i] = fmaf(cn[i], hv, y[i]);
+            }
+            // The adjoint: this lane's map R_in -> lane_decay * R_in + beta, scanned from lane 31 down.
+            float beta = 0.f;
+#pragma unroll
+            for (int i = kItems - 1; i >= 0; --i) beta = decay[i] * fmaf(cn[i], dy[i], beta);
+            float alpha = lane_decay;
+            kg_scan_maps_down(alpha, beta, lane);
+            const float r_chunk = carry[n];                      // R entering from the next chunk
+            const float r_out = fmaf(alpha, r_chunk, beta);      // R leaving this lane towards lane - 1
+            float r = __shfl_down_sync(KG_FULL_MASK, r_out, 1);
+            if (lane == 31) r = r_chunk;
+            const float r_chunk_next = __shfl_sync(KG_FULL_MASK, r_out, 0);
+
+            float dA_part = 0.f;
+            float* red_B = reduce_smem[0][warp] + lane * kLaneStride;
+            float* red_C = reduce_smem[1][warp] + lane * kLaneStride;
+#pragma unroll
+            for (int i = kItems - 1; i >= 0; --i) {
+                const float grad_h = fmaf(cn[i], dy[i], r);      // G at this step
+                const float h_prev = i > 0 ? h[i - 1] : h_in;
+                const float decay_h_prev = decay[i] * h_prev;
+                ddt[i] = fmaf(grad_h, fmaf(A_n, decay_h_prev, bn[i] * uu[i]), ddt[i]);
+                dA_part = fmaf(grad_h * dt[i], decay_h_prev, dA_part);
+                dux[i] = fmaf(grad_h * dt[i], bn[i], dux[i]);
+                red_B[i] = grad_h * dtu[i];
+                red_C[i] = dy[i] * h[i];
+                r = decay[i] * grad_h;
+            }
+            if (lane == 0) carry[n] = r_chunk_next;  // all lanes read carry[n] before the shuffles
+#pragma unroll
+            for (int offset = 16; offset > 0; offset /= 2) dA_part += __shfl_xor_sync(KG_FULL_MASK, dA_part, offset);
+            if (lane == 0) dA_smem[warp][n] += dA_part;
+
+            // dB, dC: sum the block's channels, one atomic per (state, timestep).
+            __syncthreads();
+            for (int p = (int)threadIdx.x; p < kChunk; p += kWarps * 32) {
+                const int slot = p + p / kItems;  // lane (p / kItems), item (p % kItems), padded
+                float sum_B = 0.f, sum_C = 0.f;
+#pragma unroll
+                for (int w = 0; w < kWarps; ++w) {
+                    sum_B += reduce_smem[0][w][slot];
+                    sum_C += reduce_smem[1][w][slot];
+                }
+                if (t0 + p < L) {
+                    atomicAdd(dB_row0 + (long long)n * L + t0 + p, sum_B);
+                    atomicAdd(dC_row0 + (long long)n * L + t0 + p, sum_C);
+                }
+            }
+            __syncthreads();
+        }
+        __syncwarp();
+
+        // Per element: ddelta (through softplus: sigmoid(x) = -expm1(-softplus(x))), dz, du.
+        float dd[kItems];
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) {
+            dd[i] = delta_softplus ? ddt[i] * -expm1f(-dt[i]) : ddt[i];
+            dbias_part += i < valid ? dd[i] : 0.f;
+        }
+        InIO::store(ddelta + row * L + t_lane, valid, in_vec, dd);
+        InIO::store(du + row * L + t_lane, valid, in_vec, dux);
+        if (z) {
+            float zz[kItems], dzz[kItems];
+            InIO::load(z + row * L + t_lane, valid, in_vec, zz);
+            InIO::load(dout + row * L + t_lane, valid, in_vec, dzz);
+#pragma unroll
+            for (int i = 0; i < kItems; ++i) {
+                const float sig = 1.f / (1.f + kg_exp2(-zz[i] * KG_LOG2E));
+                dzz[i] *= y[i] * sig * fmaf(zz[i], 1.f - sig, 1.f);
+            }
+            InIO::store(dz + row * L + t_lane, valid, in_vec, dzz);
+        }
+    }
+
+    // Per channel: dinitial_state (R leaving chunk 0 = exp(dt_0 A) G_0), dA, dD, ddelta_bias.
+    for (int n = lane; n < kN; n += 32) {
+        if (dinitial_state) dinitial_state[row * kN + n] = carry[n];
+        atomicAdd(dA + (long long)d * kN + n, dA_smem[warp][n]);
+    }
+#pragma unroll
+    for (int offset = 16; offset > 0; offset /= 2) {
+        dD_part += __shfl_xor_sync(KG_FULL_MASK, dD_part, offset);
+        dbias_part += __shfl_xor_sync(KG_FULL_MASK, dbias_part, offset);
+    }
+    if (lane == 0) {
+        if (dD) atomicAdd(dD + d, dD_part);
+        if (ddelta_bias) atomicAdd(ddelta_bias + d, dbias_part);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decode step: one token, the state updated in place.
+//
+// A channel's N states are spread over kTPC lanes (a power of two <= 32), kSPT consecutive states
+// per lane per round (float4 loads of state and A when N and kSPT are multiples of 4 and the
+// pointers are aligned); y is reduced over the kTPC lanes with xor shuffles. Channels are
+// (batch, dim) flattened, kThreads / kTPC of them per block. Memory bound: the state is read and
+// written once.
+// ---------------------------------------------------------------------------------------------
+__host__ __device__ constexpr int kg_pow2_ceil(int x) { return x <= 1 ? 1 : 2 * kg_pow2_ceil((x + 1) / 2); }
+
+template <int kN, int kSPT>
+struct KgStepLayout {
+    static constexpr int kNeed = (kN + kSPT - 1) / kSPT;                  // lanes to cover N once
+    static constexpr int kTPC = kNeed >= 32 ? 32 : kg_pow2_ceil(kNeed);   // lanes per channel
+    static constexpr int kRounds = (kN + kTPC * kSPT - 1) / (kTPC * kSPT);
+    static constexpr bool kVec = (kN % 4 == 0) && (kSPT % 4 == 0);
+};
+
+template <typename InT, typename WT, int kN, int kThreads, int kSPT>
+__global__ void __launch_bounds__(kThreads)
+selective_state_update_kernel(float* __restrict__ state,                   // [batch, dim, N]
+                              const typename InT::storage* __restrict__ x,   // [batch, dim]
+                              const typename InT::storage* __restrict__ dt,  // [batch, dim]
+                              const float* __restrict__ A,                   // [dim, N]
+                              const typename WT::storage* __restrict__ Bm,   // [batch, G, N]
+                              const typename WT::storage* __restrict__ Cm,   // [batch, G, N]
+                              const float* __restrict__ D,                   // [dim] or null
+                              const typename InT::storage* __restrict__ z,   // [batch, dim] or null
+                              const float* __restrict__ dt_bias,             // [dim] or null
+                              typename InT::storage* __restrict__ out,       // [batch, dim]
+                              int batch, int dim, int groups, int dt_softplus, int vec_ok) {
+    typedef KgStepLayout<kN, kSPT> Layout;
+    constexpr int kTPC = Layout::kTPC;
+    constexpr int kChannelsPerBlock = kThreads / kTPC;
+    static_assert(kThreads % 32 == 0, "threads must be a multiple of 32");
+
+    const int r = (int)threadIdx.x % kTPC;
+    const long long c = (long long)blockIdx.x * kChannelsPerBlock + (int)threadIdx.x / kTPC;
+    const bool active = c < (long long)batch * dim;
+    // Inactive lanes still take part in the reduction shuffles below (full-warp masks).
+    float y = 0.f, x_c = 0.f;
+    int d = 0;
+    if (active) {
+        const int b = (int)(c / dim);
+        d = (int)(c % dim);
+        const int g = d / (dim / groups);
+        float dt_c = InT::to_float(dt[c]) + (dt_bias ? dt_bias[d] : 0.f);
+        if (dt_softplus) dt_c = kg_softplus(dt_c);
+        x_c = InT::to_float(x[c]);
+        const float dt_x = dt_c * x_c;
+        const float dt2 = dt_c * KG_LOG2E;
+        float* s_row = state + c * kN;
+        const float* A_row = A + (long long)d * kN;
+        const typename WT::storage* B_row = Bm + ((long long)b * groups + g) * kN;
+        const typename WT::storage* C_row = Cm + ((long long)b * groups + g) * kN;
+#pragma unroll
+        for (int round = 0; round < Layout::kRounds; ++round) {
+            const int n0 = (round * kTPC + r) * kSPT;
+            float h[kSPT], a[kSPT];
+            const bool vector = Layout::kVec && vec_ok && n0 + kSPT <= kN;
+            if (vector) {
+#pragma unroll
+                for (int j = 0; j < kSPT; j += 4) {
+                    const float4 hv = *reinterpret_cast<const float4*>(s_row + n0 + j);
+                    const float4 av = *reinterpret_cast<const float4*>(A_row + n0 + j);
+                    h[j] = hv.x; h[j + 1] = hv.y; h[j + 2] = hv.z; h[j + 3] = hv.w;
+                    a[j] = av.x; a[j + 1] = av.y; a[j + 2] = av.z; a[j + 3] = av.w;
+                }
+            } else {
+#pragma unroll
+                for (int j = 0; j < kSPT; ++j) {
+                    h[j] = n0 + j < kN ? s_row[n0 + j] : 0.f;
+                    a[j] = n0 + j < kN ? A_row[n0 + j] : 0.f;
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < kSPT; ++j) {
+                const int n = n0 + j;
+                if (n < kN) {
+                    h[j] = fmaf(kg_exp2(dt2 * a[j]), h[j], dt_x * WT::to_float(B_row[n]));
+                    y = fmaf(WT::to_float(C_row[n]), h[j], y);
+                }
+            }
+            if (vector) {
+#pragma unroll
+                for (int j = 0; j < kSPT; j += 4) {
+                    float4 hv;
+                    hv.x = h[j]; hv.y = h[j + 1]; hv.z = h[j + 2]; hv.w = h[j + 3];
+                    *reinterpret_cast<float4*>(s_row + n0 + j) = hv;
+                }
+            } else {
+#pragma unroll
+                for (int j = 0; j < kSPT; ++j)
+                    if (n0 + j < kN) s_row[n0 + j] = h[j];
+            }
+        }
+    }
+#pragma unroll
+    for (int offset = kTPC / 2; offset > 0; offset /= 2) y += __shfl_xor_sync(KG_FULL_MASK, y, offset);
+    if (active && r == 0) {
+        if (D) y = fmaf(D[d], x_c, y);
+        if (z) y *= kg_silu(InT::to_float(z[c]));
+        out[c] = InT::from_float(y);
+    }
+}
