@@ -27,6 +27,7 @@ _OPS = {
     "linear_attention_step": "linear_attention",
     "loglinear_attention": "loglinear_attention",
     "loglinear_attention_step": "loglinear_attention",
+    "LogLinearState": "loglinear_attention",
     "sliding_window_attention": "sliding_window_attention",
     "sliding_window_attention_decode": "sliding_window_attention",
 }
