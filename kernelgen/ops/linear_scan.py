@@ -1,0 +1,70 @@
+"""kernelgen.linear_scan: the gated linear recurrence h_t = exp(g_t) * h_{t-1} + x_t, o_t = h_t.
+
+Drop-in for flash-linear-attention's ``chunk_hgrn`` / ``fused_recurrent_hgrn``: same layout
+([B, T, D], sequence-first), log-space gates, keyword names and return values. Kernels, search
+space and algorithms: templates/linear_scan.py; the math: kernelgen/reference/linear_scan.py.
+"""
+from __future__ import annotations
+
+import torch
+
+from kernelgen.checks import check_float, check_same_device, check_shape
+from kernelgen.dispatch import config_for
+from kernelgen.templates.linear_scan import BWD, FWD, linear_scan_bwd, linear_scan_fwd
+
+
+class LinearScanFunction(torch.autograd.Function):
+    """Forward and backward of the scan. The backward reads h_{t-1} from the saved output o (no
+    recomputation: o is already in memory, and its rounding to x's dtype is below dg's own)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, g: torch.Tensor, initial_state: torch.Tensor | None,
+                output_final_state: bool):
+        x, g = x.contiguous(), g.contiguous()
+        h0 = initial_state.to(torch.float32).contiguous() if initial_state is not None else None
+        batch, steps, width = x.shape
+        shape = {"B": batch, "T": steps, "D": width}
+        o = torch.empty_like(x)
+        final_state = x.new_empty((batch, width), dtype=torch.float32) if output_final_state else None
+        linear_scan_fwd(config_for(FWD, shape, x.dtype, "", x.device), x, g, h0, o, final_state)
+        ctx.save_for_backward(g, o, h0)
+        ctx.initial_dtype = initial_state.dtype if initial_state is not None else None
+        ctx.set_materialize_grads(False)   # an unused final_state (or o) gives no gradient, not zeros
+        return o, final_state
+
+    @staticmethod
+    def backward(ctx, do: torch.Tensor | None, dfinal: torch.Tensor | None):
+        g, o, h0 = ctx.saved_tensors
+        batch, steps, width = o.shape
+        do = torch.zeros_like(o) if do is None else do.contiguous()
+        dfinal = dfinal.to(torch.float32).contiguous() if dfinal is not None else None
+        dx, dg = torch.empty_like(o), torch.empty_like(g)
+        dh0 = torch.empty_like(h0) if h0 is not None and ctx.needs_input_grad[2] else None
+        config = config_for(BWD, {"B": batch, "T": steps, "D": width}, o.dtype, "", o.device)
+        linear_scan_bwd(config, g, o, do, h0, dfinal, dx, dg, dh0)
+        if dh0 is not None:
+            dh0 = dh0.to(ctx.initial_dtype)
+        return dx, dg, dh0, None
+
+
+def linear_scan(x: torch.Tensor, g: torch.Tensor, initial_state: torch.Tensor | None = None,
+                output_final_state: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Gated linear recurrence along T, per channel: h_t = exp(g_t) * h_{t-1} + x_t, o_t = h_t.
+
+    x, g: [B, T, D], fp32/fp16/bf16 (they may differ); g is the log of the decay (<= 0 decays).
+    initial_state: [B, D] (h_0; fp32 is the native dtype) or None for zeros.
+    Returns (o [B, T, D] in x's dtype, final_state = h_T [B, D] fp32, or None unless
+    output_final_state). Accumulation is fp32. Differentiable in x, g and initial_state.
+    """
+    check_shape("x", x, "B, T, D", (None, None, None))
+    check_float("x", x)
+    batch, steps, width = x.shape
+    check_shape("g", g, "B, T, D", (batch, steps, width))
+    check_float("g", g)
+    if initial_state is not None:
+        check_shape("initial_state", initial_state, "B, D", (batch, width))
+        check_float("initial_state", initial_state)
+    if not isinstance(output_final_state, bool):
+        raise TypeError(f"output_final_state must be a bool; got {type(output_final_state).__name__}")
+    check_same_device(x=x, g=g, initial_state=initial_state)
+    return LinearScanFunction.apply(x, g, initial_state, output_final_state)
