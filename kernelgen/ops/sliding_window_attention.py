@@ -1,0 +1,170 @@
+"""Sliding-window softmax attention: argument checks, autograd, dispatch.
+
+    o_i = softmax_j(scale * q_i . k_j) v_j   over keys  i - window_size < j <= i  (softmax in fp32)
+
+The window counts the query itself (flash-attn ``window_size=(W - 1, 0)``, fla ``window_size=W``);
+``window_size >= T`` is causal attention. Kernels: templates/sliding_window_attention.py.
+"""
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+from kernelgen.checks import check_float, check_same_device, check_shape
+from kernelgen.dispatch import config_for, current_gpu
+from kernelgen.templates.sliding_window_attention import (BACKWARD, DECODE, FORWARD, HEAD_DIMS, swa_backward,
+                                                          swa_decode, swa_forward)
+
+__all__ = ["sliding_window_attention", "sliding_window_attention_decode"]
+
+
+def _check_window(window_size) -> int:
+    if isinstance(window_size, bool) or not isinstance(window_size, numbers.Integral) or window_size < 1:
+        raise ValueError(f"window_size must be an int >= 1; got {window_size!r}")
+    return int(window_size)
+
+
+def _check_heads(q_name: str, heads_q: int, k_name: str, heads: int, dim: int) -> None:
+    if dim not in HEAD_DIMS:
+        raise ValueError(f"head size D of {q_name} must be one of {HEAD_DIMS}; got {dim}")
+    if heads_q % heads != 0:
+        raise ValueError(f"query heads HQ={heads_q} of {q_name} must be a multiple of the kv heads "
+                         f"H={heads} of {k_name}")
+
+
+def _check_dtypes(**tensors: torch.Tensor) -> None:
+    names = list(tensors)
+    for name in names:
+        check_float(name, tensors[name])
+    first = tensors[names[0]]
+    for name in names[1:]:
+        if tensors[name].dtype != first.dtype:
+            raise TypeError(f"{name} must have the dtype of {names[0]} ({str(first.dtype).replace('torch.', '')}); "
+                            f"got {str(tensors[name].dtype).replace('torch.', '')}")
+
+
+def _scale(scale, dim: int) -> float:
+    if scale is None:
+        return dim ** -0.5
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise TypeError(f"scale must be a float or None; got {type(scale).__name__}")
+    if not scale > 0:   # the kernels fold the scale into the running row max, which needs scale > 0
+        raise ValueError(f"scale must be > 0; got {scale}")
+    return float(scale)
+
+
+def _bucket(template, batch: int, length: int, heads_q: int, heads: int, dim: int, window: int,
+            cu_seqlens: torch.Tensor | None) -> dict[str, int]:
+    if cu_seqlens is not None:   # packed: N sequences of (on average) total / N tokens
+        batch = max(cu_seqlens.numel() - 1, 1)
+        length = max(length // batch, 1)
+    return template.shape_of(B=batch, T=length, HQ=heads_q, H=heads, D=dim, W=window)
+
+
+def _config(template, shape: dict[str, int], dtype: torch.dtype, device: torch.device):
+    config = config_for(template, shape, dtype, "", device)
+    if dtype == torch.float32:   # tuned and default tiles assume 2-byte elements: shrink to fit
+        gpu = current_gpu(device)
+        config = template.fit(config, shape["D"], gpu.profile if gpu else None, 4)
+    return config
+
+
+class _SlidingWindowAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, window, scale, cu_seqlens):
+        batch, length, heads_q, dim = q.shape
+        heads = k.shape[2]
+        shape = _bucket(FORWARD, batch, length, heads_q, heads, dim, window, cu_seqlens)
+        config = _config(FORWARD, shape, q.dtype, q.device)
+        o, lse = swa_forward(q, k, v, window, scale, cu_seqlens, config)
+        ctx.save_for_backward(q, k, v, o, lse, cu_seqlens)
+        ctx.window, ctx.scale, ctx.shape = window, scale, shape
+        ctx.mark_non_differentiable(lse)
+        return o, lse
+
+    @staticmethod
+    def backward(ctx, do, _dlse):
+        # The lse output is marked non-differentiable: only o's gradient flows back.
+        q, k, v, o, lse, cu_seqlens = ctx.saved_tensors
+        config = _config(BACKWARD, ctx.shape, q.dtype, q.device)
+        dq, dk, dv = swa_backward(q, k, v, o, lse, do.contiguous(), ctx.window, ctx.scale, cu_seqlens, config)
+        return dq, dk, dv, None, None, None
+
+
+def sliding_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window_size: int,
+                             scale: float | None = None, cu_seqlens: torch.Tensor | None = None,
+                             return_lse: bool = False):
+    """Causal softmax attention over the last ``window_size`` positions (the query included).
+
+    q [B, T, HQ, D], k and v [B, T, H, D], HQ % H == 0 (grouped-query heads), D in {32, 64, 128, 256},
+    fp16 / bf16 / fp32. ``scale`` (> 0) defaults to D**-0.5. ``cu_seqlens`` (int32/int64 [N+1], B == 1)
+    packs N sequences along T; windows never cross a sequence boundary (its values are trusted:
+    0 = cu_seqlens[0] <= ... <= cu_seqlens[N] = T). Differentiable in q, k and v.
+
+    Returns o [B, T, HQ, D] in q's dtype, or the tuple (o, lse) when ``return_lse``, with
+    lse [B, HQ, T] fp32 the natural-log sum of exp of each row's scaled scores (no gradient).
+    """
+    window_size = _check_window(window_size)
+    check_shape("q", q, "B, T, HQ, D", (None, None, None, None))
+    batch, length, heads_q, dim = q.shape
+    check_shape("k", k, "B, T, H, D", (batch, length, None, dim))
+    check_shape("v", v, "B, T, H, D", tuple(k.shape))
+    _check_heads("q", heads_q, "k", k.shape[2], dim)
+    _check_dtypes(q=q, k=k, v=v)
+    check_same_device(q=q, k=k, v=v, cu_seqlens=cu_seqlens)
+    scale = _scale(scale, dim)
+    if cu_seqlens is not None:
+        check_shape("cu_seqlens", cu_seqlens, "N+1", (None,))
+        if cu_seqlens.dtype not in (torch.int32, torch.int64):
+            raise TypeError(f"cu_seqlens must be int32 or int64; got {str(cu_seqlens.dtype).replace('torch.', '')}")
+        if cu_seqlens.numel() < 2:
+            raise ValueError(f"cu_seqlens must hold N+1 >= 2 offsets; got {cu_seqlens.numel()}")
+        if batch != 1:
+            raise ValueError(f"q must have batch size 1 when cu_seqlens packs sequences; got B={batch}")
+        cu_seqlens = cu_seqlens.contiguous()
+    o, lse = _SlidingWindowAttention.apply(q.contiguous(), k.contiguous(), v.contiguous(), window_size, scale,
+                                           cu_seqlens)
+    return (o, lse) if return_lse else o
+
+
+def sliding_window_attention_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                                    cache_seqlens: torch.Tensor | int, window_size: int, *,
+                                    scale: float | None = None) -> torch.Tensor:
+    """One decoding step: each sequence's newest query against its KV cache, last ``window_size`` rows.
+
+    q [B, 1, HQ, D] (flash-attn ``flash_attn_with_kvcache`` layout; [B, HQ, D] also accepted),
+    k_cache and v_cache [B, S, H, D] already holding the new token's key and value,
+    cache_seqlens int32/int64 [B] (or an int for all) = valid length L of each cache (L <= S).
+    The query sits at position L - 1 and reads cache rows [max(0, L - W), L); L = 0 gives zeros.
+    Returns o with q's shape and dtype. Inference only (no autograd).
+    """
+    window_size = _check_window(window_size)
+    squeeze = q.dim() == 4
+    if squeeze:
+        check_shape("q", q, "B, T, HQ, D", (None, 1, None, None))
+    else:
+        check_shape("q", q, "B, HQ, D", (None, None, None))
+    batch, heads_q, dim = q.shape[0], q.shape[-2], q.shape[-1]
+    check_shape("k_cache", k_cache, "B, S, H, D", (batch, None, None, dim))
+    check_shape("v_cache", v_cache, "B, S, H, D", tuple(k_cache.shape))
+    _check_heads("q", heads_q, "k_cache", k_cache.shape[2], dim)
+    _check_dtypes(q=q, k_cache=k_cache, v_cache=v_cache)
+    if isinstance(cache_seqlens, int) and not isinstance(cache_seqlens, bool):
+        cache_seqlens = torch.full((batch,), cache_seqlens, dtype=torch.int32, device=q.device)
+    check_shape("cache_seqlens", cache_seqlens, "B", (batch,))
+    if cache_seqlens.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"cache_seqlens must be int32 or int64; got {str(cache_seqlens.dtype).replace('torch.', '')}")
+    check_same_device(q=q, k_cache=k_cache, v_cache=v_cache, cache_seqlens=cache_seqlens)
+    scale = _scale(scale, dim)
+    q3 = q.reshape(batch, heads_q, dim)
+    # The caches stay in place (often views of a larger buffer): only their last dim must be dense.
+    k_cache = k_cache if k_cache.stride(-1) == 1 else k_cache.contiguous()
+    v_cache = v_cache if v_cache.stride(-1) == 1 else v_cache.contiguous()
+    q3 = q3 if q3.stride(-1) == 1 else q3.contiguous()
+    shape = DECODE.shape_of(B=batch, HQ=heads_q, H=k_cache.shape[2], D=dim,
+                            W=min(window_size, max(k_cache.shape[1], 1)))
+    config = _config(DECODE, shape, q.dtype, q.device)
+    with torch.no_grad():
+        o = swa_decode(q3, k_cache, v_cache, cache_seqlens.contiguous(), window_size, scale, config)
+    return o.reshape(q.shape)
