@@ -11,13 +11,14 @@ for stage in "$@"; do
   name=${stage%%:*}; arg=${stage#*:}; [ "$arg" = "$stage" ] && arg=""
   echo "=== $stage  $(date +%T)"
   case $name in
-    tests)     python3 -m pytest -q -m gpu tests -p no:randomly ${arg:+-k $arg} 2>&1 | tee "$OUT/gpu-tests.log" | tail -25 ;;
+    tests)     timeout ${TEST_TIMEOUT:-300} python3 -m pytest -q -m gpu ${TEST_FILES:-tests} ${arg:+-k "$arg"} 2>&1 \
+                 | tee "$OUT/gpu-tests.log" | grep -E "passed|failed|FAILED|ERROR|Error" | tail -40 ;;
     calibrate) python3 -m kernelgen calibrate --gpu h100 2>&1 | tee "$OUT/calibrate.log" | tail -12; cp profiles/h100.json "$OUT/" ;;
     tune)      python3 -m kernelgen tune --gpu h100 ${arg:+--op $arg} --trials "$TRIALS" 2>&1 | tee "$OUT/tune-${arg:-all}.log" | tail -40
                cp tuned/h100.json "$OUT/h100.json" ;;
     compare)   python3 -m kernelgen.tune.compare --template linear_scan.fwd --shape B=8,T=4096,D=2048 --trials 16 --seeds 3 \
                  --json "$OUT/tpe_vs_grid.json" 2>&1 | tail -20 ;;
-    bench)     python3 bench.py ${arg:+--op $arg} --json "$OUT/bench-${arg:-all}.json" 2>&1 | tee "$OUT/bench-${arg:-all}.log" | tail -80 ;;
+    bench)     timeout ${BENCH_TIMEOUT:-300} python3 bench.py ${arg:+--op $arg} --json "$OUT/bench-${arg:-all}.json" 2>&1 | tee "$OUT/bench-${arg:-all}.log" | tail -80 ;;
     quick)     python3 bench.py --quick ${arg:+--op $arg} --json "$OUT/bench-quick.json" 2>&1 | tee "$OUT/bench-quick.log" | tail -60 ;;
     profile)   python3 -m kernelgen profile --op all --plot "$OUT/roofline.png" --json "$OUT/roofline.json" \
                  --markdown "$OUT/roofline.md" 2>&1 | tee "$OUT/profile.log" | tail -40 ;;
