@@ -1,0 +1,415 @@
+"""kernelgen.selective_scan / selective_state_update and their templates vs the float64 reference.
+
+On the CPU these run the real Triton kernels under the interpreter, on tiny ragged shapes
+(dim=6 channels, L=37 steps, N=5 states: none a multiple of a tile). Tolerances are relative
+errors ‖out − ref‖/‖ref‖: fp32 1e-5 (fp32 accumulation, exp2 approximations), fp16 3e-3 (the
+output rounded to fp16), bf16 2e-2 (GPU tests only: bf16 tl.dot is broken in the interpreter).
+"""
+import pytest
+import torch
+
+import kernelgen
+from kernelgen.reference.selective_scan import selective_scan_ref, selective_state_update_ref
+from kernelgen.templates import selective_scan as ss
+from reference_utils import assert_close
+
+TOL = {torch.float32: 1e-5, torch.float16: 3e-3, torch.bfloat16: 2e-2}
+
+
+def make_inputs(device, dtype=torch.float32, batch=2, dim=6, length=37, n_states=5, groups=None,
+                with_d=True, with_z=False, with_bias=True, with_h0=False, seed=0, requires_grad=False,
+                softplus=True):
+    """Random inputs (never zeros). groups=None: B, C are [batch, N, L]; else [batch, G, N, L].
+    Without softplus, delta (and delta_bias) are drawn positive, as a step size must be."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def randn(*size, scale=1.0, shift=0.0, dt=dtype):
+        return (shift + scale * torch.randn(*size, generator=gen)).to(dt).to(device)
+
+    bc = (batch, n_states, length) if groups is None else (batch, groups, n_states, length)
+    inputs = {
+        "u": randn(batch, dim, length),
+        "delta": (randn(batch, dim, length, scale=0.5) if softplus else
+                  (0.05 + 0.3 * torch.rand(batch, dim, length, generator=gen)).to(dtype).to(device)),
+        "A": (-(0.5 + 0.5 * n_states * torch.rand(dim, n_states, generator=gen))).to(device),
+        "B": randn(*bc), "C": randn(*bc),
+        "D": randn(dim, dt=torch.float32) if with_d else None,
+        "z": randn(batch, dim, length) if with_z else None,
+        "delta_bias": (randn(dim, scale=0.3, shift=-1.0, dt=torch.float32) if softplus else
+                       (0.05 * torch.rand(dim, generator=gen)).to(device)) if with_bias else None,
+        "initial_state": randn(batch, dim, n_states, dt=torch.float32) if with_h0 else None,
+    }
+    if requires_grad:
+        for value in inputs.values():
+            if value is not None:
+                value.requires_grad_(True)
+    return inputs
+
+
+def _call(fn, inputs, **kwargs):
+    i = inputs
+    return fn(i["u"], i["delta"], i["A"], i["B"], i["C"], i["D"], i["z"], i["delta_bias"],
+              initial_state=i["initial_state"], **kwargs)
+
+
+def _float64(inputs):
+    return {k: (v.detach().double().requires_grad_(v.requires_grad) if v is not None else None)
+            for k, v in inputs.items()}
+
+
+# --- the op: forward -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype, groups, with_d, with_z, with_bias, softplus, with_h0", [
+    (torch.float32, None, True, False, True, True, False),     # the Mamba call: D, bias, softplus
+    (torch.float16, 2, False, True, False, False, True),       # groups, z, initial state
+    (torch.float32, 3, True, True, True, False, True),         # 3 groups of 2 channels, bias w/o softplus
+    (torch.float16, None, False, False, False, True, False),   # bare
+])
+def test_forward_matches_reference(device, dtype, groups, with_d, with_z, with_bias, softplus, with_h0):
+    inputs = make_inputs(device, dtype, groups=groups, with_d=with_d, with_z=with_z, with_bias=with_bias,
+                         with_h0=with_h0, softplus=softplus)
+    y, last = _call(kernelgen.selective_scan, inputs, delta_softplus=softplus, return_last_state=True)
+    y_ref, last_ref = _call(selective_scan_ref, inputs, delta_softplus=softplus, return_last_state=True)
+    assert y.dtype == dtype and last.dtype == torch.float32
+    assert_close("y", y, y_ref, TOL[dtype])
+    assert_close("last_state", last, last_ref, TOL[torch.float32] if dtype == torch.float32 else 1e-4)
+    assert isinstance(_call(kernelgen.selective_scan, inputs, delta_softplus=softplus), torch.Tensor)
+
+
+@pytest.mark.parametrize("length", [0, 1, 8, 70])
+def test_ragged_and_edge_lengths(device, length):
+    # 70 crosses a checkpoint boundary (64 steps) and is no multiple of any chunk.
+    inputs = make_inputs(device, length=length, with_z=True, with_h0=True, groups=2)
+    y, last = _call(kernelgen.selective_scan, inputs, delta_softplus=True, return_last_state=True)
+    y_ref, last_ref = _call(selective_scan_ref, inputs, delta_softplus=True, return_last_state=True)
+    assert y.shape == (2, 6, length)
+    if length:
+        assert_close("y", y, y_ref, TOL[torch.float32])
+    assert_close("last_state", last, last_ref, TOL[torch.float32])
+
+
+def test_non_contiguous_inputs(device):
+    inputs = make_inputs(device, groups=2, with_z=True)
+    # Time-major storage viewed as [batch, dim, L] (what a [batch, L, dim] activation gives).
+    strided = {k: (v.transpose(1, 2).contiguous().transpose(1, 2) if k in ("u", "delta", "z") else v)
+               for k, v in inputs.items()}
+    strided["B"] = inputs["B"].transpose(-1, -2).contiguous().transpose(-1, -2)
+    assert not strided["u"].is_contiguous()
+    y = _call(kernelgen.selective_scan, strided, delta_softplus=True)
+    assert_close("y", y, _call(selective_scan_ref, inputs, delta_softplus=True), TOL[torch.float32])
+
+
+# --- the op: backward --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype, groups, length, with_z, with_h0, softplus", [
+    (torch.float32, 2, 37, True, True, True),       # every input, plus a gradient into last_state
+    (torch.float16, None, 70, False, False, True),  # two checkpoint segments, ragged last chunk
+])
+def test_backward_matches_reference(device, dtype, groups, length, with_z, with_h0, softplus):
+    inputs = make_inputs(device, dtype, groups=groups, length=length, with_z=with_z, with_h0=with_h0,
+                         requires_grad=True, softplus=softplus)
+    names = [k for k, v in inputs.items() if v is not None]
+    y, last = _call(kernelgen.selective_scan, inputs, delta_softplus=softplus, return_last_state=True)
+    gen = torch.Generator().manual_seed(1)
+    dy = torch.randn(y.shape, generator=gen).to(dtype).to(device)
+    dlast = torch.randn(last.shape, generator=gen).to(device) if with_h0 else None
+    outputs, cotangents = ((y, last), (dy, dlast)) if dlast is not None else ((y,), (dy,))
+    grads = torch.autograd.grad(outputs, [inputs[k] for k in names], cotangents)
+
+    ref_inputs = _float64(inputs)
+    y_ref, last_ref = _call(selective_scan_ref, ref_inputs, delta_softplus=softplus, return_last_state=True)
+    ref_outputs = (y_ref, last_ref) if dlast is not None else (y_ref,)
+    ref_grads = torch.autograd.grad(ref_outputs, [ref_inputs[k] for k in names],
+                                    [c.double() for c in cotangents])
+    for name, grad, ref in zip(names, grads, ref_grads):
+        assert grad.dtype == inputs[name].dtype, name
+        assert_close(f"d{name}", grad, ref, TOL[dtype] if grad.dtype == dtype else 1e-4)
+
+
+def test_backward_without_grad_of_every_input(device):
+    inputs = make_inputs(device, with_h0=True)
+    inputs["u"].requires_grad_(True)     # only u: no dA/dB/... wanted, initial_state not differentiated
+    y = _call(kernelgen.selective_scan, inputs, delta_softplus=True)
+    (du,) = torch.autograd.grad(y.sum(), [inputs["u"]])
+    ref_inputs = _float64(inputs)
+    (du_ref,) = torch.autograd.grad(_call(selective_scan_ref, ref_inputs, delta_softplus=True).sum(), [ref_inputs["u"]])
+    assert_close("du", du, du_ref, TOL[torch.float32])
+
+
+# --- decode step and chunked prefill ------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype, groups, state_dtype", [(torch.float32, None, torch.float32),
+                                                        (torch.float16, 3, torch.float32),
+                                                        (torch.float32, 2, torch.float16)])
+def test_decode_step_equals_last_step_of_scan(device, dtype, groups, state_dtype):
+    i = make_inputs(device, dtype, length=9, groups=groups, with_z=True, with_h0=True)
+    y_full, _ = _call(kernelgen.selective_scan, i, delta_softplus=True, return_last_state=True)
+    head = {k: (v[..., :-1] if k in ("u", "delta", "z", "B", "C") else v) for k, v in i.items()}
+    _, state = _call(kernelgen.selective_scan, head, delta_softplus=True, return_last_state=True)
+    state = state.to(state_dtype)
+    state_before = state.clone()
+    y = kernelgen.selective_state_update(state, i["u"][..., -1], i["delta"][..., -1], i["A"], i["B"][..., -1],
+                                         i["C"][..., -1], i["D"], i["z"][..., -1], i["delta_bias"], True)
+    y_ref, state_ref = selective_state_update_ref(state_before, i["u"][..., -1], i["delta"][..., -1], i["A"],
+                                                  i["B"][..., -1], i["C"][..., -1], i["D"], i["z"][..., -1],
+                                                  i["delta_bias"], True)
+    tol = TOL[dtype] if state_dtype == torch.float32 else TOL[torch.float16]
+    assert y.dtype == dtype and state.dtype == state_dtype
+    assert_close("y", y, y_ref, tol)
+    assert_close("state (updated in place)", state, state_ref, tol)
+    assert_close("y vs the scan's last step", y, y_full[..., -1], 10 * tol)
+
+
+def test_chunked_prefill_equals_one_call(device):
+    i = make_inputs(device, length=37, groups=2, with_z=True, with_h0=True, requires_grad=True)
+    y_one, last_one = _call(kernelgen.selective_scan, i, delta_softplus=True, return_last_state=True)
+    cut = 20
+    first = {k: (v[..., :cut] if k in ("u", "delta", "z", "B", "C") else v) for k, v in i.items()}
+    second = {k: (v[..., cut:] if k in ("u", "delta", "z", "B", "C") else v) for k, v in i.items()}
+    y1, mid = _call(kernelgen.selective_scan, first, delta_softplus=True, return_last_state=True)
+    second["initial_state"] = mid
+    y2, last_two = _call(kernelgen.selective_scan, second, delta_softplus=True, return_last_state=True)
+    y_two = torch.cat([y1, y2], dim=-1)
+    assert_close("y", y_two, y_one, TOL[torch.float32])
+    assert_close("last_state", last_two, last_one, TOL[torch.float32])
+    # The gradient flows through the passed state, so the chunked call trains like one call.
+    dy = torch.randn_like(y_one)
+    wrt = [i["u"], i["A"], i["initial_state"]]
+    for grad_one, grad_two in zip(torch.autograd.grad(y_one, wrt, dy), torch.autograd.grad(y_two, wrt, dy)):
+        assert_close("gradient", grad_two, grad_one, 1e-5)
+
+
+# --- bad inputs ----------------------------------------------------------------------------------
+
+def _bad(device, **changes):
+    i = make_inputs(device, groups=2)
+    i.update(changes)
+    return i
+
+
+@pytest.mark.parametrize("change, error, match", [
+    (lambda i: {"A": i["A"][:5, :3]}, ValueError, r"A must be \[dim=6, N\]; got \[5, 3\]"),
+    (lambda i: {"delta": i["delta"].half()}, TypeError, r"delta must have the dtype of u \(float32\); got float16"),
+    (lambda i: {"B": i["B"][..., :-1]}, ValueError, r"B must be \[batch=2, G, N=5, L=37\]; got \[2, 2, 5, 36\]"),
+    (lambda i: {"B": torch.randn(2, 4, 5, 37), "C": torch.randn(2, 4, 5, 37)}, ValueError,
+     r"dim=6 must be a multiple of the number of groups G=4 of B"),
+    (lambda i: {"A": -torch.rand(6, 300), "B": torch.randn(2, 300, 37), "C": torch.randn(2, 300, 37)},
+     ValueError, r"state size N \(A.shape\[1\]\) must be in \[1, 256\]; got 300"),
+    (lambda i: {"u": i["u"].to(torch.int32)}, TypeError, r"u must have dtype in \(float32, float16, bfloat16\); got int32"),
+    (lambda i: {"A": torch.complex(i["A"], i["A"])}, TypeError, r"A must be real"),
+    (lambda i: {"D": torch.randn(7)}, ValueError, r"D must be \[dim=6\]; got \[7\]"),
+    (lambda i: {"C": i["C"][:, :1]}, ValueError, r"B and C must have the same number of groups"),
+    (lambda i: {"B": i["B"][:, 0, :3]}, ValueError, r"B must be \[batch=2, N=5, L=37\]; got \[2, 3, 37\]"),
+    (lambda i: {"z": i["u"].to("meta")}, ValueError, r"z is on meta but u is on"),
+])
+def test_bad_inputs_give_clear_errors(device, change, error, match):
+    i = make_inputs(device, groups=2)
+    i.update(change(i))
+    with pytest.raises(error, match=match):
+        _call(kernelgen.selective_scan, i, delta_softplus=True)
+
+
+def test_a_in_half_precision_is_cast_not_refused(device):
+    i = make_inputs(device)
+    half_a = dict(i, A=i["A"].half())
+    y = _call(kernelgen.selective_scan, half_a, delta_softplus=True)
+    y_ref = _call(selective_scan_ref, dict(i, A=i["A"].half().float()), delta_softplus=True)
+    assert_close("y", y, y_ref, TOL[torch.float32])
+
+
+def test_decode_step_bad_inputs(device):
+    state = torch.randn(2, 6, 5, device=device)
+    x, A = torch.randn(2, 6, device=device), -torch.rand(6, 5, device=device)
+    B = torch.randn(2, 5, device=device)
+    with pytest.raises(ValueError, match=r"dt must be \[batch=2, dim=6\]; got \[2, 5\]"):
+        kernelgen.selective_state_update(state, x, x[:, :5], A, B, B)
+    with pytest.raises(TypeError, match=r"dt must have the dtype of x"):
+        kernelgen.selective_state_update(state, x, x.half(), A, B, B)
+    with pytest.raises(ValueError, match=r"multiple of the number of groups G=4 of B"):
+        kernelgen.selective_state_update(state, x, x, A, torch.randn(2, 4, 5), torch.randn(2, 4, 5))
+
+
+# --- templates -----------------------------------------------------------------------------------
+
+def _run_template(template, config, shape, dtype, flags, device, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    inputs = template.make_inputs(shape, dtype, flags, device, gen)
+    outputs = template.allocate_outputs(inputs, shape, dtype, flags)
+    for buffer in outputs.values():
+        buffer.fill_(float("nan"))
+    template.launch(config, inputs, outputs, shape, flags)
+    reference = template.reference(inputs, shape, flags)
+    for name, expected in reference.items():
+        assert_close(f"{template.name} {config} {name}", outputs[name], expected, template.tolerance(dtype, name))
+
+
+@pytest.mark.parametrize("template", [ss.FWD, ss.BWD, ss.STEP], ids=lambda t: t.name)
+def test_template_default_on_cpu_workload(device, template):
+    for shape in template.cpu_workload:
+        for flags in template.flags:
+            _run_template(template, template.default_config(shape), shape, "fp32", flags, device)
+
+
+FWD_CONFIGS = [
+    {"backend": "triton", "scan": "seq", "block_d": 8, "block_l": 4, "num_warps": 1, "exp_fma": 2},
+    {"backend": "triton", "scan": "seq", "block_d": 4, "block_l": 16, "num_warps": 1, "exp_fma": 4},
+    {"backend": "triton", "scan": "assoc", "block_d": 4, "block_l": 8, "num_warps": 1, "exp_fma": 0},
+    {"backend": "triton", "scan": "assoc", "block_d": 4, "block_l": 32, "num_warps": 2, "exp_fma": 0},
+]
+
+
+@pytest.mark.parametrize("config", FWD_CONFIGS, ids=lambda c: f"{c['scan']}-d{c['block_d']}-l{c['block_l']}")
+def test_fwd_template_configs(device, config):
+    shape = ss.FWD.cpu_workload[0]
+    assert ss.FWD.check_config(config, shape) is None
+    assert config in ss.FWD.grid(shape)
+    _run_template(ss.FWD, config, shape, "fp16", "z", device)
+
+
+@pytest.mark.parametrize("config, shape", [
+    ({"block_d": 8, "chunk": 4, "num_warps": 1, "exp_fma": 2, "channel_sum": "lanes"}, None),
+    ({"block_d": 4, "chunk": 8, "num_warps": 1, "exp_fma": 0, "channel_sum": "lanes"}, None),
+    # channel sums on tensor cores: needs a 16-channel block
+    ({"block_d": 16, "chunk": 2, "num_warps": 1, "exp_fma": 0, "channel_sum": "mma"},
+     {"batch": 1, "dim": 16, "L": 20, "N": 4}),
+], ids=["chunk4-fma", "chunk8", "mma"])
+def test_bwd_template_configs(device, config, shape):
+    shape = shape or ss.BWD.cpu_workload[0]
+    assert ss.BWD.check_config(config, shape) is None
+    assert config in ss.BWD.grid(shape)
+    _run_template(ss.BWD, config, shape, "fp32", "z", device)
+
+
+def test_step_template_configs(device):
+    shape = ss.STEP.cpu_workload[0]
+    for config in ss.STEP.grid(shape)[:4]:
+        _run_template(ss.STEP, config, shape, "fp16", "z", device)
+
+
+def test_check_config_rejects_impossible_configs():
+    shape = {"batch": 8, "dim": 2048, "L": 4096, "N": 16}
+    seq = {"backend": "triton", "scan": "seq", "block_d": 32, "block_l": 8, "num_warps": 1, "exp_fma": 0}
+    assert ss.FWD.check_config(seq, shape) is None
+    assert "block_l 32 > 16" in ss.FWD.check_config({**seq, "block_l": 32}, shape)
+    assert "spill" in ss.FWD.check_config({**seq, "block_d": 128}, shape)
+    assert "idle" in ss.FWD.check_config({**seq, "block_d": 4, "num_warps": 8}, shape)
+    assert "must be below N" in ss.FWD.check_config({**seq, "exp_fma": 4}, {**shape, "N": 4})
+    assert "N must be in" in ss.FWD.check_config(seq, {**shape, "N": 300})
+    assoc = {"backend": "triton", "scan": "assoc", "block_d": 32, "block_l": 64, "num_warps": 1, "exp_fma": 0}
+    assert "spill" in ss.FWD.check_config(assoc, shape)
+    assert "spill" in ss.BWD.check_config({"block_d": 128, "chunk": 8, "num_warps": 1, "exp_fma": 0,
+                                           "channel_sum": "lanes"}, shape)
+    assert "tl.dot sizes" in ss.BWD.check_config({"block_d": 8, "chunk": 2, "num_warps": 1, "exp_fma": 0,
+                                                  "channel_sum": "mma"}, shape)
+    if ss.cuda_unavailable() is not None:
+        assert "CUDA backend unavailable" in ss.FWD.check_config({"backend": "cuda"}, shape)
+        assert "CUDA backend unavailable" in ss.STEP.check_config({"backend": "cuda"}, {"batch": 1, "dim": 64, "N": 16})
+        assert all(c["backend"] == "triton" for c in ss.FWD.grid(ss.FWD.cpu_workload[0]))
+
+
+def test_canonical_keeps_only_the_chosen_backends_parameters():
+    config = {name: values[0] for name, values in ss.FWD.space.items()}
+    triton_config = ss.FWD.canonical({**config, "backend": "triton"})
+    assert set(triton_config) == {"backend", *ss.FWD_TRITON_SPACE}
+    cuda_config = ss.FWD.canonical({**config, "backend": "cuda"})
+    assert set(cuda_config) == {"backend", *ss.CUDA_FWD_SPACE}
+    assert ss.FWD.canonical({**config, "scan": "assoc", "exp_fma": 4})["exp_fma"] == 0
+    step = {name: values[0] for name, values in ss.STEP.space.items()}
+    assert set(ss.STEP.canonical({**step, "backend": "triton"})) == {"backend", *ss.STEP_TRITON_SPACE}
+
+
+def test_every_default_config_is_valid():
+    for template in (ss.FWD, ss.BWD, ss.STEP):
+        for shape in template.workload + template.cpu_workload:
+            for n_states in (1, 16, 100, 256):
+                sized = {**shape, "N": n_states}
+                assert template.check_config(template.default_config(sized), sized) is None, (template.name, sized)
+
+
+def test_cuda_config_falls_back_to_triton_where_cuda_cannot_run(device):
+    # A tuned file may name the CUDA backend; on a machine without it (or in training mode, which
+    # needs the Triton forward's checkpoints) the op still runs, on the Triton default.
+    if ss.cuda_unavailable() is None and device == "cuda":
+        pytest.skip("the CUDA backend is available here")
+    i = make_inputs(device, groups=2)
+    B, C = i["B"], i["C"]
+    out = torch.empty_like(i["u"])
+    ss.selective_scan_fwd({"backend": "cuda"}, i["u"], i["delta"], i["A"], B, C, i["D"], None, i["delta_bias"],
+                          True, None, out, None)
+    assert_close("y", out, _call(selective_scan_ref, i, delta_softplus=True), TOL[torch.float32])
+
+
+# --- GPU ----------------------------------------------------------------------------------------
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+@pytest.mark.parametrize("with_z", [False, True])
+def test_gpu_forward_target_shape_bf16(backend, with_z):
+    if backend == "cuda" and ss.cuda_unavailable() is not None:
+        pytest.skip(ss.cuda_unavailable())
+    shape = {"batch": 8, "dim": 2048, "L": 4096, "N": 16}
+    flags = "z" if with_z else ""
+    config = ss.FWD.default_config(shape)
+    if backend == "cuda":
+        config = {"backend": "cuda", **ss._cuda.cuda_default_config(shape, "fwd")}
+    small = ss.FWD.verification_shape(shape)     # full length, fewer channels: the reference is a loop
+    _run_template(ss.FWD, config, small, "bf16", flags, "cuda")
+    gen = torch.Generator().manual_seed(0)
+    inputs = ss.FWD.make_inputs(shape, "bf16", flags, "cuda", gen)
+    outputs = ss.FWD.allocate_outputs(inputs, shape, "bf16", flags)
+    ss.FWD.launch(config, inputs, outputs, shape, flags)   # the full shape runs (no reference)
+    torch.cuda.synchronize()
+    assert torch.isfinite(outputs["out"].float()).all()
+
+
+@pytest.mark.gpu
+def test_gpu_backends_agree_at_target_shape():
+    if ss.cuda_unavailable() is not None:
+        pytest.skip(ss.cuda_unavailable())
+    shape = {"batch": 8, "dim": 2048, "L": 4096, "N": 16}
+    gen = torch.Generator().manual_seed(0)
+    inputs = ss.FWD.make_inputs(shape, "bf16", "z", "cuda", gen)
+    results = []
+    for config in (ss.FWD.default_config(shape), {"backend": "cuda", **ss._cuda.cuda_default_config(shape, "fwd")}):
+        outputs = ss.FWD.allocate_outputs(inputs, shape, "bf16", "z")
+        ss.FWD.launch(config, inputs, outputs, shape, "z")
+        results.append(outputs)
+    assert_close("out", results[1]["out"], results[0]["out"], 1e-2)
+    assert_close("last_state", results[1]["last_state"], results[0]["last_state"], 1e-3)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("flags", ["", "z"])
+def test_gpu_backward_bf16(flags):
+    shape = {"batch": 2, "dim": 256, "L": 1000, "N": 16}
+    _run_template(ss.BWD, ss.BWD.default_config(shape), ss.BWD.verification_shape(shape), "bf16", flags, "cuda")
+    for config in ss.BWD.grid(shape)[:: max(1, len(ss.BWD.grid(shape)) // 6)]:
+        _run_template(ss.BWD, config, {**shape, "dim": 64}, "bf16", flags, "cuda")
+
+
+@pytest.mark.gpu
+def test_gpu_op_autograd_bf16():
+    i = make_inputs("cuda", torch.bfloat16, batch=2, dim=128, length=300, n_states=16, groups=2, with_z=True,
+                    with_h0=True, requires_grad=True)
+    names = [k for k, v in i.items() if v is not None]
+    y, last = _call(kernelgen.selective_scan, i, delta_softplus=True, return_last_state=True)
+    dy, dlast = torch.randn_like(y), torch.randn_like(last)
+    grads = torch.autograd.grad((y, last), [i[k] for k in names], (dy, dlast))
+    ref_inputs = _float64(i)
+    y_ref, last_ref = _call(selective_scan_ref, ref_inputs, delta_softplus=True, return_last_state=True)
+    ref_grads = torch.autograd.grad((y_ref, last_ref), [ref_inputs[k] for k in names], (dy.double(), dlast.double()))
+    assert_close("y", y, y_ref, TOL[torch.bfloat16])
+    for name, grad, ref in zip(names, grads, ref_grads):
+        assert_close(f"d{name}", grad, ref, TOL[torch.bfloat16])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_gpu_decode_step_target_shape(backend):
+    if backend == "cuda" and ss.cuda_unavailable() is not None:
+        pytest.skip(ss.cuda_unavailable())
+    shape = {"batch": 256, "dim": 4096, "N": 16}
+    config = ss.STEP.default_config(shape)
+    if backend == "cuda":
+        config = {"backend": "cuda", **ss._cuda.cuda_default_config(shape, "step")}
+    _run_template(ss.STEP, config, shape, "bf16", "z", "cuda")
