@@ -1,0 +1,1083 @@
+"""Chunked Fenwick-tree log-linear attention: Triton kernels, launchers and the tunable templates.
+
+Math (kernelgen/reference/loglinear_attention.py): o_t = scale·Σ_{s≤t} λ[t, lvl(t,s)]·e^{G_t−G_s}·(q_t·k_s)·v_s
+with lvl(t,s) = bit_length(t XOR s). Tokens are cut into aligned chunks of C = 2^c positions.
+
+Inside a chunk every pair has level ≤ c: a dense causal q·kᵀ, weighted by λ[t, bit_length(i XOR j)]
+and the decay, times v (tensor cores). Between chunks m < n the level is c + j with the *chunk
+level* j = bit_length(n XOR m), so the earlier chunks seen by chunk n at level j form one aligned
+block: the left half [P − 2^(j−1), P) of n's aligned 2^j block, P = n with its low j−1 bits cleared
+(non-empty when bit j−1 of n is set). That block is the Fenwick-tree node of index P, so there is
+exactly one block state per chunk index P, its level fixed by lowbit(P):
+
+    Block(P) = Σ_{s in chunks [P − lowbit(P), P)} e^{G_end(P−1) − G_s} k_s v_sᵀ          [K, V]
+    o_t    += scale·λ[t, c+j]·e^{G_t − G_end(P_j−1)}·q_t·Block(P_j)   for every set bit j−1 of n
+
+Forward, two kernels:
+  1. ``_fwd_level_scan_kernel``: one program per (K×V tile, chunk level j, sequence·head) walks the
+     chunks once: in left halves it accumulates k·vᵀ into a 2D register tile and emits Block(P) when
+     the half ends; in right halves it only tracks the log decay since that block (``ldec``), which
+     the output kernel needs. Levels are a grid axis (no per-level code), each program carries one
+     state tile, and programs of every level run in parallel. The same pass writes the final state.
+  2. ``_fwd_output_kernel``: one program per (chunk, V tile, head): intra-chunk part plus one
+     q·Block matmul per set bit of the chunk index (log2 of the chunk count at most).
+
+Backward: the blocks are recomputed (kernel 1), then
+  3. ``_bwd_level_scan_kernel``: the mirror image. Keys in chunk m see later chunks at level j in
+     the right half [R, R + lowbit(R)) of m's aligned 2^j block; its λ-weighted query state
+     RBlock(R) = Σ_t scale·λ[t, c+j]·e^{G_t − G_end(R−1)}·q_t·dO_tᵀ is accumulated per level
+     (λ depends on the level, so levels never merge here) and emitted at R.
+  4. ``_bwd_dqk_kernel``: dq (intra + do·Blockᵀ per level), dk (intra + v·ΣRBlockᵀ), dλ, and the
+     per-token dG = q·dq − k·dk (λ does not depend on g, so the identity of decayed linear
+     attention holds); 5. ``_bwd_dv_kernel``: dv; 6. ``_reverse_cumsum_kernel``: dg = Σ_{t'≥t} dG.
+
+Sequences may start at any position (an initial state at position P0): chunks stay aligned to
+absolute positions, the first chunk is partial, the initial per-level states seed each level's
+accumulator (levels below the level's own merge into it), and the first chunk reads them with the
+per-row weight λ[t, max(l, bit_length(t XOR P0))].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from kernelgen.template import DTYPES, Config, Template, Tensors
+from kernelgen.reference import loglinear_attention as ref
+
+from .chunk_common import causal_decay, load_log_decay, sequence_bounds
+from . import register
+
+
+# =============================================================================================
+# building blocks
+# =============================================================================================
+
+
+@triton.jit
+def _bit_length(x, NBITS: tl.constexpr):
+    """bit_length of a non-negative integer tensor whose value is below 2^NBITS."""
+    out = x * 0
+    for bit in tl.static_range(NBITS):
+        out = tl.where((x >> bit) > 0, bit + 1, out)
+    return out
+
+
+@triton.jit
+def _sequence(i_n, cu_seqlens, seq_pos, seq_slot0, T, NC, IS_VARLEN: tl.constexpr, TABLE: tl.constexpr):
+    """(first token row, length, start position, first chunk slot) of sequence ``i_n``, int64."""
+    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    if TABLE:
+        start = tl.load(seq_pos + i_n).to(tl.int64)
+        slot0 = tl.load(seq_slot0 + i_n).to(tl.int64)
+    else:
+        start = bos * 0
+        slot0 = i_n.to(tl.int64) * NC
+    return bos, eos - bos, start, slot0
+
+
+@triton.jit
+def _chunk_rows(n, start, end, bos, C: tl.constexpr):
+    """Rows of absolute chunk ``n``: in-chunk offsets, validity (inside [start, end)) and token row."""
+    offs = tl.arange(0, C)
+    pos = offs.to(tl.int64) + n * C             # n may be a plain int under the interpreter
+    valid = (pos >= start) & (pos < end)
+    return offs, pos, valid, bos + pos - start
+
+
+@triton.jit
+def _level_column(b_lam, cols, level):
+    """Column ``level`` (a scalar) of a [C, LP] level-scale tile, as [C]."""
+    return tl.sum(tl.where(cols[None, :] == level, b_lam, 0.0), 1)
+
+
+@triton.jit
+def _level_column_rows(b_lam, cols, levels):
+    """Row t's entry at column ``levels[t]`` of a [C, LP] level-scale tile, as [C]."""
+    return tl.sum(tl.where(cols[None, :] == levels[:, None], b_lam, 0.0), 1)
+
+
+@triton.jit
+def _intra_level_weights(b_lam, cols, offs, C: tl.constexpr, LOG_C: tl.constexpr):
+    """[C, C]: λ[t, bit_length(t XOR s)] for in-chunk offsets t (rows) and s (columns)."""
+    x = offs[:, None] ^ offs[None, :]
+    w = _level_column(b_lam, cols, 0)[:, None] + tl.zeros([C, C], tl.float32)
+    for lvl in tl.static_range(1, LOG_C + 1):
+        # x ≥ 2^(lvl−1) ⇔ bit_length(x) ≥ lvl; later levels overwrite earlier ones
+        w = tl.where(x >= (1 << (lvl - 1)), _level_column(b_lam, cols, lvl)[:, None], w)
+    return w
+
+
+# =============================================================================================
+# forward
+# =============================================================================================
+
+
+@triton.jit(do_not_specialize=["T", "NC", "NJ", "L_IN", "L_OUT"])
+def _fwd_level_scan_kernel(
+    k, v, g, blocks, ldec, h0, ht, cu_seqlens, seq_pos, seq_slot0,
+    T, NC, NJ, L_IN, L_OUT,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LOG_C: tl.constexpr,
+    BK: tl.constexpr, BV: tl.constexpr, NV: tl.constexpr,
+    IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, HAS_INIT: tl.constexpr, STORE_FINAL: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+):
+    """Block states of chunk level j = program_id(1) + 1 for one (K×V tile, sequence·head).
+    program_id(1) == NJ (only with STORE_FINAL) writes the final state's in-chunk levels instead."""
+    i_kv, i_lv, i_nh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_n, i_h = i_nh // H, i_nh % H
+    i_k, i_v = i_kv // NV, i_kv % NV
+    bos, length, start, slot0 = _sequence(i_n, cu_seqlens, seq_pos, seq_slot0, T, NC, IS_VARLEN, TABLE)
+    end = start + length
+    n0 = (start >> LOG_C).to(tl.int32)
+    n_last = tl.where(length > 0, (end - 1) >> LOG_C, (start >> LOG_C) - 1).to(tl.int32)
+    n_full = (end >> LOG_C).to(tl.int32)     # chunks below n_full are complete
+
+    offs_k = i_k * BK + tl.arange(0, BK)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    m_kv = (offs_k < K)[:, None] & (offs_v < V)[None, :]
+    tile = offs_k[:, None] * V + offs_v[None, :]
+    state_base = (i_n * H + i_h).to(tl.int64)          # [N, H, L, K, V] states
+
+    if i_lv < NJ:
+        j = i_lv + 1
+        half = 1 << (j - 1)
+        acc = tl.zeros([BK, BV], dtype=tl.float32)
+        ld = tl.full([], 0.0, tl.float32)               # log decay since the current block ended
+        if HAS_INIT:
+            if ((n0 >> (j - 1)) & 1) == 1:
+                # the call starts in a right half: the block is the initial state's level c + j
+                if LOG_C + j < L_IN:
+                    acc = tl.load(h0 + ((state_base * L_IN + LOG_C + j) * K * V) + tile, mask=m_kv, other=0.0)
+            else:
+                # inside a left half: every earlier token of it sits at a lower level of the state
+                for lvl in range(1, tl.minimum(LOG_C + j, L_IN)):
+                    acc += tl.load(h0 + ((state_base * L_IN + lvl) * K * V) + tile, mask=m_kv, other=0.0)
+        # aligned 2^j-chunk blocks: accumulate the left half, then walk the right half's decays.
+        # Loads sit in plain loops (no per-chunk branch) so the compiler can pipeline them.
+        for a in range(n0 >> j, (n_last >> j) + 1):
+            base = a << j
+            mid = base + half
+            if a > (n0 >> j):
+                acc = acc * 0.0                         # a new left half begins
+            for n in range(tl.maximum(base, n0), tl.minimum(mid, n_last + 1)):
+                offs, pos, valid, tok = _chunk_rows(n, start, end, bos, C)
+                b_g = load_log_decay(g, tok * H + i_h, valid, 0.0, True, False)
+                b_G = tl.cumsum(b_g, 0)
+                g_sum = tl.sum(b_g, 0)
+                b_kt = tl.load(k + (tok[None, :] * H + i_h) * K + offs_k[:, None],
+                               mask=(offs_k < K)[:, None] & valid[None, :], other=0.0)
+                b_v = tl.load(v + (tok[:, None] * H + i_h) * V + offs_v[None, :],
+                              mask=valid[:, None] & (offs_v < V)[None, :], other=0.0)
+                b_vd = (b_v * tl.exp(g_sum - b_G)[:, None]).to(b_kt.dtype)
+                acc = acc * tl.exp(g_sum) + tl.dot(b_kt, b_vd, input_precision=DOT_PREC)
+            if (mid - 1 >= n0) & (mid <= n_full):
+                # the left half ended inside this call: it is Block(mid), read by the right half
+                if mid <= n_last:
+                    tl.store(blocks + ((slot0 + (mid - n0)) * H + i_h) * K * V + tile,
+                             acc.to(blocks.dtype.element_ty), mask=m_kv)
+                ld = ld * 0.0
+            for n in range(tl.maximum(mid, n0), tl.minimum(base + 2 * half, n_last + 1)):
+                offs, pos, valid, tok = _chunk_rows(n, start, end, bos, C)
+                g_sum = tl.sum(load_log_decay(g, tok * H + i_h, valid, 0.0, True, False), 0)
+                if i_kv == 0:
+                    tl.store(ldec + ((slot0 + (n - n0)) * H + i_h) * NJ + (j - 1), ld)
+                ld += g_sum
+        if STORE_FINAL:
+            if LOG_C + j < L_OUT:
+                if ((n_full >> (j - 1)) & 1) == 1:
+                    fin = acc * tl.exp(ld)
+                else:
+                    fin = acc * 0.0
+                tl.store(ht + ((state_base * L_OUT + LOG_C + j) * K * V) + tile, fin, mask=m_kv)
+    else:
+        # final state, levels 1..c: the tokens of the open (partial) chunk, by their level
+        # relative to the end position, plus the initial state's in-chunk levels re-bucketed
+        n_open = n_full
+        offs, pos, valid, tok = _chunk_rows(n_open, start, end, bos, C)
+        b_g = load_log_decay(g, tok * H + i_h, valid, 0.0, True, False)
+        b_G = tl.cumsum(b_g, 0)
+        g_sum = tl.sum(b_g, 0)
+        lvl_end = _bit_length(pos ^ end, LOG_C)
+        b_kt = tl.load(k + (tok[None, :] * H + i_h) * K + offs_k[:, None],
+                       mask=(offs_k < K)[:, None] & valid[None, :], other=0.0)
+        b_v = tl.load(v + (tok[:, None] * H + i_h) * V + offs_v[None, :],
+                      mask=valid[:, None] & (offs_v < V)[None, :], other=0.0)
+        d_end = _bit_length((end ^ start) & (C - 1), LOG_C)
+        for lvl in tl.static_range(1, LOG_C + 1):
+            w = tl.where(valid & (lvl_end == lvl), tl.exp(g_sum - b_G), 0.0)
+            fin = tl.dot(b_kt, (b_v * w[:, None]).to(b_kt.dtype), input_precision=DOT_PREC)
+            if HAS_INIT:
+                if n_open == n0:
+                    for lp in range(1, tl.minimum(LOG_C + 1, L_IN)):
+                        if tl.maximum(lp, d_end) == lvl:
+                            fin += tl.exp(g_sum) * tl.load(h0 + ((state_base * L_IN + lp) * K * V) + tile,
+                                                           mask=m_kv, other=0.0)
+            if lvl < L_OUT:
+                tl.store(ht + ((state_base * L_OUT + lvl) * K * V) + tile, fin, mask=m_kv)
+
+
+@triton.jit(do_not_specialize=["T", "NC", "NJ", "L", "L_IN"])
+def _fwd_output_kernel(
+    q, k, v, g, lam, blocks, ldec, h0, o, cu_seqlens, seq_pos, seq_slot0, slot_seq, slot_chunk,
+    scale, T, NC, NJ, L, L_IN,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, KP: tl.constexpr, C: tl.constexpr,
+    LOG_C: tl.constexpr, BV: tl.constexpr, LP: tl.constexpr,
+    IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, HAS_INIT: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    """o for one (chunk slot, V tile, head): intra-chunk part + one q·Block per set bit of n."""
+    i_s, i_v, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    if TABLE:
+        i_n = tl.load(slot_seq + i_s)
+        n = tl.load(slot_chunk + i_s)
+    else:
+        i_n = i_s // NC
+        n = i_s % NC
+    bos, length, start, slot0 = _sequence(i_n, cu_seqlens, seq_pos, seq_slot0, T, NC, IS_VARLEN, TABLE)
+    n0 = (start >> LOG_C).to(tl.int32)
+    offs, pos, valid, tok = _chunk_rows(n, start, start + length, bos, C)
+    offs_k = tl.arange(0, KP)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    m_k, m_v = offs_k < K, offs_v < V
+    cols = tl.arange(0, LP)
+    m_qk = valid[:, None] & m_k[None, :]
+    b_q = tl.load(q + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_qk, other=0.0)
+    b_k = tl.load(k + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_qk, other=0.0)
+    b_v = tl.load(v + (tok[:, None] * H + i_h) * V + offs_v[None, :], mask=valid[:, None] & m_v[None, :], other=0.0)
+    b_lam = tl.load(lam + (tok[:, None] * H + i_h) * L + cols[None, :],
+                    mask=valid[:, None] & (cols < L)[None, :], other=0.0).to(tl.float32)
+    b_g = load_log_decay(g, tok * H + i_h, valid, 0.0, True, False)
+    b_G = tl.cumsum(b_g, 0)
+    dt = b_q.dtype
+
+    # intra-chunk: level-weighted, decayed causal scores
+    b_s = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PREC)
+    b_s = b_s * causal_decay(b_G, C, True) * _intra_level_weights(b_lam, cols, offs, C, LOG_C)
+    b_o = tl.dot(b_s.to(dt), b_v, input_precision=DOT_PREC)
+
+    # inter-chunk: one state per set bit of n (the initial state's levels on a continued first chunk)
+    e_q = tl.exp(b_G)
+    slot = slot0 + (n - n0)
+    if HAS_INIT:
+        n_first = n0
+    else:
+        n_first = n0 * 0 - 1                             # no chunk is a continued first chunk
+    if n == n_first:
+        dist = _bit_length((pos ^ start) & (C - 1), LOG_C)
+        for lvl in range(1, tl.minimum(L_IN, L)):
+            w = _level_column_rows(b_lam, cols, tl.maximum(dist, lvl)) * e_q
+            b_h = tl.load(h0 + (((i_n * H + i_h).to(tl.int64) * L_IN + lvl) * K + offs_k[:, None]) * V
+                          + offs_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
+            b_o += w[:, None] * tl.dot(b_q, b_h.to(dt), input_precision=DOT_PREC)
+    else:
+        for j in range(1, NJ + 1):
+            if ((n >> (j - 1)) & 1) == 1:
+                src = (n >> (j - 1)) << (j - 1)          # Block(src) ends where n's level-j bucket ends
+                decay = tl.load(ldec + (slot * H + i_h) * NJ + (j - 1))
+                w = _level_column(b_lam, cols, LOG_C + j) * tl.exp(b_G + decay)
+                if src <= n_first:
+                    b_h = tl.load(h0 + (((i_n * H + i_h).to(tl.int64) * L_IN + LOG_C + j) * K + offs_k[:, None]) * V
+                                  + offs_v[None, :], mask=(m_k & (offs_k * 0 + LOG_C + j < L_IN))[:, None]
+                                  & m_v[None, :], other=0.0).to(dt)
+                else:
+                    b_h = tl.load(blocks + (((slot0 + src - n0) * H + i_h) * K + offs_k[:, None]) * V
+                                  + offs_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0).to(dt)
+                b_o += w[:, None] * tl.dot(b_q, b_h, input_precision=DOT_PREC)
+    tl.store(o + (tok[:, None] * H + i_h) * V + offs_v[None, :], (b_o * scale).to(o.dtype.element_ty),
+             mask=valid[:, None] & m_v[None, :])
+
+
+# =============================================================================================
+# backward
+# =============================================================================================
+
+
+@triton.jit(do_not_specialize=["T", "NC", "NJ", "L"])
+def _bwd_level_scan_kernel(
+    q, do, g, lam, rblocks, rdec, cu_seqlens, seq_pos, seq_slot0,
+    scale, T, NC, NJ, L,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LOG_C: tl.constexpr,
+    BK: tl.constexpr, BV: tl.constexpr, NV: tl.constexpr,
+    IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    """RBlock(R) of chunk level j = program_id(1) + 1, walking the chunks backwards: the right half
+    [R, R + 2^(j−1)) of each aligned 2^j block, as Σ scale·λ[t, c+j]·e^{G_t − G_end(R−1)}·q_t·dO_tᵀ."""
+    i_kv, i_lv, i_nh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_n, i_h = i_nh // H, i_nh % H
+    i_k, i_v = i_kv // NV, i_kv % NV
+    bos, length, start, slot0 = _sequence(i_n, cu_seqlens, seq_pos, seq_slot0, T, NC, IS_VARLEN, TABLE)
+    end = start + length
+    n0 = (start >> LOG_C).to(tl.int32)
+    n_last = tl.where(length > 0, (end - 1) >> LOG_C, (start >> LOG_C) - 1).to(tl.int32)
+    j = i_lv + 1
+    half = 1 << (j - 1)
+    offs_k = i_k * BK + tl.arange(0, BK)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    m_kv = (offs_k < K)[:, None] & (offs_v < V)[None, :]
+    acc = tl.zeros([BK, BV], dtype=tl.float32)
+    a_hi = n_last >> j
+    for i_a in range(0, a_hi - (n0 >> j) + 1):
+        a = a_hi - i_a
+        base = a << j
+        mid = base + half
+        # right half, last chunk first: queries weighted by their level-(c + j) scale
+        r_lo = tl.maximum(mid, n0)
+        r_hi = tl.minimum(base + 2 * half, n_last + 1)
+        acc = acc * 0.0
+        for i_r in range(0, r_hi - r_lo):
+            n = r_hi - 1 - i_r
+            offs, pos, valid, tok = _chunk_rows(n, start, end, bos, C)
+            b_g = load_log_decay(g, tok * H + i_h, valid, 0.0, True, False)
+            b_G = tl.cumsum(b_g, 0)
+            g_sum = tl.sum(b_g, 0)
+            b_lj = tl.load(lam + (tok * H + i_h) * L + LOG_C + j, mask=valid, other=0.0).to(tl.float32)
+            b_qt = tl.load(q + (tok[None, :] * H + i_h) * K + offs_k[:, None],
+                           mask=(offs_k < K)[:, None] & valid[None, :], other=0.0)
+            b_do = tl.load(do + (tok[:, None] * H + i_h) * V + offs_v[None, :],
+                           mask=valid[:, None] & (offs_v < V)[None, :], other=0.0)
+            b_qw = (b_qt * (scale * b_lj * tl.exp(b_G))[None, :]).to(b_do.dtype)
+            acc = acc * tl.exp(g_sum) + tl.dot(b_qw, b_do, input_precision=DOT_PREC)
+        if (r_lo == mid) & (r_hi > r_lo):
+            tl.store(rblocks + (((slot0 + (mid - n0)) * H + i_h) * K + offs_k[:, None]) * V + offs_v[None, :],
+                     acc.to(rblocks.dtype.element_ty), mask=m_kv)
+        # left half, last chunk first: decay from the right half's start back to each chunk's end
+        l_lo = tl.maximum(base, n0)
+        l_hi = tl.minimum(mid, n_last + 1)
+        rld = tl.full([], 0.0, tl.float32)
+        for i_l in range(0, l_hi - l_lo):
+            n = l_hi - 1 - i_l
+            offs, pos, valid, tok = _chunk_rows(n, start, end, bos, C)
+            g_sum = tl.sum(load_log_decay(g, tok * H + i_h, valid, 0.0, True, False), 0)
+            if i_kv == 0:
+                tl.store(rdec + ((slot0 + (n - n0)) * H + i_h) * NJ + (j - 1), rld)
+            rld += g_sum
+
+
+@triton.jit(do_not_specialize=["T", "NC", "NJ", "L", "TOKENS"])
+def _bwd_dqk_kernel(
+    q, k, v, g, lam, do, blocks, ldec, rblocks, rdec, dq, dk, dlam, dG,
+    cu_seqlens, seq_pos, seq_slot0, slot_seq, slot_chunk,
+    scale, T, NC, NJ, L, TOKENS,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LOG_C: tl.constexpr,
+    BK: tl.constexpr, BV: tl.constexpr, LP: tl.constexpr,
+    IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    """dq, dk for one (chunk slot, K tile, head), and this K tile's share of dλ and dG."""
+    i_s, i_k, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    if TABLE:
+        i_n = tl.load(slot_seq + i_s)
+        n = tl.load(slot_chunk + i_s)
+    else:
+        i_n = i_s // NC
+        n = i_s % NC
+    bos, length, start, slot0 = _sequence(i_n, cu_seqlens, seq_pos, seq_slot0, T, NC, IS_VARLEN, TABLE)
+    end = start + length
+    n0 = (start >> LOG_C).to(tl.int32)
+    n_last = ((end - 1) >> LOG_C).to(tl.int32)
+    offs, pos, valid, tok = _chunk_rows(n, start, end, bos, C)
+    offs_k = i_k * BK + tl.arange(0, BK)
+    m_k = offs_k < K
+    cols = tl.arange(0, LP)
+    m_qk = valid[:, None] & m_k[None, :]
+    b_q = tl.load(q + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_qk, other=0.0)
+    b_k = tl.load(k + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_qk, other=0.0)
+    b_lam = tl.load(lam + (tok[:, None] * H + i_h) * L + cols[None, :],
+                    mask=valid[:, None] & (cols < L)[None, :], other=0.0).to(tl.float32)
+    b_g = load_log_decay(g, tok * H + i_h, valid, 0.0, True, False)
+    b_G = tl.cumsum(b_g, 0)
+    g_sum = tl.sum(b_g, 0)
+    dt = b_q.dtype
+    slot = slot0 + (n - n0)
+    e_q = tl.exp(b_G)
+    e_k = tl.exp(g_sum - b_G)
+
+    b_dA = tl.zeros([C, C], dtype=tl.float32)
+    b_dq = tl.zeros([C, BK], dtype=tl.float32)
+    b_dk = tl.zeros([C, BK], dtype=tl.float32)
+    b_dlam = tl.zeros([C, LP], dtype=tl.float32)
+    for v0 in range(0, V, BV):
+        offs_v = v0 + tl.arange(0, BV)
+        m_v = offs_v < V
+        m_tv = valid[:, None] & m_v[None, :]
+        m_kv = m_k[:, None] & m_v[None, :]
+        b_do = tl.load(do + (tok[:, None] * H + i_h) * V + offs_v[None, :], mask=m_tv, other=0.0)
+        b_v = tl.load(v + (tok[:, None] * H + i_h) * V + offs_v[None, :], mask=m_tv, other=0.0)
+        b_dA += tl.dot(b_do, tl.trans(b_v), input_precision=DOT_PREC)
+        b_rs = tl.zeros([BK, BV], dtype=tl.float32)
+        for j in range(1, NJ + 1):
+            if ((n >> (j - 1)) & 1) == 1:
+                # earlier chunks at level c + j: dq and dλ through Block(src)
+                src = (n >> (j - 1)) << (j - 1)
+                decay = tl.load(ldec + (slot * H + i_h) * NJ + (j - 1))
+                b_h = tl.load(blocks + (((slot0 + src - n0) * H + i_h) * K + offs_k[:, None]) * V
+                              + offs_v[None, :], mask=m_kv, other=0.0).to(dt)
+                b_r = tl.dot(b_do, tl.trans(b_h), input_precision=DOT_PREC)      # [C, BK]
+                e_j = scale * tl.exp(b_G + decay)
+                b_dq += (_level_column(b_lam, cols, LOG_C + j) * e_j)[:, None] * b_r
+                part = tl.sum(b_q.to(tl.float32) * b_r, 1) * e_j
+                b_dlam += tl.where(cols[None, :] == LOG_C + j, part[:, None], 0.0)
+            else:
+                # later chunks at level c + j: the right half starting at rsrc, if it exists
+                rsrc = ((n >> (j - 1)) | 1) << (j - 1)
+                if rsrc <= n_last:
+                    decay = tl.load(rdec + (slot * H + i_h) * NJ + (j - 1))
+                    b_rs += tl.exp(decay) * tl.load(
+                        rblocks + (((slot0 + rsrc - n0) * H + i_h) * K + offs_k[:, None]) * V + offs_v[None, :],
+                        mask=m_kv, other=0.0).to(tl.float32)
+        b_vd = (b_v * e_k[:, None]).to(dt)
+        b_dk += tl.dot(b_vd, tl.trans(b_rs.to(dt)), input_precision=DOT_PREC)
+
+    # intra-chunk
+    b_s = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PREC)
+    b_D = causal_decay(b_G, C, True) * scale
+    b_W = _intra_level_weights(b_lam, cols, offs, C, LOG_C)
+    b_dAM = b_dA * b_D * b_W
+    b_dq += tl.dot(b_dAM.to(dt), b_k, input_precision=DOT_PREC)
+    b_dk += tl.dot(tl.trans(b_dAM.to(dt)), b_q, input_precision=DOT_PREC)
+    b_P = b_dA * b_s * b_D                              # dλ[t, lvl(t,s)] gathers these per row
+    x = offs[:, None] ^ offs[None, :]
+    for lvl in tl.static_range(0, LOG_C + 1):
+        in_lvl = (x < (1 << lvl)) & (x >= ((1 << lvl) >> 1))     # bit_length(x) == lvl
+        part = tl.sum(tl.where(in_lvl, b_P, 0.0), 1)
+        b_dlam += tl.where(cols[None, :] == lvl, part[:, None], 0.0)
+
+    b_dG = tl.sum(b_q.to(tl.float32) * b_dq, 1) - tl.sum(b_k.to(tl.float32) * b_dk, 1)
+    tl.store(dq + (tok[:, None] * H + i_h) * K + offs_k[None, :], b_dq.to(dq.dtype.element_ty), mask=m_qk)
+    tl.store(dk + (tok[:, None] * H + i_h) * K + offs_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_qk)
+    part_base = i_k.to(tl.int64) * TOKENS * H
+    tl.store(dlam + (part_base + tok[:, None] * H + i_h) * L + cols[None, :], b_dlam.to(dlam.dtype.element_ty),
+             mask=valid[:, None] & (cols < L)[None, :])
+    tl.store(dG + part_base + tok * H + i_h, b_dG, mask=valid)
+
+
+@triton.jit(do_not_specialize=["T", "NC", "NJ", "L"])
+def _bwd_dv_kernel(
+    q, k, g, lam, do, rblocks, rdec, dv, cu_seqlens, seq_pos, seq_slot0, slot_seq, slot_chunk,
+    scale, T, NC, NJ, L,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LOG_C: tl.constexpr,
+    BK: tl.constexpr, BV: tl.constexpr, LP: tl.constexpr,
+    IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    """dv for one (chunk slot, V tile, head): Aᵀ·dO inside the chunk + (k decayed)·ΣRBlock."""
+    i_s, i_v, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    if TABLE:
+        i_n = tl.load(slot_seq + i_s)
+        n = tl.load(slot_chunk + i_s)
+    else:
+        i_n = i_s // NC
+        n = i_s % NC
+    bos, length, start, slot0 = _sequence(i_n, cu_seqlens, seq_pos, seq_slot0, T, NC, IS_VARLEN, TABLE)
+    end = start + length
+    n0 = (start >> LOG_C).to(tl.int32)
+    n_last = ((end - 1) >> LOG_C).to(tl.int32)
+    offs, pos, valid, tok = _chunk_rows(n, start, end, bos, C)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    m_v = offs_v < V
+    m_tv = valid[:, None] & m_v[None, :]
+    cols = tl.arange(0, LP)
+    b_do = tl.load(do + (tok[:, None] * H + i_h) * V + offs_v[None, :], mask=m_tv, other=0.0)
+    b_lam = tl.load(lam + (tok[:, None] * H + i_h) * L + cols[None, :],
+                    mask=valid[:, None] & (cols < L)[None, :], other=0.0).to(tl.float32)
+    b_g = load_log_decay(g, tok * H + i_h, valid, 0.0, True, False)
+    b_G = tl.cumsum(b_g, 0)
+    g_sum = tl.sum(b_g, 0)
+    dt = b_do.dtype
+    slot = slot0 + (n - n0)
+    e_k = tl.exp(g_sum - b_G)
+
+    b_s = tl.zeros([C, C], dtype=tl.float32)
+    b_dv = tl.zeros([C, BV], dtype=tl.float32)
+    for k0 in range(0, K, BK):
+        offs_k = k0 + tl.arange(0, BK)
+        m_k = offs_k < K
+        m_tk = valid[:, None] & m_k[None, :]
+        m_kv = m_k[:, None] & m_v[None, :]
+        b_q = tl.load(q + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_tk, other=0.0)
+        b_k = tl.load(k + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_tk, other=0.0)
+        b_s += tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PREC)
+        b_rs = tl.zeros([BK, BV], dtype=tl.float32)
+        for j in range(1, NJ + 1):
+            if ((n >> (j - 1)) & 1) == 0:
+                rsrc = ((n >> (j - 1)) | 1) << (j - 1)
+                if rsrc <= n_last:
+                    decay = tl.load(rdec + (slot * H + i_h) * NJ + (j - 1))
+                    b_rs += tl.exp(decay) * tl.load(
+                        rblocks + (((slot0 + rsrc - n0) * H + i_h) * K + offs_k[:, None]) * V + offs_v[None, :],
+                        mask=m_kv, other=0.0).to(tl.float32)
+        b_kd = (b_k * e_k[:, None]).to(dt)
+        b_dv += tl.dot(b_kd, b_rs.to(dt), input_precision=DOT_PREC)
+    b_A = b_s * causal_decay(b_G, C, True) * _intra_level_weights(b_lam, cols, offs, C, LOG_C) * scale
+    b_dv += tl.dot(tl.trans(b_A.to(dt)), b_do, input_precision=DOT_PREC)
+    tl.store(dv + (tok[:, None] * H + i_h) * V + offs_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
+
+
+@triton.jit(do_not_specialize=["T", "NK", "TOKENS"])
+def _reverse_cumsum_kernel(dG, dg, cu_seqlens, T, NK, TOKENS, H: tl.constexpr, BT: tl.constexpr,
+                           IS_VARLEN: tl.constexpr):
+    """dg_t = Σ_{t' ≥ t in t's sequence} Σ_k dG[k, t'] for one (sequence, head), walking backwards."""
+    i_n, i_h = tl.program_id(0), tl.program_id(1)
+    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    carry = tl.full([], 0.0, tl.float32)
+    offs = tl.arange(0, BT)
+    for i in range(0, tl.cdiv(eos - bos, BT)):
+        rows = eos - (i + 1) * BT + offs
+        m = rows >= bos
+        x = tl.zeros([BT], dtype=tl.float32)
+        for i_k in range(0, NK):
+            x += tl.load(dG + (i_k * TOKENS + rows) * H + i_h, mask=m, other=0.0)
+        total = tl.sum(x, 0)
+        suffix = total - tl.cumsum(x, 0) + x + carry
+        tl.store(dg + rows * H + i_h, suffix.to(dg.dtype.element_ty), mask=m)
+        carry += total
+
+
+# =============================================================================================
+# decode step
+# =============================================================================================
+
+
+@triton.jit
+def _step_kernel(q, k, v, g, lam, states, new_states, position, o, scale, L, LS,
+                 H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, KP: tl.constexpr, BV: tl.constexpr,
+                 LP: tl.constexpr, ALL_LEVELS: tl.constexpr):
+    """One token at position P for one (V tile, sequence·head). Reads every level (o), then merges
+    levels 1..p (p = trailing ones of P) and the token into level p + 1; other levels decay.
+    ``new_states`` may be ``states`` (in place: levels above P + 1's bit length are zero and stay
+    untouched) or another buffer (ALL_LEVELS: every level is written)."""
+    i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    i_n = i_nh // H
+    offs_k = tl.arange(0, KP)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    m_k, m_v = offs_k < K, offs_v < V
+    m_kv = m_k[:, None] & m_v[None, :]
+    cols = tl.arange(0, LP)
+    b_q = tl.load(q + i_nh * K + offs_k, mask=m_k, other=0.0).to(tl.float32)
+    b_k = tl.load(k + i_nh * K + offs_k, mask=m_k, other=0.0).to(tl.float32)
+    b_v = tl.load(v + i_nh * V + offs_v, mask=m_v, other=0.0).to(tl.float32)
+    b_lam = tl.load(lam + i_nh * L + cols, mask=cols < L, other=0.0).to(tl.float32)
+    decay = tl.exp(tl.load(g + i_nh).to(tl.float32))
+    p = tl.load(position + i_n)
+    target = _bit_length(p ^ (p + 1), 63)               # p + 1 in the docstring's terms
+    top = _bit_length(p + 1, 63)                        # levels above this stay zero
+    b_o = tl.sum(tl.where(cols == 0, b_lam, 0.0), 0) * tl.sum(b_q * b_k, 0) * b_v
+    merged = tl.zeros([KP, BV], dtype=tl.float32)
+    base = i_nh.to(tl.int64) * LS
+    if ALL_LEVELS:
+        last = top * 0 + LS
+    else:
+        last = tl.minimum(top + 1, LS)
+    tile = offs_k[:, None] * V + offs_v[None, :]
+    if ALL_LEVELS:
+        tl.store(new_states + base * K * V + tile, tl.zeros([KP, BV], tl.float32), mask=m_kv)
+    for lvl in range(1, last):
+        b_h = tl.load(states + (base + lvl) * K * V + tile, mask=m_kv, other=0.0)
+        lam_l = tl.sum(tl.where(cols == lvl, b_lam, 0.0), 0)
+        b_o += (lam_l * decay) * tl.sum(b_q[:, None] * b_h, 0)
+        if lvl < target:
+            merged += b_h
+            b_h = b_h * 0.0
+        elif lvl == target:
+            b_h = decay * merged + b_k[:, None] * b_v[None, :]
+        else:
+            b_h = b_h * decay
+        tl.store(new_states + (base + lvl) * K * V + tile, b_h, mask=m_kv)
+    tl.store(o + i_nh * V + offs_v, (b_o * scale).to(o.dtype.element_ty), mask=m_v)
+
+
+# =============================================================================================
+# launchers
+# =============================================================================================
+
+
+def _dot_precision(dtype: torch.dtype) -> str:
+    # fp32 inputs get exact fp32 products (tf32 would cost ~1e-3 relative error); halves ignore it
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def block_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Storage of the per-chunk block states: bf16 inputs keep bf16 (the tensor-core operand it
+    becomes anyway; accumulation stays fp32 in registers), fp16 and fp32 keep fp32 (range)."""
+    return torch.bfloat16 if dtype == torch.bfloat16 else torch.float32
+
+
+@dataclass
+class ChunkPlan:
+    """Where the sequences and chunks of one call live. Dense calls (batch rows starting at
+    position 0) need no tables; continued or packed sequences get small device tables."""
+    chunk: int
+    num_seqs: int                # N
+    num_slots: int               # chunk slots over all sequences
+    levels: int                  # NJ: chunk levels (bit length of the largest chunk index reached)
+    slots_per_seq: int           # dense only
+    table: bool
+    seq_pos: torch.Tensor | None = None      # [N] int64 start positions
+    seq_slot0: torch.Tensor | None = None    # [N] int64 first slot of each sequence
+    slot_seq: torch.Tensor | None = None     # [S] int32 sequence of each slot
+    slot_chunk: torch.Tensor | None = None   # [S] int32 absolute chunk index of each slot
+
+
+def make_plan(batch: int, seq_len: int, chunk: int, lengths: list[int] | None, starts: list[int] | None,
+              device) -> ChunkPlan:
+    """Plan for ``lengths`` (packed sequences; None: ``batch`` rows of ``seq_len``) starting at
+    ``starts`` (None: all at position 0)."""
+    log_c = chunk.bit_length() - 1
+    if lengths is None and starts is None:
+        nc = triton.cdiv(seq_len, chunk)
+        return ChunkPlan(chunk, batch, batch * nc, max(1, (seq_len >> log_c).bit_length()), nc, False)
+    lengths = lengths if lengths is not None else [seq_len] * batch
+    starts = starts if starts is not None else [0] * len(lengths)
+    slot0, slot_seq, slot_chunk = [], [], []
+    levels = 1
+    for i, (n, p0) in enumerate(zip(lengths, starts)):
+        slot0.append(len(slot_seq))
+        if n > 0:
+            first, last = p0 >> log_c, (p0 + n - 1) >> log_c
+            slot_seq.extend([i] * (last - first + 1))
+            slot_chunk.extend(range(first, last + 1))
+        levels = max(levels, ((p0 + n) >> log_c).bit_length())
+    as_tensor = lambda x, dt: torch.tensor(x, dtype=dt, device=device)  # noqa: E731
+    return ChunkPlan(chunk, len(lengths), len(slot_seq), levels, 0, True,
+                     as_tensor(starts, torch.int64), as_tensor(slot0, torch.int64),
+                     as_tensor(slot_seq, torch.int32), as_tensor(slot_chunk, torch.int32))
+
+
+def _plan_args(plan: ChunkPlan, dummy):
+    return (plan.seq_pos if plan.table else dummy, plan.seq_slot0 if plan.table else dummy)
+
+
+def _slot_args(plan: ChunkPlan, dummy):
+    return (plan.slot_seq if plan.table else dummy, plan.slot_chunk if plan.table else dummy)
+
+
+def _tile(size: int, block: int) -> int:
+    return min(int(block), max(16, triton.next_power_of_2(size)))
+
+
+def block_states(k, v, g, plan: ChunkPlan, config, cu_seqlens, init=None, final=None):
+    """Kernel 1: Block(P) for every chunk slot [S, H, K, V] and the log decays ldec [S, H, NJ];
+    writes ``final`` [N, H, L_out, K, V] (fp32, zero-filled) when given."""
+    B, T, H, K = k.shape
+    V = v.shape[-1]
+    chunk = plan.chunk
+    bk, bv = _tile(K, config["scan_bk"]), _tile(V, config["scan_bv"])
+    nk, nv = triton.cdiv(K, bk), triton.cdiv(V, bv)
+    blocks = torch.empty(max(plan.num_slots, 1), H, K, V, device=k.device, dtype=block_dtype(k.dtype))
+    ldec = torch.empty(max(plan.num_slots, 1), H, plan.levels, device=k.device, dtype=torch.float32)
+    dummy = blocks
+    levels_axis = plan.levels + (1 if final is not None else 0)
+    _fwd_level_scan_kernel[(nk * nv, levels_axis, plan.num_seqs * H)](
+        k, v, g, blocks, ldec, init if init is not None else dummy, final if final is not None else dummy,
+        cu_seqlens if cu_seqlens is not None else dummy, *_plan_args(plan, dummy),
+        T, plan.slots_per_seq, plan.levels,
+        init.shape[2] if init is not None else 0, final.shape[2] if final is not None else 0,
+        H=H, K=K, V=V, C=chunk, LOG_C=chunk.bit_length() - 1, BK=bk, BV=bv, NV=nv,
+        IS_VARLEN=cu_seqlens is not None, TABLE=plan.table, HAS_INIT=init is not None,
+        STORE_FINAL=final is not None, DOT_PREC=_dot_precision(k.dtype),
+        num_warps=int(config["scan_warps"]), num_stages=int(config["num_stages"]))
+    return blocks, ldec
+
+
+def forward(q, k, v, g, lam, scale: float, config, plan: ChunkPlan, cu_seqlens=None, init=None,
+            final_levels: int = 0, out=None):
+    """o [B, T, H, V] (q's dtype) and the final states [N, H, final_levels, K, V] fp32 (or None).
+    All tensors contiguous; ``init`` [N, H, L_in, K, V] fp32 or None."""
+    B, T, H, K = q.shape
+    V, L = v.shape[-1], lam.shape[-1]
+    o = torch.empty_like(v) if out is None else out
+    final = (torch.zeros(plan.num_seqs, H, final_levels, K, V, device=q.device, dtype=torch.float32)
+             if final_levels else None)
+    blocks, ldec = block_states(k, v, g, plan, config, cu_seqlens, init, final)
+    if plan.num_slots == 0:
+        return o, final
+    bv = _tile(V, config["out_bv"])
+    dummy = blocks
+    _fwd_output_kernel[(plan.num_slots, triton.cdiv(V, bv), H)](
+        q, k, v, g, lam, blocks, ldec, init if init is not None else dummy, o,
+        cu_seqlens if cu_seqlens is not None else dummy, *_plan_args(plan, dummy), *_slot_args(plan, dummy),
+        float(scale), T, plan.slots_per_seq, plan.levels, L, init.shape[2] if init is not None else 0,
+        H=H, K=K, V=V, KP=max(16, triton.next_power_of_2(K)), C=plan.chunk,
+        LOG_C=plan.chunk.bit_length() - 1, BV=bv, LP=max(2, triton.next_power_of_2(L)),
+        IS_VARLEN=cu_seqlens is not None, TABLE=plan.table, HAS_INIT=init is not None,
+        DOT_PREC=_dot_precision(q.dtype),
+        num_warps=int(config["out_warps"]), num_stages=int(config["num_stages"]))
+    return o, final
+
+
+def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seqlens=None, out=None):
+    """(dq, dk, dv, dg, dλ) of a call without initial state; dq/dk/dv in q's dtype, dg and dλ in
+    the dtypes of g and level_scales. ``out``: the five buffers to write, or None."""
+    B, T, H, K = q.shape
+    V, L = v.shape[-1], lam.shape[-1]
+    device = q.device
+    tokens = B * T
+    chunk, log_c = plan.chunk, plan.chunk.bit_length() - 1
+    if out is None:
+        out = (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), torch.empty_like(g),
+               torch.empty_like(lam))
+    dq, dk, dv, dg, dlam_out = out
+    if plan.num_slots == 0:
+        for x in out:
+            x.zero_()
+        return out
+    blocks, ldec = block_states(k, v, g, plan, config, cu_seqlens)
+    dot_prec = _dot_precision(q.dtype)
+    lp = max(2, triton.next_power_of_2(L))
+    common = dict(H=H, K=K, V=V, C=chunk, LOG_C=log_c, IS_VARLEN=cu_seqlens is not None,
+                  TABLE=plan.table, DOT_PREC=dot_prec, num_stages=int(config["num_stages"]))
+    dummy = blocks
+    cu = cu_seqlens if cu_seqlens is not None else dummy
+
+    # 3: λ-weighted query states of right halves, per level
+    sbk, sbv = _tile(K, config["scan_bk"]), _tile(V, config["scan_bv"])
+    snv = triton.cdiv(V, sbv)
+    rblocks = torch.empty(plan.num_slots, H, K, V, device=device, dtype=block_dtype(q.dtype))
+    rdec = torch.empty(plan.num_slots, H, plan.levels, device=device, dtype=torch.float32)
+    _bwd_level_scan_kernel[(triton.cdiv(K, sbk) * snv, plan.levels, plan.num_seqs * H)](
+        q, do, g, lam, rblocks, rdec, cu, *_plan_args(plan, dummy),
+        float(scale), T, plan.slots_per_seq, plan.levels, L,
+        BK=sbk, BV=sbv, NV=snv, num_warps=int(config["scan_warps"]), **common)
+
+    # 4: dq, dk, dλ and dG (partial over K tiles)
+    kbk, kbv = _tile(K, config["dqk_bk"]), _tile(V, config["dqk_bv"])
+    nk = triton.cdiv(K, kbk)
+    # K tiles each hold a share of dλ and dG; one tile writes dλ straight into the output
+    dlam_part = dlam_out if nk == 1 else torch.empty(nk, tokens, H, L, device=device, dtype=torch.float32)
+    dG_part = torch.empty(nk, tokens, H, device=device, dtype=torch.float32)
+    _bwd_dqk_kernel[(plan.num_slots, nk, H)](
+        q, k, v, g, lam, do, blocks, ldec, rblocks, rdec, dq, dk, dlam_part, dG_part,
+        cu, *_plan_args(plan, dummy), *_slot_args(plan, dummy),
+        float(scale), T, plan.slots_per_seq, plan.levels, L, tokens,
+        BK=kbk, BV=kbv, LP=lp, num_warps=int(config["dqk_warps"]), **common)
+
+    # 5: dv
+    vbk, vbv = _tile(K, config["dv_bk"]), _tile(V, config["dv_bv"])
+    _bwd_dv_kernel[(plan.num_slots, triton.cdiv(V, vbv), H)](
+        q, k, g, lam, do, rblocks, rdec, dv, cu, *_plan_args(plan, dummy), *_slot_args(plan, dummy),
+        float(scale), T, plan.slots_per_seq, plan.levels, L,
+        BK=vbk, BV=vbv, LP=lp, num_warps=int(config["dv_warps"]), **common)
+
+    # 6: dg = reverse cumsum of dG inside each sequence
+    _reverse_cumsum_kernel[(plan.num_seqs, H)](
+        dG_part, dg, cu, T, nk, tokens, H=H, BT=64, IS_VARLEN=cu_seqlens is not None, num_warps=2)
+    if nk > 1:
+        dlam_out.copy_(dlam_part.sum(0).view_as(dlam_out))
+    return dq, dk, dv, dg, dlam_out
+
+
+def step(q, k, v, g, lam, states, position, scale: float, config, out=None, new_states=None):
+    """One decode token per sequence. q, k [N, H, K]; v [N, H, V]; g [N, H]; lam [N, H, L];
+    states [N, H, LS, K, V] fp32, updated in place unless ``new_states`` is given; position [N]
+    int64 (not advanced here)."""
+    N, H, K = q.shape
+    V, L, LS = v.shape[-1], lam.shape[-1], states.shape[2]
+    o = torch.empty_like(v) if out is None else out
+    bv = _tile(V, config["block_v"])
+    _step_kernel[(triton.cdiv(V, bv), N * H)](
+        q, k, v, g, lam, states, states if new_states is None else new_states, position, o, float(scale), L, LS,
+        H=H, K=K, V=V, KP=max(16, triton.next_power_of_2(K)), BV=bv, LP=max(2, triton.next_power_of_2(L)),
+        ALL_LEVELS=new_states is not None, num_warps=int(config["num_warps"]))
+    return o
+
+
+# =============================================================================================
+# templates
+# =============================================================================================
+
+# Bound on _estimate's register count per kernel kind, set from ptxas on sm_90 (triton 3.9): above
+# it the kernel spilled. The estimate counts only the named tiles; layouts and addresses roughly
+# double it, differently per kernel.
+MAX_REGISTERS = {"scan": 120, "out": 150, "dqk": 120, "dv": 150}
+DEFAULT_SHARED_MEMORY = 227 * 1024
+
+
+def _pow2(x: int) -> int:
+    return max(16, triton.next_power_of_2(int(x)))
+
+
+def chunk_levels(seq_len: int, chunk: int) -> int:
+    """NJ: chunk levels a sequence of ``seq_len`` tokens reaches (the level-axis grid size)."""
+    return max(1, (seq_len // chunk).bit_length())
+
+
+def _randn(shape, dtype: torch.dtype, device, generator: torch.Generator, scale: float = 1.0) -> torch.Tensor:
+    return (torch.randn(*shape, generator=generator) * scale).to(device=device, dtype=dtype)
+
+
+def make_gates(shape, device, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model-like fp32 log decays (log-sigmoid, mostly near 0) and level scales in (0.5, 1.5)."""
+    B, T, H, L = shape
+    g = torch.nn.functional.logsigmoid(torch.randn(B, T, H, generator=generator) + 4.0)
+    lam = torch.rand(B, T, H, L, generator=generator) + 0.5
+    return g.to(device), lam.to(device)
+
+
+class _LogLinearTemplate(Template):
+    op = "loglinear_attention"
+    dims = ("B", "T", "H", "K", "V", "L")
+    dtypes = ("bf16", "fp16")
+    workload = [
+        {"B": 8, "T": 4096, "H": 16, "K": 128, "V": 128, "L": 13},      # issue targets
+        {"B": 8, "T": 4096, "H": 16, "K": 64, "V": 64, "L": 13},
+        {"B": 2, "T": 16384, "H": 16, "K": 64, "V": 64, "L": 15},
+        {"B": 1, "T": 131072, "H": 16, "K": 128, "V": 128, "L": 18},
+        {"B": 4, "T": 2048, "H": 8, "K": 256, "V": 256, "L": 12},
+    ]
+    quick_workload = [{"B": 8, "T": 4096, "H": 16, "K": 128, "V": 128, "L": 13}]
+    cpu_workload = [{"B": 2, "T": 45, "H": 2, "K": 16, "V": 16, "L": 7}]
+
+    def make_inputs(self, shape, dtype: str, flags: str, device, generator: torch.Generator) -> Tensors:
+        B, T, H, K, V, L = (shape[d] for d in self.dims)
+        g, lam = make_gates((B, T, H, L), device, generator)
+        return {"q": _randn((B, T, H, K), DTYPES[dtype], device, generator),
+                "k": _randn((B, T, H, K), DTYPES[dtype], device, generator),
+                "v": _randn((B, T, H, V), DTYPES[dtype], device, generator),
+                "g": g, "level_scales": lam}
+
+    def verification_shape(self, shape) -> dict[str, int]:
+        # the float64 reference is O(T^2): verify one sequence and two heads at the full length
+        return {**shape, "B": 1, "H": min(shape["H"], 2)}
+
+    def _chunk_ok(self, config, shape) -> str | None:
+        chunk, T = int(config["chunk"]), shape["T"]
+        if chunk > max(min(self.space["chunk"]), triton.next_power_of_2(T)):
+            return f"chunk {chunk} > next power of two of T={T}"
+        return None
+
+    def _tile_ok(self, name: str, config, size: int) -> str | None:
+        tile = int(config[name])
+        if tile > max(min(self.space[name]), _pow2(size)):
+            return f"{name}={tile} > padded size {_pow2(size)}"
+        return None
+
+
+def _estimate(kind: str, config, shape, elt: int) -> tuple[float, int]:
+    """(fp32 registers per thread, shared-memory bytes) of one kernel's live tiles. Dot operands
+    are staged in shared memory (num_stages copies of what a loop streams)."""
+    C, KP, VP, LP = int(config["chunk"]), _pow2(shape["K"]), _pow2(shape["V"]), _pow2(shape["L"])
+    stages = max(1, int(config.get("num_stages", 1)))
+    if kind == "scan":
+        bk, bv, warps = min(int(config["scan_bk"]), KP), min(int(config["scan_bv"]), VP), int(config["scan_warps"])
+        regs = 4 * bk * bv + elt * C * (bk + bv)
+        smem = stages * elt * C * (bk + bv)
+    elif kind == "out":
+        bv, warps = min(int(config["out_bv"]), VP), int(config["out_warps"])
+        regs = 2 * elt * C * KP + elt * C * bv + 3 * 4 * C * C + 4 * C * bv + elt * KP * bv + 4 * C * LP
+        smem = elt * (2 * C * KP + C * bv + C * C) + stages * elt * KP * bv
+    elif kind == "dqk":
+        bk, bv, warps = min(int(config["dqk_bk"]), KP), min(int(config["dqk_bv"]), VP), int(config["dqk_warps"])
+        regs = 2 * elt * C * bk + 3 * 4 * C * bk + 2 * 4 * C * C + 2 * elt * C * bv + 4 * bk * bv + 4 * C * LP
+        smem = elt * (2 * C * bk + C * C) + stages * elt * (2 * C * bv + bk * bv)
+    else:   # dv
+        bk, bv, warps = min(int(config["dv_bk"]), KP), min(int(config["dv_bv"]), VP), int(config["dv_warps"])
+        regs = elt * C * bv + 4 * C * bv + 2 * 4 * C * C + 2 * elt * C * bk + 4 * bk * bv + 4 * C * LP
+        smem = elt * (C * bv + C * C) + stages * elt * (2 * C * bk + bk * bv)
+    return regs / 4 / (32 * warps), smem
+
+
+def _fits(kinds, config, shape, gpu, dtype_bytes: int = 2) -> str | None:
+    shared = gpu.shared_memory_per_block if gpu is not None else DEFAULT_SHARED_MEMORY
+    for kind in kinds:
+        regs, smem = _estimate(kind, config, shape, dtype_bytes)
+        if regs > MAX_REGISTERS[kind]:
+            return f"{kind} kernel needs ~{regs:.0f} registers per thread > {MAX_REGISTERS[kind]}"
+        if smem > shared:
+            return f"{kind} kernel needs ~{smem} B of shared memory > {shared} B"
+    return None
+
+
+def _default_chunk(shape) -> int:
+    # 64 fills tensor cores and keeps the level count low; short sequences get smaller chunks
+    chunk = 64 if shape["K"] <= 128 and shape["V"] <= 128 else 32
+    return max(16, min(chunk, triton.next_power_of_2(max(1, shape["T"])) // 4))
+
+
+
+
+class LogLinearForward(_LogLinearTemplate):
+    """o of log-linear attention: level scans (block states) + chunk outputs; tuned together."""
+    name = "loglinear_attention.fwd"
+    kernel = "fwd"
+    space = {"chunk": [16, 32, 64, 128], "scan_bk": [32, 64, 128], "scan_bv": [32, 64, 128],
+             "scan_warps": [2, 4, 8], "out_bv": [32, 64, 128], "out_warps": [4, 8], "num_stages": [1, 2, 3]}
+
+    def default_config(self, shape, gpu=None) -> Config:
+        KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
+        # measured without spills on sm_90 for K = V = 64, 128 (chunk 64) and 256 (chunk 32)
+        return {"chunk": _default_chunk(shape), "scan_bk": min(64, KP), "scan_bv": min(64, VP),
+                "scan_warps": 4, "out_bv": min(64, VP), "out_warps": 8, "num_stages": 2}
+
+    def check_config(self, config, shape, gpu=None) -> str | None:
+        return (self._chunk_ok(config, shape) or self._tile_ok("scan_bk", config, shape["K"])
+                or self._tile_ok("scan_bv", config, shape["V"]) or self._tile_ok("out_bv", config, shape["V"])
+                or _fits(("scan", "out"), config, shape, gpu))
+
+    def flops(self, shape, dtype: str, flags: str = "") -> float:
+        B, T, H, K, V, _ = (shape[d] for d in self.dims)
+        chunk = 64
+        levels = chunk_levels(T, chunk)
+        # intra-chunk (causal half of C×C, q·k and ·v) + per-level q·Block + the level scans' k·vᵀ
+        return B * T * H * (chunk * (K + V) + 2.0 * levels * K * V)
+
+    def bytes(self, shape, dtype: str, flags: str = "") -> float:
+        B, T, H, K, V, L = (shape[d] for d in self.dims)
+        size = DTYPES[dtype].itemsize
+        return B * T * H * (size * (2 * K + 2 * V) + 4 * (1 + L))
+
+    def allocate_outputs(self, inputs, shape, dtype: str, flags: str) -> Tensors:
+        return {"o": torch.empty_like(inputs["v"])}
+
+    def launch(self, config, inputs, outputs, shape, flags: str) -> None:
+        q = inputs["q"]
+        B, T = q.shape[:2]
+        plan = make_plan(B, T, int(config["chunk"]), None, None, q.device)
+        forward(q, inputs["k"], inputs["v"], inputs["g"], inputs["level_scales"], q.shape[-1] ** -0.5,
+                config, plan, out=outputs["o"])
+
+    def reference(self, inputs, shape, flags: str) -> Tensors:
+        o, _ = ref.loglinear_attention_reference(inputs["q"], inputs["k"], inputs["v"], inputs["g"],
+                                                 inputs["level_scales"])
+        return {"o": o}
+
+
+class LogLinearBackward(_LogLinearTemplate):
+    """dq, dk, dv, dg, dλ: block recompute, reverse level scans, a dq/dk/dλ kernel, a dv kernel."""
+    name = "loglinear_attention.bwd"
+    kernel = "bwd"
+    workload = _LogLinearTemplate.workload[:3] + _LogLinearTemplate.workload[4:]
+    space = {"chunk": [16, 32, 64], "scan_bk": [32, 64, 128], "scan_bv": [32, 64, 128], "scan_warps": [2, 4, 8],
+             "dqk_bk": [32, 64, 128], "dqk_bv": [32, 64, 128], "dqk_warps": [4, 8],
+             "dv_bk": [32, 64, 128], "dv_bv": [32, 64, 128], "dv_warps": [4, 8], "num_stages": [1, 2, 3]}
+
+    def default_config(self, shape, gpu=None) -> Config:
+        KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
+        # measured without spills on sm_90 for K = V = 64, 128 (chunk 64) and 256 (chunk 32)
+        return {"chunk": _default_chunk(shape), "scan_bk": min(64, KP), "scan_bv": min(64, VP), "scan_warps": 4,
+                "dqk_bk": min(64, KP), "dqk_bv": min(32, VP), "dqk_warps": 8,
+                "dv_bk": min(64, KP), "dv_bv": min(64, VP), "dv_warps": 8, "num_stages": 2}
+
+    def check_config(self, config, shape, gpu=None) -> str | None:
+        for name, dim in (("scan_bk", "K"), ("scan_bv", "V"), ("dqk_bk", "K"), ("dqk_bv", "V"),
+                          ("dv_bk", "K"), ("dv_bv", "V")):
+            problem = self._tile_ok(name, config, shape[dim])
+            if problem:
+                return problem
+        return self._chunk_ok(config, shape) or _fits(("scan", "dqk", "dv"), config, shape, gpu)
+
+    def flops(self, shape, dtype: str, flags: str = "") -> float:
+        return 2.5 * LogLinearForward.flops(self, shape, dtype, flags)
+
+    def bytes(self, shape, dtype: str, flags: str = "") -> float:
+        B, T, H, K, V, L = (shape[d] for d in self.dims)
+        size = DTYPES[dtype].itemsize
+        return B * T * H * (size * (4 * K + 4 * V) + 4 * (2 + 2 * L))
+
+    def tolerance(self, dtype: str, output: str) -> float:
+        # dg is a suffix sum of q·dq − k·dk whose full sum is exactly 0: rounding of the terms
+        # shows more in it than in the other gradients
+        scale = 2.0 if output == "dg" else 1.0
+        return scale * {"fp32": 1e-4, "fp16": 1e-2, "bf16": 5e-2}[dtype]
+
+    def make_inputs(self, shape, dtype: str, flags: str, device, generator: torch.Generator) -> Tensors:
+        inputs = super().make_inputs(shape, dtype, flags, device, generator)
+        inputs["do"] = _randn(inputs["v"].shape, DTYPES[dtype], device, generator)
+        return inputs
+
+    def allocate_outputs(self, inputs, shape, dtype: str, flags: str) -> Tensors:
+        return {"dq": torch.empty_like(inputs["q"]), "dk": torch.empty_like(inputs["k"]),
+                "dv": torch.empty_like(inputs["v"]), "dg": torch.empty_like(inputs["g"]),
+                "dlevel_scales": torch.empty_like(inputs["level_scales"])}
+
+    def launch(self, config, inputs, outputs, shape, flags: str) -> None:
+        q = inputs["q"]
+        B, T = q.shape[:2]
+        plan = make_plan(B, T, int(config["chunk"]), None, None, q.device)
+        backward(q, inputs["k"], inputs["v"], inputs["g"], inputs["level_scales"], inputs["do"],
+                 q.shape[-1] ** -0.5, config, plan,
+                 out=tuple(outputs[n] for n in ("dq", "dk", "dv", "dg", "dlevel_scales")))
+
+    def reference(self, inputs, shape, flags: str) -> Tensors:
+        names = ("q", "k", "v", "g", "level_scales")
+        grads = {n: torch.empty(inputs[n].shape, dtype=torch.float64, device=inputs[n].device) for n in names}
+        B, H = inputs["q"].shape[0], inputs["q"].shape[2]
+        # one (sequence, head) at a time keeps the O(T^2) autograd graph small
+        for b in range(B):
+            for h in range(H):
+                leaves = [inputs[n][b:b + 1, :, h:h + 1].detach().to(torch.float64).requires_grad_() for n in names]
+                o, _ = ref.loglinear_attention_reference(*leaves)
+                do = inputs["do"][b:b + 1, :, h:h + 1].to(torch.float64)
+                for n, d in zip(names, torch.autograd.grad(o, leaves, do)):
+                    grads[n][b:b + 1, :, h:h + 1] = d
+        return {"dq": grads["q"], "dk": grads["k"], "dv": grads["v"], "dg": grads["g"],
+                "dlevel_scales": grads["level_scales"]}
+
+
+class LogLinearStep(Template):
+    """One decode token per sequence against the per-level states."""
+    name = "loglinear_attention.step"
+    op = "loglinear_attention"
+    kernel = "step"
+    dims = ("B", "H", "K", "V", "L")
+    dtypes = ("bf16", "fp16")
+    space = {"block_v": [16, 32, 64, 128], "num_warps": [1, 2, 4, 8]}
+    workload = [{"B": 8, "H": 16, "K": 128, "V": 128, "L": 20}, {"B": 64, "H": 16, "K": 64, "V": 64, "L": 16},
+                {"B": 1, "H": 16, "K": 128, "V": 128, "L": 18}]
+    quick_workload = [{"B": 8, "H": 16, "K": 128, "V": 128, "L": 20}]
+    cpu_workload = [{"B": 3, "H": 2, "K": 16, "V": 16, "L": 7}]
+
+    def default_config(self, shape, gpu=None) -> Config:
+        return {"block_v": min(16 if shape["K"] > 64 else 32, _pow2(shape["V"])), "num_warps": 4}
+
+    def check_config(self, config, shape, gpu=None) -> str | None:
+        if config["block_v"] > max(16, _pow2(shape["V"])):
+            return f"block_v {config['block_v']} > padded V"
+        regs = 2 * _pow2(shape["K"]) * config["block_v"] / (32 * config["num_warps"])
+        if regs > 64:     # two fp32 state tiles; ptxas: K=128, block_v=32, 4 warps just fits
+            return f"state tiles need ~{regs:.0f} registers per thread > 64"
+        return None
+
+    def flops(self, shape, dtype: str, flags: str = "") -> float:
+        B, H, K, V, L = (shape[d] for d in self.dims)
+        return 4.0 * B * H * L * K * V
+
+    def bytes(self, shape, dtype: str, flags: str = "") -> float:
+        B, H, K, V, L = (shape[d] for d in self.dims)
+        return B * H * (8.0 * L * K * V + DTYPES[dtype].itemsize * (2 * K + 2 * V) + 4 * (1 + L))
+
+    def make_inputs(self, shape, dtype: str, flags: str, device, generator: torch.Generator) -> Tensors:
+        B, H, K, V, L = (shape[d] for d in self.dims)
+        g, lam = make_gates((B, 1, H, L), device, generator)
+        # positions whose merge reaches several levels, states only where the position has bits
+        position = torch.randint(1, 1 << (L - 2), (B,), generator=generator)
+        position[0] = (1 << (L - 2)) - 1
+        bits = torch.stack([(position >> (lvl - 1)) & 1 if lvl else position * 0 for lvl in range(L)], 1)
+        states = torch.randn(B, H, L, K, V, generator=generator) * 0.1 * bits[:, None, :, None, None]
+        return {"q": _randn((B, H, K), DTYPES[dtype], device, generator),
+                "k": _randn((B, H, K), DTYPES[dtype], device, generator),
+                "v": _randn((B, H, V), DTYPES[dtype], device, generator),
+                "g": g[:, 0].contiguous(), "level_scales": lam[:, 0].contiguous(),
+                "states": states.to(device), "position": position.to(device)}
+
+    def allocate_outputs(self, inputs, shape, dtype: str, flags: str) -> Tensors:
+        return {"o": torch.empty_like(inputs["v"]), "states": torch.empty_like(inputs["states"])}
+
+    def launch(self, config, inputs, outputs, shape, flags: str) -> None:
+        step(inputs["q"], inputs["k"], inputs["v"], inputs["g"], inputs["level_scales"], inputs["states"],
+             inputs["position"], inputs["q"].shape[-1] ** -0.5, config, out=outputs["o"],
+             new_states=outputs["states"])
+
+    def reference(self, inputs, shape, flags: str) -> Tensors:
+        os_, states = [], []
+        scale = inputs["q"].shape[-1] ** -0.5
+        for b, position in enumerate(inputs["position"].tolist()):
+            new, o = ref.recurrent_step(inputs["states"][b].double(), *(inputs[n][b].double() for n in
+                                        ("q", "k", "v", "g", "level_scales")), position, scale)
+            os_.append(o)
+            states.append(new)
+        return {"o": torch.stack(os_), "states": torch.stack(states)}
+
+
+register(LogLinearForward())
+register(LogLinearBackward())
+register(LogLinearStep())

@@ -1,0 +1,295 @@
+"""Log-linear attention vs the float64 references (CPU interpreter: fp32 / fp16, tiny shapes).
+
+Chunks of 8 or 16 positions on T=45 give four levels across chunks, ragged last chunks and a
+partial first chunk when a sequence continues from a state at a position that is not a multiple
+of the chunk.
+"""
+import pytest
+import torch
+
+import kernelgen
+from kernelgen.ops.loglinear_attention import LogLinearState
+from kernelgen.reference import loglinear_attention as ref
+from kernelgen.templates import loglinear_attention as tmpl
+from reference_utils import assert_close
+
+TOL = {torch.float32: 1e-4, torch.float16: 5e-3}
+GRAD_TOL = {torch.float32: 1e-4, torch.float16: 1e-2}
+
+
+def _inputs(B=2, T=45, H=2, K=16, V=16, L=7, dtype=torch.float32, device="cpu", seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, T, H, K, generator=gen)
+    k = torch.randn(B, T, H, K, generator=gen)
+    v = torch.randn(B, T, H, V, generator=gen)
+    g = torch.nn.functional.logsigmoid(torch.randn(B, T, H, generator=gen) + 2.0)   # fp32 gates
+    lam = torch.rand(B, T, H, L, generator=gen) + 0.5                               # fp32 level scales
+    return ([x.to(device=device, dtype=dtype) for x in (q, k, v)] + [g.to(device), lam.to(device)])
+
+
+def _config(chunk, tile=16):
+    # tl.dot needs 16 rows on a GPU; chunks of 8 (more levels per token) run in the interpreter only
+    chunk = chunk if not torch.cuda.is_available() else max(chunk, 16)
+    return {"chunk": chunk, "scan_bk": tile, "scan_bv": tile, "scan_warps": 4, "out_bv": tile, "out_warps": 4,
+            "num_stages": 1, "dqk_bk": tile, "dqk_bv": tile, "dqk_warps": 4, "dv_bk": tile, "dv_bv": tile,
+            "dv_warps": 4}
+
+
+def _ref_grads(inputs, do, **kwargs):
+    leaves = [x.detach().double().requires_grad_() for x in inputs]
+    o, _ = ref.loglinear_attention_reference(*leaves, **kwargs)
+    return o, torch.autograd.grad(o, leaves, do.double())
+
+
+# --------------------------------------------------------------------------------------------
+# the references agree with each other (pure torch, fast)
+# --------------------------------------------------------------------------------------------
+def test_recurrent_reference_matches_quadratic_reference():
+    q, k, v, g, lam = (x.double() for x in _inputs(dtype=torch.float64))
+    o1, (s1, p1) = ref.loglinear_attention_reference(q, k, v, g, lam, output_final_state=True)
+    o2, (s2, p2) = ref.loglinear_attention_recurrent_reference(q, k, v, g, lam, output_final_state=True)
+    assert_close("o", o2, o1, 1e-12)
+    assert_close("final", s2, s1, 1e-12)
+    # a state at a misaligned position continues the quadratic reference exactly
+    cut = 13
+    oa, sa = ref.loglinear_attention_reference(*(x[:, :cut] for x in (q, k, v, g, lam)), output_final_state=True)
+    ob, sb = ref.loglinear_attention_reference(*(x[:, cut:] for x in (q, k, v, g, lam)), initial_state=sa,
+                                               output_final_state=True)
+    assert_close("split o", torch.cat([oa, ob], 1), o1, 1e-12)
+    assert_close("split final", sb[0], s1, 1e-12)
+
+
+def test_lambda_one_is_decayed_linear_attention_in_the_reference():
+    q, k, v, g, lam = (x.double() for x in _inputs(dtype=torch.float64))
+    o, _ = ref.loglinear_attention_reference(q, k, v, g, torch.ones_like(lam))
+    G = g.cumsum(1).transpose(1, 2)                                        # [B, H, T]
+    decay = torch.exp(G[..., :, None] - G[..., None, :]).tril()
+    scores = torch.einsum("bthk,bshk->bhts", q, k) * decay * q.shape[-1] ** -0.5
+    assert_close("o", o, torch.einsum("bhts,bshv->bthv", scores, v), 1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# kernels vs the references
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype,chunk", [(torch.float32, 8), (torch.float16, 16)])
+def test_forward_and_final_state(device, dtype, chunk):
+    q, k, v, g, lam = _inputs(dtype=dtype, device=device)
+    config = _config(chunk)
+    plan = tmpl.make_plan(2, 45, config["chunk"], None, None, device)
+    o, final = tmpl.forward(q, k, v, g, lam, 16 ** -0.5, config, plan, final_levels=7)
+    ro, (rs, _) = ref.loglinear_attention_reference(q, k, v, g, lam, output_final_state=True)
+    assert_close("o", o, ro, TOL[dtype])
+    assert_close("final_state", final, rs, TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype,chunk", [(torch.float32, 8), (torch.float16, 16)])
+def test_backward(device, dtype, chunk):
+    inputs = _inputs(dtype=dtype, device=device, seed=1)
+    do = torch.randn(2, 45, 2, 16).to(device=device, dtype=dtype)
+    _, grads = _ref_grads(inputs, do)
+    config = _config(chunk)
+    plan = tmpl.make_plan(2, 45, config["chunk"], None, None, device)
+    out = tmpl.backward(*inputs, do, 16 ** -0.5, config, plan)
+    for name, got, want in zip(("dq", "dk", "dv", "dg", "dlevel_scales"), out, grads):
+        assert got.dtype == inputs[["dq", "dk", "dv", "dg", "dlevel_scales"].index(name)].dtype
+        assert_close(name, got, want, GRAD_TOL[dtype])
+
+
+def test_op_autograd_ragged_and_unequal_head_sizes(device):
+    # the public op with its default config: T=21 is not a chunk multiple, K != V, scale given
+    gen = torch.Generator().manual_seed(3)
+    q, k = (torch.randn(1, 21, 2, 16, generator=gen) for _ in range(2))
+    v = torch.randn(1, 21, 2, 32, generator=gen)
+    g = -torch.rand(1, 21, 2, generator=gen) * 0.2
+    lam = torch.rand(1, 21, 2, 6, generator=gen) + 0.5
+    inputs = [x.to(device).requires_grad_() for x in (q, k, v, g, lam)]
+    o, state = kernelgen.loglinear_attention(*inputs, scale=0.3)
+    assert state is None
+    do = torch.randn_like(o)
+    ro, grads = _ref_grads(inputs, do, scale=0.3)
+    assert_close("o", o, ro, 1e-4)
+    for name, got, want in zip(("dq", "dk", "dv", "dg", "dlevel_scales"), torch.autograd.grad(o, inputs, do), grads):
+        assert_close(name, got, want, 1e-4)
+
+
+def test_lambda_one_equals_linear_attention(device):
+    q, k, v, g, lam = _inputs(device=device)
+    ones = torch.ones_like(lam)
+    o, _ = kernelgen.loglinear_attention(q, k, v, g, ones)
+    G = g.double().cumsum(1).transpose(1, 2)
+    decay = torch.exp(G[..., :, None] - G[..., None, :]).tril()
+    scores = torch.einsum("bthk,bshk->bhts", q.double(), k.double()) * decay * 16 ** -0.5
+    assert_close("o vs float64 decayed linear attention", o, torch.einsum("bhts,bshv->bthv", scores, v.double()),
+                 1e-4)
+    try:
+        la, _ = kernelgen.linear_attention(q, k, v, g=g)
+    except (ImportError, AttributeError) as error:   # the sibling family may not be there
+        pytest.skip(f"kernelgen.linear_attention unavailable: {error}")
+    assert_close("o vs kernelgen.linear_attention", o, la, 1e-4)
+
+
+@pytest.mark.parametrize("cut", [13, 32])
+def test_split_sequence_equals_one_call(device, cut):
+    q, k, v, g, lam = _inputs(device=device, seed=4)
+    full, full_state = kernelgen.loglinear_attention(q, k, v, g, lam, output_final_state=True)
+    first, state = kernelgen.loglinear_attention(*(x[:, :cut] for x in (q, k, v, g, lam)), output_final_state=True)
+    assert state.position.tolist() == [cut, cut] and state.max_position == cut
+    second, end_state = kernelgen.loglinear_attention(*(x[:, cut:] for x in (q, k, v, g, lam)), initial_state=state,
+                                                      output_final_state=True)
+    assert_close("o", torch.cat([first, second], 1), full, 1e-4)
+    assert_close("final_state", end_state.states, full_state.states, 1e-4)
+    assert end_state.position.tolist() == [45, 45]
+
+
+def test_decode_steps_equal_full_op(device):
+    q, k, v, g, lam = _inputs(B=2, T=20, device=device, seed=5)
+    full, full_state = kernelgen.loglinear_attention(q, k, v, g, lam, output_final_state=True)
+    _, state = kernelgen.loglinear_attention(*(x[:, :5] for x in (q, k, v, g, lam)), output_final_state=True)
+    levels = state.states.shape[2]
+    outs = []
+    for t in range(5, 20):
+        o, state = kernelgen.loglinear_attention_step(q[:, t], k[:, t], v[:, t], g[:, t], lam[:, t], state)
+        outs.append(o)
+    assert state.states.shape[2] >= levels and state.position.tolist() == [20, 20]
+    assert_close("o", torch.stack(outs, 1), full[:, 5:], 1e-4)
+    assert_close("states", state.states[:, :, :full_state.states.shape[2]], full_state.states, 1e-4)
+    # [N, 1, H, *] token layout and a (states, position) pair work too; a 1-level state grows
+    o, pair = kernelgen.loglinear_attention_step(q[:, :1], k[:, :1], v[:, :1], g[:, :1], lam[:, :1],
+                                                 (torch.zeros(2, 2, 1, 16, 16, device=device),
+                                                  torch.zeros(2, dtype=torch.int64, device=device)))
+    assert o.shape == (2, 1, 2, 16) and pair[1].tolist() == [1, 1] and pair[0].shape[2] == 2
+    assert_close("first token", o, full[:, :1], 1e-4)
+
+
+def test_varlen_forward_backward_and_state(device):
+    q, k, v, g, lam = (x[:1].contiguous() for x in _inputs(device=device, seed=6))
+    cu = torch.tensor([0, 5, 5, 30, 45], device=device)
+    inputs = [x.requires_grad_() for x in (q, k, v, g, lam)]
+    o, state = kernelgen.loglinear_attention(*inputs, output_final_state=True, cu_seqlens=cu)
+    ro, (rs, rp) = ref.loglinear_attention_reference(q, k, v, g, lam, output_final_state=True, cu_seqlens=cu)
+    assert_close("o", o, ro, 1e-4)
+    assert_close("final_state", state.states, rs, 1e-4)
+    assert state.position.tolist() == [5, 0, 25, 15]
+    do = torch.randn_like(o)
+    _, grads = _ref_grads(inputs, do, cu_seqlens=cu)
+    for name, got, want in zip(("dq", "dk", "dv", "dg", "dlevel_scales"), torch.autograd.grad(o, inputs, do), grads):
+        assert_close(name, got, want, 1e-4)
+    # packed sequences continued from the states (positions 5, 0, 25, 15), then 3, 9, 0, 6 tokens
+    with torch.no_grad():
+        more = [x.detach()[:, :18].contiguous() for x in inputs]
+        cu2 = torch.tensor([0, 3, 12, 12, 18], device=device)
+        o2, state2 = kernelgen.loglinear_attention(*more, initial_state=state, output_final_state=True, cu_seqlens=cu2)
+    so, (ss, sp) = ref.loglinear_attention_reference(*more, initial_state=(rs, rp), output_final_state=True,
+                                                     cu_seqlens=cu2)
+    assert_close("continued o", o2, so, 1e-4)
+    assert_close("continued state", state2.states, ss[:, :, :state2.states.shape[2]], 1e-4)
+
+
+# --------------------------------------------------------------------------------------------
+# bad inputs
+# --------------------------------------------------------------------------------------------
+def test_bad_inputs(device):
+    q, k, v, g, lam = _inputs(B=1, T=9, device=device)
+    with pytest.raises(ValueError, match=r"L >= .* = 5 levels"):
+        kernelgen.loglinear_attention(q, k, v, g, lam[..., :4])
+    with pytest.raises(ValueError, match="k must be"):
+        kernelgen.loglinear_attention(q, k[:, :, :1], v, g, lam)
+    with pytest.raises(ValueError, match="g must be"):
+        kernelgen.loglinear_attention(q, k, v, g[..., None], lam)
+    with pytest.raises(TypeError, match="v must have the dtype of q"):
+        kernelgen.loglinear_attention(q, k, v.half(), g, lam)
+    with pytest.raises(TypeError, match="g must have dtype"):
+        kernelgen.loglinear_attention(q, k, v, g.long(), lam)
+    with pytest.raises(ValueError, match="head size K"):
+        big = _inputs(B=1, T=3, K=512, device=device)
+        kernelgen.loglinear_attention(*big[:2], *_inputs(B=1, T=3, device=device)[2:])
+    with pytest.raises(ValueError, match="cu_seqlens must rise"):
+        kernelgen.loglinear_attention(q, k, v, g, lam, cu_seqlens=torch.tensor([0, 4, 8], device=device))
+    with pytest.raises(TypeError, match="initial_state must be"):
+        kernelgen.loglinear_attention(q, k, v, g, lam, initial_state=torch.zeros(1))
+    state = LogLinearState.zeros(1, 2, 7, 16, 16, device=device)
+    with pytest.raises(NotImplementedError, match="initial_state"):
+        kernelgen.loglinear_attention(q.requires_grad_(), k, v, g, lam, initial_state=state)
+    q.requires_grad_(False)
+    o, final = kernelgen.loglinear_attention(q, k, v, g.requires_grad_(), lam, output_final_state=True)
+    with pytest.raises(NotImplementedError, match="final_state"):
+        torch.autograd.grad(o.sum() + final.states.sum(), g)
+    state.position.fill_(40)
+    state.max_position = 40
+    with pytest.raises(ValueError, match=r"L >= .* levels"):
+        kernelgen.loglinear_attention_step(q[:, 0], k[:, 0], v[:, 0], g[:, 0].detach(), lam[:, 0, :, :5], state)
+
+
+# --------------------------------------------------------------------------------------------
+# templates
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["loglinear_attention.fwd", "loglinear_attention.bwd", "loglinear_attention.step"])
+def test_template_cpu_workload(device, name):
+    from kernelgen.templates import get_template
+    template = get_template(name)
+    shape = template.cpu_workload[0]
+    default = template.default_config(shape)
+    assert template.check_config(default, shape) is None
+    configs = [default] + [c for c in template.grid(shape) if c != default][:1]
+    for config in configs:
+        inputs = template.make_inputs(shape, "fp16", "", device, torch.Generator().manual_seed(0))
+        outputs = template.allocate_outputs(inputs, shape, "fp16", "")
+        for buffer in outputs.values():
+            buffer.fill_(float("nan"))
+        template.launch(config, inputs, outputs, shape, "")
+        for out_name, want in template.reference(inputs, shape, "").items():
+            assert_close(f"{name} {config} {out_name}", outputs[out_name], want, template.tolerance("fp16", out_name))
+
+
+def test_check_config_rejects_impossible():
+    fwd, bwd = tmpl.LogLinearForward(), tmpl.LogLinearBackward()
+    shape = {"B": 1, "T": 4096, "H": 16, "K": 256, "V": 256, "L": 13}
+    huge = {**fwd.default_config(shape), "chunk": 128, "out_bv": 128, "out_warps": 4}
+    assert "registers" in fwd.check_config(huge, shape) or "shared" in fwd.check_config(huge, shape)
+    assert "scan_bk" in fwd.check_config({**fwd.default_config(shape), "scan_bk": 128},
+                                         {**shape, "K": 16, "V": 16})
+    assert "chunk" in bwd.check_config({**bwd.default_config(shape), "chunk": 64}, {**shape, "T": 20})
+    assert fwd.check_config(fwd.default_config(shape), shape) is None
+    assert bwd.check_config(bwd.default_config(shape), shape) is None
+
+
+# --------------------------------------------------------------------------------------------
+# GPU (bf16, target-like shapes)
+# --------------------------------------------------------------------------------------------
+@pytest.mark.gpu
+@pytest.mark.parametrize("head", [64, 128])
+def test_gpu_bf16_forward_backward(head):
+    q, k, v, g, lam = _inputs(B=2, T=2000, H=4, K=head, V=head, L=12, dtype=torch.bfloat16, device="cuda")
+    inputs = [x.requires_grad_() for x in (q, k, v, g, lam)]
+    o, _ = kernelgen.loglinear_attention(*inputs)
+    do = torch.randn_like(o)
+    grads = torch.autograd.grad(o, inputs, do)
+    for b in range(2):
+        for h in range(0, 4, 3):
+            sl = [x.detach()[b:b + 1, :, h:h + 1] for x in inputs]
+            ro, rgrads = _ref_grads(sl, do[b:b + 1, :, h:h + 1])
+            assert_close("o", o[b:b + 1, :, h:h + 1], ro, 2e-2)
+            for name, got, want in zip(("dq", "dk", "dv", "dg", "dlevel_scales"), grads, rgrads):
+                assert_close(name, got[b:b + 1, :, h:h + 1], want, 1e-1 if name == "dg" else 5e-2)
+
+
+@pytest.mark.gpu
+def test_gpu_long_sequence_and_state_levels():
+    q, k, v, g, lam = _inputs(B=1, T=131072, H=2, K=128, V=128, L=18, dtype=torch.bfloat16, device="cuda")
+    o, state = kernelgen.loglinear_attention(q, k, v, g, lam, output_final_state=True)
+    assert torch.isfinite(o).all() and state.states.shape[2] == 18 + 1 and state.max_position == 131072
+    # the last 1000 tokens against the reference started from the state at T - 1000
+    _, head_state = kernelgen.loglinear_attention(*(x[:, :-1000] for x in (q, k, v, g, lam)), output_final_state=True)
+    tail, _ = ref.loglinear_attention_reference(*(x[:, -1000:] for x in (q, k, v, g, lam)),
+                                                initial_state=(head_state.states, head_state.position))
+    assert_close("tail o", o[:, -1000:], tail, 2e-2)
+
+
+@pytest.mark.gpu
+def test_gpu_decode_matches_prefill():
+    q, k, v, g, lam = _inputs(B=4, T=300, H=4, K=128, V=128, L=10, dtype=torch.bfloat16, device="cuda")
+    full, _ = kernelgen.loglinear_attention(q, k, v, g, lam)
+    _, state = kernelgen.loglinear_attention(*(x[:, :257] for x in (q, k, v, g, lam)), output_final_state=True)
+    outs = [kernelgen.loglinear_attention_step(q[:, t], k[:, t], v[:, t], g[:, t], lam[:, t], state)[0]
+            for t in range(257, 300)]
+    assert_close("decode o", torch.stack(outs, 1), full[:, 257:], 2e-2)
