@@ -12,14 +12,15 @@ Online softmax in base 2 with log2(e) folded into the score scale. Optional spli
 range over SPLITS programs (partial results in fp32, then ``_fwd_combine_kernel``) for long
 windows with few query blocks. The row log-sum-exp is saved for backward.
 
-Backward (FA2, no atomics): ``_bwd_delta_kernel`` computes delta = rowsum(dO * O); ``_bwd_dkdv_kernel``
-holds one key block and walks the query blocks whose windows contain it (and every query head of
-its GQA group, so dK/dV are summed in registers); ``_bwd_dq_kernel`` holds one query block and
-walks its key blocks like the forward. Both mask only their edge ranges.
+Backward (FA2, no atomics): ``_bwd_dq_kernel`` holds one query block and walks its key blocks like
+the forward, and also writes delta = rowsum(dO * O) of its rows (no separate pass over O, dO);
+then ``_bwd_dkdv_kernel`` holds one key block and walks the query blocks whose windows contain it
+(and every query head of its GQA group, so dK/dV are summed in registers). Both mask only their
+edge ranges.
 
 Decode: one query per sequence against a [B, S, H, D] cache; the window [L - W, L) is split over
-SPLITS programs (the GQA group of query heads shares one program, padded to 16 rows for tl.dot),
-then ``_decode_combine_kernel`` merges the partial softmaxes.
+SPLITS programs (the GQA group of query heads shares one program, padded to 16 rows for tl.dot);
+the last program of each (sequence, kv head) to finish merges the partial softmaxes (one launch).
 """
 from __future__ import annotations
 
@@ -269,18 +270,6 @@ def _fwd_combine_kernel(o_split, lse_split, o, lse, n_tokens, T, o_split_stride,
 # Backward
 # ----------------------------------------------------------------------------------------------
 @triton.jit
-def _bwd_delta_kernel(o, do, delta, n_tokens, T, HQ: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_R: tl.constexpr):
-    """delta = rowsum(dO * O) per (row, query head), laid out [B, HQ, T] like lse."""
-    hq = tl.program_id(1)
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
-    row_ok = rows < n_tokens
-    offset = (rows.to(tl.int64) * HQ + hq)[:, None] * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
-    out = tl.load(o + offset, mask=row_ok[:, None], other=0.0).to(tl.float32)
-    grad = tl.load(do + offset, mask=row_ok[:, None], other=0.0).to(tl.float32)
-    tl.store(delta + ((rows // T) * HQ + hq).to(tl.int64) * T + rows % T, tl.sum(out * grad, 1), mask=row_ok)
-
-
-@triton.jit
 def _dkdv_loop(dk, dv, k, v, q_base, do_base, lse_base, delta_base, offs_n, start, end, seq_len, window,
                qk_scale, STRIDE_Q: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
                MASK: tl.constexpr, PRECISION: tl.constexpr):
@@ -391,7 +380,7 @@ def _dq_loop(dq, q, do, lse2, delta, k_base, v_base, offs_m, start, end, seq_len
 
 
 @triton.jit
-def _bwd_dq_kernel(q, k, v, do, lse, delta, dq, cu_seqlens, block_table, qk_scale, scale, T, window,
+def _bwd_dq_kernel(q, k, v, o, do, lse, delta, dq, cu_seqlens, block_table, qk_scale, scale, T, window,
                    HQ: tl.constexpr, H: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
                    BLOCK_N: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr):
     G: tl.constexpr = HQ // H
@@ -414,7 +403,12 @@ def _bwd_dq_kernel(q, k, v, do, lse, delta, dq, cu_seqlens, block_table, qk_scal
     do_tile = tl.load(do + q_offset + rows)
     row_offset = (b * HQ + hq).to(tl.int64) * T + bos - b * T + offs_m
     lse2 = tl.load(lse + row_offset, mask=row_ok, other=0.0) * LOG2E
-    delta = tl.load(delta + row_offset, mask=row_ok, other=0.0)
+    # delta = rowsum(dO * O) here, where dO is loaded anyway: no separate pass over O and dO.
+    # Each row belongs to exactly one dQ program; the dK/dV kernel, launched after, reads it.
+    o_tile = tl.load(o + q_offset + rows)
+    row_delta = tl.sum(o_tile.to(tl.float32) * do_tile.to(tl.float32), 1)
+    tl.store(delta + row_offset, row_delta, mask=row_ok)
+    delta = row_delta
     kv_offset = (bos.to(tl.int64) * H + pid_bh % H) * HEAD_DIM
     k_base, v_base = k + kv_offset, v + kv_offset
     dq_acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
@@ -433,7 +427,7 @@ def _bwd_dq_kernel(q, k, v, do, lse, delta, dq, cu_seqlens, block_table, qk_scal
 # Decode
 # ----------------------------------------------------------------------------------------------
 @triton.jit
-def _decode_kernel(q, k_cache, v_cache, cache_seqlens, o, o_split, lse_split, qk_scale, window, S, chunk,
+def _decode_kernel(q, k_cache, v_cache, cache_seqlens, o, o_split, lse_split, counters, qk_scale, window, S, chunk,
                    stride_qb, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh,
                    HQ: tl.constexpr, H: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_G: tl.constexpr,
                    BLOCK_N: tl.constexpr, SPLITS: tl.constexpr, PRECISION: tl.constexpr):
@@ -469,26 +463,37 @@ def _decode_kernel(q, k_cache, v_cache, cache_seqlens, o, o_split, lse_split, qk
         m_i = m_new
     has_keys = l_i > 0.0
     l_i = tl.where(has_keys, l_i, 1.0)
-    out = acc / l_i[:, None]
     row = (b * HQ + hq).to(tl.int64)
+    o_ptrs = o + row[:, None] * HEAD_DIM + offs_d[None, :]
     if SPLITS == 1:
-        tl.store(o + row[:, None] * HEAD_DIM + offs_d[None, :], out.to(o.dtype.element_ty), mask=head_ok[:, None])
+        tl.store(o_ptrs, (acc / l_i[:, None]).to(o.dtype.element_ty), mask=head_ok[:, None])
     else:
-        tl.store(o_split + (row * SPLITS + split)[:, None] * HEAD_DIM + offs_d[None, :], out, mask=head_ok[:, None])
-        tl.store(lse_split + row * SPLITS + split, tl.where(has_keys, m_i + tl.math.log2(l_i), float("-inf")),
-                 mask=head_ok)
-
-
-@triton.jit
-def _decode_combine_kernel(o_split, lse_split, o, HEAD_DIM: tl.constexpr, SPLITS: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
-    offs_s = tl.arange(0, SPLITS)
-    lse_s = tl.load(lse_split + row * SPLITS + offs_s)
-    o_s = tl.load(o_split + (row * SPLITS + offs_s)[:, None] * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :])
-    w = tl.math.exp2(lse_s - tl.maximum(tl.max(lse_s, 0), NEG_BIG))
-    total = tl.sum(w, 0)
-    out = tl.sum(w[:, None] * o_s, 0) / tl.where(total > 0.0, total, 1.0)   # no keys (L = 0): zeros
-    tl.store(o + row * HEAD_DIM + tl.arange(0, HEAD_DIM), out.to(o.dtype.element_ty))
+        # Partial softmax of this split: normalised output and base-2 lse, [B * HQ, SPLITS(, D)].
+        split_ptrs = o_split + (row * SPLITS)[:, None] * HEAD_DIM + offs_d[None, :]
+        lse_ptrs = lse_split + row * SPLITS
+        tl.store(split_ptrs + split * HEAD_DIM, acc / l_i[:, None], mask=head_ok[:, None])
+        tl.store(lse_ptrs + split, tl.where(has_keys, m_i + tl.math.log2(l_i), float("-inf")), mask=head_ok)
+        # The last split of (b, h) to finish merges all of them: no second launch. The barrier puts
+        # every thread's stores before the (release) arrival; the counter is reset for the next call.
+        tl.debug_barrier()
+        arrived = tl.atomic_add(counters + pid_bh, 1, sem="acq_rel")
+        if arrived == SPLITS - 1:
+            acc = tl.zeros([BLOCK_G, HEAD_DIM], dtype=tl.float32)
+            weight = tl.zeros([BLOCK_G], dtype=tl.float32)
+            m_i = tl.full([BLOCK_G], NEG_BIG, dtype=tl.float32)
+            for s_i in tl.static_range(SPLITS):
+                # .cg: read the other programs' partials from L2, never from a stale L1 line.
+                lse_s = tl.load(lse_ptrs + s_i, mask=head_ok, other=float("-inf"), cache_modifier=".cg")
+                o_s = tl.load(split_ptrs + s_i * HEAD_DIM, mask=head_ok[:, None], other=0.0, cache_modifier=".cg")
+                m_new = tl.maximum(m_i, lse_s)
+                alpha = tl.math.exp2(m_i - m_new)
+                w = tl.math.exp2(lse_s - m_new)
+                acc = acc * alpha[:, None] + w[:, None] * o_s
+                weight = weight * alpha + w
+                m_i = m_new
+            weight = tl.where(weight > 0.0, weight, 1.0)   # no keys (L = 0): zeros
+            tl.store(o_ptrs, (acc / weight[:, None]).to(o.dtype.element_ty), mask=head_ok[:, None])
+            tl.atomic_xchg(counters + pid_bh, 0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -574,13 +579,18 @@ def swa_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Ten
         return dq, dk, dv
     window = min(window, length)
     _check_grid(batch * heads)
-    tokens = batch * length
     delta = torch.empty_like(lse)
-    _bwd_delta_kernel[(triton.cdiv(tokens, _COMBINE_ROWS), heads_q)](
-        o, do, delta, tokens, length, HQ=heads_q, HEAD_DIM=dim, BLOCK_R=_COMBINE_ROWS, num_warps=4)
     common = dict(HQ=heads_q, H=heads, HEAD_DIM=dim, IS_VARLEN=cu_seqlens is not None,
                   PRECISION=_precision(q.dtype))
     qk_scale = scale * 1.4426950408889634
+
+    # dQ first: it also writes delta = rowsum(dO * O), which the dK/dV kernel reads.
+    block_m, block_n = config["BLOCK_M_Q"], config["BLOCK_N_Q"]
+    table = None if cu_seqlens is None else varlen_block_table(cu_seqlens, block_m, length)
+    blocks = triton.cdiv(length, block_m) if table is None else table.shape[0]
+    _bwd_dq_kernel[(blocks * (heads_q // heads), batch * heads)](
+        q, k, v, o, do, lse, delta, dq, cu_seqlens, table, qk_scale, scale, length, window,
+        BLOCK_M=block_m, BLOCK_N=block_n, num_warps=config["warps_q"], num_stages=config["stages_q"], **common)
 
     block_m, block_n = config["BLOCK_M_KV"], config["BLOCK_N_KV"]
     table = None if cu_seqlens is None else varlen_block_table(cu_seqlens, block_n, length)
@@ -588,14 +598,25 @@ def swa_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Ten
     _bwd_dkdv_kernel[(blocks, batch * heads)](
         q, k, v, do, lse, delta, dk, dv, cu_seqlens, table, qk_scale, scale, length, window,
         BLOCK_M=block_m, BLOCK_N=block_n, num_warps=config["warps_kv"], num_stages=config["stages_kv"], **common)
-
-    block_m, block_n = config["BLOCK_M_Q"], config["BLOCK_N_Q"]
-    table = None if cu_seqlens is None else varlen_block_table(cu_seqlens, block_m, length)
-    blocks = triton.cdiv(length, block_m) if table is None else table.shape[0]
-    _bwd_dq_kernel[(blocks * (heads_q // heads), batch * heads)](
-        q, k, v, do, lse, delta, dq, cu_seqlens, table, qk_scale, scale, length, window,
-        BLOCK_M=block_m, BLOCK_N=block_n, num_warps=config["warps_q"], num_stages=config["stages_q"], **common)
     return dq, dk, dv
+
+
+# Per (device, stream): split counters (int32, zero between calls) and fp32 partials of decode.
+# Stream-ordered reuse: no allocation, no memset and no second launch on the decode hot path.
+_decode_workspaces: dict = {}
+
+
+def _decode_workspace(device: torch.device, counters: int, floats: int) -> tuple[torch.Tensor, torch.Tensor]:
+    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
+    key = (device, stream)
+    found = _decode_workspaces.get(key)
+    if found is None or found[0].numel() < counters or found[1].numel() < floats:
+        size = max(counters, 0 if found is None else found[0].numel())
+        found = (torch.zeros(size, device=device, dtype=torch.int32),
+                 torch.empty(max(floats, 0 if found is None else found[1].numel()), device=device,
+                             dtype=torch.float32))
+        _decode_workspaces[key] = found
+    return found
 
 
 def swa_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, cache_seqlens: torch.Tensor,
@@ -609,20 +630,19 @@ def swa_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, ca
     window = min(window, cache_len)
     block_n, splits = config["BLOCK_N"], config["SPLITS"]
     chunk = triton.cdiv(triton.cdiv(max(window, 1), splits), block_n) * block_n
-    o_split = lse_split = None
+    counters = o_split = lse_split = None
     if splits > 1:
-        o_split = torch.empty(batch, heads_q, splits, dim, device=q.device, dtype=torch.float32)
-        lse_split = torch.empty(batch, heads_q, splits, device=q.device, dtype=torch.float32)
+        rows = batch * heads_q * splits
+        counters, partials = _decode_workspace(q.device, batch * heads, rows * (dim + 1))
+        o_split, lse_split = partials[:rows * dim], partials[rows * dim:rows * (dim + 1)]
     group = heads_q // heads
     _decode_kernel[(batch * heads, splits)](
-        q, k_cache, v_cache, cache_seqlens, o, o_split, lse_split, scale * 1.4426950408889634, window, cache_len,
-        chunk, q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+        q, k_cache, v_cache, cache_seqlens, o, o_split, lse_split, counters, scale * 1.4426950408889634, window,
+        cache_len, chunk, q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
         HQ=heads_q, H=heads, HEAD_DIM=dim, BLOCK_G=max(16, triton.next_power_of_2(group)), BLOCK_N=block_n,
         SPLITS=splits, PRECISION=_precision(q.dtype), num_warps=config["num_warps"],
         num_stages=config["num_stages"])
-    if splits > 1:
-        _decode_combine_kernel[(batch * heads_q,)](o_split, lse_split, o, HEAD_DIM=dim, SPLITS=splits, num_warps=4)
     return o
 
 
@@ -697,13 +717,16 @@ class SlidingWindowForward(_SlidingWindowTemplate):
     """o, lse of sliding-window attention; tuned: tiles, warps, stages, window split."""
     name = "sliding_window_attention.fwd"
     kernel = "fwd"
-    space = {"BLOCK_M": [32, 64, 128], "BLOCK_N": [32, 64, 128], "num_warps": [4, 8],
+    space = {"BLOCK_M": [32, 64, 128, 256], "BLOCK_N": [32, 64, 128], "num_warps": [4, 8],
              "num_stages": [1, 2, 3, 4], "SPLITS": [1, 2, 4], "FUSED": [0, 1]}
 
     def default_config(self, shape: Shape, gpu=None) -> Config:
         dim, length = shape["D"], shape["T"]
         window = min(shape["W"], length)
         # Spill-free on sm_90 (see check_config); FUSED: one pipelined key loop, mask as a branch.
+        # BLOCK_M = 128 at D = 128 although 64 wastes fewer masked pairs (W=512: 89% vs 80% useful):
+        # each K/V tile feeds BLOCK_M rows, and at 64 the K/V re-reads need ~7 TB/s of L2 at
+        # 450 TFLOP/s (3.4 TB/s at 128). BLOCK_M = 256 (D <= 64, 8 warps) is in the space.
         if dim <= 64:
             config = {"BLOCK_M": 64, "BLOCK_N": 64 if window > 64 else 32, "num_warps": 4, "num_stages": 3}
         elif dim == 128:
@@ -875,7 +898,7 @@ class SlidingWindowDecode(Template):
     kernel = "decode"
     dims = ("B", "HQ", "H", "D", "W")
     dtypes = ("bf16", "fp16")
-    space = {"BLOCK_N": [32, 64, 128], "SPLITS": [1, 2, 4, 8, 16], "num_warps": [2, 4, 8], "num_stages": [1, 2, 3]}
+    space = {"BLOCK_N": [32, 64, 128], "SPLITS": [1, 2, 4, 8, 16, 32], "num_warps": [2, 4, 8], "num_stages": [1, 2, 3]}
     workload = [
         {"B": 8, "HQ": 32, "H": 8, "D": 128, "W": 4096},
         {"B": 64, "HQ": 16, "H": 16, "D": 128, "W": 512},
@@ -890,7 +913,7 @@ class SlidingWindowDecode(Template):
         block_n = 64 if shape["D"] <= 128 else 32
         programs = shape["B"] * shape["H"]
         splits = 1
-        while splits < 16 and programs * splits < 2 * sms and shape["W"] >= 4 * block_n * splits:
+        while splits < 32 and programs * splits < 2 * sms and shape["W"] >= 4 * block_n * splits:
             splits *= 2
         return self.fit({"BLOCK_N": block_n, "SPLITS": splits, "num_warps": 4, "num_stages": 2}, shape["D"], gpu, 2)
 

@@ -12,6 +12,7 @@ import kernelgen
 from kernelgen.reference.sliding_window_attention import (sliding_window_attention_backward_ref,
                                                            sliding_window_attention_decode_ref,
                                                            sliding_window_attention_ref)
+import kernelgen.templates.sliding_window_attention as swa_module
 from kernelgen.templates.sliding_window_attention import (BACKWARD, DECODE, FORWARD, swa_backward, swa_decode,
                                                           swa_forward)
 from reference_utils import assert_close
@@ -183,6 +184,8 @@ def test_decode_ragged_cache(device, splits):
         assert_close(f"decode W={window}", o, sliding_window_attention_decode_ref(q, k_cache, v_cache, lengths,
                                                                                    window), 1e-5)
         assert float(o[0].abs().max()) == 0.0   # an empty cache gives zeros
+    for counters, _ in swa_module._decode_workspaces.values():   # the split counters reset themselves
+        assert int(counters.abs().sum()) == 0
 
 
 # --- argument checks -----------------------------------------------------------------------------

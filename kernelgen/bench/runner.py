@@ -104,11 +104,21 @@ def run_bench(args: argparse.Namespace, console: Console) -> int:
                             "meets_target": (ms <= case.target_ms) if (ms and case.target_ms and
                                                                         row["provider"] == "kernelgen") else None,
                             "error": row.get("error"), "gpu": gpu.name})
-        console.print(f"  done: {case.op} {case.mode} {case.label}")
+        # One line per provider as soon as the case is measured: a run cut short keeps what it measured.
+        for record in records[-len(rows):]:
+            shown = f"{record['ms']:.4f} ms" if record["ms"] else record["error"]
+            extra = f"  {record['pct_copy_bw']:.0f}% BW" if record["pct_copy_bw"] else ""
+            extra += f"  {record['tflops']:.1f} TFLOP/s" if record["tflops"] else ""
+            console.print(f"  {case.op} {case.mode} {case.label} {case.dtype} | {record['provider']}: {shown}{extra}")
+        if args.json:
+            _write_json(args.json, records)
     console.print(table)
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump([{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
-                       for r in records], handle, indent=1)
         console.print(f"Wrote {len(records)} rows to {args.json}")
     return 0
+
+
+def _write_json(path: str, records: list[dict[str, Any]]) -> None:
+    with open(path, "w") as handle:
+        json.dump([{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
+                   for r in records], handle, indent=1)
