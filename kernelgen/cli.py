@@ -110,18 +110,21 @@ def cmd_tune(args, console: Console) -> int:
     best: dict = {}
 
     def on_trial(job, number, config, reply):
-        task = tasks.setdefault(job, progress.add_task(job.label, total=args.trials, best=""))
+        key = job.label
+        if key not in tasks:
+            tasks[key] = progress.add_task(job.label, total=args.trials, best="")
         if reply.get("ok"):
-            best[job] = min(best.get(job, float("inf")), reply["ms"])
+            best[key] = min(best.get(key, float("inf")), reply["ms"])
         elif args.verbose:
             progress.console.print(f"  [dim]FAIL {config}: {reply['reason']}[/]")
-        progress.update(task, advance=1, best=f"best {best[job]:.4f} ms" if job in best else "")
+        progress.update(tasks[key], advance=1, best=f"best {best[key]:.4f} ms" if key in best else "")
 
     failures = []
 
     def on_job(job, result, error):
-        task = tasks.setdefault(job, progress.add_task(job.label, total=args.trials, best=""))
-        progress.update(task, completed=args.trials)
+        if job.label not in tasks:
+            tasks[job.label] = progress.add_task(job.label, total=args.trials, best="")
+        progress.update(tasks[job.label], completed=args.trials)
         if error:
             failures.append((job, error))
 

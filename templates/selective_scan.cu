@@ -340,13 +340,15 @@ selective_scan_fwd_kernel(const typename InT::storage* __restrict__ u,
 #pragma unroll kUnroll
         for (int n = 0; n < kN; ++n) {
             float bn[kItems], cn[kItems], decay[kItems], input[kItems];
+            // B and C are issued together, so C's latency hides behind the lane scan below
+            // (loaded after it, the replay waited on it once per state and chunk).
             WIO::load(B_row0 + (long long)n * L + t_lane, valid, bc_vec, bn);
+            WIO::load(C_row0 + (long long)n * L + t_lane, valid, bc_vec, cn);
             const float h_chunk = carry[n];
             if (states_row && lane == 0) states_row[chunk * kN + n] = h_chunk;
             float h_chunk_end, lane_decay;
             float h = kg_state_into_lane(dt, dtu, bn, A_row[n] * KG_LOG2E, dt_sum, h_chunk, lane, decay, input,
                                          h_chunk_end, lane_decay);
-            WIO::load(C_row0 + (long long)n * L + t_lane, valid, bc_vec, cn);
 #pragma unroll
             for (int i = 0; i < kItems; ++i) {
                 h = fmaf(decay[i], h, input[i]);

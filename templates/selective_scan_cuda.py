@@ -126,11 +126,16 @@ def cuda_default_config(shape: Mapping[str, int], kernel: str | None = None) -> 
         return {"threads": 128, "items_per_thread": 4 if n_states % 4 == 0 and n_states <= 128 else
                 (8 if n_states > 128 else 1)}
     length = int(shape.get("L", 4096))
-    items = 16 if length >= 2048 else 8 if length >= 256 else 4
+    # Per state a lane runs a dependent chain (B load, exps, lane scan, 5 shuffle levels, replay):
+    # ~600 cycles for ~160 instructions at 16 items, so a scheduler needs several chains in
+    # flight. 8 items x 2 states interleaved fits 103 registers (sm_90 ptxas: 16 warps/SM, 32
+    # chains) where 16 items x 1 needs 140 (12 warps/SM, 12 chains); the tuner checks the trade.
+    items = 8 if length >= 256 else 4
+    unroll = 2 if int(shape.get("N", 16)) % 2 == 0 else 1
     channels = int(shape.get("batch", 1)) * int(shape.get("dim", 1))
     # Four channels per block when there are enough to fill every SM several times over.
     threads = 128 if channels >= 2048 else 32
-    return {"threads": threads, "items_per_thread": items, "state_unroll": 1, "occupancy": 8}
+    return {"threads": threads, "items_per_thread": items, "state_unroll": unroll, "occupancy": 8}
 
 
 def cuda_check_config(config: Mapping[str, Any], shape: Mapping[str, int], kernel: str | None = None) -> str | None:

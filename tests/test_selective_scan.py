@@ -229,6 +229,22 @@ def test_decode_step_bad_inputs(device):
         kernelgen.selective_state_update(state, x, x, A, torch.randn(2, 4, 5), torch.randn(2, 4, 5))
 
 
+def test_decode_step_fast_path_keeps_checks_and_casts(device):
+    # The op checks a call signature once; later calls with it skip the checks but must still
+    # cast non-fp32 / non-contiguous parameters, and a new signature must still be checked.
+    state = torch.randn(2, 6, 5, device=device)
+    x, dt = torch.randn(2, 6, device=device), 0.3 * torch.randn(2, 6, device=device)
+    A, B, C = -torch.rand(5, 6, device=device).t(), torch.randn(2, 5, device=device), torch.randn(2, 5, device=device)
+    D = torch.randn(6, device=device, dtype=torch.float16)
+    for _ in range(2):
+        expected_y, expected_state = selective_state_update_ref(state.clone(), x, dt, A, B, C, D.float())
+        y = kernelgen.selective_state_update(state, x, dt, A, B, C, D)
+        assert_close("y", y, expected_y, TOL[torch.float32])
+        assert_close("state", state, expected_state, TOL[torch.float32])
+    with pytest.raises(ValueError, match=r"dt must be \[batch=2, dim=6\]; got \[2, 5\]"):
+        kernelgen.selective_state_update(state, x, dt[:, :5], A, B, C, D)
+
+
 # --- templates -----------------------------------------------------------------------------------
 
 def _run_template(template, config, shape, dtype, flags, device, seed=0):
@@ -349,7 +365,7 @@ def test_gpu_forward_target_shape_bf16(backend, with_z):
         pytest.skip(ss.cuda_unavailable())
     shape = {"batch": 8, "dim": 2048, "L": 4096, "N": 16}
     flags = "z" if with_z else ""
-    config = ss.FWD.default_config(shape)
+    config = ss.FWD.triton_default_config(shape)
     if backend == "cuda":
         config = {"backend": "cuda", **ss._cuda.cuda_default_config(shape, "fwd")}
     small = ss.FWD.verification_shape(shape)     # full length, fewer channels: the reference is a loop
@@ -370,7 +386,7 @@ def test_gpu_backends_agree_at_target_shape():
     gen = torch.Generator().manual_seed(0)
     inputs = ss.FWD.make_inputs(shape, "bf16", "z", "cuda", gen)
     results = []
-    for config in (ss.FWD.default_config(shape), {"backend": "cuda", **ss._cuda.cuda_default_config(shape, "fwd")}):
+    for config in (ss.FWD.triton_default_config(shape), {"backend": "cuda", **ss._cuda.cuda_default_config(shape, "fwd")}):
         outputs = ss.FWD.allocate_outputs(inputs, shape, "bf16", "z")
         ss.FWD.launch(config, inputs, outputs, shape, "z")
         results.append(outputs)

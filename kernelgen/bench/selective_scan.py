@@ -88,7 +88,7 @@ def _forced_backend_fwd(backend: str, inputs: dict[str, Any]) -> Callable[[], An
     shape = {"batch": batch, "dim": dim, "L": length, "N": inputs["A"].shape[1]}
     config = config_for(ss.FWD, shape, u.dtype, "", u.device)
     if config.get("backend") != backend:
-        config = (ss.FWD.default_config(shape) if backend == "triton"
+        config = (ss.FWD.triton_default_config(shape) if backend == "triton"
                   else {"backend": "cuda", **ss._cuda.cuda_default_config(ss._cuda_shape(shape), "fwd")})
     B4, C4 = inputs["B"].unsqueeze(1), inputs["C"].unsqueeze(1)
     out = torch.empty_like(u)

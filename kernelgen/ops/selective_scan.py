@@ -60,6 +60,36 @@ def _fp32(name: str, tensor: torch.Tensor | None, layout: str, expected: list[in
     return tensor.to(torch.float32).contiguous()
 
 
+def _as_fp32(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    # The already-checked fast path: no torch call at all when the tensor is fp32 and contiguous.
+    if tensor is None or (tensor.dtype is torch.float32 and tensor.is_contiguous()):
+        return tensor
+    return tensor.to(torch.float32).contiguous()
+
+
+def _signature(*tensors: torch.Tensor | None) -> tuple | None:
+    """What the checks of a call depend on: each tensor's shape, dtype and device (None if absent).
+    None when an argument is not a tensor at all (the full checks then name it)."""
+    try:
+        return tuple(None if t is None else (t.shape, t.dtype, t.device) for t in tensors)
+    except AttributeError:
+        return None
+
+
+# Signatures of calls whose arguments passed every check. A serving loop calls the decode step
+# with the same shapes every token: after the first call the checks cost one tuple and one dict
+# lookup (~3 µs instead of ~45 µs of Python). Bounded, as shapes vary with batch and length.
+_CHECKED_MAX = 4096
+_checked_scan: set[tuple] = set()
+_checked_step: set[tuple] = set()
+
+
+def _remember(checked: set[tuple], signature: tuple) -> None:
+    if len(checked) >= _CHECKED_MAX:
+        checked.clear()
+    checked.add(signature)
+
+
 def _l_contiguous(tensor: torch.Tensor | None) -> torch.Tensor | None:
     # The kernels take any batch/channel strides but need unit stride along time (as mamba-ssm).
     if tensor is not None and tensor.stride(-1) != 1:
@@ -113,18 +143,8 @@ class _SelectiveScan(torch.autograd.Function):
                 grads["ddelta_bias"], grads["dinitial_state"], None)
 
 
-def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
-                   D: torch.Tensor | None = None, z: torch.Tensor | None = None,
-                   delta_bias: torch.Tensor | None = None, delta_softplus: bool = False,
-                   return_last_state: bool = False, initial_state: torch.Tensor | None = None):
-    """Mamba's selective scan (mamba-ssm ``selective_scan_fn``), differentiable in every tensor.
-
-    u, delta, z: [batch, dim, L] (one dtype); A: [dim, N]; B, C: [batch, N, L] or [batch, G, N, L]
-    (channel d uses group d // (dim / G)); D, delta_bias: [dim]; initial_state: [batch, dim, N].
-    Returns y [batch, dim, L] in u's dtype, and (y, last_state [batch, dim, N] fp32) when
-    ``return_last_state``. Unlike mamba-ssm, gradients also flow from last_state and into
-    initial_state, so a long prefill can be split into chunks that pass the state along.
-    """
+def _check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state) -> None:
+    """Every argument check of :func:`selective_scan` (run once per call signature)."""
     check_shape("u", u, "batch, dim, L", [None, None, None])
     check_float("u", u)
     batch, dim, length = u.shape
@@ -155,26 +175,41 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     B4, C4 = B4[0], C4[0]
     if B4.shape[1] != C4.shape[1]:
         raise ValueError(f"B and C must have the same number of groups; got G={B4.shape[1]} and G={C4.shape[1]}")
-    A32 = _fp32("A", A, "dim, N", [dim, n_states])
-    D32 = _fp32("D", D, "dim", [dim])
-    bias32 = _fp32("delta_bias", delta_bias, "dim", [dim])
-    h0 = _fp32("initial_state", initial_state, "batch, dim, N", [batch, dim, n_states])
+    _fp32("A", A, "dim, N", [dim, n_states])
+    _fp32("D", D, "dim", [dim])
+    _fp32("delta_bias", delta_bias, "dim", [dim])
+    _fp32("initial_state", initial_state, "batch, dim, N", [batch, dim, n_states])
     check_same_device(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias, initial_state=initial_state)
+
+
+def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+                   D: torch.Tensor | None = None, z: torch.Tensor | None = None,
+                   delta_bias: torch.Tensor | None = None, delta_softplus: bool = False,
+                   return_last_state: bool = False, initial_state: torch.Tensor | None = None):
+    """Mamba's selective scan (mamba-ssm ``selective_scan_fn``), differentiable in every tensor.
+
+    u, delta, z: [batch, dim, L] (one dtype); A: [dim, N]; B, C: [batch, N, L] or [batch, G, N, L]
+    (channel d uses group d // (dim / G)); D, delta_bias: [dim]; initial_state: [batch, dim, N].
+    Returns y [batch, dim, L] in u's dtype, and (y, last_state [batch, dim, N] fp32) when
+    ``return_last_state``. Unlike mamba-ssm, gradients also flow from last_state and into
+    initial_state, so a long prefill can be split into chunks that pass the state along.
+    """
+    signature = _signature(u, delta, A, B, C, D, z, delta_bias, initial_state)
+    if signature is None or signature not in _checked_scan:
+        _check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state)
+        _remember(_checked_scan, signature)
+    if B.dim() == 3:
+        B4, C4 = B.unsqueeze(1), C.unsqueeze(1)
+    else:
+        B4, C4 = B, C
+    A32, D32, bias32, h0 = _as_fp32(A), _as_fp32(D), _as_fp32(delta_bias), _as_fp32(initial_state)
     out, last_state = _SelectiveScan.apply(_l_contiguous(u), _l_contiguous(delta), A32, B4, C4, D32, _l_contiguous(z),
                                            bias32, h0, bool(delta_softplus))
     return (out, last_state) if return_last_state else out
 
 
-def selective_state_update(state: torch.Tensor, x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor,
-                           B: torch.Tensor, C: torch.Tensor, D: torch.Tensor | None = None,
-                           z: torch.Tensor | None = None, dt_bias: torch.Tensor | None = None,
-                           dt_softplus: bool = False) -> torch.Tensor:
-    """One decode token of the selective scan (mamba-ssm ``selective_state_update``); updates
-    ``state`` in place and returns y [batch, dim] in x's dtype. Not differentiable.
-
-    state: [batch, dim, N] (fp32, fp16 or bf16; math in fp32); x, dt, z: [batch, dim] (one dtype);
-    A: [dim, N]; B, C: [batch, N] or [batch, G, N]; D, dt_bias: [dim].
-    """
+def _check_step_args(state, x, dt, A, B, C, D, z, dt_bias) -> None:
+    """Every argument check of :func:`selective_state_update` (run once per call signature)."""
     check_shape("state", state, "batch, dim, N", [None, None, None])
     check_float("state", state)
     batch, dim, n_states = state.shape
@@ -201,13 +236,35 @@ def selective_state_update(state: torch.Tensor, x: torch.Tensor, dt: torch.Tenso
     B3, C3 = B3[0], C3[0]
     if B3.shape[1] != C3.shape[1]:
         raise ValueError(f"B and C must have the same number of groups; got G={B3.shape[1]} and G={C3.shape[1]}")
-    A32 = _fp32("A", A, "dim, N", [dim, n_states])
-    D32 = _fp32("D", D, "dim", [dim])
-    bias32 = _fp32("dt_bias", dt_bias, "dim", [dim])
+    _fp32("A", A, "dim, N", [dim, n_states])
+    _fp32("D", D, "dim", [dim])
+    _fp32("dt_bias", dt_bias, "dim", [dim])
     check_same_device(state=state, x=x, dt=dt, A=A, B=B, C=C, D=D, z=z, dt_bias=dt_bias)
+
+
+def selective_state_update(state: torch.Tensor, x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor,
+                           B: torch.Tensor, C: torch.Tensor, D: torch.Tensor | None = None,
+                           z: torch.Tensor | None = None, dt_bias: torch.Tensor | None = None,
+                           dt_softplus: bool = False) -> torch.Tensor:
+    """One decode token of the selective scan (mamba-ssm ``selective_state_update``); updates
+    ``state`` in place and returns y [batch, dim] in x's dtype. Not differentiable.
+
+    state: [batch, dim, N] (fp32, fp16 or bf16; math in fp32); x, dt, z: [batch, dim] (one dtype);
+    A: [dim, N]; B, C: [batch, N] or [batch, G, N]; D, dt_bias: [dim].
+    """
+    signature = _signature(state, x, dt, A, B, C, D, z, dt_bias)
+    if signature is None or signature not in _checked_step:
+        _check_step_args(state, x, dt, A, B, C, D, z, dt_bias)
+        _remember(_checked_step, signature)
+    batch, dim, n_states = state.shape
+    if B.dim() == 2:
+        B3, C3 = B.unsqueeze(1), C.unsqueeze(1)
+    else:
+        B3, C3 = B, C
+    A32, D32, bias32 = _as_fp32(A), _as_fp32(D), _as_fp32(dt_bias)
     # The tuned bucket is the Mamba decode call (with z); the config fits a call without z too.
-    config = config_for(STEP, STEP.shape_of(batch=batch, dim=dim, N=n_states), x.dtype, "z", x.device)
+    config = config_for(STEP, {"batch": batch, "dim": dim, "N": n_states}, x.dtype, "z", x.device)
     out = torch.empty(batch, dim, device=x.device, dtype=x.dtype)
-    with torch.no_grad():
-        selective_state_update_run(config, state, state, x, dt, A32, B3, C3, D32, z, bias32, bool(dt_softplus), out)
+    # A raw kernel launch records nothing for autograd, so no torch.no_grad() (~2 µs) is needed.
+    selective_state_update_run(config, state, state, x, dt, A32, B3, C3, D32, z, bias32, bool(dt_softplus), out)
     return out
