@@ -97,7 +97,7 @@ def cmd_tune(args, console: Console) -> int:
     dtypes = args.dtype.split(",")
     wanted_flags = None if args.flags is None else set(args.flags.split(","))
     jobs = [Job(t, shape, dtype, flags) for t in templates for shape in parse_shapes(args.shapes, t)
-            for dtype in dtypes for flags in t.flags if wanted_flags is None or (flags or "-") in wanted_flags]
+            for dtype in dtypes for flags in t.flags if wanted_flags is None or (flags or "plain") in wanted_flags]
     if not jobs:
         console.print("[red]Nothing to tune[/]: no template accepts those shapes/dtypes.")
         return EXIT_USAGE
@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="'standard' (each template's workload), 'quick', or 'B=8,T=4096,D=2048;B=2,T=65536,D=2048'")
     tune.add_argument("--dtype", default="bf16", help="dtype(s) to tune, comma separated (default bf16)")
     tune.add_argument("--flags", default=None,
-                      help="only these flag variants, comma separated ('-' for the plain one; default: all)")
+                      help="only these flag variants, comma separated ('plain' for the variant without flags; default: all)")
     tune.add_argument("--trials", type=int, default=24, help="measured trials per study (default 24)")
     tune.add_argument("--sampler", choices=("tpe", "grid"), default="tpe", help="TPE (default) or the full grid")
     tune.add_argument("--storage", default=None,

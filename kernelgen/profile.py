@@ -149,7 +149,7 @@ def profile_case(template, shape: Mapping[str, int], dtype: str, flags: str, dev
         return Row(**base, error=f"FLOP/byte model: {_error_text(error)}")
     config: dict[str, Any] = {}
     try:
-        generator = torch.Generator(device=device).manual_seed(0)
+        generator = torch.Generator(device="cpu").manual_seed(0)   # the Template contract: a CPU generator
         inputs = template.make_inputs(shape, dtype, flags, device, generator)
         outputs = template.allocate_outputs(inputs, shape, dtype, flags)
         config = dict(dispatch.config_for(template, dispatch_shape(template, shape), DTYPES[dtype], flags, device))

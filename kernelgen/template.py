@@ -100,7 +100,7 @@ class Template:
     # --- running and checking -----------------------------------------------------------------
     def make_inputs(self, shape: Shape, dtype: str, flags: str, device: str | torch.device,
                     generator: torch.Generator) -> Tensors:
-        """Fresh random inputs (never zeros) for one launch."""
+        """Fresh random inputs (never zeros) for one launch; ``generator`` is a seeded CPU generator."""
         raise NotImplementedError
 
     def allocate_outputs(self, inputs: Tensors, shape: Shape, dtype: str, flags: str) -> Tensors:
