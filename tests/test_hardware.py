@@ -23,7 +23,9 @@ def test_h100_pcie_is_not_the_sxm_profile():
 
 def test_h100_measured_ceilings():
     h100 = hardware.profile("h100")
-    assert h100.bandwidth_gbs == 3000 and h100.tflops("bf16") == 746
+    # kernelgen calibrate on the lent H100 measured ~3.0 TB/s copy and ~0.7-0.75 PFLOP/s bf16 GEMM.
+    assert h100.bandwidth_gbs == h100.measured["copy_gbs"] and abs(h100.bandwidth_gbs - 3000) < 60
+    assert h100.tflops("bf16") == h100.measured["bf16_tflops"] and 650 <= h100.tflops("bf16") <= 800
     assert h100.sms == 132 and h100.compute_capability == (9, 0)
 
 
