@@ -322,7 +322,7 @@ def _bwd_dq_kernel(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     FEATURE: tl.constexpr, USE_G: tl.constexpr, USE_GAMMA: tl.constexpr, HAS_DECAY: tl.constexpr,
     NORMALIZE: tl.constexpr, HAS_START: tl.constexpr, IS_VARLEN: tl.constexpr, PARTIAL: tl.constexpr,
-    NEED_R: tl.constexpr, DOT_PREC: tl.constexpr,
+    NEED_R: tl.constexpr, PRECISE_DG: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
     """dq for one (V tile, head, segment), forward in time carrying the state S (and z).
 
@@ -408,7 +408,11 @@ def _bwd_dq_kernel(
         if NORMALIZE:
             b_dP += b_dd[:, None]
         b_dPD = b_dP * causal_decay(b_G, BT, HAS_DECAY)
-        b_inter = tl.dot(b_dn, tl.trans(b_s.to(dt)), input_precision=DOT_PREC)
+        b_s_hi = b_s.to(dt)
+        b_inter = tl.dot(b_dn, tl.trans(b_s_hi), input_precision=DOT_PREC)
+        if PRECISE_DG:   # the state's rounding residue too (see backward())
+            b_inter = tl.dot(b_dn, tl.trans((b_s - b_s_hi.to(tl.float32)).to(dt)), acc=b_inter,
+                             input_precision=DOT_PREC)
         if NORMALIZE:
             b_inter += b_dd[:, None] * b_z[None, :]
         if TAYLOR:
@@ -425,10 +429,13 @@ def _bwd_dq_kernel(
             b_dq += e_q[:, None] * (lin_q * b_inter + quad * outer_features_grad(b_d2, b_q32, BT, BK))
             b_r += e_q * (b_d0 + lin_q * tl.sum(b_q32 * b_inter, 1) + quad * tl.sum(b_qq * b_d2, 1))
         else:
-            b_dqf = tl.dot((b_dPD * scale).to(dt), b_kf, acc=(lin_q * e_q)[:, None] * b_inter,
-                           input_precision=DOT_PREC)
+            b_dqf = (lin_q * e_q)[:, None] * b_inter
             if NEED_R:
+                # the state (inter-chunk) share only, from the fp32 accumulator; the in-chunk pairs'
+                # row sums are taken in _bwd_dkv_kernel from the same fp32 products as their column
+                # sums, so the two cancel exactly there
                 b_r = tl.sum(b_qf.to(tl.float32) * b_dqf, 1)
+            b_dqf = tl.dot((b_dPD * scale).to(dt), b_kf, acc=b_dqf, input_precision=DOT_PREC)
             if FEATURE == FEAT_IDENTITY:
                 b_dq = b_dqf
             else:
@@ -442,8 +449,12 @@ def _bwd_dq_kernel(
 
         # carry S (and z) forward, exactly as the forward pass does
         # (multipliers folded into the [BT, BV] operand; the dot accumulates into the state)
-        b_vd = (b_v.to(tl.float32) * (lin_k * e_k)[:, None]).to(dt)
+        b_vd32 = b_v.to(tl.float32) * (lin_k * e_k)[:, None]
+        b_vd = b_vd32.to(dt)
         b_s = tl.dot(tl.trans(b_kf), b_vd, acc=b_s * e_all, input_precision=DOT_PREC)
+        if PRECISE_DG:
+            b_s = tl.dot(tl.trans(b_kf), (b_vd32 - b_vd.to(tl.float32)).to(dt), acc=b_s,
+                         input_precision=DOT_PREC)
         if TAYLOR:
             b_kk = outer_features(b_k, BT, BK)
             b_s0 = b_s0 * e_all + tl.sum(b_v.to(tl.float32) * e_k[:, None], 0)
@@ -466,7 +477,7 @@ def _bwd_dkv_kernel(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     FEATURE: tl.constexpr, USE_G: tl.constexpr, USE_GAMMA: tl.constexpr, HAS_DECAY: tl.constexpr,
     NORMALIZE: tl.constexpr, HAS_END: tl.constexpr, STORE_DS0: tl.constexpr, IS_VARLEN: tl.constexpr,
-    PARTIAL: tl.constexpr, NEED_C: tl.constexpr, DOT_PREC: tl.constexpr,
+    PARTIAL: tl.constexpr, NEED_C: tl.constexpr, PRECISE_DG: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
     """dk, dv for one (V tile, head, segment), backward in time carrying dS = ∂L/∂S (and dz).
 
@@ -588,13 +599,20 @@ def _bwd_dkv_kernel(
             b_dPt = tl.dot(b_v, tl.trans(b_dn), input_precision=DOT_PREC)
             if NORMALIZE:
                 b_dPt += (b_dd_all * tile0)[None, :]
-            b_inter = tl.dot(b_v, tl.trans(b_ds.to(dt)), input_precision=DOT_PREC)   # [s, K]: dS·v_s
+            b_ds_hi = b_ds.to(dt)
+            b_inter = tl.dot(b_v, tl.trans(b_ds_hi), input_precision=DOT_PREC)   # [s, K]: dS·v_s
+            if PRECISE_DG:
+                b_inter = tl.dot(b_v, tl.trans((b_ds - b_ds_hi.to(tl.float32)).to(dt)), acc=b_inter,
+                                 input_precision=DOT_PREC)
             if NORMALIZE:
                 b_inter += tile0 * b_dz[None, :]
-            b_dkf = tl.dot((b_dPt * b_Dt * scale).to(dt), b_qf, acc=(lin_k * e_k)[:, None] * b_inter,
-                           input_precision=DOT_PREC)
+            b_dkf = (lin_k * e_k)[:, None] * b_inter
             if NEED_C:
-                b_c = tl.sum(b_kf.to(tl.float32) * b_dkf, 1)
+                # c_s − r_s: the state share of the column sum, plus column minus row sums of the
+                # in-chunk pair products P[s, t] (fp32), so the in-chunk pairs cancel exactly
+                b_P = b_At * b_dPt
+                b_c = tl.sum(b_kf.to(tl.float32) * b_dkf, 1) + tl.sum(b_P, 1) - tl.sum(b_P, 0)
+            b_dkf = tl.dot((b_dPt * b_Dt * scale).to(dt), b_qf, acc=b_dkf, input_precision=DOT_PREC)
             if FEATURE == FEAT_IDENTITY:
                 b_dk = b_dkf
             else:
@@ -607,8 +625,12 @@ def _bwd_dkv_kernel(
             tl.store(c_out + i_v.to(tl.int64) * TOKENS * H + hrow, b_c, mask=m_t)
 
         # carry dS (and dz) to the previous chunk: dS ← Γ(chunk)·dS + Σ_t Γ(start → t)·φ'_q(q_t)·dn_tᵀ
-        b_dnq = (b_dn.to(tl.float32) * (lin_q * e_q)[:, None]).to(dt)   # lin_q folded in
+        b_dnq32 = b_dn.to(tl.float32) * (lin_q * e_q)[:, None]   # lin_q folded in
+        b_dnq = b_dnq32.to(dt)
         b_ds = tl.dot(tl.trans(b_qf), b_dnq, acc=b_ds * e_all, input_precision=DOT_PREC)
+        if PRECISE_DG:
+            b_ds = tl.dot(tl.trans(b_qf), (b_dnq32 - b_dnq.to(tl.float32)).to(dt), acc=b_ds,
+                          input_precision=DOT_PREC)
         if TAYLOR:
             b_qq = outer_features(b_q, BT, BK)
             b_ds0 = b_ds0 * e_all + tl.sum(b_dn.to(tl.float32) * e_q[:, None], 0)
@@ -898,6 +920,11 @@ def backward(q, k, v, g, g_gamma, scale, feature_map, normalize, init_s, init_z,
 
     partial = NV > 1
     grid = (NV, NH, nseg)
+    # dg_gamma = Σ_t (t − bos + 1)·(r_t − c_t) cancels almost entirely, so the state products
+    # feeding r and c must agree to ~fp32: with half-precision inputs the states (and the
+    # decayed v / dO operands that build them) go through the tensor cores as hi + lo halves.
+    # (Per-token g amplifies far less; it keeps the cheaper single pass.)
+    precise_dg = need_dg and g_gamma is not None and q.dtype != torch.float32 and feature_map != "taylor2"
     r = c = None
     if need_dg:
         r = torch.empty(NV, p.tokens * p.H, device=device, dtype=torch.float32)
@@ -913,7 +940,8 @@ def backward(q, k, v, g, g_gamma, scale, feature_map, normalize, init_s, init_z,
             start_s if start_s is not None else dummy, start_z if start_z is not None else dummy,
             cu_seqlens if cu_seqlens is not None else dummy,
             p.scale, p.T, seg_len, nseg, p.tokens,
-            NORMALIZE=normalize, HAS_START=has_start, PARTIAL=partial, NEED_R=need_dg, **meta)
+            NORMALIZE=normalize, HAS_START=has_start, PARTIAL=partial, NEED_R=need_dg,
+            PRECISE_DG=precise_dg, **meta)
         if partial:
             dq = dq.sum(0).view_as(q).to(q.dtype)
     store_ds0 = need_dinit and nseg == 1
@@ -930,7 +958,7 @@ def backward(q, k, v, g, g_gamma, scale, feature_map, normalize, init_s, init_z,
             cu_seqlens if cu_seqlens is not None else dummy,
             p.scale, p.T, seg_len, nseg, p.tokens,
             NORMALIZE=normalize, HAS_END=has_end, STORE_DS0=store_ds0, PARTIAL=partial,
-            NEED_C=need_dg, **meta)
+            NEED_C=need_dg, PRECISE_DG=precise_dg, **meta)
         if partial:
             dk = dk.sum(0).view_as(k).to(k.dtype)
 
