@@ -67,3 +67,23 @@ def test_parse_shapes():
     assert cli.parse_shapes("standard", SCALE_SHIFT) == SCALE_SHIFT.workload
     with pytest.raises(SystemExit, match="cannot read"):
         cli.parse_shapes("N=five", SCALE_SHIFT)
+
+
+def test_tune_end_to_end_through_the_cli(capsys, monkeypatch, tmp_path):
+    """The whole `kernelgen tune` path (progress, final table, file) with the CPU interpreter standing in
+    for the GPU and the fixture template registered as an op."""
+    from kernelgen import templates
+    from kernelgen.tune import run as tune_run
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    monkeypatch.setitem(templates._REGISTRY, SCALE_SHIFT.name, SCALE_SHIFT)
+    h100 = hardware.DetectedGPU("NVIDIA H100 80GB HBM3", "h100", (9, 0), 132, 79.1, hardware.profile("h100"))
+    monkeypatch.setattr(hardware, "detect_gpu", lambda index=0: h100)
+    monkeypatch.setattr(tune_run.Target, "for_gpu",
+                        classmethod(lambda cls, gpu: cls(device="cpu", identity=gpu.identity(), profile=None)))
+    out = tmp_path / "h100.json"
+    code, text = run(capsys, "tune", "--gpu", "h100", "--op", "fake_scale_shift", "--shapes", "N=100",
+                     "--trials", "1", "--dtype", "fp32", "--out", str(out), "--storage", str(tmp_path / "s.journal"))
+    assert code == 0, text
+    assert "kernelgen tune" in text and "fake_scale_shift.fwd" in text and "Wrote 1 entries" in text
+    [entry] = store.load(out).entries
+    assert entry.config == SCALE_SHIFT.default_config({"N": 100}) and entry.shape == {"N": 100}
