@@ -80,3 +80,21 @@ def test_resume_keeps_finished_trials(tmp_path):
 def test_sqlite_storage_url(tmp_path):
     results, _, _ = _run(tmp_path, sampler="tpe", trials=2, storage=f"sqlite:///{tmp_path}/studies.db")
     assert results and (tmp_path / "studies.db").exists()
+
+
+def test_a_broken_job_does_not_stop_the_others(tmp_path):
+    class Broken(type(SCALE_SHIFT)):
+        name = "fake_broken.fwd"
+        op = "fake_broken"
+
+        def default_config(self, shape, gpu=None):
+            raise ValueError("no default for this shape")
+
+    errors = []
+    out = tmp_path / "cpu-interpreter.json"
+    results = tune_jobs([Job(Broken(), SHAPE, "fp32"), Job(SCALE_SHIFT, SHAPE, "fp32")], Target.cpu_interpreter(),
+                        out, n_trials=1, storage_url=str(tmp_path / "s.journal"),
+                        on_job=lambda job, result, error: errors.append(error))
+    assert len(results) == 1 and results[0].template is SCALE_SHIFT
+    assert errors[0] == "ValueError: no default for this shape" and errors[1] is None
+    assert len(store.load(out).entries) == 1

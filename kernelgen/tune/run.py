@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import optuna
-
 from kernelgen import store
 from kernelgen.hardware import DetectedGPU, GPUProfile
 from kernelgen.template import Template
@@ -65,9 +63,9 @@ def tune_jobs(jobs: list[Job], target: Target, out: Path, *, n_trials: int = 24,
             try:
                 runner.search(n_trials, sampler)
                 result = runner.finish()
-            except (RuntimeError, optuna.exceptions.OptunaError) as error:
+            except Exception as error:  # noqa: BLE001 - one broken job must not lose the others' results
                 if on_job:
-                    on_job(job, None, str(error))
+                    on_job(job, None, f"{type(error).__name__}: {error}")
                 continue
             store.merge_write(out, target.identity, [result.entry(triton.__version__)],
                               {job.template.name: job.template.source_hash()})
