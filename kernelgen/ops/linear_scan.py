@@ -48,19 +48,24 @@ class LinearScanFunction(torch.autograd.Function):
 
 
 def linear_scan(x: torch.Tensor, g: torch.Tensor, initial_state: torch.Tensor | None = None,
-                output_final_state: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                output_final_state: bool = False, cu_seqlens: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Gated linear recurrence along T, per channel: h_t = exp(g_t) * h_{t-1} + x_t, o_t = h_t.
 
     x, g: [B, T, D], fp32/fp16/bf16 (they may differ); g is the log of the decay (<= 0 decays).
     initial_state: [B, D] (h_0; fp32 is the native dtype) or None for zeros.
     Returns (o [B, T, D] in x's dtype, final_state = h_T [B, D] fp32, or None unless
     output_final_state). Accumulation is fp32. Differentiable in x, g and initial_state.
+    cu_seqlens: [N+1] offsets of N sequences packed along T (B must be 1, as in fla); the state
+    restarts at each sequence, initial_state and final_state are then [N, D].
     """
     check_shape("x", x, "B, T, D", (None, None, None))
     check_float("x", x)
     batch, steps, width = x.shape
     check_shape("g", g, "B, T, D", (batch, steps, width))
     check_float("g", g)
+    if cu_seqlens is not None:
+        return _linear_scan_varlen(x, g, initial_state, output_final_state, cu_seqlens)
     if initial_state is not None:
         check_shape("initial_state", initial_state, "B, D", (batch, width))
         check_float("initial_state", initial_state)
@@ -68,3 +73,42 @@ def linear_scan(x: torch.Tensor, g: torch.Tensor, initial_state: torch.Tensor | 
         raise TypeError(f"output_final_state must be a bool; got {type(output_final_state).__name__}")
     check_same_device(x=x, g=g, initial_state=initial_state)
     return LinearScanFunction.apply(x, g, initial_state, output_final_state)
+
+
+def _sequence_bounds(cu_seqlens: torch.Tensor, batch: int, steps: int) -> list[int]:
+    if batch != 1:
+        raise ValueError(f"with cu_seqlens, x must hold the packed sequences as [1, T, D]; got B={batch}")
+    if not isinstance(cu_seqlens, torch.Tensor) or cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2 \
+            or cu_seqlens.dtype not in (torch.int32, torch.int64):
+        raise ValueError("cu_seqlens must be a 1-D int32/int64 tensor [N+1] of sequence offsets; got "
+                         + (f"{cu_seqlens.dtype} {list(cu_seqlens.shape)}" if isinstance(cu_seqlens, torch.Tensor)
+                            else type(cu_seqlens).__name__))
+    bounds = cu_seqlens.tolist()   # one host sync: the padded layout is sized from the lengths
+    if bounds[0] != 0 or bounds[-1] != steps or any(b < a for a, b in zip(bounds, bounds[1:])):
+        raise ValueError(f"cu_seqlens must rise from 0 to T={steps}; got {bounds if len(bounds) <= 8 else bounds[:8]}")
+    return bounds
+
+
+def _linear_scan_varlen(x, g, initial_state, output_final_state, cu_seqlens):
+    """Packed sequences, exactly: each sequence goes to its own row of a [N, max_len, D] batch, padded
+    at the end with x = 0 and g = 0 (decay 1), which carries its last state unchanged to the row's end,
+    so the row's final state is the sequence's. Gathering o back is differentiable, so autograd
+    gives the packed gradients."""
+    _, steps, width = x.shape
+    bounds = _sequence_bounds(cu_seqlens, x.shape[0], steps)
+    count = len(bounds) - 1
+    if initial_state is not None:
+        check_shape("initial_state", initial_state, "N, D", (count, width))
+        check_float("initial_state", initial_state)
+    check_same_device(x=x, g=g, initial_state=initial_state)
+    lengths = torch.tensor([b - a for a, b in zip(bounds, bounds[1:])], device=x.device)
+    max_len = int(max(b - a for a, b in zip(bounds, bounds[1:])))
+    sequence = torch.repeat_interleave(torch.arange(count, device=x.device), lengths)
+    starts = torch.tensor(bounds[:-1], device=x.device)
+    padded_index = sequence * max_len + torch.arange(steps, device=x.device) - starts[sequence]
+    x_rows = x.new_zeros(count * max_len, width).index_copy(0, padded_index, x[0])
+    g_rows = g.new_zeros(count * max_len, width).index_copy(0, padded_index, g[0])
+    o_rows, final_state = LinearScanFunction.apply(x_rows.view(count, max_len, width),
+                                                   g_rows.view(count, max_len, width),
+                                                   initial_state, output_final_state)
+    return o_rows.reshape(count * max_len, width).index_select(0, padded_index).unsqueeze(0), final_state
