@@ -20,6 +20,9 @@ Kernels (one program = one batch row, one group, a block of BLOCK_D channels, al
       (a1, b1)∘(a2, b2) = (a1·a2, a2·b1 + b2): same exps, ~2x the FMA-pipe work (the combine and
       the last-element pick), but no per-step loads. Expected to lose at N=16 and win only where
       the sequential loop is latency bound (very few programs); the tuner measures.
+* ``_selective_scan_fwd_tile_kernel`` (``scan="tile"``): the associative scan again, with every
+  tensor built from 3-D loads so the tile takes a load's layout (steps vectorized per thread, N
+  in-thread) rather than one step per lane; see the kernel's comment and docs/selective_scan.md.
   B and C are first packed by ``_pack_bc_kernel`` into one fp32 [batch, G, L_pad, 2, N_pad]
   buffer (zero padded), so each step reads one 2·N_pad·4-byte row with no masks or conversions.
   ``EXP_FMA`` > 0 moves that many states of each row from the exp unit to a degree-5 polynomial
@@ -321,6 +324,92 @@ def _selective_scan_fwd_kernel(
         tl.store(last_ptr + state_off, h, mask=state_mask)
 
 
+@triton.jit
+def _selective_scan_fwd_tile_kernel(
+        u_ptr, delta_ptr, z_ptr, A_ptr, BC_ptr, D_ptr, bias_ptr, h0_ptr,
+        out_ptr, last_ptr, ckpt_ptr,
+        L, dpg, n_ckpt,
+        s_ub, s_ud, s_db, s_dd, s_zb, s_zd, s_ob, s_od, s_bcb, s_bcg,
+        NSTATE: tl.constexpr, NP: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
+        EXP_FMA: tl.constexpr, CKPT_CHUNKS: tl.constexpr,
+        HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+        HAS_H0: tl.constexpr, WRITE_LAST: tl.constexpr, FAST_LOG: tl.constexpr):
+    # The "tile" forward: per chunk, one tl.associative_scan along L over a [BLOCK_D, N, BLOCK_L]
+    # tile, like "assoc", but every per-token tensor is loaded as a 3-D [BLOCK_D, 1, BLOCK_L]
+    # tile. Its coalesced layout (a 16-byte vector of steps per thread, lanes over steps and
+    # channels, nothing over the size-1 axis) then carries over to the whole tile: the N states
+    # of a (channel, step) sit in one thread (the sum over N is in-thread), and the scan is
+    # in-thread over each thread's steps plus a few shuffle levels. ("assoc" builds its tile by
+    # broadcasting 2-D tiles; Triton then spreads L one step per lane: ~14 shuffles per element.)
+    pid_d, g, b = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
+    dim = tl.num_programs(1) * dpg
+    d_local = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)[:, None, None]          # [BLOCK_D, 1, 1]
+    d_mask = d_local < dpg
+    d = (g * dpg + d_local).to(tl.int64)
+    n = tl.arange(0, NP)[None, :, None]                                        # [1, NP, 1]
+    steps = tl.arange(0, BLOCK_L)[None, None, :]                               # [1, 1, BLOCK_L]
+    state_mask = d_mask & (n < NSTATE)
+    state_off = (b * dim + d) * NSTATE + n                                     # [BLOCK_D, NP, 1]
+
+    A2 = tl.load(A_ptr + d * NSTATE + n, mask=state_mask, other=0.0) * 1.4426950408889634
+    if HAS_D:
+        D = tl.load(D_ptr + d, mask=d_mask, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + d, mask=d_mask, other=0.0).to(tl.float32)
+    if HAS_H0:
+        h = tl.load(h0_ptr + state_off, mask=state_mask, other=0.0).to(tl.float32)
+    else:
+        h = tl.zeros([BLOCK_D, NP, 1], dtype=tl.float32)
+    bc_base = BC_ptr + b * s_bcb + g * s_bcg
+    u_rows = u_ptr + b * s_ub + d * s_ud
+    dt_rows = delta_ptr + b * s_db + d * s_dd
+    z_rows = z_ptr + b * s_zb + d * s_zd
+    o_rows = out_ptr + b * s_ob + d * s_od
+
+    # The first chunk's [BLOCK_D, 1, BLOCK_L] tiles; in the loop the next chunk's are loaded first.
+    mask = d_mask & (steps < L)
+    u_next = tl.load(u_rows + steps, mask=mask, other=0.0)
+    dt_next = tl.load(dt_rows + steps, mask=mask, other=0.0)
+    if HAS_Z:
+        z_next = tl.load(z_rows + steps, mask=mask, other=0.0)
+    for l0 in range(0, L, BLOCK_L):
+        l = l0 + steps
+        mask = d_mask & (l < L)
+        u, dt = u_next.to(tl.float32), dt_next.to(tl.float32)
+        next_mask = d_mask & (l + BLOCK_L < L)
+        u_next = tl.load(u_rows + (l + BLOCK_L), mask=next_mask, other=0.0)
+        dt_next = tl.load(dt_rows + (l + BLOCK_L), mask=next_mask, other=0.0)
+        if HAS_Z:
+            zt = z_next.to(tl.float32)
+            z_next = tl.load(z_rows + (l + BLOCK_L), mask=next_mask, other=0.0)
+        if CKPT_CHUNKS > 0:
+            chunk = l0 // BLOCK_L
+            if chunk % CKPT_CHUNKS == 0:
+                tl.store(ckpt_ptr + (b * dim + d) * (n_ckpt * NSTATE) + (chunk // CKPT_CHUNKS) * NSTATE + n,
+                         h, mask=state_mask)
+        if HAS_BIAS:
+            dt = dt + bias
+        if SOFTPLUS:
+            dt = _softplus(dt, FAST_LOG)
+        dt = tl.where(mask, dt, 0.0)             # past L: decay 1, input 0, so h passes through
+        bc_tile = bc_base + (l0 + steps) * (2 * NP) + n                         # [1, NP, BLOCK_L]
+        B_t = tl.load(bc_tile)
+        C_t = tl.load(bc_tile + NP)
+        a = _exp2(dt * A2, n, EXP_FMA)                                          # [BLOCK_D, NP, BLOCK_L]
+        x = (dt * u) * B_t
+        a_cum, x_cum = tl.associative_scan((a, x), 2, _affine_combine)
+        hs = a_cum * h + x_cum                                                  # h_t with the carry in
+        y = tl.sum(hs * C_t, axis=1, keep_dims=True)                            # [BLOCK_D, 1, BLOCK_L]
+        h = tl.sum(tl.where(steps == BLOCK_L - 1, hs, 0.0), axis=2, keep_dims=True)
+        if HAS_D:
+            y += D * u
+        if HAS_Z:
+            y *= zt * tl.sigmoid(zt)
+        tl.store(o_rows + l, y.to(out_ptr.dtype.element_ty), mask=mask)
+    if WRITE_LAST:
+        tl.store(last_ptr + state_off, h, mask=state_mask)
+
+
 def selective_scan_fwd_triton(config: Mapping[str, Any], u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor,
                               BC: torch.Tensor, n_states: int, D: torch.Tensor | None, z: torch.Tensor | None,
                               delta_bias: torch.Tensor | None, delta_softplus: bool,
@@ -342,6 +431,20 @@ def selective_scan_fwd_triton(config: Mapping[str, Any], u: torch.Tensor, delta:
     zs = z if z is not None else u
     dummy = A
     grid = (triton.cdiv(dpg, block_d), groups, batch)
+    if config["scan"] == "tile":
+        _selective_scan_fwd_tile_kernel[grid](
+            u, delta, zs, A, BC, D if D is not None else dummy, delta_bias if delta_bias is not None else dummy,
+            initial_state if initial_state is not None else dummy, out,
+            last_state if last_state is not None else dummy, checkpoints if checkpoints is not None else dummy,
+            length, dpg, checkpoints.shape[2] if checkpoints is not None else 0,
+            u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), zs.stride(0), zs.stride(1),
+            out.stride(0), out.stride(1), BC.stride(0), BC.stride(1),
+            NSTATE=n_states, NP=n_pad, BLOCK_D=block_d, BLOCK_L=block_l,
+            EXP_FMA=int(config.get("exp_fma", 0)), CKPT_CHUNKS=ckpt_chunks,
+            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+            SOFTPLUS=bool(delta_softplus), HAS_H0=initial_state is not None, WRITE_LAST=last_state is not None,
+            FAST_LOG=not interpreter_on(), num_warps=int(config["num_warps"]))
+        return
     _selective_scan_fwd_kernel[grid](
         u, delta, zs, A, BC, D if D is not None else dummy, delta_bias if delta_bias is not None else dummy,
         initial_state if initial_state is not None else dummy, out,
@@ -706,7 +809,7 @@ def selective_state_update_run(config: Mapping[str, Any], state: torch.Tensor, n
 # --- templates ---------------------------------------------------------------------------------------
 
 FWD_TRITON_SPACE: dict[str, list] = {
-    "scan": ["seq", "assoc"],
+    "scan": ["seq", "assoc", "tile"],
     "block_d": [4, 8, 16, 32, 64, 128],
     "block_l": [4, 8, 16, 32, 64],
     "num_warps": [1, 2, 4, 8],
@@ -793,7 +896,7 @@ class SelectiveScanFwd(_SelectiveScanTemplate):
         if backend == "cuda":
             return {"backend": "cuda", **{k: config[k] for k in CUDA_FWD_SPACE if k in config}}
         out = {"backend": "triton", **{k: config[k] for k in FWD_TRITON_SPACE if k in config}}
-        if out.get("scan") == "assoc":
+        if out.get("scan") in ("assoc", "tile"):
             # The polynomial exp needs the state index in-thread; the tile scan spreads it.
             out["exp_fma"] = 0
         return out
@@ -835,8 +938,19 @@ class SelectiveScanFwd(_SelectiveScanTemplate):
                 return f"assoc: {per_thread:.0f} tile elements per thread (> 64) would spill registers"
             if per_thread < 4 and block_d < _next_pow2(shape["dim"]):
                 return f"assoc: {per_thread:.1f} tile elements per thread (< 4) leaves threads idle"
+        elif config["scan"] == "tile":
+            if block_l < 8:
+                return f"tile: block_l {block_l} < 8 is too short a scan"
+            per_thread = block_d * n_pad * block_l / threads
+            # decay, input, their scans, C and the carried state per element. sm_90 (ptxas -v, N=16):
+            # 32 per thread -> 128 registers; 64 -> 168 at 1 warp, 255 at 2 warps, 255 + 160 bytes
+            # of spills at 4 warps (the cross-warp scan keeps more live).
+            if per_thread > 64 or (per_thread > 32 and warps > 2):
+                return f"tile: {per_thread:.0f} tile elements per thread at {warps} warps would spill registers"
+            if per_thread < 4 and block_d < _next_pow2(shape["dim"]):
+                return f"tile: {per_thread:.1f} tile elements per thread (< 4) leaves threads idle"
         else:
-            return f"scan must be 'seq' or 'assoc'; got {config['scan']!r}"
+            return f"scan must be 'seq', 'assoc' or 'tile'; got {config['scan']!r}"
         return None
 
     def default_config(self, shape: Shape, gpu=None) -> Config:

@@ -271,6 +271,8 @@ FWD_CONFIGS = [
     {"backend": "triton", "scan": "seq", "block_d": 4, "block_l": 16, "num_warps": 1, "exp_fma": 4},
     {"backend": "triton", "scan": "assoc", "block_d": 4, "block_l": 8, "num_warps": 1, "exp_fma": 0},
     {"backend": "triton", "scan": "assoc", "block_d": 4, "block_l": 32, "num_warps": 2, "exp_fma": 0},
+    {"backend": "triton", "scan": "tile", "block_d": 4, "block_l": 8, "num_warps": 1, "exp_fma": 0},
+    {"backend": "triton", "scan": "tile", "block_d": 4, "block_l": 16, "num_warps": 1, "exp_fma": 0},
 ]
 
 
@@ -280,6 +282,39 @@ def test_fwd_template_configs(device, config):
     assert ss.FWD.check_config(config, shape) is None
     assert config in ss.FWD.grid(shape)
     _run_template(ss.FWD, config, shape, "fp16", "z", device)
+
+
+TILE = {"backend": "triton", "scan": "tile", "block_d": 4, "block_l": 8, "num_warps": 1, "exp_fma": 0}
+
+
+@pytest.mark.parametrize("dtype, length, groups, with_d, with_z, with_bias, softplus, with_h0", [
+    (torch.float32, 37, 3, True, True, True, True, True),       # everything, ragged L, 3 groups
+    (torch.float16, 21, None, False, False, True, False, False),  # bias without softplus, bare otherwise
+])
+def test_tile_scan_every_option(device, dtype, length, groups, with_d, with_z, with_bias, softplus, with_h0):
+    """The "tile" forward (associative scan over [block_d, N, block_l] tiles, carried across
+    chunks) against the reference, and its training-mode checkpoints against the "seq" ones."""
+    i = make_inputs(device, dtype, length=length, groups=groups, with_d=with_d, with_z=with_z,
+                    with_bias=with_bias, with_h0=with_h0, softplus=softplus)
+    B, C = (i["B"], i["C"]) if groups is not None else (i["B"][:, None], i["C"][:, None])
+    batch, dim, _ = i["u"].shape
+    results = {}
+    for name, config in (("tile", TILE), ("seq", {**TILE, "scan": "seq", "exp_fma": 0})):
+        out = torch.empty_like(i["u"])
+        last = torch.empty(batch, dim, 5, device=device)
+        ckpt = torch.full((batch, dim, -(-length // ss.CHECKPOINT_STEPS), 5), float("nan"), device=device)
+        ss.selective_scan_fwd(config, i["u"], i["delta"], i["A"], B, C, i["D"], i["z"], i["delta_bias"],
+                              softplus, i["initial_state"], out, last, ckpt)
+        results[name] = out, last, ckpt
+    ref_out, ref_last = selective_scan_ref(
+        *(v.double() if v is not None else None for v in (i["u"], i["delta"], i["A"], i["B"], i["C"], i["D"], i["z"],
+                                                          i["delta_bias"])),
+        softplus, return_last_state=True,
+        initial_state=i["initial_state"].double() if with_h0 else None)
+    out, last, ckpt = results["tile"]
+    assert_close("tile out", out, ref_out, TOL[dtype])
+    assert_close("tile last_state", last, ref_last, TOL[torch.float32])
+    torch.testing.assert_close(ckpt, results["seq"][2], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("config, shape", [
@@ -313,6 +348,11 @@ def test_check_config_rejects_impossible_configs():
     assert "N must be in" in ss.FWD.check_config(seq, {**shape, "N": 300})
     assoc = {"backend": "triton", "scan": "assoc", "block_d": 32, "block_l": 64, "num_warps": 1, "exp_fma": 0}
     assert "spill" in ss.FWD.check_config(assoc, shape)
+    tile = {**assoc, "scan": "tile", "block_d": 4, "block_l": 16}
+    assert ss.FWD.check_config(tile, shape) is None
+    assert "spill" in ss.FWD.check_config({**tile, "block_d": 16, "block_l": 32, "num_warps": 4}, shape)
+    assert "too short" in ss.FWD.check_config({**tile, "block_l": 4}, shape)
+    assert "idle" in ss.FWD.check_config({**tile, "block_l": 8, "num_warps": 8}, shape)
     assert "spill" in ss.BWD.check_config({"block_d": 128, "chunk": 8, "num_warps": 1, "exp_fma": 0,
                                            "channel_sum": "lanes"}, shape)
     assert "tl.dot sizes" in ss.BWD.check_config({"block_d": 8, "chunk": 2, "num_warps": 1, "exp_fma": 0,
@@ -330,6 +370,7 @@ def test_canonical_keeps_only_the_chosen_backends_parameters():
     cuda_config = ss.FWD.canonical({**config, "backend": "cuda"})
     assert set(cuda_config) == {"backend", *ss.CUDA_FWD_SPACE}
     assert ss.FWD.canonical({**config, "scan": "assoc", "exp_fma": 4})["exp_fma"] == 0
+    assert ss.FWD.canonical({**config, "scan": "tile", "exp_fma": 4})["exp_fma"] == 0
     step = {name: values[0] for name, values in ss.STEP.space.items()}
     assert set(ss.STEP.canonical({**step, "backend": "triton"})) == {"backend", *ss.STEP_TRITON_SPACE}
 
