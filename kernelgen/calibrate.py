@@ -86,9 +86,8 @@ def calibrate_command(args: argparse.Namespace, console) -> int:
     """`kernelgen calibrate`; 0 when measured (and saved unless --no-save), 2 without a usable GPU."""
     import torch
     if not torch.cuda.is_available():
-        console.print("[red]kernelgen calibrate needs a CUDA GPU, and torch sees none[/red] "
-                      f"(torch {torch.__version__}, CUDA {torch.version.cuda or 'not built in'}). "
-                      "Run it on the GPU whose ceilings you want measured.")
+        from kernelgen.hardware import no_gpu_message
+        console.print(no_gpu_message("calibrate", "Run it on the GPU whose ceilings you want measured."))
         return 2
     from kernelgen import hardware
     gpu = hardware.detect_gpu()

@@ -82,8 +82,7 @@ def cmd_tune(args, console: Console) -> int:
         return EXIT_USAGE
     gpu = hardware.detect_gpu()
     if gpu is None:
-        console.print(f"[red]No CUDA GPU found[/]: tuning for {args.gpu} needs that GPU in this machine "
-                      "(torch.cuda.is_available() is False). Nothing was tuned.")
+        console.print(hardware.no_gpu_message("tune", f"Tune on a {profiles[args.gpu].name}. Nothing was tuned."))
         return EXIT_USAGE
     if gpu.key != args.gpu:
         console.print(f"[red]--gpu {args.gpu} does not match this machine's GPU[/]: found '{gpu.name}' "

@@ -115,6 +115,14 @@ def detect_gpu(index: int = 0) -> DetectedGPU | None:
                        memory_gb=props.total_memory / 2**30, profile=found)
 
 
+def no_gpu_message(command: str, then: str) -> str:
+    """The one message every GPU-only command prints on a machine without a CUDA GPU."""
+    import torch
+    return (f"[red]No CUDA GPU found: kernelgen {command} needs a CUDA GPU, and torch sees none[/] "
+            f"(torch {torch.__version__}, CUDA {torch.version.cuda or 'not built in'}; "
+            f"torch.cuda.is_available() is False). {then}")
+
+
 def save_measured(key: str, measured: dict[str, Any]) -> Path:
     """Merge measured ceilings into profiles/<key>.json (kernelgen calibrate)."""
     found = profile(key)

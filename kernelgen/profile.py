@@ -224,9 +224,8 @@ def profile_command(args: argparse.Namespace, console) -> int:
     import torch
     from rich.markup import escape
     if not torch.cuda.is_available():
-        console.print("[red]kernelgen profile needs a CUDA GPU, and torch sees none[/red] "
-                      f"(torch {torch.__version__}, CUDA {torch.version.cuda or 'not built in'}). "
-                      "Run it on a machine with an NVIDIA GPU.")
+        from kernelgen.hardware import no_gpu_message
+        console.print(no_gpu_message("profile", "Run it on a machine with an NVIDIA GPU."))
         return 2
     ncu_path = None
     if getattr(args, "ncu", False):

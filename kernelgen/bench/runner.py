@@ -65,8 +65,7 @@ def run_bench(args: argparse.Namespace, console: Console) -> int:
     from kernelgen import hardware
     gpu = hardware.detect_gpu()
     if gpu is None:
-        console.print("[red]No CUDA GPU found[/]: the benchmark times kernels on a GPU "
-                      "(torch.cuda.is_available() is False). Nothing was run.")
+        console.print(hardware.no_gpu_message("bench", "The benchmark times kernels on a GPU; nothing was run."))
         return 2
     profile = gpu.profile
     bandwidth = profile.bandwidth_gbs if profile else None
