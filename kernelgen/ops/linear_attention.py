@@ -39,6 +39,17 @@ def _check_feature_map(feature_map, K: int) -> Optional[str]:
     return None if feature_map == "identity" else feature_map
 
 
+def _check_qkv(q, k, v, K: int, V: int, feature_map) -> Optional[str]:
+    """dtypes and head sizes shared by the chunked op and the decode step; returns the feature map."""
+    for name, tensor in (("q", q), ("k", k), ("v", v)):
+        check_float(name, tensor)
+    if k.dtype != q.dtype or v.dtype != q.dtype:
+        raise TypeError(f"q, k and v must share one dtype; got q {q.dtype}, k {k.dtype}, v {v.dtype}")
+    _check_head_dim("K (q.shape[-1])", K)
+    _check_head_dim("V (v.shape[-1])", V)
+    return _check_feature_map(feature_map, K)
+
+
 def _check_head_dim(name: str, size: int) -> None:
     lo, hi = HEAD_DIM_RANGE
     if not lo <= size <= hi:
@@ -139,13 +150,7 @@ def linear_attention(
     check_shape("k", k, "B, T, H, K", (B, T, H, K))
     check_shape("v", v, "B, T, H, V", (B, T, H, None))
     V = v.shape[-1]
-    for name, tensor in (("q", q), ("k", k), ("v", v)):
-        check_float(name, tensor)
-    if k.dtype != q.dtype or v.dtype != q.dtype:
-        raise TypeError(f"q, k and v must share one dtype; got q {q.dtype}, k {k.dtype}, v {v.dtype}")
-    _check_head_dim("K (q.shape[-1])", K)
-    _check_head_dim("V (v.shape[-1])", V)
-    feature_map = _check_feature_map(feature_map, K)
+    feature_map = _check_qkv(q, k, v, K, V, feature_map)
     if g is not None and g_gamma is not None:
         raise ValueError("pass g (data-dependent decay [B, T, H]) or g_gamma (constant decay [H]), not both")
     if g is not None:
@@ -210,13 +215,7 @@ def linear_attention_step(
     check_shape("k", k, "B, H, K", (B, H, K))
     check_shape("v", v, "B, H, V", (B, H, None))
     V = v.shape[-1]
-    for name, tensor in (("q", q), ("k", k), ("v", v)):
-        check_float(name, tensor)
-    if k.dtype != q.dtype or v.dtype != q.dtype:
-        raise TypeError(f"q, k and v must share one dtype; got q {q.dtype}, k {k.dtype}, v {v.dtype}")
-    _check_head_dim("K (q.shape[-1])", K)
-    _check_head_dim("V (v.shape[-1])", V)
-    feature_map = _check_feature_map(feature_map, K)
+    feature_map = _check_qkv(q, k, v, K, V, feature_map)
     if g is not None and g_gamma is not None:
         raise ValueError("pass g (data-dependent decay [B, H]) or g_gamma (constant decay [H]), not both")
     if g is not None:
