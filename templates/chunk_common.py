@@ -11,9 +11,13 @@ register tiles, so one kernel can chain them without touching memory:
     dx                = feature_map_grad(x, ...)   φ'(x) for the chain rule
     xx                = outer_features(x, ...)     vec(x ⊗ x), [BT, BK*BK] (second-order maps)
 
+and one host-launched kernel, ``reverse_cumsum``: dg_t = Σ_{t' ≥ t} dG_t' per sequence and head,
+the last step of every decayed family's backward (dL/dg from dL/dG, G = cumsum g).
+
 Decay factors are always exponentials of *differences* of cumulative sums, masked before the exp,
 so they never overflow for g ≤ 0 however long the chunk.
 """
+import torch
 import triton
 import triton.language as tl
 
@@ -116,3 +120,43 @@ def outer_features_grad(dxx, x, BT: tl.constexpr, BK: tl.constexpr):
     """Chain rule of ``outer_features``: d/dx_m of Σ_ij dxx_ij x_i x_j = Σ_j dxx_mj x_j + Σ_i dxx_im x_i."""
     d3 = tl.reshape(dxx, (BT, BK, BK))
     return tl.sum(d3 * x[:, None, :], 2) + tl.sum(d3 * x[:, :, None], 1)
+
+
+@triton.jit(do_not_specialize=["T", "NK", "TOKENS"])
+def _reverse_cumsum_kernel(dG, dg, cu_seqlens, T, NK, TOKENS, H: tl.constexpr, BT: tl.constexpr,
+                           IS_VARLEN: tl.constexpr):
+    """dg_t = Σ_{t' ≥ t in t's sequence} Σ_k dG[k, t'] for one (sequence, head), walking backwards.
+    The running total is carried with a compensation term (Kahan): dG mixes signs, and its suffix
+    sums may be far smaller than the partial sums they pass through."""
+    i_n, i_h = tl.program_id(0), tl.program_id(1)
+    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    carry = tl.full([], 0.0, tl.float32)
+    lost = tl.full([], 0.0, tl.float32)
+    offs = tl.arange(0, BT)
+    for i in range(0, tl.cdiv(eos - bos, BT)):
+        rows = eos - (i + 1) * BT + offs
+        m = rows >= bos
+        x = tl.zeros([BT], dtype=tl.float32)
+        for i_k in range(0, NK):
+            x += tl.load(dG + (i_k * TOKENS + rows) * H + i_h, mask=m, other=0.0)
+        total = tl.sum(x, 0)
+        suffix = total - tl.cumsum(x, 0) + x + carry
+        tl.store(dg + rows * H + i_h, suffix.to(dg.dtype.element_ty), mask=m)
+        step = total - lost
+        new_carry = carry + step
+        lost = (new_carry - carry) - step
+        carry = new_carry
+
+
+def reverse_cumsum(dG: torch.Tensor, dg: torch.Tensor, cu_seqlens: torch.Tensor | None, num_seqs: int,
+                   T: int, H: int, partials: int = 1) -> torch.Tensor:
+    """dg[t, h] = Σ_{t' ≥ t in t's sequence} Σ_k dG[k, t', h].
+
+    dG: fp32 [partials, tokens, H] (or [tokens, H] when partials == 1), tokens = num_seqs·T packed
+    (or cu_seqlens[-1] with cu_seqlens); dg: [..., H] holding tokens·H values, any float dtype,
+    written in place."""
+    tokens = dg.numel() // H
+    cu = cu_seqlens if cu_seqlens is not None else dG
+    _reverse_cumsum_kernel[(num_seqs, H)](dG, dg, cu, T, partials, tokens, H=H, BT=64,
+                                          IS_VARLEN=cu_seqlens is not None, num_warps=2)
+    return dg

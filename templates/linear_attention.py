@@ -34,7 +34,7 @@ import triton.language as tl
 from kernelgen.template import DTYPES, Template
 from kernelgen.reference import linear_attention as ref
 
-from .chunk_common import (FEAT_IDENTITY, FEAT_TAYLOR2, FEATURE_CODES, causal_decay, feature_map,
+from .chunk_common import (FEAT_IDENTITY, FEAT_TAYLOR2, FEATURE_CODES, causal_decay, feature_map, reverse_cumsum,
                            feature_map_grad, feature_map_in_dtype, load_log_decay, outer_features,
                            outer_features_grad, sequence_bounds)
 from . import register
@@ -864,15 +864,9 @@ def forward(q, k, v, g, g_gamma, scale, feature_map, normalize, init_s, init_z, 
 
 
 def _reverse_cumsum(dG: torch.Tensor, p: Problem) -> torch.Tensor:
-    """dg_t = Σ_{t' ≥ t in the same sequence} dG_t' for dG [tokens, H] (float64 sums)."""
-    if p.cu_seqlens is None:
-        x = dG.view(p.B, p.T, p.H).double()
-        return x.flip(1).cumsum(1).flip(1).float().view(p.tokens, p.H)
-    x = dG.double()
-    rc = torch.cat([x.flip(0).cumsum(0).flip(0), x.new_zeros(1, p.H)], 0)
-    cu = p.cu_seqlens.long()
-    seq = torch.searchsorted(cu[1:], torch.arange(p.tokens, device=dG.device), right=True)
-    return (rc[:-1] - rc[cu[seq + 1]]).float()
+    """dg_t = Σ_{t' ≥ t in the same sequence} dG_t' for dG [tokens, H] (fp32, compensated carry)."""
+    dg = torch.empty(p.tokens, p.H, device=dG.device, dtype=torch.float32)
+    return reverse_cumsum(dG.float().contiguous(), dg, p.cu_seqlens, p.N, p.T, p.H)
 
 
 def backward(q, k, v, g, g_gamma, scale, feature_map, normalize, init_s, init_z, o, den, do,

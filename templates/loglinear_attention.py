@@ -29,7 +29,7 @@ Backward: the blocks are recomputed (kernel 1), then
      (λ depends on the level, so levels never merge here) and emitted at R.
   4. ``_bwd_dqk_kernel``: dq (intra + do·Blockᵀ per level), dk (intra + v·ΣRBlockᵀ), dλ, and the
      per-token dG = q·dq − k·dk (λ does not depend on g, so the identity of decayed linear
-     attention holds); 5. ``_bwd_dv_kernel``: dv; 6. ``_reverse_cumsum_kernel``: dg = Σ_{t'≥t} dG.
+     attention holds); 5. ``_bwd_dv_kernel``: dv; 6. ``reverse_cumsum`` (chunk_common): dg = Σ_{t'≥t} dG.
 
 Sequences may start at any position (an initial state at position P0): chunks stay aligned to
 absolute positions, the first chunk is partial, the initial per-level states seed each level's
@@ -47,7 +47,7 @@ import triton.language as tl
 from kernelgen.template import DTYPES, Config, Template, Tensors
 from kernelgen.reference import loglinear_attention as ref
 
-from .chunk_common import causal_decay, load_log_decay, sequence_bounds
+from .chunk_common import causal_decay, load_log_decay, reverse_cumsum, sequence_bounds
 from . import register
 
 
@@ -408,16 +408,19 @@ def _bwd_dqk_kernel(
         b_rs = tl.zeros([BK, BV], dtype=tl.float32)
         for j in range(1, NJ + 1):
             if ((n >> (j - 1)) & 1) == 1:
-                # earlier chunks at level c + j: dq and dλ through Block(src)
+                # earlier chunks at level c + j: dq and dλ through Block(src). A block that ends
+                # at or before the call's first chunk holds none of its tokens (a continued call:
+                # the op differentiates the initial state's share itself)
                 src = (n >> (j - 1)) << (j - 1)
-                decay = tl.load(ldec + (slot * H + i_h) * NJ + (j - 1))
-                b_h = tl.load(blocks + (((slot0 + src - n0) * H + i_h) * K + offs_k[:, None]) * V
-                              + offs_v[None, :], mask=m_kv, other=0.0).to(dt)
-                b_r = tl.dot(b_do, tl.trans(b_h), input_precision=DOT_PREC)      # [C, BK]
-                e_j = scale * tl.exp(b_G + decay)
-                b_dq += (_level_column(b_lam, cols, LOG_C + j) * e_j)[:, None] * b_r
-                part = tl.sum(b_q.to(tl.float32) * b_r, 1) * e_j
-                b_dlam += tl.where(cols[None, :] == LOG_C + j, part[:, None], 0.0)
+                if src > n0:
+                    decay = tl.load(ldec + (slot * H + i_h) * NJ + (j - 1))
+                    b_h = tl.load(blocks + (((slot0 + src - n0) * H + i_h) * K + offs_k[:, None]) * V
+                                  + offs_v[None, :], mask=m_kv, other=0.0).to(dt)
+                    b_r = tl.dot(b_do, tl.trans(b_h), input_precision=DOT_PREC)      # [C, BK]
+                    e_j = scale * tl.exp(b_G + decay)
+                    b_dq += (_level_column(b_lam, cols, LOG_C + j) * e_j)[:, None] * b_r
+                    part = tl.sum(b_q.to(tl.float32) * b_r, 1) * e_j
+                    b_dlam += tl.where(cols[None, :] == LOG_C + j, part[:, None], 0.0)
             else:
                 # later chunks at level c + j: the right half starting at rsrc, if it exists
                 rsrc = ((n >> (j - 1)) | 1) << (j - 1)
@@ -511,26 +514,6 @@ def _bwd_dv_kernel(
     b_A = b_s * causal_decay(b_G, C, True) * _intra_level_weights(b_lam, cols, offs, C, LOG_C) * scale
     b_dv += tl.dot(tl.trans(b_A.to(dt)), b_do, input_precision=DOT_PREC)
     tl.store(dv + (tok[:, None] * H + i_h) * V + offs_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
-
-
-@triton.jit(do_not_specialize=["T", "NK", "TOKENS"])
-def _reverse_cumsum_kernel(dG, dg, cu_seqlens, T, NK, TOKENS, H: tl.constexpr, BT: tl.constexpr,
-                           IS_VARLEN: tl.constexpr):
-    """dg_t = Σ_{t' ≥ t in t's sequence} Σ_k dG[k, t'] for one (sequence, head), walking backwards."""
-    i_n, i_h = tl.program_id(0), tl.program_id(1)
-    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
-    carry = tl.full([], 0.0, tl.float32)
-    offs = tl.arange(0, BT)
-    for i in range(0, tl.cdiv(eos - bos, BT)):
-        rows = eos - (i + 1) * BT + offs
-        m = rows >= bos
-        x = tl.zeros([BT], dtype=tl.float32)
-        for i_k in range(0, NK):
-            x += tl.load(dG + (i_k * TOKENS + rows) * H + i_h, mask=m, other=0.0)
-        total = tl.sum(x, 0)
-        suffix = total - tl.cumsum(x, 0) + x + carry
-        tl.store(dg + rows * H + i_h, suffix.to(dg.dtype.element_ty), mask=m)
-        carry += total
 
 
 # =============================================================================================
@@ -706,8 +689,9 @@ def forward(q, k, v, g, lam, scale: float, config, plan: ChunkPlan, cu_seqlens=N
 
 
 def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seqlens=None, out=None):
-    """(dq, dk, dv, dg, dλ) of a call without initial state; dq/dk/dv in q's dtype, dg and dλ in
-    the dtypes of g and level_scales. ``out``: the five buffers to write, or None."""
+    """(dq, dk, dv, dg, dλ) of the call's own tokens (sequences may start at the plan's positions;
+    an initial state's share is not included); dq/dk/dv in q's dtype, dg and dλ in the dtypes of
+    g and level_scales. ``out``: the five buffers to write, or None."""
     B, T, H, K = q.shape
     V, L = v.shape[-1], lam.shape[-1]
     device = q.device
@@ -759,8 +743,7 @@ def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seql
         BK=vbk, BV=vbv, LP=lp, num_warps=int(config["dv_warps"]), **common)
 
     # 6: dg = reverse cumsum of dG inside each sequence
-    _reverse_cumsum_kernel[(plan.num_seqs, H)](
-        dG_part, dg, cu, T, nk, tokens, H=H, BT=64, IS_VARLEN=cu_seqlens is not None, num_warps=2)
+    reverse_cumsum(dG_part, dg, cu_seqlens, plan.num_seqs, T, H, partials=nk)
     if nk > 1:
         dlam_out.copy_(dlam_part.sum(0).view_as(dlam_out))
     return dq, dk, dv, dg, dlam_out

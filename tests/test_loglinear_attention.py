@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import kernelgen
+from kernelgen.ops import loglinear_attention as llops
 from kernelgen.ops.loglinear_attention import LogLinearState
 from kernelgen.reference import loglinear_attention as ref
 from kernelgen.templates import loglinear_attention as tmpl
@@ -186,6 +187,139 @@ def test_varlen_forward_backward_and_state(device):
 
 
 # --------------------------------------------------------------------------------------------
+# gradients through the states (initial_state in, final_state out)
+# --------------------------------------------------------------------------------------------
+def _force_chunk(monkeypatch, chunk):
+    """The op's forward and backward run with chunks of ``chunk`` (16-wide tiles)."""
+    original = llops.config_for
+    monkeypatch.setattr(llops, "config_for", lambda template, *args: {**original(template, *args), **_config(chunk)})
+
+
+def _prefix_states(positions, H=2, K=16, V=32, L=8, seed=10):
+    """Valid fp32 states at ``positions`` (one per sequence): the float64 reference's final
+    states of random prefixes, padded to one level count."""
+    states = []
+    for i, length in enumerate(positions):
+        prefix = _inputs(B=1, T=length, H=H, K=K, V=V, L=L, seed=seed + i)
+        _, (found, _) = ref.loglinear_attention_reference(*prefix, output_final_state=True)
+        states.append(found)
+    levels = max(s.shape[2] for s in states)
+    states = [torch.nn.functional.pad(s, (0, 0, 0, 0, 0, levels - s.shape[2])) for s in states]
+    return torch.cat(states).float(), torch.tensor(positions, dtype=torch.int64)
+
+
+def _grads(loss, leaves):
+    """Gradients with structural zeros (a loss that ignores a leaf) as zero tensors."""
+    found = torch.autograd.grad(loss, leaves, allow_unused=True)
+    return [torch.zeros_like(x) if d is None else d for x, d in zip(leaves, found)]
+
+
+NAMES = ("dq", "dk", "dv", "dg", "dlevel_scales", "dinitial_state")
+
+
+@pytest.mark.parametrize("T,cut,chunk", [(37, 13, 8), (37, 16, 16), (70, 23, 16), (70, 64, 16)])
+def test_split_sequence_gradients_equal_one_call(device, monkeypatch, T, cut, chunk):
+    # the second half continues from the first half's final state: Σ of both losses has the
+    # gradients of one call over the whole sequence (the state carries them back to the first half)
+    _force_chunk(monkeypatch, chunk)
+    inputs = _inputs(B=2, T=T, V=32, L=8, device=device, seed=7)
+    do = torch.randn(2, T, 2, 32, generator=torch.Generator().manual_seed(8)).to(device)
+    leaves = [x.requires_grad_() for x in inputs]
+    first, state = kernelgen.loglinear_attention(*(x[:, :cut] for x in leaves), output_final_state=True)
+    second, _ = kernelgen.loglinear_attention(*(x[:, cut:] for x in leaves), initial_state=state)
+    split = _grads((first * do[:, :cut]).sum() + (second * do[:, cut:]).sum(), leaves)
+    whole, _ = kernelgen.loglinear_attention(*leaves)
+    one_call = _grads((whole * do).sum(), leaves)
+    _, want = _ref_grads(inputs, do)
+    for name, got, same, ref_grad in zip(NAMES, split, one_call, want):
+        assert_close(f"{name} split vs one call", got, same, 1e-4)
+        assert_close(f"{name} split vs reference", got, ref_grad, 1e-4)
+
+
+@pytest.mark.parametrize("positions,T,chunk", [([13, 13], 37, 8), ([13, 32], 37, 16), ([5, 64], 70, 16)])
+def test_initial_state_and_final_state_gradients(device, monkeypatch, positions, T, chunk):
+    # a loss on o and on final_state.states, rows continuing from different positions
+    _force_chunk(monkeypatch, chunk)
+    inputs = _inputs(B=2, T=T, V=32, L=9, device=device, seed=9)
+    states, position = _prefix_states(positions, L=9)
+    leaves = [x.requires_grad_() for x in inputs] + [states.to(device).requires_grad_()]
+    o, final = kernelgen.loglinear_attention(*leaves[:5], initial_state=(leaves[5], position.to(device)),
+                                             output_final_state=True)
+    gen = torch.Generator().manual_seed(10)
+    do = torch.randn(o.shape, generator=gen).to(device)
+    d_final = torch.randn(final.states.shape, generator=gen).to(device)
+    got = _grads((o * do).sum() + (final.states * d_final).sum(), leaves)
+
+    ref_leaves = [x.detach().double().requires_grad_() for x in leaves]
+    ro, (rs, _) = ref.loglinear_attention_reference(*ref_leaves[:5], initial_state=(ref_leaves[5], position),
+                                                    output_final_state=True)
+    assert_close("o", o, ro, 1e-4)
+    assert_close("final_state", final.states, rs, 1e-4)
+    want = _grads((ro * do.double()).sum() + (rs * d_final.double()).sum(), ref_leaves)
+    for name, g_got, g_want in zip(NAMES, got, want):
+        assert_close(name, g_got, g_want, 1e-4)
+
+
+def test_final_state_only_loss(device, monkeypatch):
+    # o unused: only the final state's own gradients (no kernel backward); q and λ get none
+    _force_chunk(monkeypatch, 16)
+    inputs = _inputs(B=2, T=37, V=32, L=8, device=device, seed=11)
+    leaves = [x.requires_grad_() for x in inputs]
+    _, final = kernelgen.loglinear_attention(*leaves, output_final_state=True)
+    d_final = torch.randn(final.states.shape, generator=torch.Generator().manual_seed(12)).to(device)
+    got = torch.autograd.grad((final.states * d_final).sum(), leaves, allow_unused=True)
+    assert got[0] is None and got[4] is None
+    ref_leaves = [x.detach().double().requires_grad_() for x in inputs]
+    _, (rs, _) = ref.loglinear_attention_reference(*ref_leaves, output_final_state=True)
+    want = _grads((rs * d_final.double()).sum(), ref_leaves)
+    for name, g_got, g_want in zip(NAMES[1:4], got[1:4], want[1:4]):
+        assert_close(name, g_got, g_want, 1e-4)
+
+
+def test_varlen_state_gradients(device, monkeypatch):
+    # packed sequences (one empty) continued from states at positions 5, 0, 25, 3 (misaligned)
+    _force_chunk(monkeypatch, 8)
+    q, k, v, g, lam = (x[:1].contiguous() for x in _inputs(B=1, T=45, V=32, L=7, device=device, seed=13))
+    cu = torch.tensor([0, 5, 5, 30, 45], device=device)
+    states, position = _prefix_states([5, 0, 25, 3], L=7)
+    leaves = [x.requires_grad_() for x in (q, k, v, g, lam)] + [states.to(device).requires_grad_()]
+    o, final = kernelgen.loglinear_attention(*leaves[:5], initial_state=(leaves[5], position.to(device)),
+                                             output_final_state=True, cu_seqlens=cu)
+    gen = torch.Generator().manual_seed(14)
+    do = torch.randn(o.shape, generator=gen).to(device)
+    d_final = torch.randn(final.states.shape, generator=gen).to(device)
+    got = _grads((o * do).sum() + (final.states * d_final).sum(), leaves)
+    ref_leaves = [x.detach().double().requires_grad_() for x in leaves]
+    ro, (rs, _) = ref.loglinear_attention_reference(*ref_leaves[:5], initial_state=(ref_leaves[5], position),
+                                                    output_final_state=True, cu_seqlens=cu)
+    assert_close("o", o, ro, 1e-4)
+    assert_close("final_state", final.states, rs, 1e-4)
+    want = _grads((ro * do.double()).sum() + (rs * d_final.double()).sum(), ref_leaves)
+    for name, g_got, g_want in zip(NAMES, got, want):
+        assert_close(name, g_got, g_want, 1e-4)
+
+
+def test_state_gradients_fp16(device):
+    # halves: fp16 q/k/v with fp32 gates, the op's default config, loss on o and the final state
+    inputs = _inputs(B=2, T=37, V=32, L=8, dtype=torch.float16, device=device, seed=15)
+    states, position = _prefix_states([13, 13])
+    leaves = [x.requires_grad_() for x in inputs] + [states.to(device).requires_grad_()]
+    o, final = kernelgen.loglinear_attention(*leaves[:5], initial_state=(leaves[5], position.to(device)),
+                                             output_final_state=True)
+    gen = torch.Generator().manual_seed(16)
+    do = torch.randn(o.shape, generator=gen).to(device)
+    d_final = torch.randn(final.states.shape, generator=gen).to(device)
+    got = _grads((o.float() * do).sum() + (final.states * d_final).sum(), leaves)
+    ref_leaves = [x.detach().double().requires_grad_() for x in leaves]
+    ro, (rs, _) = ref.loglinear_attention_reference(*ref_leaves[:5], initial_state=(ref_leaves[5], position),
+                                                    output_final_state=True)
+    want = _grads((ro * do.double()).sum() + (rs * d_final.double()).sum(), ref_leaves)
+    for name, g_got, g_want in zip(NAMES, got, want):
+        assert g_got.dtype == leaves[NAMES.index(name)].dtype
+        assert_close(name, g_got, g_want, GRAD_TOL[torch.float16])
+
+
+# --------------------------------------------------------------------------------------------
 # bad inputs
 # --------------------------------------------------------------------------------------------
 def test_bad_inputs(device):
@@ -208,16 +342,12 @@ def test_bad_inputs(device):
     with pytest.raises(TypeError, match="initial_state must be"):
         kernelgen.loglinear_attention(q, k, v, g, lam, initial_state=torch.zeros(1))
     state = LogLinearState.zeros(1, 2, 7, 16, 16, device=device)
-    with pytest.raises(NotImplementedError, match="initial_state"):
-        kernelgen.loglinear_attention(q.requires_grad_(), k, v, g, lam, initial_state=state)
-    q.requires_grad_(False)
-    o, final = kernelgen.loglinear_attention(q, k, v, g.requires_grad_(), lam, output_final_state=True)
-    with pytest.raises(NotImplementedError, match="final_state"):
-        torch.autograd.grad(o.sum() + final.states.sum(), g)
+    with pytest.raises(TypeError, match="initial_state.states must be float32"):
+        kernelgen.loglinear_attention(q, k, v, g, lam, initial_state=(state.states.double(), state.position))
     state.position.fill_(40)
     state.max_position = 40
     with pytest.raises(ValueError, match=r"L >= .* levels"):
-        kernelgen.loglinear_attention_step(q[:, 0], k[:, 0], v[:, 0], g[:, 0].detach(), lam[:, 0, :, :5], state)
+        kernelgen.loglinear_attention_step(q[:, 0], k[:, 0], v[:, 0], g[:, 0], lam[:, 0, :, :5], state)
 
 
 # --------------------------------------------------------------------------------------------
@@ -293,3 +423,26 @@ def test_gpu_decode_matches_prefill():
     outs = [kernelgen.loglinear_attention_step(q[:, t], k[:, t], v[:, t], g[:, t], lam[:, t], state)[0]
             for t in range(257, 300)]
     assert_close("decode o", torch.stack(outs, 1), full[:, 257:], 2e-2)
+
+
+@pytest.mark.gpu
+def test_gpu_bf16_split_sequence_gradients():
+    # chunks of 64 (the default), a misaligned cut: the second half starts mid-chunk and mid-block
+    inputs = _inputs(B=2, T=1500, H=2, K=64, V=64, L=12, dtype=torch.bfloat16, device="cuda", seed=17)
+    leaves = [x.requires_grad_() for x in inputs]
+    do = torch.randn(2, 1500, 2, 64, device="cuda", dtype=torch.bfloat16)
+    cut = 777
+    first, state = kernelgen.loglinear_attention(*(x[:, :cut] for x in leaves), output_final_state=True)
+    second, end = kernelgen.loglinear_attention(*(x[:, cut:] for x in leaves), initial_state=state,
+                                                output_final_state=True)
+    d_final = torch.randn_like(end.states)
+    loss = (first.float() * do[:, :cut]).sum() + (second.float() * do[:, cut:]).sum() + (end.states * d_final).sum()
+    got = torch.autograd.grad(loss, leaves)
+    for b in range(2):
+        sl = [x.detach()[b:b + 1] for x in leaves]
+        ref_leaves = [x.double().requires_grad_() for x in sl]
+        ro, (rs, _) = ref.loglinear_attention_reference(*ref_leaves, output_final_state=True)
+        want = torch.autograd.grad((ro * do[b:b + 1].double()).sum() + (rs * d_final[b:b + 1].double()).sum(),
+                                   ref_leaves)
+        for name, g_got, g_want in zip(NAMES, got, want):
+            assert_close(name, g_got[b:b + 1], g_want, 1e-1 if name == "dg" else 5e-2)

@@ -179,6 +179,244 @@ def test_chunked_prefill_equals_one_call(device):
         assert_close("gradient", grad_two, grad_one, 1e-5)
 
 
+# --- constant ("non-variable") B and C --------------------------------------------------------------
+
+def _random_bc(device, layout, dtype, batch, dim, n_states, length, seed):
+    """layout "const": [dim, N]; None: [batch, N, L]; an int G: [batch, G, N, L]."""
+    gen = torch.Generator().manual_seed(seed)
+    size = {"const": (dim, n_states), None: (batch, n_states, length)}.get(layout, (batch, layout, n_states, length))
+    return torch.randn(*size, generator=gen).to(dtype).to(device)
+
+
+def _expanded_for_reference(inputs):
+    """The reference takes B, C per batch and step: a constant [dim, N] is broadcast to
+    [batch, dim, N, L] (G = dim), so autograd through it sums the gradient over batch and time."""
+    batch, dim, length = inputs["u"].shape
+    out = dict(inputs)
+    for name in ("B", "C"):
+        if inputs[name].dim() == 2:
+            out[name] = inputs[name][None, :, :, None].expand(batch, dim, inputs[name].shape[1], length)
+    return out
+
+
+# A constant operand runs every channel as its own group (slow under the interpreter): dim=4 here.
+@pytest.mark.parametrize("dtype, b_layout, c_layout, const_dtype, dim, length, with_z, with_h0", [
+    (torch.float32, "const", "const", torch.float32, 4, 37, False, False),   # both constant: packed once
+    (torch.float16, "const", "const", torch.float32, 4, 66, True, True),     # mamba's wtype fp32, two segments
+    (torch.float32, "const", 2, torch.float32, 4, 37, True, True),           # constant B, grouped C
+    (torch.float16, None, "const", torch.float32, 4, 37, False, True),       # variable B (G=1), constant C
+    (torch.float32, 3, "const", torch.float32, 6, 21, True, False),          # 1 < G < dim: copied per channel
+    (torch.float16, "const", None, torch.float16, 4, 29, True, False),       # constant B in u's dtype
+])
+def test_constant_bc_forward_backward(device, dtype, b_layout, c_layout, const_dtype, dim, length, with_z, with_h0):
+    inputs = make_inputs(device, dtype, dim=dim, length=length, with_z=with_z, with_h0=with_h0)
+    batch, dim, _ = inputs["u"].shape
+    for name, layout, seed in (("B", b_layout, 11), ("C", c_layout, 12)):
+        inputs[name] = _random_bc(device, layout, const_dtype if layout == "const" else dtype, batch, dim, 5,
+                                  length, seed)
+    for value in inputs.values():
+        if value is not None:
+            value.requires_grad_(True)
+    names = [k for k, v in inputs.items() if v is not None]
+    y, last = _call(kernelgen.selective_scan, inputs, delta_softplus=True, return_last_state=True)
+    assert y.dtype == dtype and last.dtype == torch.float32
+    gen = torch.Generator().manual_seed(1)
+    dy = torch.randn(y.shape, generator=gen).to(dtype).to(device)
+    dlast = torch.randn(last.shape, generator=gen).to(device)
+    grads = torch.autograd.grad((y, last), [inputs[k] for k in names], (dy, dlast))
+
+    ref_inputs = _float64(inputs)
+    y_ref, last_ref = _call(selective_scan_ref, _expanded_for_reference(ref_inputs), delta_softplus=True,
+                            return_last_state=True)
+    ref_grads = torch.autograd.grad((y_ref, last_ref), [ref_inputs[k] for k in names], (dy.double(), dlast.double()))
+    assert_close("y", y, y_ref, TOL[dtype])
+    assert_close("last_state", last, last_ref, TOL[torch.float32] if dtype == torch.float32 else 1e-4)
+    for name, grad, ref in zip(names, grads, ref_grads):
+        assert grad.dtype == inputs[name].dtype and grad.shape == inputs[name].shape, name
+        assert_close(f"d{name}", grad, ref, TOL[dtype] if grad.dtype == dtype else 1e-4)
+
+
+def test_both_constant_bc_are_packed_once_for_every_batch_row(device):
+    # The memory claim of the docstring: no batch factor in the packed buffer when both are constant.
+    from kernelgen.ops import selective_scan as op
+    batch, dim, n_states, length = 3, 6, 5, 37
+    B = _random_bc(device, "const", torch.float32, batch, dim, n_states, length, 1)
+    C = _random_bc(device, "const", torch.float32, batch, dim, n_states, length, 2)
+    packed = op._pack_per_channel(op._per_channel(B, batch, dim, length), op._per_channel(C, batch, dim, length),
+                                  n_states)
+    assert packed.shape[:2] == (batch, dim) and packed.stride(0) == 0
+    assert torch.equal(packed[2, :, :length, 0, :n_states], B[:, None, :].expand(dim, length, n_states))
+    assert torch.equal(packed[1, :, :length, 1, :n_states], C[:, None, :].expand(dim, length, n_states))
+
+
+def test_parameters_in_the_input_dtype(device):
+    # A, D, delta_bias in u's dtype (fp16) instead of fp32: cast in, gradients cast back.
+    inputs = make_inputs(device, torch.float16, dim=4, length=29, with_z=True)
+    for name in ("A", "D", "delta_bias"):
+        inputs[name] = inputs[name].half()
+    inputs["B"] = _random_bc(device, "const", torch.float16, 2, 4, 5, 29, 3)
+    for value in inputs.values():
+        if value is not None:
+            value.requires_grad_(True)
+    names = [k for k, v in inputs.items() if v is not None]
+    y = _call(kernelgen.selective_scan, inputs, delta_softplus=True)
+    dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).half().to(device)
+    grads = torch.autograd.grad(y, [inputs[k] for k in names], dy)
+    ref_inputs = _float64(inputs)
+    y_ref = _call(selective_scan_ref, _expanded_for_reference(ref_inputs), delta_softplus=True)
+    ref_grads = torch.autograd.grad(y_ref, [ref_inputs[k] for k in names], dy.double())
+    assert y.dtype == torch.float16
+    assert_close("y", y, y_ref, TOL[torch.float16])
+    for name, grad, ref in zip(names, grads, ref_grads):
+        assert grad.dtype == torch.float16, name
+        assert_close(f"d{name}", grad, ref, TOL[torch.float16])
+
+
+@pytest.mark.parametrize("which", ["A", "B", "C", "variable_B_of_length_2L"])
+def test_complex_weights_are_refused(device, which):
+    # mamba-ssm's complex64 wtype: complex A (and constant B/C); a variable B/C then holds 2L reals.
+    i = make_inputs(device)
+    constant = _random_bc(device, "const", torch.float32, 2, 6, 5, 37, 1)
+    if which == "variable_B_of_length_2L":
+        i["A"] = torch.complex(i["A"], i["A"])
+        i["B"] = torch.randn(2, 5, 2 * 37, device=device)
+    elif which == "A":
+        i["A"] = torch.complex(i["A"], i["A"])
+    else:
+        i[which] = torch.complex(constant, constant)
+    with pytest.raises(TypeError, match=r"must be real; got complex64: complex weights"):
+        _call(kernelgen.selective_scan, i, delta_softplus=True)
+
+
+# --- decode step: mamba-2's head form and state rows of a cache ------------------------------------
+
+def _head_inputs(device, dtype=torch.float32, batch=2, nheads=4, headdim=3, n_states=5, ngroups=2,
+                 state_dtype=torch.float32, tied=False, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+
+    def randn(*size, dt=dtype, scale=1.0, shift=0.0):
+        return (shift + scale * torch.randn(*size, generator=gen)).to(dt).to(device)
+
+    i = {"state": randn(batch, nheads, headdim, n_states, dt=state_dtype),
+         "x": randn(batch, nheads, headdim), "z": randn(batch, nheads, headdim),
+         "B": randn(batch, ngroups, n_states), "C": randn(batch, ngroups, n_states)}
+    if tied:   # mamba-2 "tied" head dims: one value per head, broadcast with stride 0
+        i["dt"] = randn(batch, nheads, scale=0.5)[..., None].expand(batch, nheads, headdim)
+        i["dt_bias"] = randn(nheads, dt=torch.float32, scale=0.3, shift=-1.0)[:, None].expand(nheads, headdim)
+        i["A"] = (-(0.5 + 2 * torch.rand(nheads, generator=gen))).to(device)[:, None, None].expand(
+            nheads, headdim, n_states)
+        i["D"] = randn(nheads, dt=torch.float32)[:, None].expand(nheads, headdim)
+    else:
+        i["dt"] = randn(batch, nheads, headdim, scale=0.5)
+        i["dt_bias"] = randn(nheads, headdim, dt=torch.float32, scale=0.3, shift=-1.0)
+        i["A"] = (-(0.5 + 2 * torch.rand(nheads, headdim, n_states, generator=gen))).to(device)
+        i["D"] = randn(nheads, headdim, dt=torch.float32)
+    return i
+
+
+def _step(fn, i, state, **kwargs):
+    return fn(state, i["x"], i["dt"], i["A"], i["B"], i["C"], i["D"], i["z"], i["dt_bias"], True, **kwargs)
+
+
+def _flattened(i):
+    """The head-form inputs as the channel form: dim = nheads·headdim (contiguous copies)."""
+    batch, nheads, headdim, n_states = i["state"].shape
+    dim = nheads * headdim
+    out = {k: i[k].reshape(batch, dim) for k in ("x", "dt", "z")}
+    out.update(A=i["A"].reshape(dim, n_states), D=i["D"].reshape(dim), dt_bias=i["dt_bias"].reshape(dim),
+               B=i["B"], C=i["C"], state=i["state"].reshape(batch, dim, n_states))
+    return out
+
+
+@pytest.mark.parametrize("dtype, state_dtype, tied, ngroups", [
+    (torch.float32, torch.float32, False, 2),
+    (torch.float16, torch.float32, True, 4),     # stride-0 A, dt, dt_bias, D; a group per head
+    (torch.float32, torch.float16, True, 1),
+])
+def test_head_form_equals_channel_form(device, dtype, state_dtype, tied, ngroups):
+    i = _head_inputs(device, dtype, state_dtype=state_dtype, tied=tied, ngroups=ngroups)
+    flat = _flattened(i)
+    state = i["state"].clone()
+    y = _step(kernelgen.selective_state_update, i, state)
+    flat_state = flat["state"].clone()
+    y_flat = _step(kernelgen.selective_state_update, flat, flat_state)
+    assert y.shape == i["x"].shape and y.dtype == dtype and state.dtype == state_dtype
+    torch.testing.assert_close(y.reshape(y_flat.shape), y_flat, rtol=0, atol=0)
+    torch.testing.assert_close(state.reshape(flat_state.shape), flat_state, rtol=0, atol=0)
+    y_ref, state_ref = _step(selective_state_update_ref, flat, flat["state"])
+    tol = TOL[dtype] if state_dtype == torch.float32 else TOL[torch.float16]
+    assert_close("y", y.reshape(y_ref.shape), y_ref, tol)
+    assert_close("state (in place)", state.reshape(state_ref.shape), state_ref, tol)
+
+
+def test_head_form_state_without_a_flat_view_is_updated_in_place(device):
+    i = _head_inputs(device, ngroups=2)
+    batch, nheads, headdim, n_states = i["state"].shape
+    # Stored [batch, headdim, nheads, N]: heads × headdim cannot be flattened into one stride.
+    state = i["state"].transpose(1, 2).contiguous().transpose(1, 2)
+    with pytest.raises(RuntimeError):
+        state.view(batch, nheads * headdim, n_states)
+    y = _step(kernelgen.selective_state_update, i, state)
+    flat = _flattened(i)
+    y_ref, state_ref = _step(selective_state_update_ref, flat, flat["state"])
+    assert_close("y", y.reshape(y_ref.shape), y_ref, TOL[torch.float32])
+    assert_close("state (in place)", state.reshape(state_ref.shape), state_ref, TOL[torch.float32])
+
+
+def test_head_form_equals_the_last_step_of_the_scan(device):
+    # The scan over 9 steps on the flattened channels (group of channel = head's group), and the
+    # head-form step from the state after 8 of them, give the same last output.
+    batch, nheads, headdim, n_states, ngroups, length = 2, 4, 3, 5, 2, 9
+    dim = nheads * headdim
+    i = make_inputs(device, batch=batch, dim=dim, length=length, n_states=n_states, groups=ngroups,
+                    with_z=True, with_h0=True)
+    y_full = _call(kernelgen.selective_scan, i, delta_softplus=True)
+    head = {k: (v[..., :-1] if k in ("u", "delta", "z", "B", "C") else v) for k, v in i.items()}
+    _, state = _call(kernelgen.selective_scan, head, delta_softplus=True, return_last_state=True)
+    per_head = lambda t: t[..., -1].reshape(batch, nheads, headdim)      # noqa: E731
+    y = kernelgen.selective_state_update(
+        state.view(batch, nheads, headdim, n_states), per_head(i["u"]), per_head(i["delta"]),
+        i["A"].view(nheads, headdim, n_states), i["B"][..., -1], i["C"][..., -1], i["D"].view(nheads, headdim),
+        per_head(i["z"]), i["delta_bias"].view(nheads, headdim), True)
+    assert_close("y vs the scan's last step", y.reshape(batch, dim), y_full[..., -1], 1e-4)
+
+
+@pytest.mark.parametrize("form", ["channels", "heads"])
+def test_state_batch_indices_update_only_those_rows(device, form):
+    i = _head_inputs(device, batch=3, ngroups=2)
+    cache = torch.randn(7, *i["state"].shape[1:], generator=torch.Generator().manual_seed(5)).to(device)
+    rows = torch.tensor([5, 0, 3], dtype=torch.int32, device=device)
+    if form == "channels":
+        i = _flattened(i)
+        cache = cache.reshape(7, -1, cache.shape[-1])
+    before = cache.clone()
+    y = _step(kernelgen.selective_state_update, i, cache, state_batch_indices=rows)
+    flat = _flattened({**i, "state": before[rows.long()]}) if form == "heads" else {**i, "state": before[rows.long()]}
+    y_ref, state_ref = _step(selective_state_update_ref, flat, flat["state"])
+    assert_close("y", y.reshape(y_ref.shape), y_ref, TOL[torch.float32])
+    assert_close("updated rows", cache[rows.long()].reshape(state_ref.shape), state_ref, TOL[torch.float32])
+    untouched = [r for r in range(7) if r not in rows.tolist()]
+    assert torch.equal(cache[untouched], before[untouched])
+
+
+def test_head_form_bad_inputs(device):
+    i = _head_inputs(device, nheads=4, ngroups=2)
+    with pytest.raises(ValueError, match=r"nheads=4 must be a multiple of the number of groups ngroups=3 of B"):
+        kernelgen.selective_state_update(i["state"], i["x"], i["dt"], i["A"], torch.randn(2, 3, 5), torch.randn(2, 3, 5))
+    with pytest.raises(ValueError, match=r"A must be \[nheads=4, headdim=3, N=5\]; got \[12, 5\]"):
+        kernelgen.selective_state_update(i["state"], i["x"], i["dt"], i["A"].reshape(12, 5), i["B"], i["C"])
+    with pytest.raises(ValueError, match=r"x must be \[batch=2, nheads=4, headdim=3\]; got \[2, 12\]"):
+        kernelgen.selective_state_update(i["state"], i["x"].reshape(2, 12), i["dt"], i["A"], i["B"], i["C"])
+    with pytest.raises(TypeError, match=r"state_batch_indices must be an integer tensor \[batch\]; got float32"):
+        kernelgen.selective_state_update(i["state"], i["x"], i["dt"], i["A"], i["B"], i["C"],
+                                         state_batch_indices=torch.zeros(2, device=device))
+    with pytest.raises(ValueError, match=r"state_batch_indices must be \[batch=2\]; got \[3\]"):
+        kernelgen.selective_state_update(i["state"], i["x"], i["dt"], i["A"], i["B"], i["C"],
+                                         state_batch_indices=torch.arange(3, device=device))
+    with pytest.raises(TypeError, match=r"A must be real; got complex64"):
+        kernelgen.selective_state_update(i["state"], i["x"], i["dt"], torch.complex(i["A"], i["A"]), i["B"], i["C"])
+
+
 # --- bad inputs ----------------------------------------------------------------------------------
 
 def _bad(device, **changes):

@@ -9,6 +9,7 @@ float64 references: kernelgen/reference/loglinear_attention.py; notes: docs/logl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import accumulate
 
 import torch
 
@@ -153,31 +154,194 @@ def _bucket(template, batch: int, length: int, heads: int, head_k: int, head_v: 
 
 
 # --------------------------------------------------------------------------------------------
+# state terms: the initial state's share of o and the final state, differentiated in plain torch
+# --------------------------------------------------------------------------------------------
+# The kernels' backward covers the pairs of the call's own tokens. What a state adds is linear in
+# it, and the level a token sees it at is constant over a few runs of tokens (at most one per
+# level), so its gradients are a few O(T·K·V) fp32 products per run (log decays summed in
+# float64). They run only when a call continues from a state or a loss reads the final state.
+@dataclass
+class _Span:
+    """Sequences of one call that start at the same position: where their tokens and states live."""
+    rows: slice | torch.Tensor     # batch rows
+    tokens: slice                  # tokens of those rows
+    seqs: slice | torch.Tensor     # entries of the states (N)
+    start: int                     # position of the first token
+
+
+def _sequence_spans(batch: int, lengths: list[int] | None, starts: list[int] | None, device) -> list[_Span]:
+    """Dense rows grouped by start position (one group when they share it), or one per packed sequence."""
+    starts = starts if starts is not None else [0] * (batch if lengths is None else len(lengths))
+    if lengths is not None:
+        bounds = [0, *accumulate(lengths)]
+        return [_Span(slice(0, 1), slice(a, a + n), slice(i, i + 1), p)
+                for i, (a, n, p) in enumerate(zip(bounds, lengths, starts))]
+    if len(set(starts)) == 1:
+        return [_Span(slice(None), slice(None), slice(None), starts[0])]
+    spans = []
+    for p in sorted(set(starts)):
+        rows = torch.tensor([i for i, s in enumerate(starts) if s == p], dtype=torch.int64, device=device)
+        spans.append(_Span(rows, slice(None), rows, p))
+    return spans
+
+
+def _distance_spans(start: int, length: int) -> list[tuple[int, int, int]]:
+    """(d, first, stop): the tokens j in [first, stop) with bit_length((start + j) XOR start) == d.
+    Tokens within an aligned 2^d block of ``start`` have distance ≤ d, so each d is one run."""
+    spans, first, dist = [], 0, 0
+    while first < length:
+        stop = min(length, (((start >> dist) + 1) << dist) - start)
+        if stop > first:
+            spans.append((dist, first, stop))
+            first = stop
+        dist += 1
+    return spans
+
+
+def _end_bucket_spans(start: int, length: int) -> list[tuple[int, int, int]]:
+    """(l, first, stop): the tokens j in [first, stop) that lie in the level-l bucket of the end
+    position ``start + length`` (the final state's level l)."""
+    end, spans = start + length, []
+    for level in range(1, end.bit_length() + 1):
+        if (end >> (level - 1)) & 1:
+            low = (end >> level) << level
+            first, stop = max(low, start) - start, min(low + (1 << (level - 1)), end) - start
+            if first < stop:
+                spans.append((level, first, stop))
+    return spans
+
+
+def _state_columns(dist: int, levels_used: int) -> list[tuple[int, int, int]]:
+    """(λ column, first level, last level) of the initial state read by a token at distance ``dist``:
+    levels ≤ dist merged into column dist, each higher level in its own column."""
+    columns = [(dist, 1, min(dist, levels_used - 1))] if dist >= 1 and levels_used > 1 else []
+    return columns + [(c, c, c) for c in range(dist + 1 if dist else 1, levels_used)]
+
+
+def _initial_share_backward(q, lam, do, states, G, scale: float, start: int):
+    """Gradients of o_t += scale·e^{G_t}·Σ_l λ[t, max(l, d_t)]·q_t·S_l over levels 1 ≤ l < min(Ls, L),
+    d_t = bit_length(t XOR start), for one span (fp32 [R, n, H, *], states [R, H, Ls, K, V]; G float64).
+    Returns (dq, dλ, dG, dS); dG is per token (before the reverse cumsum into dg)."""
+    dq, dlam, dG, dS = (torch.zeros_like(x) for x in (q, lam, G, states))
+    weight = (scale * torch.exp(G)).float()
+    levels_used = min(states.shape[2], lam.shape[-1])
+    for dist, a, b in _distance_spans(start, q.shape[1]):
+        q_span, do_span, w_span = q[:, a:b], do[:, a:b], weight[:, a:b]
+        for column, lo, hi in _state_columns(dist, levels_used):
+            state = states[:, :, lo:hi + 1].sum(2)                                 # [R, H, K, V]
+            lam_col = lam[:, a:b, :, column]
+            d_col = w_span * (do_span * torch.einsum("rnhk,rhkv->rnhv", q_span, state)).sum(-1)
+            dlam[:, a:b, :, column] += d_col
+            dG[:, a:b] += lam_col * d_col
+            coef = (w_span * lam_col)[..., None]
+            dq[:, a:b] += coef * torch.einsum("rnhv,rhkv->rnhk", do_span, state)
+            dS[:, :, lo:hi + 1] += torch.einsum("rnhk,rnhv->rhkv", coef * q_span, do_span)[:, :, None]
+    return dq, dlam, dG, dS
+
+
+def _final_state_backward(k, v, G, d_final, states, start: int):
+    """Gradients of the final state F_l = Σ_{s in bucket_l(end)} e^{G_last − G_s}·k_s·v_sᵀ
+    + e^{G_last}·Σ_{l': max(l', d_end) = l} S_l' (d_end = bit_length(end XOR start)) for one span
+    (fp32 [R, n, H, *], d_final [R, H, L_out, K, V]; G float64). Returns (dk, dv, dG, dS or None)."""
+    count, length = k.shape[0], k.shape[1]
+    final_levels = d_final.shape[2]
+    dk, dv, dG = torch.zeros_like(k), torch.zeros_like(v), torch.zeros_like(G)
+    g_last = G[:, -1] if length else G.new_zeros(count, G.shape[2])
+    d_last = torch.zeros_like(g_last)            # ∂/∂G_last: every term of F decays from the last token
+    for level, a, b in _end_bucket_spans(start, length):
+        decay = torch.exp(g_last[:, None] - G[:, a:b]).float()[..., None]
+        d_state = d_final[:, :, level]
+        dk_span = decay * torch.einsum("rnhv,rhkv->rnhk", v[:, a:b], d_state)
+        dk[:, a:b] = dk_span
+        dv[:, a:b] = decay * torch.einsum("rnhk,rhkv->rnhv", k[:, a:b], d_state)
+        term = (k[:, a:b] * dk_span).sum(-1)
+        dG[:, a:b] -= term
+        d_last += term.sum(1)
+    dS = None
+    if states is not None:
+        dS = torch.zeros_like(states)
+        d_end = (start ^ (start + length)).bit_length()
+        e_last = torch.exp(g_last).float()
+        for level in range(1, states.shape[2]):
+            target = max(level, d_end)
+            if target < final_levels:
+                dS[:, :, level] = e_last[..., None, None] * d_final[:, :, target]
+                d_last += e_last * (d_final[:, :, target] * states[:, :, level]).sum((-2, -1))
+    if length:
+        dG[:, -1] += d_last
+    return dk, dv, dG, dS
+
+
+def _fp32_zeros(like: torch.Tensor | None, wanted: bool = True) -> torch.Tensor | None:
+    return torch.zeros(like.shape, device=like.device, dtype=torch.float32) if wanted and like is not None else None
+
+
+def _state_backward(q, k, v, g, lam, init, do, d_final, scale: float, spans: list[_Span]):
+    """fp32 (dq, dk, dv, dg, dλ, d_init) of the state terms; None where no term reaches."""
+    with_init = init is not None and do is not None
+    dq, dlam = _fp32_zeros(q, with_init), _fp32_zeros(lam, with_init)
+    dk, dv = _fp32_zeros(k, d_final is not None), _fp32_zeros(v, d_final is not None)
+    dg, d_init = _fp32_zeros(g), _fp32_zeros(init)
+    for span in spans:
+        at = (span.rows, span.tokens)
+        G = g[at].double().cumsum(1)          # float64: G_last − G_s stays exact on long sequences
+        dG = torch.zeros_like(G)
+        states = init[span.seqs].float() if init is not None else None
+        if with_init:
+            span_dq, span_dlam, span_dG, span_dS = _initial_share_backward(
+                q[at].float(), lam[at].float(), do[at].float(), states, G, scale, span.start)
+            dq[at], dlam[at], d_init[span.seqs] = span_dq, span_dlam, span_dS
+            dG += span_dG
+        if d_final is not None:
+            span_dk, span_dv, span_dG, span_dS = _final_state_backward(
+                k[at].float(), v[at].float(), G, d_final[span.seqs].float(), states, span.start)
+            dk[at], dv[at] = span_dk, span_dv
+            dG += span_dG
+            if span_dS is not None:
+                d_init[span.seqs] += span_dS
+        dg[at] = dG.flip(1).cumsum(1).flip(1).float()    # dg_t = Σ_{t' ≥ t} dG_t' inside the sequence
+    return dq, dk, dv, dg, dlam, d_init
+
+
+def _add_grad(kernel_grad, state_grad, like: torch.Tensor):
+    """Kernel gradient (input dtype) plus the fp32 state-term gradient, in the input's dtype."""
+    if state_grad is None:
+        return kernel_grad
+    if kernel_grad is None:
+        return state_grad.to(like.dtype)
+    return (kernel_grad.float() + state_grad).to(like.dtype)
+
+
+# --------------------------------------------------------------------------------------------
 # autograd
 # --------------------------------------------------------------------------------------------
 class _LogLinearAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, g, level_scales, scale, lengths, cu_seqlens, shape, config, plan, init, final_levels):
+    def forward(ctx, q, k, v, g, level_scales, init, scale, lengths, starts, cu_seqlens, shape, config, plan,
+                final_levels):
         o, final = forward(q, k, v, g, level_scales, scale, config, plan, cu_seqlens, init, final_levels)
-        ctx.save_for_backward(q, k, v, g, level_scales)
-        ctx.scale, ctx.lengths, ctx.cu_seqlens, ctx.shape = scale, lengths, cu_seqlens, shape
-        ctx.set_materialize_grads(False)   # an unused final state brings None, not zeros
+        ctx.save_for_backward(q, k, v, g, level_scales, init)
+        ctx.scale, ctx.lengths, ctx.starts, ctx.cu_seqlens, ctx.shape = scale, lengths, starts, cu_seqlens, shape
+        ctx.set_materialize_grads(False)   # an unused o or final state brings None, not zeros
         return o, final
 
     @staticmethod
     def backward(ctx, do, d_final):
-        if d_final is not None:
-            raise NotImplementedError("loglinear_attention: gradients through final_state are not implemented; "
-                                      "detach the final state or leave it out of the loss")
-        q, k, v, g, level_scales = ctx.saved_tensors
-        if do is None:
-            return (None,) * 13
-        config = _exact_fp32(config_for(BACKWARD, ctx.shape, q.dtype, "", q.device), q.dtype)
-        batch, seq_len = q.shape[:2]
-        plan = make_plan(batch, seq_len, int(config["chunk"]), ctx.lengths, None, q.device)
-        dq, dk, dv, dg, dlam = backward(q, k, v, g, level_scales, do.contiguous(), ctx.scale, config, plan,
-                                        ctx.cu_seqlens)
-        return dq, dk, dv, dg, dlam, None, None, None, None, None, None, None, None
+        q, k, v, g, level_scales, init = ctx.saved_tensors
+        inputs = (q, k, v, g, level_scales)
+        grads = [None] * 5
+        if do is not None:
+            do = do.contiguous()
+            config = _exact_fp32(config_for(BACKWARD, ctx.shape, q.dtype, "", q.device), q.dtype)
+            batch, seq_len = q.shape[:2]
+            plan = make_plan(batch, seq_len, int(config["chunk"]), ctx.lengths, ctx.starts, q.device)
+            grads = list(backward(*inputs, do, ctx.scale, config, plan, ctx.cu_seqlens))
+        d_init = None
+        if d_final is not None or (init is not None and do is not None):
+            spans = _sequence_spans(q.shape[0], ctx.lengths, ctx.starts, q.device)
+            *state_grads, d_init = _state_backward(*inputs, init, do, d_final, ctx.scale, spans)
+            grads = [_add_grad(a, b, x) for a, b, x in zip(grads, state_grads, inputs)]
+        return (*grads, d_init) + (None,) * 8
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,7 +356,7 @@ def loglinear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: to
     q, k [B, T, H, K]; v [B, T, H, V] (one float dtype); g [B, T, H] log decay and level_scales λ
     [B, T, H, L] (any float dtype, fp32 recommended), L >= ceil(log2 T) + 1 (more levels are unused).
     Returns (o [B, T, H, V] in q's dtype, LogLinearState or None). Differentiable in q, k, v, g,
-    level_scales (not with initial_state, and not through the final state).
+    level_scales and initial_state.states, through o and through the final state's states.
     """
     device = _check_inputs(q, k, v, g, level_scales, ("B", "T"))
     batch, seq_len, heads, head_k = q.shape
@@ -207,9 +371,6 @@ def loglinear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: to
         if any(p < 0 for p in starts):
             raise ValueError(f"initial_state.position must be >= 0; got {starts}")
         init = state.states.contiguous()
-        if torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v, g, level_scales, init)):
-            raise NotImplementedError("loglinear_attention: backward with initial_state is not implemented; "
-                                      "run the continued call under torch.no_grad() or without initial_state")
     if cu_seqlens is not None:
         check_same_device(q=q, cu_seqlens=cu_seqlens)
         cu_seqlens = cu_seqlens.contiguous()
@@ -231,7 +392,7 @@ def loglinear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: to
     config = _exact_fp32(config_for(FORWARD, shape, q.dtype, "", device), q.dtype)
     plan = make_plan(batch, seq_len, int(config["chunk"]), lengths, starts, device)
     tensors = [x.contiguous() for x in (q, k, v, g, level_scales)]
-    o, final = _LogLinearAttention.apply(*tensors, scale, lengths, cu_seqlens, shape, config, plan, init,
+    o, final = _LogLinearAttention.apply(*tensors, init, scale, lengths, starts, cu_seqlens, shape, config, plan,
                                          final_levels)
     if not output_final_state:
         return o, None

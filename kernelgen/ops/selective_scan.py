@@ -12,6 +12,12 @@ Dtypes: u, delta and z share one dtype (fp32, fp16 or bf16; they are full activa
 cast would copy them). A, D, delta_bias and initial_state may be any float dtype: they are cast to
 fp32 (mamba-ssm requires fp32 for them; casting a [dim, N] parameter costs nothing and autograd
 casts the gradient back). B and C may be any float dtype (they are packed to fp32 anyway).
+Complex weights (mamba-ssm's complex64 ``wtype``) are refused with a TypeError.
+
+B and C of the scan may also be "constant" ([dim, N]: one row per channel, the same at every batch
+row and step, as mamba-ssm's non-variable B/C). The kernels share B_t, C_t between the channels of
+a group and step through a packed fp32 [batch, G, L, 2, N] copy of them, so a constant operand
+is run as dim groups of one channel: see :func:`_per_channel` for the memory this costs.
 """
 from __future__ import annotations
 
@@ -19,10 +25,10 @@ import math
 
 import torch
 
-from kernelgen.checks import check_float, check_same_device, check_shape
+from kernelgen.checks import check_float, check_same_device, check_shape, shape_str
 from kernelgen.dispatch import config_for
-from kernelgen.templates.selective_scan import (BWD, CHECKPOINT_STEPS, FWD, MAX_STATES, STEP,
-                                                selective_scan_bwd_triton, selective_scan_fwd,
+from kernelgen.templates.selective_scan import (BWD, CHECKPOINT_STEPS, FWD, MAX_STATES, STEP, pack_bc,
+                                                padded_states, selective_scan_bwd_triton, selective_scan_fwd,
                                                 selective_state_update_run, unpack_dbc)
 
 __all__ = ["selective_scan", "selective_state_update"]
@@ -30,6 +36,15 @@ __all__ = ["selective_scan", "selective_state_update"]
 
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
+
+
+def _refuse_complex(**tensors: torch.Tensor | None) -> None:
+    # Checked before any shape: mamba-ssm's complex mode also doubles the length of a variable
+    # B/C, which would otherwise surface as a confusing shape error.
+    for name, tensor in tensors.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_complex():
+            raise TypeError(f"{name} must be real; got {_dtype_name(tensor.dtype)}: complex weights "
+                            "(mamba-ssm's complex A/B/C) are not supported")
 
 
 def _check_same_dtype(first_name: str, first: torch.Tensor, **others: torch.Tensor | None) -> None:
@@ -54,8 +69,7 @@ def _fp32(name: str, tensor: torch.Tensor | None, layout: str, expected: list[in
     if tensor is None:
         return None
     check_shape(name, tensor, layout, expected)
-    if tensor.is_complex():
-        raise TypeError(f"{name} must be real; complex {name} (mamba-ssm's complex A) is not supported")
+    _refuse_complex(**{name: tensor})
     check_float(name, tensor)
     return tensor.to(torch.float32).contiguous()
 
@@ -82,6 +96,7 @@ def _signature(*tensors: torch.Tensor | None) -> tuple | None:
 _CHECKED_MAX = 4096
 _checked_scan: set[tuple] = set()
 _checked_step: set[tuple] = set()
+_checked_head_step: set[tuple] = set()
 
 
 def _remember(checked: set[tuple], signature: tuple) -> None:
@@ -97,15 +112,63 @@ def _l_contiguous(tensor: torch.Tensor | None) -> torch.Tensor | None:
     return tensor
 
 
+# --- B and C layouts of the scan -------------------------------------------------------------------
+
+def _as_groups(BC: torch.Tensor) -> torch.Tensor:
+    """Variable B or C, [batch, N, L] or [batch, G, N, L] -> [batch, G, N, L] (a view)."""
+    return BC.unsqueeze(1) if BC.dim() == 3 else BC
+
+
+def _per_channel(BC: torch.Tensor, batch: int, dim: int, length: int) -> torch.Tensor:
+    """B or C in any accepted layout -> [batch, dim, N, L], each channel its own group.
+
+    Used when B or C is constant ([dim, N]): the kernels read B_t and C_t per group, so a per-channel
+    operand makes every channel a group, and the other operand must follow. A constant operand and a
+    variable one with G = 1 or G = dim become stride-0 views (no memory); a variable one with
+    1 < G < dim is copied (batch·dim·N·L in its dtype). Autograd sums the gradient of a view back
+    over the broadcast axes (the gradient of a constant B is Σ over batch and time)."""
+    if BC.dim() == 2:
+        return BC[None, :, :, None].expand(batch, dim, BC.shape[1], length)
+    grouped = _as_groups(BC)
+    groups, n_states = grouped.shape[1], grouped.shape[2]
+    if groups in (1, dim):
+        return grouped.expand(batch, dim, n_states, length)
+    return grouped.repeat_interleave(dim // groups, dim=1)
+
+
+def _pack_per_channel(B: torch.Tensor, C: torch.Tensor, n_states: int) -> torch.Tensor:
+    """Per-channel B, C [batch, dim, N, L] -> the kernels' packed fp32 [batch, dim, L_pad, 2, N_pad].
+
+    When neither varies over batch (both constant, or any stride-0 batch axis), one batch row is
+    packed and broadcast (the kernels take the batch stride): dim·L·2·N_pad floats instead of
+    batch times that. A variable operand makes the buffer batch·dim·L·2·N_pad floats."""
+    if B.stride(0) == 0 and C.stride(0) == 0:
+        one_row = pack_bc(B[:1], C[:1], padded_states(n_states))
+        return one_row.expand(B.shape[0], *one_row.shape[1:])
+    return pack_bc(B, C, padded_states(n_states))
+
+
+def _one_channel_per_group(shape: dict[str, int]) -> dict[str, int]:
+    # The kernels' configs are sized by the channels of a group; per channel there is one.
+    return {**shape, "dim": 1}
+
+
 class _SelectiveScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, per_channel):
         batch, dim, length = u.shape
         n_states = A.shape[1]
         shape = FWD.shape_of(batch=batch, dim=dim, L=length, N=n_states)
         flags = "z" if z is not None else ""
         training = any(ctx.needs_input_grad)
-        config = config_for(FWD, shape, u.dtype, flags, u.device)
+        packed = None
+        if per_channel:
+            # Triton (the CUDA kernel would want B, C copied out contiguous, [batch, dim, N, L] each)
+            # with a config sized for one channel per program: a tuned block_d would leave lanes idle.
+            config = FWD.triton_default_config(_one_channel_per_group(shape))
+            packed = _pack_per_channel(B, C, n_states)
+        else:
+            config = config_for(FWD, shape, u.dtype, flags, u.device)
         out = torch.empty(batch, dim, length, device=u.device, dtype=u.dtype)
         last_state = torch.empty(batch, dim, n_states, device=u.device, dtype=torch.float32)
         checkpoints = None
@@ -113,12 +176,12 @@ class _SelectiveScan(torch.autograd.Function):
             checkpoints = torch.empty(batch, dim, math.ceil(length / CHECKPOINT_STEPS), n_states,
                                       device=u.device, dtype=torch.float32)
         BC = selective_scan_fwd(config, u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
-                                out, last_state, checkpoints)
+                                out, last_state, checkpoints, BC=packed)
         ctx.set_materialize_grads(False)
         if training:
             ctx.save_for_backward(u, delta, A, BC, D, z, delta_bias, initial_state, checkpoints)
             ctx.delta_softplus, ctx.shape, ctx.flags = delta_softplus, shape, flags
-            ctx.b_dtype, ctx.c_dtype = B.dtype, C.dtype
+            ctx.b_dtype, ctx.c_dtype, ctx.per_channel = B.dtype, C.dtype, per_channel
         return out, last_state
 
     @staticmethod
@@ -131,7 +194,10 @@ class _SelectiveScan(torch.autograd.Function):
         dout = _l_contiguous(dout)
         if dlast is not None:
             dlast = dlast.to(torch.float32).contiguous()
-        config = config_for(BWD, ctx.shape, u.dtype, ctx.flags, u.device)
+        if ctx.per_channel:   # also keeps the recompute scratch (∝ block_d per program) small
+            config = BWD.default_config(_one_channel_per_group(ctx.shape))
+        else:
+            config = config_for(BWD, ctx.shape, u.dtype, ctx.flags, u.device)
         du = torch.empty(batch, dim, length, device=u.device, dtype=u.dtype)
         ddelta = torch.empty(batch, dim, length, device=u.device, dtype=delta.dtype)
         dz = torch.empty(batch, dim, length, device=u.device, dtype=z.dtype) if z is not None else None
@@ -140,11 +206,31 @@ class _SelectiveScan(torch.autograd.Function):
                                           checkpoints, dout, dlast, du, ddelta, dz, want_dinitial)
         dB, dC = unpack_dbc(grads["dBC"], n_states, length)
         return (du, ddelta, grads["dA"], dB.to(ctx.b_dtype), dC.to(ctx.c_dtype), grads["dD"], dz,
-                grads["ddelta_bias"], grads["dinitial_state"], None)
+                grads["ddelta_bias"], grads["dinitial_state"], None, None)
+
+
+def _check_scan_bc(name: str, BC, batch: int, dim: int, n_states: int, length: int) -> int | None:
+    """Check B or C of the scan; returns its number of groups, or None when it is constant."""
+    if not isinstance(BC, torch.Tensor) or BC.dim() not in (2, 3, 4):
+        found = shape_str(BC.shape) if isinstance(BC, torch.Tensor) else type(BC).__name__
+        raise ValueError(f"{name} must be [dim, N] (constant), [batch, N, L] or [batch, G, N, L]; got {found}")
+    if BC.dim() == 2:
+        check_shape(name, BC, "dim, N", [dim, n_states])
+        groups = None
+    elif BC.dim() == 3:
+        check_shape(name, BC, "batch, N, L", [batch, n_states, length])
+        groups = 1
+    else:
+        check_shape(name, BC, "batch, G, N, L", [batch, None, n_states, length])
+        groups = BC.shape[1]
+        _check_groups(name, groups, dim)
+    check_float(name, BC)
+    return groups
 
 
 def _check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state) -> None:
     """Every argument check of :func:`selective_scan` (run once per call signature)."""
+    _refuse_complex(A=A, B=B, C=C, D=D, delta_bias=delta_bias, initial_state=initial_state, u=u, delta=delta, z=z)
     check_shape("u", u, "batch, dim, L", [None, None, None])
     check_float("u", u)
     batch, dim, length = u.shape
@@ -157,24 +243,11 @@ def _check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state) -> None
     check_shape("A", A, "dim, N", [dim, None])
     n_states = A.shape[1]
     _check_states(n_states)
-    B4, C4 = [], []
-    for name, BC, out in (("B", B, B4), ("C", C, C4)):
-        if not isinstance(BC, torch.Tensor) or BC.dim() not in (3, 4):
-            raise ValueError(f"{name} must be [batch, N, L] or [batch, G, N, L]; got "
-                             f"{list(BC.shape) if isinstance(BC, torch.Tensor) else type(BC).__name__}")
-        if BC.dim() == 3:
-            check_shape(name, BC, "batch, N, L", [batch, n_states, length])
-            BC = BC.unsqueeze(1)
-        else:
-            check_shape(name, BC, "batch, G, N, L", [batch, None, n_states, length])
-            _check_groups(name, BC.shape[1], dim)
-        if BC.is_complex():
-            raise TypeError(f"{name} must be real; complex {name} is not supported")
-        check_float(name, BC)
-        out.append(BC)
-    B4, C4 = B4[0], C4[0]
-    if B4.shape[1] != C4.shape[1]:
-        raise ValueError(f"B and C must have the same number of groups; got G={B4.shape[1]} and G={C4.shape[1]}")
+    b_groups = _check_scan_bc("B", B, batch, dim, n_states, length)
+    c_groups = _check_scan_bc("C", C, batch, dim, n_states, length)
+    # Both variable: one group layout. A constant operand runs per channel, so any G fits it.
+    if b_groups is not None and c_groups is not None and b_groups != c_groups:
+        raise ValueError(f"B and C must have the same number of groups; got G={b_groups} and G={c_groups}")
     _fp32("A", A, "dim, N", [dim, n_states])
     _fp32("D", D, "dim", [dim])
     _fp32("delta_bias", delta_bias, "dim", [dim])
@@ -189,27 +262,40 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     """Mamba's selective scan (mamba-ssm ``selective_scan_fn``), differentiable in every tensor.
 
     u, delta, z: [batch, dim, L] (one dtype); A: [dim, N]; B, C: [batch, N, L] or [batch, G, N, L]
-    (channel d uses group d // (dim / G)); D, delta_bias: [dim]; initial_state: [batch, dim, N].
+    (channel d uses group d // (dim / G)), or [dim, N] (constant over batch and time, one row per
+    channel; either or both); D, delta_bias: [dim]; initial_state: [batch, dim, N].
     Returns y [batch, dim, L] in u's dtype, and (y, last_state [batch, dim, N] fp32) when
     ``return_last_state``. Unlike mamba-ssm, gradients also flow from last_state and into
     initial_state, so a long prefill can be split into chunks that pass the state along.
+
+    Memory of a constant B or C: the kernels step through an fp32 copy of B_t, C_t per group, and a
+    constant operand makes every channel a group (see ``_per_channel``). Both constant: the forward
+    packs dim·L·2·N_pad fp32 once for all batch rows; one constant and one variable: batch·dim·L·2·N_pad
+    fp32 (the variable operand repeated per channel). Training adds the backward's per-channel
+    partial dB/dC, batch·dim·L·2·N_pad fp32, before they are summed. Such calls run the Triton
+    kernels with their default configs for one channel per program (correct, not tuned for speed).
     """
     signature = _signature(u, delta, A, B, C, D, z, delta_bias, initial_state)
     if signature is None or signature not in _checked_scan:
         _check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state)
         _remember(_checked_scan, signature)
-    if B.dim() == 3:
-        B4, C4 = B.unsqueeze(1), C.unsqueeze(1)
+    per_channel = B.dim() == 2 or C.dim() == 2
+    if per_channel:
+        batch, dim, length = u.shape
+        B4, C4 = _per_channel(B, batch, dim, length), _per_channel(C, batch, dim, length)
     else:
-        B4, C4 = B, C
+        B4, C4 = _as_groups(B), _as_groups(C)
     A32, D32, bias32, h0 = _as_fp32(A), _as_fp32(D), _as_fp32(delta_bias), _as_fp32(initial_state)
     out, last_state = _SelectiveScan.apply(_l_contiguous(u), _l_contiguous(delta), A32, B4, C4, D32, _l_contiguous(z),
-                                           bias32, h0, bool(delta_softplus))
+                                           bias32, h0, bool(delta_softplus), per_channel)
     return (out, last_state) if return_last_state else out
 
 
+# --- decode step -----------------------------------------------------------------------------------
+
 def _check_step_args(state, x, dt, A, B, C, D, z, dt_bias) -> None:
-    """Every argument check of :func:`selective_state_update` (run once per call signature)."""
+    """Every argument check of the [batch, dim, N] decode step (run once per call signature)."""
+    _refuse_complex(state=state, A=A, B=B, C=C, D=D, dt_bias=dt_bias, x=x, dt=dt, z=z)
     check_shape("state", state, "batch, dim, N", [None, None, None])
     check_float("state", state)
     batch, dim, n_states = state.shape
@@ -242,16 +328,8 @@ def _check_step_args(state, x, dt, A, B, C, D, z, dt_bias) -> None:
     check_same_device(state=state, x=x, dt=dt, A=A, B=B, C=C, D=D, z=z, dt_bias=dt_bias)
 
 
-def selective_state_update(state: torch.Tensor, x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor,
-                           B: torch.Tensor, C: torch.Tensor, D: torch.Tensor | None = None,
-                           z: torch.Tensor | None = None, dt_bias: torch.Tensor | None = None,
-                           dt_softplus: bool = False) -> torch.Tensor:
-    """One decode token of the selective scan (mamba-ssm ``selective_state_update``); updates
-    ``state`` in place and returns y [batch, dim] in x's dtype. Not differentiable.
-
-    state: [batch, dim, N] (fp32, fp16 or bf16; math in fp32); x, dt, z: [batch, dim] (one dtype);
-    A: [dim, N]; B, C: [batch, N] or [batch, G, N]; D, dt_bias: [dim].
-    """
+def _state_update_channels(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus) -> torch.Tensor:
+    """The decode step on state [batch, dim, N] (updated in place); y [batch, dim]."""
     signature = _signature(state, x, dt, A, B, C, D, z, dt_bias)
     if signature is None or signature not in _checked_step:
         _check_step_args(state, x, dt, A, B, C, D, z, dt_bias)
@@ -268,3 +346,107 @@ def selective_state_update(state: torch.Tensor, x: torch.Tensor, dt: torch.Tenso
     # A raw kernel launch records nothing for autograd, so no torch.no_grad() (~2 µs) is needed.
     selective_state_update_run(config, state, state, x, dt, A32, B3, C3, D32, z, bias32, bool(dt_softplus), out)
     return out
+
+
+def _check_head_step_args(state, x, dt, A, B, C, D, z, dt_bias) -> None:
+    """The shape checks of mamba-2's head form (dtypes are checked on the flattened call)."""
+    _refuse_complex(state=state, A=A, B=B, C=C, D=D, dt_bias=dt_bias, x=x, dt=dt, z=z)
+    check_shape("state", state, "batch, nheads, headdim, N", [None] * 4)
+    batch, nheads, headdim, n_states = state.shape
+    _check_states(n_states)
+    for name, tensor in (("x", x), ("dt", dt), ("z", z)):
+        if tensor is not None:
+            check_shape(name, tensor, "batch, nheads, headdim", [batch, nheads, headdim])
+    check_shape("A", A, "nheads, headdim, N", [nheads, headdim, n_states])
+    for name, tensor in (("D", D), ("dt_bias", dt_bias)):
+        if tensor is not None:
+            check_shape(name, tensor, "nheads, headdim", [nheads, headdim])
+    groups = []
+    for name, BC in (("B", B), ("C", C)):
+        if not isinstance(BC, torch.Tensor) or BC.dim() not in (2, 3):
+            found = shape_str(BC.shape) if isinstance(BC, torch.Tensor) else type(BC).__name__
+            raise ValueError(f"{name} must be [batch, N] or [batch, ngroups, N]; got {found}")
+        if BC.dim() == 2:
+            check_shape(name, BC, "batch, N", [batch, n_states])
+            groups.append(1)
+        else:
+            check_shape(name, BC, "batch, ngroups, N", [batch, None, n_states])
+            groups.append(BC.shape[1])
+        # A group is a set of whole heads (head h uses group h // (nheads / ngroups)).
+        if groups[-1] < 1 or nheads % groups[-1]:
+            raise ValueError(f"nheads={nheads} must be a multiple of the number of groups ngroups={groups[-1]} "
+                             f"of {name}")
+    if groups[0] != groups[1]:
+        raise ValueError(f"B and C must have the same number of groups; got ngroups={groups[0]} and {groups[1]}")
+
+
+def _view_or_none(tensor: torch.Tensor, *shape: int) -> torch.Tensor | None:
+    try:
+        return tensor.view(*shape)
+    except RuntimeError:      # strides that no single flat stride can express
+        return None
+
+
+def _state_update_heads(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus) -> torch.Tensor:
+    """Mamba-2's head form: flattens heads × headdim into the channel axis of the 3-D step (channel
+    h·headdim + p, whose group d // (dim / ngroups) is the head's group h // (nheads / ngroups))."""
+    signature = _signature(state, x, dt, A, B, C, D, z, dt_bias)
+    if signature is None or signature not in _checked_head_step:
+        _check_head_step_args(state, x, dt, A, B, C, D, z, dt_bias)
+        _remember(_checked_head_step, signature)
+    batch, nheads, headdim, n_states = state.shape
+    dim = nheads * headdim
+
+    def flat(tensor: torch.Tensor | None, *shape: int) -> torch.Tensor | None:
+        # A view where the strides allow, else a copy (e.g. mamba-2's "tied" stride-0 head dims).
+        return None if tensor is None else tensor.reshape(*shape)
+
+    state_view = _view_or_none(state, batch, dim, n_states)
+    work = state_view if state_view is not None else state.reshape(batch, dim, n_states)
+    y = _state_update_channels(work, flat(x, batch, dim), flat(dt, batch, dim), flat(A, dim, n_states), B, C,
+                               flat(D, dim), flat(z, batch, dim), flat(dt_bias, dim), dt_softplus)
+    if state_view is None:     # the update went to a copy: make it visible in the caller's tensor
+        state.copy_(work.view(state.shape))
+    return y.view(batch, nheads, headdim)
+
+
+def _check_state_indices(indices, state: torch.Tensor, x: torch.Tensor) -> None:
+    if not isinstance(indices, torch.Tensor) or indices.dtype.is_floating_point or indices.is_complex() \
+            or indices.dtype is torch.bool:
+        found = _dtype_name(indices.dtype) if isinstance(indices, torch.Tensor) else type(indices).__name__
+        raise TypeError(f"state_batch_indices must be an integer tensor [batch]; got {found}")
+    batch = x.shape[0] if isinstance(x, torch.Tensor) and x.dim() else None
+    check_shape("state_batch_indices", indices, "batch", [batch])
+    if indices.device != state.device:
+        raise ValueError(f"state_batch_indices is on {indices.device} but state is on {state.device}")
+
+
+def selective_state_update(state: torch.Tensor, x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor,
+                           B: torch.Tensor, C: torch.Tensor, D: torch.Tensor | None = None,
+                           z: torch.Tensor | None = None, dt_bias: torch.Tensor | None = None,
+                           dt_softplus: bool = False,
+                           state_batch_indices: torch.Tensor | None = None) -> torch.Tensor:
+    """One decode token of the selective scan (mamba-ssm ``selective_state_update``); updates
+    ``state`` in place and returns y in x's dtype. Not differentiable.
+
+    Channel form: state [batch, dim, N] (fp32, fp16 or bf16; math in fp32); x, dt, z [batch, dim]
+    (one dtype); A [dim, N]; B, C [batch, N] or [batch, G, N]; D, dt_bias [dim]; y [batch, dim].
+    Head form (mamba-2): state [batch, nheads, headdim, N]; x, dt, z [batch, nheads, headdim];
+    A [nheads, headdim, N]; D, dt_bias [nheads, headdim]; B, C [batch, ngroups, N] (head h uses group
+    h // (nheads / ngroups)); y [batch, nheads, headdim]. Any strides, stride-0 broadcasts included
+    (they are copied into the flat layout, except the state, which is updated through a view or,
+    where none exists, a copy written back).
+    state_batch_indices: int [batch], the state rows (of a larger cache, state.shape[0] >= batch)
+    this batch uses; they are gathered, updated and scattered back (one extra read and write of
+    those rows). Indices must be in range and distinct; there is no padding-slot value.
+    """
+    if state_batch_indices is not None:
+        _check_state_indices(state_batch_indices, state, x)
+        rows = state_batch_indices.long()
+        selected = state.index_select(0, rows)
+        y = selective_state_update(selected, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
+        state.index_copy_(0, rows, selected)
+        return y
+    if isinstance(state, torch.Tensor) and state.dim() == 4:
+        return _state_update_heads(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
+    return _state_update_channels(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
