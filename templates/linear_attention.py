@@ -863,6 +863,13 @@ def forward(q, k, v, g, g_gamma, scale, feature_map, normalize, init_s, init_z, 
     return o, den, final_s, final_z, seg
 
 
+def dkv_tiles(config) -> dict:
+    """The backward's config as the dk/dv kernel sees it: ``dkv_block_v`` / ``dkv_warps`` when
+    given, else the shared ``block_v`` / ``num_warps``."""
+    return {**config, "block_v": int(config.get("dkv_block_v", config["block_v"])),
+            "num_warps": int(config.get("dkv_warps", config["num_warps"]))}
+
+
 def _reverse_cumsum(dG: torch.Tensor, p: Problem) -> torch.Tensor:
     """dg_t = Σ_{t' ≥ t in the same sequence} dG_t' for dG [tokens, H] (fp32, compensated carry)."""
     dg = torch.empty(p.tokens, p.H, device=dG.device, dtype=torch.float32)
@@ -881,6 +888,11 @@ def backward(q, k, v, g, g_gamma, scale, feature_map, normalize, init_s, init_z,
     block_v = p.block_v(config)
     NV = triton.cdiv(p.V, block_v)
     meta = p.common(config, block_v)
+    # the dk/dv kernel may take its own V tile and warps (it carries a [K', V] dS, the dq kernel an S)
+    dkv_config = dkv_tiles(config)
+    dkv_block_v = p.block_v(dkv_config)
+    NV_KV = triton.cdiv(p.V, dkv_block_v)
+    dkv_meta = p.common(dkv_config, dkv_block_v)
     seg_len, nseg = p.segments(config)
     dummy = do
     dden = None
@@ -912,8 +924,7 @@ def backward(q, k, v, g, g_gamma, scale, feature_map, normalize, init_s, init_z,
     if normalize and has_start and start_z is None:
         start_z = torch.zeros(NH, nseg, p.KF, device=device, dtype=torch.float32)
 
-    partial = NV > 1
-    grid = (NV, NH, nseg)
+    partial, partial_kv = NV > 1, NV_KV > 1
     # dg_gamma = Σ_t (t − bos + 1)·(r_t − c_t) cancels almost entirely, so the state products
     # feeding r and c must agree to ~fp32: with half-precision inputs the states (and the
     # decayed v / dO operands that build them) go through the tensor cores as hi + lo halves.
@@ -922,12 +933,12 @@ def backward(q, k, v, g, g_gamma, scale, feature_map, normalize, init_s, init_z,
     r = c = None
     if need_dg:
         r = torch.empty(NV, p.tokens * p.H, device=device, dtype=torch.float32)
-        c = torch.empty(NV, p.tokens * p.H, device=device, dtype=torch.float32)
+        c = torch.empty(NV_KV, p.tokens * p.H, device=device, dtype=torch.float32)
     dq = dk = dv = None
     if need_dq or need_dg:
         dq = (torch.empty(NV, p.tokens * p.H * p.K, device=device, dtype=torch.float32) if partial
               else torch.empty_like(q))
-        _bwd_dq_kernel[grid](
+        _bwd_dq_kernel[(NV, NH, nseg)](
             q, k, v, do, g if g is not None else dummy, g_gamma if g_gamma is not None else dummy,
             den if den is not None else dummy, dden if dden is not None else dummy, dq,
             r if r is not None else dummy,
@@ -940,10 +951,10 @@ def backward(q, k, v, g, g_gamma, scale, feature_map, normalize, init_s, init_z,
             dq = dq.sum(0).view_as(q).to(q.dtype)
     store_ds0 = need_dinit and nseg == 1
     if need_dk or need_dv or need_dg or store_ds0:
-        dk = (torch.empty(NV, p.tokens * p.H * p.K, device=device, dtype=torch.float32) if partial
+        dk = (torch.empty(NV_KV, p.tokens * p.H * p.K, device=device, dtype=torch.float32) if partial_kv
               else torch.empty_like(k))
         dv = torch.empty_like(v)
-        _bwd_dkv_kernel[grid](
+        _bwd_dkv_kernel[(NV_KV, NH, nseg)](
             q, k, v, do, g if g is not None else dummy, g_gamma if g_gamma is not None else dummy,
             den if den is not None else dummy, dden if dden is not None else dummy, dk, dv,
             c if c is not None else dummy,
@@ -951,9 +962,9 @@ def backward(q, k, v, g, g_gamma, scale, feature_map, normalize, init_s, init_z,
             d_init_s if d_init_s is not None else dummy, d_init_z if d_init_z is not None else dummy,
             cu_seqlens if cu_seqlens is not None else dummy,
             p.scale, p.T, seg_len, nseg, p.tokens,
-            NORMALIZE=normalize, HAS_END=has_end, STORE_DS0=store_ds0, PARTIAL=partial,
-            NEED_C=need_dg, PRECISE_DG=precise_dg, **meta)
-        if partial:
+            NORMALIZE=normalize, HAS_END=has_end, STORE_DS0=store_ds0, PARTIAL=partial_kv,
+            NEED_C=need_dg, PRECISE_DG=precise_dg, **dkv_meta)
+        if partial_kv:
             dk = dk.sum(0).view_as(k).to(k.dtype)
 
     dg = None
@@ -1114,12 +1125,15 @@ class _ChunkTemplate(Template):
         ptxas -v on the Triton 3.9 build; the tuner measures the rest)."""
         bk = triton.next_power_of_2(shape["K"])
         bv_max = max(16, triton.next_power_of_2(shape["V"]))
+        # Four warps per (V tile, head) program beat eight on the H100 (bf16, g, K = V = 128,
+        # block_v 64: 0.279 vs 0.549 ms; taylor2 K = 16, block_v 32: 0.587 vs 0.839 ms): the
+        # chunk loop is latency-bound, and smaller programs put more of them on each SM.
         if shape["F"] > shape["K"]:                    # taylor2: a 1 + K + K² row state
-            return {"chunk": 64, "block_v": min(32, bv_max), "num_warps": 8}
+            return {"chunk": 64, "block_v": min(32, bv_max), "num_warps": 4}
         block_v = min(64, bv_max)
         if bk >= 256:
             return {"chunk": 32, "block_v": block_v, "num_warps": 8}
-        return {"chunk": 64, "block_v": block_v, "num_warps": 8 if bk * block_v >= 8192 else 4}
+        return {"chunk": 64, "block_v": block_v, "num_warps": 4}
 
     def default_config(self, shape, gpu=None):
         sms = gpu.sms if gpu is not None else 132
@@ -1128,8 +1142,9 @@ class _ChunkTemplate(Template):
         programs = shape["B"] * shape["H"] * triton.cdiv(shape["V"], config["block_v"])
         if 2 * programs < sms and T >= 4096:
             # too few (V tile, head) programs to fill the GPU: cut each sequence into segments,
-            # aiming at about 4 programs per SM
-            want = triton.cdiv(4 * sms, programs)
+            # aiming at about 2 programs per SM (H100, B=1 T=65536 H=16: split 8192 0.80 ms,
+            # 4096 0.91, 2048 1.03)
+            want = triton.cdiv(2 * sms, programs)
             split = max(1024, triton.next_power_of_2(triton.cdiv(T, want)))
             if split < T:
                 config["split_len"] = min(split, 16384)
@@ -1219,6 +1234,19 @@ class LinearAttentionBwd(_ChunkTemplate):
     name = "linear_attention.bwd"
     kernel = "bwd"
     workload = [TARGET, *MORE]
+    # block_v / num_warps tile the dq kernel (and the segment passes), dkv_* the dk/dv kernel
+    space = {**_ChunkTemplate.space, "dkv_block_v": [16, 32, 64, 128, 256], "dkv_warps": [2, 4, 8]}
+
+    def check_config(self, config, shape, gpu=None):
+        problem = super().check_config(config, shape, gpu)
+        if problem is None and ("dkv_block_v" in config or "dkv_warps" in config):
+            problem = super().check_config(dkv_tiles(config), shape, gpu)
+            problem = f"dk/dv kernel: {problem}" if problem else None
+        return problem
+
+    def default_config(self, shape, gpu=None):
+        config = super().default_config(shape, gpu)
+        return {**config, "dkv_block_v": config["block_v"], "dkv_warps": config["num_warps"]}
 
     def _default_tiles(self, shape) -> dict:
         # One V tile when it fits, so dq and dk are written directly rather than summed over
@@ -1228,8 +1256,10 @@ class LinearAttentionBwd(_ChunkTemplate):
         if shape["F"] > shape["K"]:
             return {"chunk": 16, "block_v": min(32, bv_max), "num_warps": 4}
         block_v = min(128 if bk <= 128 else 64, bv_max)
-        if bk * block_v >= 128 * 128:
+        if bk * block_v > 128 * 128:
             return {"chunk": 16, "block_v": block_v, "num_warps": 8}
+        if bk * block_v == 128 * 128:   # H100, g, K = V = 128: chunk 32 1.67 ms, chunk 16 2.01 ms
+            return {"chunk": 32, "block_v": block_v, "num_warps": 8}
         return {"chunk": 32 if bk * block_v > 64 * 64 else 64, "block_v": block_v,
                 "num_warps": 8 if bk * block_v > 64 * 64 else 4}
 

@@ -148,6 +148,16 @@ def test_dg_gamma_cancellation_fp16(device, small_config):
     assert_close("dg_gamma", dgg, dgg_ref, 1e-2)
 
 
+@pytest.mark.parametrize("dq_tile,dkv_tile", [(16, 32), (32, 16)])
+def test_backward_kernels_with_their_own_v_tiles(dq_tile, dkv_tile, device, small_config):
+    """The dq and dk/dv kernels tile V independently (dkv_block_v / dkv_warps): either one summing
+    partial gradients over its V tiles while the other writes them directly."""
+    small_config.update(block_v=dq_tile, dkv_block_v=dkv_tile, dkv_warps=2)
+    B, T, H, K, V = 1, 45, 2, 16, 24
+    q, k, v, g, g_gamma = make_inputs(B, T, H, K, V, "g", None, False, torch.float32, device)
+    check_forward_backward(q, k, v, g, g_gamma, None, False, None, TOL[torch.float32])
+
+
 @pytest.mark.parametrize("feature,normalize", [(None, False), ("taylor2", True)])
 def test_segmented_sequences(feature, normalize, device, small_config):
     """split_len cuts each sequence into segments: pass + scan + output, and the reverse in bwd."""
