@@ -19,6 +19,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--op", default="all", help="only this op's family (e.g. linear_scan)")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write one JSON row per measurement")
     parser.add_argument("--rep", type=int, default=100, help="do_bench repetition time in ms")
+    parser.add_argument("--graphs", action="store_true",
+                        help="also time every provider replayed from a CUDA graph (device time without host "
+                             "launch overhead), in a 'graph ms' column")
 
 
 def collect_cases(op: str, quick: bool) -> list[BenchCase]:
@@ -36,10 +39,11 @@ def collect_cases(op: str, quick: bool) -> list[BenchCase]:
     return cases
 
 
-def measure_case(case: BenchCase, rep_ms: int) -> list[dict[str, Any]]:
-    """Time every provider of one case side by side; a provider that fails becomes a row with its error."""
+def measure_case(case: BenchCase, rep_ms: int, graphs: bool = False) -> list[dict[str, Any]]:
+    """Time every provider of one case side by side; a provider that fails becomes a row with its error.
+    With ``graphs`` each provider is also timed from a CUDA-graph replay (``graph_ms``)."""
     import torch
-    from kernelgen.tune.timing import time_ms
+    from kernelgen.tune.timing import graph_ms, time_ms
     rows = []
     try:
         providers = case.make()
@@ -51,6 +55,12 @@ def measure_case(case: BenchCase, rep_ms: int) -> list[dict[str, Any]]:
             row["ms"] = time_ms(fn, "cuda", rep_ms=rep_ms)
         except Exception as error:  # noqa: BLE001
             row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}"
+        if graphs and "error" not in row:
+            try:
+                row["graph_ms"] = graph_ms(fn, rep_ms=rep_ms)
+            except Exception as error:  # noqa: BLE001 - e.g. a peer that syncs with the host
+                row["graph_error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:80] if str(error) else ''}"
+                torch.cuda.synchronize()
         rows.append(row)
     for name, why in case.skipped.items():
         rows.append({"provider": name, "error": f"skipped: {why}"})
@@ -74,12 +84,14 @@ def run_bench(args: argparse.Namespace, console: Console) -> int:
     console.print(f"{gpu.name}, torch {torch.__version__}, triton {triton.__version__}; "
                   f"{len(cases)} cases; medians of triton.testing.do_bench (L2 flushed)")
     table = Table(title=f"kernelgen bench — {gpu.name}")
-    for column in ("op", "mode", "shape", "dtype", "provider", "ms", "GB/s", "% copy BW", "TFLOP/s",
-                   "kernelgen speedup", "floor ms", "target ms"):
+    graphs = getattr(args, "graphs", False)
+    columns = ["op", "mode", "shape", "dtype", "provider", "ms", "GB/s", "% copy BW", "TFLOP/s",
+               "kernelgen speedup", "floor ms", "target ms"] + (["graph ms"] if graphs else [])
+    for column in columns:
         table.add_column(column, justify="left" if column in ("op", "mode", "shape", "dtype", "provider") else "right")
     records = []
     for case in cases:
-        rows = measure_case(case, args.rep)
+        rows = measure_case(case, args.rep, getattr(args, "graphs", False))
         ours = next((r.get("ms") for r in rows if r["provider"] == "kernelgen"), None)
         floor_ms = case.bytes / (bandwidth * 1e9) * 1e3 if bandwidth else None
         for index, row in enumerate(rows):
@@ -95,6 +107,8 @@ def run_bench(args: argparse.Namespace, console: Console) -> int:
                           f"{tflops:.1f}" if tflops else "", f"{speedup:.2f}x" if speedup else "",
                           f"{floor_ms:.4f}" if floor_ms and first else "",
                           f"{case.target_ms:g}" if case.target_ms and first else "",
+                          *([f"{row['graph_ms']:.4f}" if row.get("graph_ms") else
+                             f"[red]{row.get('graph_error', '')[:40]}[/]"] if graphs else []),
                           end_section=index == len(rows) - 1)
             records.append({"op": case.op, "mode": case.mode, "shape": case.shape, "dtype": case.dtype,
                             "provider": row["provider"], "ms": ms, "gbps": gbps, "tflops": tflops,
@@ -102,12 +116,14 @@ def run_bench(args: argparse.Namespace, console: Console) -> int:
                             "floor_ms": floor_ms, "target_ms": case.target_ms,
                             "meets_target": (ms <= case.target_ms) if (ms and case.target_ms and
                                                                         row["provider"] == "kernelgen") else None,
+                            "graph_ms": row.get("graph_ms"), "graph_error": row.get("graph_error"),
                             "error": row.get("error"), "gpu": gpu.name})
         # One line per provider as soon as the case is measured: a run cut short keeps what it measured.
         for record in records[-len(rows):]:
             shown = f"{record['ms']:.4f} ms" if record["ms"] else record["error"]
             extra = f"  {record['pct_copy_bw']:.0f}% BW" if record["pct_copy_bw"] else ""
             extra += f"  {record['tflops']:.1f} TFLOP/s" if record["tflops"] else ""
+            extra += f"  graph {record['graph_ms']:.4f} ms" if record.get("graph_ms") else ""
             console.print(f"  {case.op} {case.mode} {case.label} {case.dtype} | {record['provider']}: {shown}{extra}")
         if args.json:
             _write_json(args.json, records)

@@ -55,3 +55,20 @@ def _cuda_median_ms(fn: Callable[[], object], runs: int) -> float:
         end.synchronize()
         samples.append(start.elapsed_time(end))
     return statistics.median(samples)
+
+
+def graph_ms(fn: Callable[[], object], rep_ms: int = 100) -> float:
+    """Median milliseconds of ``fn`` captured once in a CUDA graph and replayed: the device time
+    of its kernels without the host's launch overhead (what a CUDA-graphed training or serving
+    step sees). ``fn`` must not synchronize with the host; autograd inside it is fine."""
+    from triton.testing import do_bench
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):          # warm up (compile, autotune) outside the capture
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return float(do_bench(graph.replay, warmup=10, rep=rep_ms, return_mode="median"))
