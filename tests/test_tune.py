@@ -98,3 +98,19 @@ def test_a_broken_job_does_not_stop_the_others(tmp_path):
     assert len(results) == 1 and results[0].template is SCALE_SHIFT
     assert errors[0] == "ValueError: no default for this shape" and errors[1] is None
     assert len(store.load(out).entries) == 1
+
+
+def test_retuning_measures_the_shipped_winner_second(tmp_path):
+    """A stored winner (stale or not) is measured right after the default in a fresh study, so
+    re-tuning after a template or Triton change never ships worse than before."""
+    out = tmp_path / "tuned" / "cpu-interpreter.json"
+    shipped = {"block": 32, "variant": "a"}
+    entry = store.Entry(op="fake_scale_shift", kernel="fwd", dtype="fp32", flags="", shape=dict(SHAPE),
+                        config=shipped, ms=1.0, default_ms=1.0, trials=1, template_hash="old")
+    store.merge_write(out, Target.cpu_interpreter().identity, [entry], {"fake_scale_shift.fwd": "old"})
+    events = []
+    tune_jobs([Job(SCALE_SHIFT, SHAPE, "fp32")], Target.cpu_interpreter(), out, n_trials=3, sampler="tpe",
+              trial_timeout_s=20, storage_url=str(tmp_path / "fresh.journal"),
+              on_trial=lambda job, n, config, reply: events.append(config))
+    assert events[0] == SCALE_SHIFT.default_config(SHAPE)
+    assert events[1] == shipped

@@ -13,6 +13,8 @@ from rich.table import Table
 
 from kernelgen.bench import FAMILIES, BenchCase
 
+GRAPH_MAX_MS = 50.0   # --graphs times providers up to this eager time
+
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="only the first shape of each op and mode")
@@ -55,7 +57,9 @@ def measure_case(case: BenchCase, rep_ms: int, graphs: bool = False) -> list[dic
             row["ms"] = time_ms(fn, "cuda", rep_ms=rep_ms)
         except Exception as error:  # noqa: BLE001
             row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}"
-        if graphs and "error" not in row:
+        # (slow baselines such as Python loops over time are left out: capturing thousands of
+        # launches takes longer than it tells)
+        if graphs and "error" not in row and row.get("ms", 0.0) < GRAPH_MAX_MS:
             try:
                 row["graph_ms"] = graph_ms(fn, rep_ms=rep_ms)
             except Exception as error:  # noqa: BLE001 - e.g. a peer that syncs with the host

@@ -44,6 +44,20 @@ class Target:
                                            "memory_gb": 0.0}, profile=None)
 
 
+def _shape_key(shape) -> tuple:
+    return tuple(sorted((k, int(v)) for k, v in shape.items()))
+
+
+def _stored_winners(path: Path) -> dict[tuple, dict]:
+    """(template, dtype, flags, shape) -> config of every entry already in the tuned file, stale or
+    not (a missing or unreadable file gives none: the tuner then starts from the default alone)."""
+    try:
+        tuned = store.load(path)
+    except Exception:  # noqa: BLE001 - a warm start is an optimisation, never a reason to fail
+        return {}
+    return {(e.template, e.dtype, e.flags, _shape_key(e.shape)): dict(e.config) for e in tuned.entries}
+
+
 def tune_jobs(jobs: list[Job], target: Target, out: Path, *, n_trials: int = 24, sampler: str = "tpe",
               storage_url: str | None = None, seed: int = 0, trial_timeout_s: float = 120.0,
               on_trial: Callable[[Job, int, dict, dict], None] | None = None,
@@ -54,12 +68,14 @@ def tune_jobs(jobs: list[Job], target: Target, out: Path, *, n_trials: int = 24,
     storage = open_storage(storage_url)
     env = {"TRITON_INTERPRET": "1"} if target.device == "cpu" else {}
     results: list[TuneResult] = []
+    shipped = _stored_winners(out)
     with TrialWorker(timeout_s=trial_timeout_s, env=env) as worker:
         for job in jobs:
+            previous = shipped.get((job.template.name, job.dtype, job.flags, _shape_key(job.shape)))
             runner = StudyRunner(job.template, job.shape, job.dtype, job.flags, worker=worker, storage=storage,
                                  gpu_key=target.identity["key"], gpu=target.profile, device=target.device,
                                  seed=seed, on_trial=(lambda n, c, r, job=job: on_trial(job, n, c, r))
-                                 if on_trial else None)
+                                 if on_trial else None, warm_start=[previous] if previous else None)
             try:
                 runner.search(n_trials, sampler)
                 result = runner.finish()

@@ -94,8 +94,12 @@ class StudyRunner:
     def __init__(self, template: Template, shape: dict[str, int], dtype: str, flags: str, *,
                  worker: TrialWorker, storage: optuna.storages.BaseStorage, gpu_key: str,
                  gpu: GPUProfile | None, device: str = "cuda", seed: int = 0,
-                 on_trial: Callable[[int, Config, dict[str, Any]], None] | None = None):
+                 on_trial: Callable[[int, Config, dict[str, Any]], None] | None = None,
+                 warm_start: list[Config] | None = None):
         self.template, self.shape, self.dtype, self.flags = template, dict(shape), dtype, flags
+        # configs measured right after the default, e.g. the stored winner from before a template
+        # or Triton change: re-tuning then never ends worse than what was shipped
+        self.warm_start = [dict(c) for c in (warm_start or [])]
         self.worker, self.gpu, self.device, self.seed = worker, gpu, device, seed
         self.on_trial = on_trial or (lambda *args: None)
         self.name = study_name(template, self.shape, dtype, flags, gpu_key)
@@ -170,7 +174,8 @@ class StudyRunner:
             tpe = optuna.samplers.TPESampler(seed=self.seed, multivariate=True,
                                              n_startup_trials=max(4, min(10, n_trials // 3)))
             study = self._study(tpe)
-            queue = [default]
+            queue = [default] + [c for c in self.warm_start
+                                 if self.template.check_config(c, self.shape, self.gpu) is None]
         else:
             raise ValueError(f"sampler must be 'tpe' or 'grid'; got {sampler!r}")
         for config in queue:
