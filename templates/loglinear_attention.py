@@ -100,13 +100,19 @@ def _level_column_rows(b_lam, cols, levels):
 
 
 @triton.jit
-def _intra_level_weights(b_lam, cols, offs, C: tl.constexpr, LOG_C: tl.constexpr):
-    """[C, C]: λ[t, bit_length(t XOR s)] for in-chunk offsets t (rows) and s (columns)."""
-    x = offs[:, None] ^ offs[None, :]
-    w = _level_column(b_lam, cols, 0)[:, None] + tl.zeros([C, C], tl.float32)
-    for lvl in tl.static_range(1, LOG_C + 1):
-        # x ≥ 2^(lvl−1) ⇔ bit_length(x) ≥ lvl; later levels overwrite earlier ones
-        w = tl.where(x >= (1 << (lvl - 1)), _level_column(b_lam, cols, lvl)[:, None], w)
+def _intra_level_weights(b_lam, cols, offs, C: tl.constexpr, LOG_C: tl.constexpr, TRANSPOSED: tl.constexpr = False):
+    """[C, C]: λ[t, bit_length(t XOR s)] for in-chunk offsets t (rows) and s (columns), or the
+    transpose (rows s, columns t) with TRANSPOSED, for key-major products."""
+    x = offs[:, None] ^ offs[None, :]               # symmetric in t and s
+    w = tl.zeros([C, C], tl.float32)
+    for lvl in tl.static_range(0, LOG_C + 1):
+        lam_t = _level_column(b_lam, cols, lvl)
+        if TRANSPOSED:
+            lam_ts = lam_t[None, :]
+        else:
+            lam_ts = lam_t[:, None]
+        # x ≥ 2^(lvl−1) ⇔ bit_length(x) ≥ lvl (level 0: every pair); later levels overwrite earlier ones
+        w = tl.where(x >= ((1 << lvl) >> 1), lam_ts, w)
     return w
 
 
@@ -490,7 +496,7 @@ def _bwd_dv_kernel(
     slot = slot0 + (n - n0)
     e_k = tl.exp(g_sum - b_G)
 
-    b_s = tl.zeros([C, C], dtype=tl.float32)
+    b_st = tl.zeros([C, C], dtype=tl.float32)      # key-major scores: [s, t] = k_s·q_t
     b_dv = tl.zeros([C, BV], dtype=tl.float32)
     for k0 in range(0, K, BK):
         offs_k = k0 + tl.arange(0, BK)
@@ -499,7 +505,7 @@ def _bwd_dv_kernel(
         m_kv = m_k[:, None] & m_v[None, :]
         b_q = tl.load(q + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_tk, other=0.0)
         b_k = tl.load(k + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_tk, other=0.0)
-        b_s += tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PREC)
+        b_st += tl.dot(b_k, tl.trans(b_q), input_precision=DOT_PREC)
         b_rs = tl.zeros([BK, BV], dtype=tl.float32)
         for j in range(1, NJ + 1):
             if ((n >> (j - 1)) & 1) == 0:
@@ -511,8 +517,11 @@ def _bwd_dv_kernel(
                         mask=m_kv, other=0.0).to(tl.float32)
         b_kd = (b_k * e_k[:, None]).to(dt)
         b_dv += tl.dot(b_kd, b_rs.to(dt), input_precision=DOT_PREC)
-    b_A = b_s * causal_decay(b_G, C, True) * _intra_level_weights(b_lam, cols, offs, C, LOG_C) * scale
-    b_dv += tl.dot(tl.trans(b_A.to(dt)), b_do, input_precision=DOT_PREC)
+    # Aᵀ is built key-major, never transposed in registers: with one K tile and 8 warps, triton 3.6
+    # gave the C×C accumulator a warp-replicated wgmma layout, and tl.trans of it left dv NaN on H100
+    b_At = (b_st * causal_decay(b_G, C, True, True)
+            * _intra_level_weights(b_lam, cols, offs, C, LOG_C, True) * scale)
+    b_dv += tl.dot(b_At.to(dt), b_do, input_precision=DOT_PREC)
     tl.store(dv + (tok[:, None] * H + i_h) * V + offs_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
 
 

@@ -96,6 +96,57 @@ def test_backward(device, dtype, chunk):
         assert_close(name, got, want, GRAD_TOL[dtype])
 
 
+# Tile combinations: K=32, V=48 (padded 64) with tiles below, equal to and (V) above the head
+# size, so K/V loops run one trip or several and the last V tile is ragged. Each kernel's tiles are
+# chosen apart from the others' (blocks written with one tiling are read with another). The first
+# backward row is the issue's failing pattern (dv: one K tile, several V tiles).
+TILE_SHAPE = {"B": 1, "T": 77, "H": 2, "K": 32, "V": 48, "L": 8}
+BWD_TILES = [  # (dv_bk, dv_bv, dqk_bk, dqk_bv, scan_bk, scan_bv)
+    (32, 16, 16, 64, 32, 16),
+    (16, 64, 32, 32, 16, 64),
+    (32, 32, 32, 16, 16, 32),
+    (16, 16, 16, 16, 32, 64),
+]
+FWD_TILES = [(16, 32, 64), (64, 16, 32), (32, 32, 16)]  # (out_bv, scan_bk, scan_bv)
+
+
+def _tile_config(template, **tiles):
+    config = {**_config(16), **tiles}
+    assert template.check_config(config, TILE_SHAPE) is None, tiles
+    return config
+
+
+def _nan_like(x):
+    return torch.full_like(x, float("nan"))     # an element a kernel never writes fails the check
+
+
+@pytest.mark.parametrize("dv_bk,dv_bv,dqk_bk,dqk_bv,scan_bk,scan_bv", BWD_TILES)
+def test_backward_tile_combinations(device, dv_bk, dv_bv, dqk_bk, dqk_bv, scan_bk, scan_bv):
+    B, T, H, K, V, L = TILE_SHAPE.values()
+    inputs = _inputs(B=B, T=T, H=H, K=K, V=V, L=L, device=device, seed=5)
+    do = torch.randn(B, T, H, V, generator=torch.Generator().manual_seed(6)).to(device)
+    _, grads = _ref_grads(inputs, do)
+    config = _tile_config(tmpl.LogLinearBackward(), dv_bk=dv_bk, dv_bv=dv_bv, dqk_bk=dqk_bk, dqk_bv=dqk_bv,
+                          scan_bk=scan_bk, scan_bv=scan_bv)
+    plan = tmpl.make_plan(B, T, config["chunk"], None, None, device)
+    out = tuple(_nan_like(x) for x in inputs)
+    tmpl.backward(*inputs, do, K ** -0.5, config, plan, out=out)
+    for name, got, want in zip(("dq", "dk", "dv", "dg", "dlevel_scales"), out, grads):
+        assert_close(name, got, want, GRAD_TOL[torch.float32])
+
+
+@pytest.mark.parametrize("out_bv,scan_bk,scan_bv", FWD_TILES)
+def test_forward_tile_combinations(device, out_bv, scan_bk, scan_bv):
+    B, T, H, K, V, L = TILE_SHAPE.values()
+    q, k, v, g, lam = _inputs(B=B, T=T, H=H, K=K, V=V, L=L, device=device, seed=7)
+    config = _tile_config(tmpl.LogLinearForward(), out_bv=out_bv, scan_bk=scan_bk, scan_bv=scan_bv)
+    plan = tmpl.make_plan(B, T, config["chunk"], None, None, device)
+    o, final = tmpl.forward(q, k, v, g, lam, K ** -0.5, config, plan, final_levels=L, out=_nan_like(v))
+    ro, (rs, _) = ref.loglinear_attention_reference(q, k, v, g, lam, output_final_state=True)
+    assert_close("o", o, ro, TOL[torch.float32])
+    assert_close("final_state", final, rs, TOL[torch.float32])
+
+
 def test_op_autograd_ragged_and_unequal_head_sizes(device):
     # the public op with its default config: T=21 is not a chunk multiple, K != V, scale given
     gen = torch.Generator().manual_seed(3)
