@@ -272,19 +272,15 @@ def test_parameters_in_the_input_dtype(device):
         assert_close(f"d{name}", grad, ref, TOL[torch.float16])
 
 
-@pytest.mark.parametrize("which", ["A", "B", "C", "variable_B_of_length_2L"])
-def test_complex_weights_are_refused(device, which):
-    # mamba-ssm's complex64 wtype: complex A (and constant B/C); a variable B/C then holds 2L reals.
-    i = make_inputs(device)
+@pytest.mark.parametrize("which", ["B", "C", "initial_state"])
+def test_complex_weights_need_a_complex_a(device, which):
+    # A complex A selects the complex mode (tests/test_selective_scan_complex.py); with a real A the
+    # scan is real, so a complex B, C or initial state is refused rather than silently cast.
+    i = make_inputs(device, with_h0=True)
     constant = _random_bc(device, "const", torch.float32, 2, 6, 5, 37, 1)
-    if which == "variable_B_of_length_2L":
-        i["A"] = torch.complex(i["A"], i["A"])
-        i["B"] = torch.randn(2, 5, 2 * 37, device=device)
-    elif which == "A":
-        i["A"] = torch.complex(i["A"], i["A"])
-    else:
-        i[which] = torch.complex(constant, constant)
-    with pytest.raises(TypeError, match=r"must be real; got complex64: complex weights"):
+    i[which] = (torch.complex(i["initial_state"], i["initial_state"]) if which == "initial_state"
+                else torch.complex(constant, constant))
+    with pytest.raises(TypeError, match=rf"{which} must be real; got complex64: with a real A the scan is real"):
         _call(kernelgen.selective_scan, i, delta_softplus=True)
 
 
@@ -413,7 +409,7 @@ def test_head_form_bad_inputs(device):
     with pytest.raises(ValueError, match=r"state_batch_indices must be \[batch=2\]; got \[3\]"):
         kernelgen.selective_state_update(i["state"], i["x"], i["dt"], i["A"], i["B"], i["C"],
                                          state_batch_indices=torch.arange(3, device=device))
-    with pytest.raises(TypeError, match=r"A must be real; got complex64"):
+    with pytest.raises(TypeError, match=r"A must be real; got complex64: the decode step has no complex mode"):
         kernelgen.selective_state_update(i["state"], i["x"], i["dt"], torch.complex(i["A"], i["A"]), i["B"], i["C"])
 
 
@@ -434,7 +430,7 @@ def _bad(device, **changes):
     (lambda i: {"A": -torch.rand(6, 300), "B": torch.randn(2, 300, 37), "C": torch.randn(2, 300, 37)},
      ValueError, r"state size N \(A.shape\[1\]\) must be in \[1, 256\]; got 300"),
     (lambda i: {"u": i["u"].to(torch.int32)}, TypeError, r"u must have dtype in \(float32, float16, bfloat16\); got int32"),
-    (lambda i: {"A": torch.complex(i["A"], i["A"])}, TypeError, r"A must be real"),
+    (lambda i: {"D": torch.complex(i["D"], i["D"])}, TypeError, r"D must be real"),
     (lambda i: {"D": torch.randn(7)}, ValueError, r"D must be \[dim=6\]; got \[7\]"),
     (lambda i: {"C": i["C"][:, :1]}, ValueError, r"B and C must have the same number of groups"),
     (lambda i: {"B": i["B"][:, 0, :3]}, ValueError, r"B must be \[batch=2, N=5, L=37\]; got \[2, 3, 37\]"),

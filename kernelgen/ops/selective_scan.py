@@ -12,7 +12,9 @@ Dtypes: u, delta and z share one dtype (fp32, fp16 or bf16; they are full activa
 cast would copy them). A, D, delta_bias and initial_state may be any float dtype: they are cast to
 fp32 (mamba-ssm requires fp32 for them; casting a [dim, N] parameter costs nothing and autograd
 casts the gradient back). B and C may be any float dtype (they are packed to fp32 anyway).
-Complex weights (mamba-ssm's complex64 ``wtype``) are refused with a TypeError.
+Complex weights (mamba-ssm's complex64 ``wtype``): a complex A selects the complex mode, which runs
+in plain PyTorch (kernelgen/ops/selective_scan_complex.py; its docstring gives the conventions).
+The decode step is real-only.
 
 B and C of the scan may also be "constant" ([dim, N]: one row per channel, the same at every batch
 row and step, as mamba-ssm's non-variable B/C). The kernels share B_t, C_t between the channels of
@@ -27,6 +29,7 @@ import torch
 
 from kernelgen.checks import check_float, check_same_device, check_shape, shape_str
 from kernelgen.dispatch import config_for
+from kernelgen.ops.selective_scan_complex import selective_scan_complex
 from kernelgen.templates.selective_scan import (BWD, CHECKPOINT_STEPS, FWD, MAX_STATES, STEP, pack_bc,
                                                 padded_states, selective_scan_bwd_triton, selective_scan_fwd,
                                                 selective_state_update_run, unpack_dbc)
@@ -38,13 +41,17 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 
 
-def _refuse_complex(**tensors: torch.Tensor | None) -> None:
+def _refuse_complex(why: str, **tensors: torch.Tensor | None) -> None:
     # Checked before any shape: mamba-ssm's complex mode also doubles the length of a variable
     # B/C, which would otherwise surface as a confusing shape error.
     for name, tensor in tensors.items():
         if isinstance(tensor, torch.Tensor) and tensor.is_complex():
-            raise TypeError(f"{name} must be real; got {_dtype_name(tensor.dtype)}: complex weights "
-                            "(mamba-ssm's complex A/B/C) are not supported")
+            raise TypeError(f"{name} must be real; got {_dtype_name(tensor.dtype)}: {why}")
+
+
+# Why a complex tensor is refused where it is.
+_REAL_SCAN = "with a real A the scan is real (complex weights need a complex A, as in mamba-ssm)"
+_REAL_STEP = "the decode step has no complex mode"
 
 
 def _check_same_dtype(first_name: str, first: torch.Tensor, **others: torch.Tensor | None) -> None:
@@ -69,7 +76,7 @@ def _fp32(name: str, tensor: torch.Tensor | None, layout: str, expected: list[in
     if tensor is None:
         return None
     check_shape(name, tensor, layout, expected)
-    _refuse_complex(**{name: tensor})
+    _refuse_complex(_REAL_SCAN, **{name: tensor})
     check_float(name, tensor)
     return tensor.to(torch.float32).contiguous()
 
@@ -230,7 +237,8 @@ def _check_scan_bc(name: str, BC, batch: int, dim: int, n_states: int, length: i
 
 def _check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state) -> None:
     """Every argument check of :func:`selective_scan` (run once per call signature)."""
-    _refuse_complex(A=A, B=B, C=C, D=D, delta_bias=delta_bias, initial_state=initial_state, u=u, delta=delta, z=z)
+    _refuse_complex(_REAL_SCAN, A=A, B=B, C=C, D=D, delta_bias=delta_bias, initial_state=initial_state, u=u,
+                    delta=delta, z=z)
     check_shape("u", u, "batch, dim, L", [None, None, None])
     check_float("u", u)
     batch, dim, length = u.shape
@@ -268,6 +276,11 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     ``return_last_state``. Unlike mamba-ssm, gradients also flow from last_state and into
     initial_state, so a long prefill can be split into chunks that pass the state along.
 
+    Complex A (mamba-ssm's complex mode): a constant B/C is complex [dim, N], a variable one real
+    [batch, (G,) N, 2L] holding (real, imaginary) pairs along time; y = 2·Re(C·h) + D·u (·silu(z));
+    last_state and initial_state are complex64. Plain PyTorch, exact, slower than the kernels:
+    see kernelgen/ops/selective_scan_complex.py.
+
     Memory of a constant B or C: the kernels step through an fp32 copy of B_t, C_t per group, and a
     constant operand makes every channel a group (see ``_per_channel``). Both constant: the forward
     packs dim·L·2·N_pad fp32 once for all batch rows; one constant and one variable: batch·dim·L·2·N_pad
@@ -275,6 +288,9 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     partial dB/dC, batch·dim·L·2·N_pad fp32, before they are summed. Such calls run the Triton
     kernels with their default configs for one channel per program (correct, not tuned for speed).
     """
+    if isinstance(A, torch.Tensor) and A.is_complex():
+        return selective_scan_complex(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
+                                      return_last_state, initial_state)
     signature = _signature(u, delta, A, B, C, D, z, delta_bias, initial_state)
     if signature is None or signature not in _checked_scan:
         _check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state)
@@ -295,7 +311,7 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
 
 def _check_step_args(state, x, dt, A, B, C, D, z, dt_bias) -> None:
     """Every argument check of the [batch, dim, N] decode step (run once per call signature)."""
-    _refuse_complex(state=state, A=A, B=B, C=C, D=D, dt_bias=dt_bias, x=x, dt=dt, z=z)
+    _refuse_complex(_REAL_STEP, state=state, A=A, B=B, C=C, D=D, dt_bias=dt_bias, x=x, dt=dt, z=z)
     check_shape("state", state, "batch, dim, N", [None, None, None])
     check_float("state", state)
     batch, dim, n_states = state.shape
@@ -350,7 +366,7 @@ def _state_update_channels(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus) ->
 
 def _check_head_step_args(state, x, dt, A, B, C, D, z, dt_bias) -> None:
     """The shape checks of mamba-2's head form (dtypes are checked on the flattened call)."""
-    _refuse_complex(state=state, A=A, B=B, C=C, D=D, dt_bias=dt_bias, x=x, dt=dt, z=z)
+    _refuse_complex(_REAL_STEP, state=state, A=A, B=B, C=C, D=D, dt_bias=dt_bias, x=x, dt=dt, z=z)
     check_shape("state", state, "batch, nheads, headdim, N", [None] * 4)
     batch, nheads, headdim, n_states = state.shape
     _check_states(n_states)
