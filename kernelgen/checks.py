@@ -53,3 +53,27 @@ def check_runnable_device(name: str, tensor: torch.Tensor) -> None:
         return
     raise ValueError(f"{name} is on {tensor.device}; kernelgen kernels run on CUDA tensors "
                      "(or on the CPU under the Triton interpreter, TRITON_INTERPRET=1)")
+
+
+def check_cu_seqlens(cu_seqlens, batch: int) -> torch.Tensor:
+    """``cu_seqlens`` as the packed-sequence ops take it: a 1-D int32/int64 tensor [N+1] with N >= 1,
+    and the inputs' batch size 1. Returns it contiguous; the values are checked by
+    ``check_cu_values`` once its device is known to match."""
+    check_shape("cu_seqlens", cu_seqlens, "N+1", (None,))
+    if cu_seqlens.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"cu_seqlens must be int32 or int64; got {str(cu_seqlens.dtype).replace('torch.', '')}")
+    if cu_seqlens.numel() < 2:
+        raise ValueError(f"cu_seqlens must be [N+1] with N >= 1 (N+1 >= 2 offsets); got {cu_seqlens.numel()}")
+    if batch != 1:
+        raise ValueError(f"cu_seqlens packs sequences along T and needs B = 1 (batch size 1); got B={batch}")
+    return cu_seqlens.contiguous()
+
+
+def check_cu_values(cu_seqlens: torch.Tensor, length: int) -> None:
+    """0 = c_0 <= ... <= c_N = T: offsets outside [0, T] would send the kernels out of bounds.
+    One host sync; skipped while a CUDA graph is being captured."""
+    if cu_seqlens.is_cuda and torch.cuda.is_current_stream_capturing():
+        return
+    bad = (cu_seqlens[0] != 0) | (cu_seqlens[-1] != length) | (cu_seqlens[1:] < cu_seqlens[:-1]).any()
+    if bool(bad):
+        raise ValueError(f"cu_seqlens must rise from 0 to T={length} (non-decreasing); got {cu_seqlens.tolist()}")

@@ -14,11 +14,13 @@ decode step. Layout and keywords follow flash-linear-attention's ``chunk_simple_
 """
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Optional, Tuple, Union
 
 import torch
 
-from kernelgen.checks import check_float, check_same_device, check_shape
+from kernelgen.checks import check_cu_seqlens, check_cu_values, check_float, check_same_device, check_shape
 from kernelgen.dispatch import config_for
 from kernelgen.templates import linear_attention as tmpl
 
@@ -27,6 +29,11 @@ State = Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]
 FEATURE_MAPS = (None, "identity", "elu1", "relu", "taylor2")
 HEAD_DIM_RANGE = (16, 256)
 TAYLOR2_MAX_K = 32
+# Decays and states are fp32 quantities: float64 ones are accepted and rounded to fp32.
+DECAY_STATE_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+# The kernels put the (sequence, head) pairs on the grid's second axis, which CUDA caps at 65535;
+# larger problems are cut into groups of sequences, one launch each.
+MAX_GRID_Y = 65535
 
 
 def _check_feature_map(feature_map, K: int) -> Optional[str]:
@@ -60,6 +67,34 @@ def _decay_kind(g, g_gamma) -> str:
     return "g" if g is not None else "g_gamma" if g_gamma is not None else "none"
 
 
+def _check_scale(scale, K: int, feature_map: Optional[str]) -> float:
+    if scale is None:
+        return K ** -0.5
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+        raise TypeError(f"scale must be a real number or None; got {type(scale).__name__}")
+    scale = float(scale)
+    if not math.isfinite(scale):
+        raise ValueError(f"scale must be finite; got {scale}")
+    if feature_map == "taylor2" and scale < 0:   # the taylor2 state holds √scale·x
+        raise ValueError(f"feature_map='taylor2' needs scale >= 0 (its state holds sqrt(scale)·k); got {scale}")
+    return scale
+
+
+def _check_decays(g, g_gamma, g_layout: str, g_sizes, H: int):
+    """g [g_layout] or g_gamma [H], not both; float64 ones become fp32 (differentiably)."""
+    if g is not None and g_gamma is not None:
+        raise ValueError(f"pass g (data-dependent decay [{g_layout}]) or g_gamma (constant decay [H]), not both")
+    if g is not None:
+        check_shape("g", g, g_layout, g_sizes)
+        check_float("g", g, DECAY_STATE_DTYPES)
+        g = g.float() if g.dtype == torch.float64 else g
+    if g_gamma is not None:
+        check_shape("g_gamma", g_gamma, "H", (H,))
+        check_float("g_gamma", g_gamma, DECAY_STATE_DTYPES)
+        g_gamma = g_gamma.float() if g_gamma.dtype == torch.float64 else g_gamma
+    return g, g_gamma
+
+
 def _check_state(name: str, state, normalize: bool, N: int, H: int, KF: int, V: int, device):
     """The (S, z) pair of a state argument, fp32 contiguous (z None without normalize)."""
     if normalize:
@@ -68,14 +103,14 @@ def _check_state(name: str, state, normalize: bool, N: int, H: int, KF: int, V: 
                             f"got {type(state).__name__}")
         S, z = state
         check_shape(f"{name}[1] (z)", z, "N, H, K'", (N, H, KF))
-        check_float(f"{name}[1] (z)", z)
+        check_float(f"{name}[1] (z)", z, DECAY_STATE_DTYPES)
     else:
         if isinstance(state, (tuple, list)):
             raise TypeError(f"{name} must be a tensor S [N, H, K', V] when normalize=False; got a "
                             f"{type(state).__name__} (a (S, z) pair belongs to normalize=True)")
         S, z = state, None
     check_shape(f"{name}[0] (S)" if normalize else name, S, "N, H, K', V", (N, H, KF, V))
-    check_float(f"{name}[0] (S)" if normalize else name, S)
+    check_float(f"{name}[0] (S)" if normalize else name, S, DECAY_STATE_DTYPES)
     if S.device != device or (z is not None and z.device != device):
         raise ValueError(f"{name} is on {S.device} but q is on {device}; all inputs must be on one device")
     S = S.to(torch.float32).contiguous()
@@ -87,6 +122,10 @@ class _LinearAttentionFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, g, g_gamma, s0, z0, scale, feature_map, normalize, want_final, cu_seqlens, shape):
+        ctx.empty = q.numel() == 0
+        if ctx.empty:
+            return _LinearAttentionFunction._forward_empty(ctx, q, k, v, g, g_gamma, s0, z0, normalize,
+                                                           want_final, shape)
         flags = tmpl.make_flags(_decay_kind(g, g_gamma), feature_map, normalize)
         config = config_for(tmpl.templates_for(feature_map)[0], shape, q.dtype, flags, q.device)
         o, den, final_s, final_z, seg = tmpl.forward(q, k, v, g, g_gamma, scale, feature_map, normalize,
@@ -98,7 +137,21 @@ class _LinearAttentionFunction(torch.autograd.Function):
         return o, final_s, final_z
 
     @staticmethod
+    def _forward_empty(ctx, q, k, v, g, g_gamma, s0, z0, normalize, want_final, shape):
+        """No (token, head) pair: o is empty and the state passes through unchanged (as a copy)."""
+        ctx.save_for_backward(q, k, v, g, g_gamma, s0, z0)
+        final_s = final_z = None
+        if want_final:
+            size = (shape["B"], shape["H"], shape["F"], shape["V"])
+            final_s = s0.clone() if s0 is not None else q.new_zeros(size, dtype=torch.float32)
+            if normalize:
+                final_z = z0.clone() if z0 is not None else q.new_zeros(size[:3], dtype=torch.float32)
+        return torch.zeros_like(v), final_s, final_z
+
+    @staticmethod
     def backward(ctx, do, d_final_s, d_final_z):
+        if ctx.empty:
+            return _LinearAttentionFunction._backward_empty(ctx, d_final_s, d_final_z)
         q, k, v, g, g_gamma, s0, z0, o, den, final_s, final_z, cu_seqlens = ctx.saved_tensors
         scale, feature_map, normalize, flags, shape = ctx.meta
         need = ctx.needs_input_grad
@@ -122,6 +175,68 @@ class _LinearAttentionFunction(torch.autograd.Function):
                 grad_g, grad_gamma, ds0 if need[5] else None, dz0 if need[6] else None,
                 None, None, None, None, None, None)
 
+    @staticmethod
+    def _backward_empty(ctx, d_final_s, d_final_z):
+        """Zeros for the token inputs; the final state was the initial state, so its gradient flows through."""
+        q, k, v, g, g_gamma, s0, z0 = ctx.saved_tensors
+        need = ctx.needs_input_grad
+
+        def passed(grad, like):
+            return grad.to(like.dtype) if grad is not None else torch.zeros_like(like)
+
+        grads = [torch.zeros_like(t) if wanted and t is not None else None
+                 for wanted, t in zip(need[:5], (q, k, v, g, g_gamma))]
+        ds0 = passed(d_final_s, s0) if need[5] else None
+        dz0 = passed(d_final_z, z0) if need[6] else None
+        return (*grads, ds0, dz0, None, None, None, None, None, None)
+
+
+def _run(q, k, v, g, g_gamma, s0, z0, scale, feature_map, normalize, want_final, cu_seqlens):
+    """One autograd call on checked inputs: (o, final S or None, final z or None)."""
+    B, T, H, K = q.shape
+    N = B if cu_seqlens is None else cu_seqlens.numel() - 1
+    shape = {"B": N, "T": (B * T) // N if N else T, "H": H, "K": K, "V": v.shape[-1],
+             "F": tmpl.feature_rows(feature_map, K)}
+    return _LinearAttentionFunction.apply(
+        q.contiguous(), k.contiguous(), v.contiguous(), g.contiguous() if g is not None else None,
+        g_gamma.contiguous() if g_gamma is not None else None, s0, z0, scale, feature_map,
+        bool(normalize), bool(want_final), cu_seqlens, shape)
+
+
+def _sequence_groups(N: int, H: int) -> list:
+    """[n0, n1) groups of sequences whose (sequence, head) pairs fit the grid's second axis."""
+    per_group = MAX_GRID_Y // max(H, 1)
+    if per_group == 0:
+        raise ValueError(f"H must be <= {MAX_GRID_Y} (the kernels' grid limit); got H={H}")
+    return [(n0, min(n0 + per_group, N)) for n0 in range(0, N, per_group)]
+
+
+def _narrow(x: Optional[torch.Tensor], dim: int, start: int, stop: int) -> Optional[torch.Tensor]:
+    return None if x is None else x.narrow(dim, start, stop - start)
+
+
+def _run_in_groups(q, k, v, g, g_gamma, s0, z0, scale, feature_map, normalize, want_final, cu_seqlens):
+    """``_run`` on groups of whole sequences (rows of the batch, or runs of packed sequences),
+    outputs and states concatenated back: the same result, with every launch inside the grid limit."""
+    B, T, H, _ = q.shape
+    N = B if cu_seqlens is None else cu_seqlens.numel() - 1
+    bounds = list(range(N + 1)) if cu_seqlens is None else cu_seqlens.tolist()
+    token_dim = 0 if cu_seqlens is None else 1   # batch rows, or tokens of the packed row
+    outs, finals_s, finals_z = [], [], []
+    for n0, n1 in _sequence_groups(N, H):
+        start, stop = bounds[n0], bounds[n1]
+        sub_cu = None if cu_seqlens is None else cu_seqlens[n0:n1 + 1] - start
+        o, final_s, final_z = _run(*(_narrow(x, token_dim, start, stop) for x in (q, k, v, g)), g_gamma,
+                                   _narrow(s0, 0, n0, n1), _narrow(z0, 0, n0, n1),
+                                   scale, feature_map, normalize, want_final, sub_cu)
+        outs.append(o)
+        finals_s.append(final_s)
+        finals_z.append(final_z)
+    o = torch.cat(outs, token_dim)
+    final_s = torch.cat(finals_s, 0) if want_final else None
+    final_z = torch.cat(finals_z, 0) if want_final and normalize else None
+    return o, final_s, final_z
+
 
 def linear_attention(
     q: torch.Tensor,
@@ -138,12 +253,14 @@ def linear_attention(
 ) -> Tuple[torch.Tensor, Optional[State]]:
     """Chunked causal linear attention.
 
-    q, k [B, T, H, K] and v [B, T, H, V] (fp32 / fp16 / bf16, K and V in 16..256); g [B, T, H]
-    per-token log decay (≤ 0) or g_gamma [H] constant log decay, not both; scale defaults to
-    K^-0.5; feature_map None / "elu1" / "relu" / "taylor2" (K ≤ 32) is applied to q and k inside
-    the kernel. cu_seqlens [N+1] (int, with B = 1) packs N sequences along T, each with its own
-    state. Returns (o [B, T, H, V] in v's dtype, final_state or None), states as in the module
-    docstring. Differentiable in q, k, v, g / g_gamma and initial_state.
+    q, k [B, T, H, K] and v [B, T, H, V] (one of fp32 / fp16 / bf16, K and V in 16..256, any
+    strides); g [B, T, H] per-token log decay (≤ 0) or g_gamma [H] constant log decay, not both
+    (any float dtype); scale defaults to K^-0.5; feature_map None / "elu1" / "relu" / "taylor2"
+    (K ≤ 32) is applied to q and k inside the kernel. cu_seqlens [N+1] (int, with B = 1, rising
+    from 0 to T) packs N sequences along T, each with its own state. Returns (o [B, T, H, V] in
+    v's dtype, final_state or None), states fp32 as in the module docstring (initial_state may be
+    any float dtype). T = 0 gives an empty o and the initial state back. Differentiable in q, k,
+    v, g / g_gamma and initial_state.
     """
     check_shape("q", q, "B, T, H, K", (None, None, None, None))
     B, T, H, K = q.shape
@@ -151,46 +268,23 @@ def linear_attention(
     check_shape("v", v, "B, T, H, V", (B, T, H, None))
     V = v.shape[-1]
     feature_map = _check_qkv(q, k, v, K, V, feature_map)
-    if g is not None and g_gamma is not None:
-        raise ValueError("pass g (data-dependent decay [B, T, H]) or g_gamma (constant decay [H]), not both")
-    if g is not None:
-        check_shape("g", g, "B, T, H", (B, T, H))
-        check_float("g", g)
-    if g_gamma is not None:
-        check_shape("g_gamma", g_gamma, "H", (H,))
-        check_float("g_gamma", g_gamma)
+    g, g_gamma = _check_decays(g, g_gamma, "B, T, H", (B, T, H), H)
+    N = B
+    if cu_seqlens is not None:
+        cu_seqlens = check_cu_seqlens(cu_seqlens, B)
+        N = cu_seqlens.numel() - 1
     device = check_same_device(q=q, k=k, v=v, g=g, g_gamma=g_gamma, cu_seqlens=cu_seqlens)
     if cu_seqlens is not None:
-        if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2:
-            raise ValueError(f"cu_seqlens must be [N+1] with N >= 1; got shape {list(cu_seqlens.shape)}")
-        if cu_seqlens.dtype not in (torch.int32, torch.int64):
-            raise TypeError(f"cu_seqlens must be int32 or int64; got {cu_seqlens.dtype}")
-        if B != 1:
-            raise ValueError(f"cu_seqlens packs sequences along T and needs B = 1; got B={B}")
-        N = cu_seqlens.numel() - 1
-        cu_seqlens = cu_seqlens.contiguous()
-    else:
-        N = B
-    scale = K ** -0.5 if scale is None else float(scale)
+        check_cu_values(cu_seqlens, T)
+    scale = _check_scale(scale, K, feature_map)
     KF = tmpl.feature_rows(feature_map, K)
     s0 = z0 = None
     if initial_state is not None:
         s0, z0 = _check_state("initial_state", initial_state, normalize, N, H, KF, V, device)
 
-    if B * T == 0:   # nothing to attend to: the state passes through unchanged
-        o = v.new_zeros(v.shape)
-        if not output_final_state:
-            return o, None
-        S = s0 if s0 is not None else q.new_zeros(N, H, KF, V, dtype=torch.float32)
-        if normalize:
-            return o, (S, z0 if z0 is not None else q.new_zeros(N, H, KF, dtype=torch.float32))
-        return o, S
-
-    shape = {"B": N, "T": (B * T) // N if N else T, "H": H, "K": K, "V": V, "F": KF}
-    o, final_s, final_z = _LinearAttentionFunction.apply(
-        q.contiguous(), k.contiguous(), v.contiguous(), g.contiguous() if g is not None else None,
-        g_gamma.contiguous() if g_gamma is not None else None, s0, z0, scale, feature_map,
-        bool(normalize), bool(output_final_state), cu_seqlens, shape)
+    args = (q, k, v, g, g_gamma, s0, z0, scale, feature_map, normalize, output_final_state, cu_seqlens)
+    run = _run_in_groups if N * H > MAX_GRID_Y and q.numel() > 0 else _run
+    o, final_s, final_z = run(*args)
     if not output_final_state:
         return o, None
     return o, ((final_s, final_z) if normalize else final_s)
@@ -208,33 +302,33 @@ def linear_attention_step(
     normalize: bool = False,
 ) -> Tuple[torch.Tensor, State]:
     """One decode token per sequence: q, k [B, H, K], v [B, H, V], g [B, H] or g_gamma [H],
-    state as ``linear_attention``'s final_state ([B, H, K', V], or (S, z) with normalize).
-    Returns (o [B, H, V], new state); the input state is left unchanged. Inference only."""
+    state as ``linear_attention``'s final_state ([B, H, K', V], or (S, z) with normalize; any
+    float dtype). Returns (o [B, H, V], new fp32 state); the input state is left unchanged.
+    Inference only."""
     check_shape("q", q, "B, H, K", (None, None, None))
     B, H, K = q.shape
     check_shape("k", k, "B, H, K", (B, H, K))
     check_shape("v", v, "B, H, V", (B, H, None))
     V = v.shape[-1]
     feature_map = _check_qkv(q, k, v, K, V, feature_map)
-    if g is not None and g_gamma is not None:
-        raise ValueError("pass g (data-dependent decay [B, H]) or g_gamma (constant decay [H]), not both")
-    if g is not None:
-        check_shape("g", g, "B, H", (B, H))
-        check_float("g", g)
-    if g_gamma is not None:
-        check_shape("g_gamma", g_gamma, "H", (H,))
-        check_float("g_gamma", g_gamma)
+    g, g_gamma = _check_decays(g, g_gamma, "B, H", (B, H), H)
     device = check_same_device(q=q, k=k, v=v, g=g, g_gamma=g_gamma)
     KF = tmpl.feature_rows(feature_map, K)
     S, z = _check_state("state", state, normalize, B, H, KF, V, device)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, g, g_gamma, S, z)):
         raise NotImplementedError("linear_attention_step has no backward; call it under torch.no_grad() "
                                   "(or use linear_attention, which is differentiable)")
-    scale = K ** -0.5 if scale is None else float(scale)
+    scale = _check_scale(scale, K, feature_map)
     flags = tmpl.make_flags(_decay_kind(g, g_gamma), feature_map, normalize)
     config = config_for(tmpl.STEP, {"B": B, "H": H, "K": K, "V": V, "F": KF}, q.dtype, flags, device)
-    o, s_new, z_new = tmpl.step(q.contiguous(), k.contiguous(), v.contiguous(),
-                                g.contiguous() if g is not None else None,
-                                g_gamma.contiguous() if g_gamma is not None else None,
-                                scale, feature_map, normalize, S, z, config)
+    pieces = []   # one launch, or one per group of rows past the grid limit
+    for b0, b1 in _sequence_groups(B, H) if B * H > MAX_GRID_Y else [(0, B)]:
+        rows = [None if x is None else x[b0:b1].contiguous() for x in (q, k, v, g, S, z)]
+        pieces.append(tmpl.step(*rows[:4], g_gamma.contiguous() if g_gamma is not None else None,
+                                scale, feature_map, normalize, rows[4], rows[5], config))
+    if len(pieces) == 1:
+        o, s_new, z_new = pieces[0]
+    else:
+        o, s_new = torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces])
+        z_new = torch.cat([p[2] for p in pieces]) if normalize else None
     return o, ((s_new, z_new) if normalize else s_new)

@@ -7,16 +7,21 @@ The window counts the query itself (flash-attn ``window_size=(W - 1, 0)``, fla `
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
 
-from kernelgen.checks import check_float, check_same_device, check_shape
+from kernelgen.checks import check_cu_seqlens, check_cu_values, check_float, check_same_device, check_shape
 from kernelgen.dispatch import config_for, current_gpu
 from kernelgen.templates.sliding_window_attention import (BACKWARD, DECODE, FORWARD, HEAD_DIMS, swa_backward,
                                                           swa_decode, swa_forward)
 
 __all__ = ["sliding_window_attention", "sliding_window_attention_decode"]
+
+# The forward and backward grids put the (batch, kv head) pairs on their second axis, which CUDA
+# caps at 65535: larger batches run in groups of rows, one launch each.
+MAX_GRID_Y = 65535
 
 
 def _check_window(window_size) -> int:
@@ -28,6 +33,8 @@ def _check_window(window_size) -> int:
 def _check_heads(q_name: str, heads_q: int, k_name: str, heads: int, dim: int) -> None:
     if dim not in HEAD_DIMS:
         raise ValueError(f"head size D of {q_name} must be one of {HEAD_DIMS}; got {dim}")
+    if heads < 1:
+        raise ValueError(f"{k_name} must have at least one kv head (H >= 1); got H={heads}")
     if heads_q % heads != 0:
         raise ValueError(f"query heads HQ={heads_q} of {q_name} must be a multiple of the kv heads "
                          f"H={heads} of {k_name}")
@@ -47,11 +54,19 @@ def _check_dtypes(**tensors: torch.Tensor) -> None:
 def _scale(scale, dim: int) -> float:
     if scale is None:
         return dim ** -0.5
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
         raise TypeError(f"scale must be a float or None; got {type(scale).__name__}")
-    if not scale > 0:   # the kernels fold the scale into the running row max, which needs scale > 0
-        raise ValueError(f"scale must be > 0; got {scale}")
+    # the kernels fold the scale into the running row max, which needs scale > 0 (and finite)
+    if not (scale > 0 and math.isfinite(scale)):
+        raise ValueError(f"scale must be > 0 and finite; got {scale}")
     return float(scale)
+
+
+def _row_groups(batch: int, heads: int) -> list[slice]:
+    """Slices of the batch whose (row, kv head) pairs fit the grids' second axis (varlen has
+    batch 1, so only plain batches ever need more than one)."""
+    rows = max(MAX_GRID_Y // heads, 1)
+    return [slice(b0, b0 + rows) for b0 in range(0, batch, rows)] or [slice(None)]
 
 
 def _bucket(template, batch: int, length: int, heads_q: int, heads: int, dim: int, window: int,
@@ -99,8 +114,9 @@ def sliding_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
 
     q [B, T, HQ, D], k and v [B, T, H, D], HQ % H == 0 (grouped-query heads), D in {32, 64, 128, 256},
     fp16 / bf16 / fp32. ``scale`` (> 0) defaults to D**-0.5. ``cu_seqlens`` (int32/int64 [N+1], B == 1)
-    packs N sequences along T; windows never cross a sequence boundary (its values are trusted:
-    0 = cu_seqlens[0] <= ... <= cu_seqlens[N] = T). Differentiable in q, k and v.
+    packs N sequences along T; windows never cross a sequence boundary (its values must rise from
+    0 to T: checked with one host sync, except under CUDA graph capture). q, k, v may have any
+    strides; T = 0 gives empty outputs. Differentiable in q, k and v.
 
     Returns o [B, T, HQ, D] in q's dtype, or the tuple (o, lse) when ``return_lse``, with
     lse [B, HQ, T] fp32 the natural-log sum of exp of each row's scaled scores (no gradient).
@@ -112,19 +128,19 @@ def sliding_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     check_shape("v", v, "B, T, H, D", tuple(k.shape))
     _check_heads("q", heads_q, "k", k.shape[2], dim)
     _check_dtypes(q=q, k=k, v=v)
-    check_same_device(q=q, k=k, v=v, cu_seqlens=cu_seqlens)
-    scale = _scale(scale, dim)
     if cu_seqlens is not None:
-        check_shape("cu_seqlens", cu_seqlens, "N+1", (None,))
-        if cu_seqlens.dtype not in (torch.int32, torch.int64):
-            raise TypeError(f"cu_seqlens must be int32 or int64; got {str(cu_seqlens.dtype).replace('torch.', '')}")
-        if cu_seqlens.numel() < 2:
-            raise ValueError(f"cu_seqlens must hold N+1 >= 2 offsets; got {cu_seqlens.numel()}")
-        if batch != 1:
-            raise ValueError(f"q must have batch size 1 when cu_seqlens packs sequences; got B={batch}")
-        cu_seqlens = cu_seqlens.contiguous()
-    o, lse = _SlidingWindowAttention.apply(q.contiguous(), k.contiguous(), v.contiguous(), window_size, scale,
-                                           cu_seqlens)
+        cu_seqlens = check_cu_seqlens(cu_seqlens, batch)
+    check_same_device(q=q, k=k, v=v, cu_seqlens=cu_seqlens)
+    if cu_seqlens is not None:
+        check_cu_values(cu_seqlens, length)
+    scale = _scale(scale, dim)
+    pieces = [_SlidingWindowAttention.apply(q[rows].contiguous(), k[rows].contiguous(), v[rows].contiguous(),
+                                            window_size, scale, cu_seqlens)
+              for rows in _row_groups(batch, k.shape[2])]
+    if len(pieces) == 1:
+        o, lse = pieces[0]
+    else:
+        o, lse = torch.cat([piece[0] for piece in pieces]), torch.cat([piece[1] for piece in pieces])
     return (o, lse) if return_lse else o
 
 
@@ -135,7 +151,8 @@ def sliding_window_attention_decode(q: torch.Tensor, k_cache: torch.Tensor, v_ca
 
     q [B, 1, HQ, D] (flash-attn ``flash_attn_with_kvcache`` layout; [B, HQ, D] also accepted),
     k_cache and v_cache [B, S, H, D] already holding the new token's key and value,
-    cache_seqlens int32/int64 [B] (or an int for all) = valid length L of each cache (L <= S).
+    cache_seqlens int32/int64 [B] (or an int for all, checked to lie in [0, S]) = valid length L of
+    each cache (0 <= L <= S; tensor values are not checked on the host: the kernel clamps L to S).
     The query sits at position L - 1 and reads cache rows [max(0, L - W), L); L = 0 gives zeros.
     Returns o with q's shape and dtype. Inference only (no autograd).
     """
@@ -150,8 +167,11 @@ def sliding_window_attention_decode(q: torch.Tensor, k_cache: torch.Tensor, v_ca
     check_shape("v_cache", v_cache, "B, S, H, D", tuple(k_cache.shape))
     _check_heads("q", heads_q, "k_cache", k_cache.shape[2], dim)
     _check_dtypes(q=q, k_cache=k_cache, v_cache=v_cache)
-    if isinstance(cache_seqlens, int) and not isinstance(cache_seqlens, bool):
-        cache_seqlens = torch.full((batch,), cache_seqlens, dtype=torch.int32, device=q.device)
+    if isinstance(cache_seqlens, numbers.Integral) and not isinstance(cache_seqlens, bool):
+        if not 0 <= cache_seqlens <= k_cache.shape[1]:
+            raise ValueError(f"cache_seqlens must be in [0, S={k_cache.shape[1]}] (the cache length); "
+                             f"got {cache_seqlens}")
+        cache_seqlens = torch.full((batch,), int(cache_seqlens), dtype=torch.int32, device=q.device)
     check_shape("cache_seqlens", cache_seqlens, "B", (batch,))
     if cache_seqlens.dtype not in (torch.int32, torch.int64):
         raise TypeError(f"cache_seqlens must be int32 or int64; got {str(cache_seqlens.dtype).replace('torch.', '')}")
