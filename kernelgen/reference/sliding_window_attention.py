@@ -68,6 +68,8 @@ def sliding_window_attention_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
             probs, lse = _chunk_probs(q[b, c0:c1], keys, c0, k0, window_size, scale)
             out_rows.append(torch.einsum("hqk,khd->qhd", probs, values))
             lse_rows.append(lse)
+    if not out_rows:   # no query at all (T = 0, B = 0 or no heads): empty outputs of the right shapes
+        return q.new_zeros(q.shape), q.new_zeros(batch, heads_q, length)
     if cu_seqlens is None:
         o = torch.cat(out_rows).reshape(batch, length, heads_q, dim)
         lse = torch.cat(lse_rows, dim=1).reshape(heads_q, batch, length).transpose(0, 1)
