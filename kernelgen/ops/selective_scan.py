@@ -61,9 +61,10 @@ def _check_same_dtype(first_name: str, first: torch.Tensor, **others: torch.Tens
                             f"got {_dtype_name(tensor.dtype)}")
 
 
-def _check_states(n_states: int) -> None:
+def _check_states(n_states: int, source: str) -> None:
+    # ``source`` names where N was read, so the message points at the argument to fix.
     if not 1 <= n_states <= MAX_STATES:
-        raise ValueError(f"the state size N (A.shape[1]) must be in [1, {MAX_STATES}]; got {n_states}")
+        raise ValueError(f"the state size N ({source}) must be in [1, {MAX_STATES}]; got {n_states}")
 
 
 def _check_groups(name: str, groups: int, dim: int) -> None:
@@ -250,7 +251,7 @@ def _check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state) -> None
     _check_same_dtype("u", u, delta=delta, z=z)
     check_shape("A", A, "dim, N", [dim, None])
     n_states = A.shape[1]
-    _check_states(n_states)
+    _check_states(n_states, "A.shape[1]")
     b_groups = _check_scan_bc("B", B, batch, dim, n_states, length)
     c_groups = _check_scan_bc("C", C, batch, dim, n_states, length)
     # Both variable: one group layout. A constant operand runs per channel, so any G fits it.
@@ -263,10 +264,20 @@ def _check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state) -> None
     check_same_device(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias, initial_state=initial_state)
 
 
+def _initial_state_of(initial_state, prev_state):
+    # mamba-ssm versions with a chunked prefill name the argument prev_state; one of them at most.
+    if prev_state is None:
+        return initial_state
+    if initial_state is not None:
+        raise ValueError("pass the starting state as initial_state or as prev_state, not both")
+    return prev_state
+
+
 def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
                    D: torch.Tensor | None = None, z: torch.Tensor | None = None,
                    delta_bias: torch.Tensor | None = None, delta_softplus: bool = False,
-                   return_last_state: bool = False, initial_state: torch.Tensor | None = None):
+                   return_last_state: bool = False, initial_state: torch.Tensor | None = None, *,
+                   prev_state: torch.Tensor | None = None, cu_seqlens: torch.Tensor | None = None):
     """Mamba's selective scan (mamba-ssm ``selective_scan_fn``), differentiable in every tensor.
 
     u, delta, z: [batch, dim, L] (one dtype); A: [dim, N]; B, C: [batch, N, L] or [batch, G, N, L]
@@ -281,6 +292,9 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     last_state and initial_state are complex64. Plain PyTorch, exact, slower than the kernels:
     see kernelgen/ops/selective_scan_complex.py.
 
+    ``prev_state`` is another name for ``initial_state`` (the keyword some mamba-ssm versions use for
+    a chunked prefill). ``cu_seqlens`` (packed variable-length sequences) is not supported: only None.
+
     Memory of a constant B or C: the kernels step through an fp32 copy of B_t, C_t per group, and a
     constant operand makes every channel a group (see ``_per_channel``). Both constant: the forward
     packs dim·L·2·N_pad fp32 once for all batch rows; one constant and one variable: batch·dim·L·2·N_pad
@@ -288,6 +302,10 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     partial dB/dC, batch·dim·L·2·N_pad fp32, before they are summed. Such calls run the Triton
     kernels with their default configs for one channel per program (correct, not tuned for speed).
     """
+    initial_state = _initial_state_of(initial_state, prev_state)
+    if cu_seqlens is not None:
+        raise ValueError("cu_seqlens must be None: packed variable-length sequences are not supported "
+                         "(call once per sequence, or pad them to one length)")
     if isinstance(A, torch.Tensor) and A.is_complex():
         return selective_scan_complex(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
                                       return_last_state, initial_state)
@@ -315,7 +333,7 @@ def _check_step_args(state, x, dt, A, B, C, D, z, dt_bias) -> None:
     check_shape("state", state, "batch, dim, N", [None, None, None])
     check_float("state", state)
     batch, dim, n_states = state.shape
-    _check_states(n_states)
+    _check_states(n_states, "state.shape[2]")
     check_shape("x", x, "batch, dim", [batch, dim])
     check_float("x", x)
     check_shape("dt", dt, "batch, dim", [batch, dim])
@@ -369,7 +387,7 @@ def _check_head_step_args(state, x, dt, A, B, C, D, z, dt_bias) -> None:
     _refuse_complex(_REAL_STEP, state=state, A=A, B=B, C=C, D=D, dt_bias=dt_bias, x=x, dt=dt, z=z)
     check_shape("state", state, "batch, nheads, headdim, N", [None] * 4)
     batch, nheads, headdim, n_states = state.shape
-    _check_states(n_states)
+    _check_states(n_states, "state.shape[3]")
     for name, tensor in (("x", x), ("dt", dt), ("z", z)):
         if tensor is not None:
             check_shape(name, tensor, "batch, nheads, headdim", [batch, nheads, headdim])
@@ -426,15 +444,33 @@ def _state_update_heads(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus) -> to
     return y.view(batch, nheads, headdim)
 
 
-def _check_state_indices(indices, state: torch.Tensor, x: torch.Tensor) -> None:
+def _check_state_indices(indices, state, x) -> None:
     if not isinstance(indices, torch.Tensor) or indices.dtype.is_floating_point or indices.is_complex() \
             or indices.dtype is torch.bool:
         found = _dtype_name(indices.dtype) if isinstance(indices, torch.Tensor) else type(indices).__name__
         raise TypeError(f"state_batch_indices must be an integer tensor [batch]; got {found}")
+    if not isinstance(state, torch.Tensor) or state.dim() not in (3, 4):
+        found = shape_str(state.shape) if isinstance(state, torch.Tensor) else type(state).__name__
+        raise ValueError(f"state must be [cache_rows, dim, N] or [cache_rows, nheads, headdim, N] with "
+                         f"state_batch_indices; got {found}")
     batch = x.shape[0] if isinstance(x, torch.Tensor) and x.dim() else None
     check_shape("state_batch_indices", indices, "batch", [batch])
     if indices.device != state.device:
         raise ValueError(f"state_batch_indices is on {indices.device} but state is on {state.device}")
+
+
+def _check_state_index_values(rows: torch.Tensor, cache_rows: int) -> None:
+    """Indices in [0, cache_rows) and distinct: an out-of-range one would be a device-side fault on
+    the GPU, a repeated one a race between two updates of one row. One host sync; skipped while a
+    CUDA graph is captured (the values are not known then)."""
+    if rows.numel() == 0 or rows.device.type == "meta" or \
+            (rows.is_cuda and torch.cuda.is_current_stream_capturing()):
+        return
+    ordered = rows.sort().values
+    bad = (ordered[0] < 0) | (ordered[-1] >= cache_rows) | (ordered[1:] == ordered[:-1]).any()
+    if bool(bad):
+        raise ValueError(f"state_batch_indices must be distinct rows of state, in [0, {cache_rows}); "
+                         f"got {rows.tolist()}")
 
 
 def selective_state_update(state: torch.Tensor, x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor,
@@ -459,6 +495,7 @@ def selective_state_update(state: torch.Tensor, x: torch.Tensor, dt: torch.Tenso
     if state_batch_indices is not None:
         _check_state_indices(state_batch_indices, state, x)
         rows = state_batch_indices.long()
+        _check_state_index_values(rows, state.shape[0])
         selected = state.index_select(0, rows)
         y = selective_state_update(selected, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
         state.index_copy_(0, rows, selected)
