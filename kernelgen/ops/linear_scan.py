@@ -64,18 +64,18 @@ def linear_scan(x: torch.Tensor, g: torch.Tensor, initial_state: torch.Tensor | 
     batch, steps, width = x.shape
     check_shape("g", g, "B, T, D", (batch, steps, width))
     check_float("g", g)
+    if not isinstance(output_final_state, bool):
+        raise TypeError(f"output_final_state must be a bool; got {type(output_final_state).__name__}")
     if cu_seqlens is not None:
         return _linear_scan_varlen(x, g, initial_state, output_final_state, cu_seqlens)
     if initial_state is not None:
         check_shape("initial_state", initial_state, "B, D", (batch, width))
         check_float("initial_state", initial_state)
-    if not isinstance(output_final_state, bool):
-        raise TypeError(f"output_final_state must be a bool; got {type(output_final_state).__name__}")
     check_same_device(x=x, g=g, initial_state=initial_state)
     return LinearScanFunction.apply(x, g, initial_state, output_final_state)
 
 
-def _sequence_bounds(cu_seqlens: torch.Tensor, batch: int, steps: int) -> list[int]:
+def _sequence_bounds(cu_seqlens: torch.Tensor, batch: int, steps: int, device: torch.device) -> list[int]:
     if batch != 1:
         raise ValueError(f"with cu_seqlens, x must hold the packed sequences as [1, T, D]; got B={batch}")
     if not isinstance(cu_seqlens, torch.Tensor) or cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2 \
@@ -83,6 +83,10 @@ def _sequence_bounds(cu_seqlens: torch.Tensor, batch: int, steps: int) -> list[i
         raise ValueError("cu_seqlens must be a 1-D int32/int64 tensor [N+1] of sequence offsets; got "
                          + (f"{cu_seqlens.dtype} {list(cu_seqlens.shape)}" if isinstance(cu_seqlens, torch.Tensor)
                             else type(cu_seqlens).__name__))
+    # Only the offsets' values are used (read on the host), so a CPU copy is as good as x's device.
+    if cu_seqlens.device not in (device, torch.device("cpu")):
+        raise ValueError(f"cu_seqlens is on {cu_seqlens.device} but x is on {device}; "
+                         "cu_seqlens must be on x's device or the CPU")
     bounds = cu_seqlens.tolist()   # one host sync: the padded layout is sized from the lengths
     if bounds[0] != 0 or bounds[-1] != steps or any(b < a for a, b in zip(bounds, bounds[1:])):
         raise ValueError(f"cu_seqlens must rise from 0 to T={steps}; got {bounds if len(bounds) <= 8 else bounds[:8]}")
@@ -95,7 +99,8 @@ def _linear_scan_varlen(x, g, initial_state, output_final_state, cu_seqlens):
     so the row's final state is the sequence's. Gathering o back is differentiable, so autograd
     gives the packed gradients."""
     _, steps, width = x.shape
-    bounds = _sequence_bounds(cu_seqlens, x.shape[0], steps)
+    device = check_same_device(x=x, g=g)   # before cu_seqlens is read on the host
+    bounds = _sequence_bounds(cu_seqlens, x.shape[0], steps, device)
     count = len(bounds) - 1
     if initial_state is not None:
         check_shape("initial_state", initial_state, "N, D", (count, width))

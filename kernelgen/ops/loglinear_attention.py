@@ -8,12 +8,13 @@ float64 references: kernelgen/reference/loglinear_attention.py; notes: docs/logl
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from itertools import accumulate
 
 import torch
 
-from kernelgen.checks import check_float, check_same_device, check_shape
+from kernelgen.checks import check_cu_seqlens, check_cu_values, check_float, check_same_device, check_shape
 from kernelgen.dispatch import config_for
 from kernelgen.templates.loglinear_attention import (LogLinearBackward, LogLinearForward, LogLinearStep,
                                                      backward, forward, make_plan, step)
@@ -62,7 +63,7 @@ def _name(dtype: torch.dtype) -> str:
 def _scale(scale, head_k: int) -> float:
     if scale is None:
         return head_k ** -0.5
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):   # numpy scalars are Real too
         raise TypeError(f"scale must be a float or None; got {type(scale).__name__}")
     return float(scale)
 
@@ -121,18 +122,16 @@ def _check_levels(level_count: int, ends: list[int], lengths: list[int]) -> None
                          f"{last}; got L={level_count}")
 
 
-def _sequence_lengths(cu_seqlens, batch: int, seq_len: int) -> list[int] | None:
+def _sequence_lengths(cu_seqlens, batch: int, seq_len: int, device) -> list[int] | None:
+    """Lengths of the packed sequences; cu_seqlens is checked (type, batch 1, device, values)
+    before anything reads it, since the kernels index tokens with it."""
     if cu_seqlens is None:
         return None
-    if not isinstance(cu_seqlens, torch.Tensor) or cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2:
-        raise ValueError("cu_seqlens must be a 1-D tensor [N+1] of sequence offsets")
-    if cu_seqlens.dtype not in (torch.int32, torch.int64):
-        raise TypeError(f"cu_seqlens must be int32 or int64; got {_name(cu_seqlens.dtype)}")
-    if batch != 1:
-        raise ValueError(f"with cu_seqlens, q must be [1, total, H, K]; got batch {batch}")
+    cu_seqlens = check_cu_seqlens(cu_seqlens, batch)
+    if cu_seqlens.device != torch.device(device):
+        raise ValueError(f"cu_seqlens is on {cu_seqlens.device} but q is on {device}; all inputs must be on one device")
+    check_cu_values(cu_seqlens, seq_len)
     bounds = [int(x) for x in cu_seqlens.tolist()]
-    if bounds[0] != 0 or bounds[-1] != seq_len or any(b > a for a, b in zip(bounds[1:], bounds[:-1])):
-        raise ValueError(f"cu_seqlens must rise from 0 to T={seq_len}; got {bounds}")
     return [b - a for a, b in zip(bounds[:-1], bounds[1:])]
 
 
@@ -362,7 +361,9 @@ def loglinear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: to
     batch, seq_len, heads, head_k = q.shape
     head_v, level_count = v.shape[-1], level_scales.shape[-1]
     scale = _scale(scale, head_k)
-    lengths = _sequence_lengths(cu_seqlens, batch, seq_len)
+    if not isinstance(output_final_state, bool):
+        raise TypeError(f"output_final_state must be a bool; got {type(output_final_state).__name__}")
+    lengths = _sequence_lengths(cu_seqlens, batch, seq_len, device)
     num_seqs = batch if lengths is None else len(lengths)
     init = starts = None
     if initial_state is not None:
@@ -372,7 +373,6 @@ def loglinear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: to
             raise ValueError(f"initial_state.position must be >= 0; got {starts}")
         init = state.states.contiguous()
     if cu_seqlens is not None:
-        check_same_device(q=q, cu_seqlens=cu_seqlens)
         cu_seqlens = cu_seqlens.contiguous()
     seq_lengths = lengths if lengths is not None else [seq_len] * batch
     ends = [(p if starts else 0) + n for p, n in zip(starts or [0] * num_seqs, seq_lengths)]
