@@ -30,14 +30,20 @@ def check_float(name: str, tensor: torch.Tensor, dtypes: Sequence[torch.dtype] =
         raise TypeError(f"{name} must have dtype in ({allowed}); got {str(tensor.dtype).replace('torch.', '')}")
 
 
-def check_same_device(**tensors: torch.Tensor | None) -> torch.device:
-    """All given tensors on one device, and a device the kernels can run on."""
+def check_one_device(**tensors: torch.Tensor | None) -> tuple[str, torch.Tensor]:
+    """All given tensors on one device; returns the first (name, tensor)."""
     present = {k: v for k, v in tensors.items() if v is not None}
     first_name, first = next(iter(present.items()))
     for name, tensor in present.items():
         if tensor.device != first.device:
             raise ValueError(f"{name} is on {tensor.device} but {first_name} is on {first.device}; "
                              "all inputs must be on one device")
+    return first_name, first
+
+
+def check_same_device(**tensors: torch.Tensor | None) -> torch.device:
+    """All given tensors on one device, and a device the kernels can run on."""
+    first_name, first = check_one_device(**tensors)
     check_runnable_device(first_name, first)
     return first.device
 

@@ -29,7 +29,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from kernelgen.checks import check_float, check_shape, shape_str
+from kernelgen.checks import check_float, check_one_device, check_shape, shape_str
 
 __all__ = ["selective_scan_complex"]
 
@@ -87,16 +87,6 @@ def _check_weight(name: str, BC, batch: int, dim: int, n_states: int, length: in
     return groups
 
 
-def _check_one_device(**tensors: torch.Tensor | None) -> None:
-    # Plain PyTorch runs on any device, so only "one device" is required here.
-    present = {name: tensor for name, tensor in tensors.items() if tensor is not None}
-    first_name, first = next(iter(present.items()))
-    for name, tensor in present.items():
-        if tensor.device != first.device:
-            raise ValueError(f"{name} is on {tensor.device} but {first_name} is on {first.device}; "
-                             "all inputs must be on one device")
-
-
 def check_complex_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state) -> int:
     """Every argument check of the complex mode; returns the number of groups G of B and C
     (1 when both are constant)."""
@@ -126,7 +116,7 @@ def check_complex_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state) 
     if initial_state is not None:
         check_shape("initial_state", initial_state, "batch, dim, N", [batch, dim, n_states])
         _check_real_or_complex("initial_state", initial_state)
-    _check_one_device(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias, initial_state=initial_state)
+    check_one_device(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias, initial_state=initial_state)
     return b_groups or c_groups or 1
 
 
