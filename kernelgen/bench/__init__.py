@@ -33,6 +33,17 @@ class BenchCase:
         return " ".join(f"{k}={v}" for k, v in self.shape.items())
 
 
+def template_work(forward, backward, shape: dict[str, int], dtype: str, flags: str = "",
+                  with_backward: bool = False) -> tuple[float, float]:
+    """(FLOPs, bytes) of a case from its templates' models: the forward's, plus the backward's for
+    a fwd+bwd case."""
+    flops, nbytes = forward.flops(shape, dtype, flags), forward.bytes(shape, dtype, flags)
+    if with_backward:
+        flops += backward.flops(shape, dtype, flags)
+        nbytes += backward.bytes(shape, dtype, flags)
+    return flops, nbytes
+
+
 def optional_import(module: str):
     """The module, or None when it is not installed (peers are optional)."""
     import importlib

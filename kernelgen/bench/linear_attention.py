@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
-from kernelgen.bench import BenchCase, optional_import
+from kernelgen.bench import BenchCase, optional_import, template_work
 
 # (mode, decay, feature_map, normalize, B, T, H, K, V, target_ms from the issue or None)
 CASES = [
@@ -133,8 +133,7 @@ def cases(quick: bool) -> list[BenchCase]:
         fwd_t, bwd_t = tmpl.templates_for(feature)
         flags = tmpl.make_flags(decay, feature, normalize)
         shape = {"B": B, "T": T, "H": H, "K": K, "V": V, "F": tmpl.feature_rows(feature, K)}
-        flops = fwd_t.flops(shape, "bf16", flags) + (bwd_t.flops(shape, "bf16", flags) if mode != "fwd" else 0)
-        nbytes = fwd_t.bytes(shape, "bf16", flags) + (bwd_t.bytes(shape, "bf16", flags) if mode != "fwd" else 0)
+        flops, nbytes = template_work(fwd_t, bwd_t, shape, "bf16", flags, with_backward=mode != "fwd")
         label = {"B": B, "T": T, "H": H, "K": K, "V": V}
         note = f"flags {flags}"
         if decay == "none" and not feature:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from kernelgen.bench import BenchCase, optional_import
+from kernelgen.bench import BenchCase, optional_import, template_work
 
 # (shape, forward target ms, forward+backward target ms); the K=V=64 targets are fla's / 5.
 TARGETS = [
@@ -107,8 +107,7 @@ def cases(quick: bool) -> list[BenchCase]:
         modes = [("fwd", fwd_ms)] + ([("fwd+bwd", fwd_bwd_ms)] if shape["T"] <= 16384 else [])
         for mode, target in modes:
             grad = mode == "fwd+bwd"
-            flops = forward.flops(shape, "bf16") + (backward.flops(shape, "bf16") if grad else 0.0)
-            nbytes = forward.bytes(shape, "bf16") + (backward.bytes(shape, "bf16") if grad else 0.0)
+            flops, nbytes = template_work(forward, backward, shape, "bf16", with_backward=grad)
             case = BenchCase(op="loglinear_attention", mode=mode, shape=dict(shape), dtype="bf16", flops=flops,
                              bytes=nbytes, make=lambda: {}, target_ms=target,
                              note="fp32 g and level_scales; T=131072 must beat SDPA" if target is None else

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from kernelgen.bench import BenchCase, optional_import
+from kernelgen.bench import BenchCase, optional_import, template_work
 
 # (batch, dim, L, N, target_ms from the issue or None)
 FORWARD = [(8, 2048, 4096, 16, 0.40), (2, 1536, 2048, 16, None), (4, 1024, 1024, 64, None)]
@@ -177,8 +177,7 @@ def cases(quick: bool) -> list[BenchCase]:
                 skipped["kernelgen cuda"] = cuda_reason
             if length > TORCH_LOOP_MAX_L:
                 skipped["torch reference (loop over L)"] = f"L={length}: one step at a time is far too slow"
-            flops = ss.FWD.flops(shape, "bf16") + (ss.BWD.flops(shape, "bf16") if mode != "fwd" else 0.0)
-            moved = ss.FWD.bytes(shape, "bf16") + (ss.BWD.bytes(shape, "bf16") if mode != "fwd" else 0.0)
+            flops, moved = template_work(ss.FWD, ss.BWD, shape, "bf16", with_backward=mode != "fwd")
             out.append(BenchCase(
                 op="selective_scan", mode=mode, shape=shape, dtype="bf16", flops=flops, bytes=moved,
                 make=_make_scan(batch, dim, length, n_states, mode, mamba, cuda_reason is None),

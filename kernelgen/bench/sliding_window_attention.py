@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from kernelgen.bench import BenchCase, optional_import
+from kernelgen.bench import BenchCase, optional_import, template_work
 
 # (shape, forward target ms, forward + backward target ms) from issue 6 (H100, bf16).
 TARGETS = [
@@ -141,8 +141,7 @@ def cases(quick: bool) -> list[BenchCase]:
         modes = [("fwd", fwd_ms)] + ([("fwd+bwd", fwd_bwd_ms)] if index < 2 else [])
         for mode, target in modes:
             grad = mode == "fwd+bwd"
-            flops = FORWARD.flops(shape, "bf16") + (BACKWARD.flops(shape, "bf16") if grad else 0.0)
-            nbytes = FORWARD.bytes(shape, "bf16") + (BACKWARD.bytes(shape, "bf16") if grad else 0.0)
+            flops, nbytes = template_work(FORWARD, BACKWARD, shape, "bf16", with_backward=grad)
             case = BenchCase(op="sliding_window_attention", mode=mode, shape=dict(shape), dtype="bf16", flops=flops,
                              bytes=nbytes, make=lambda: {}, target_ms=target,
                              note="TFLOP/s over attended pairs only; SDPA does the full causal T^2/2")
