@@ -11,7 +11,7 @@ import torch
 import kernelgen
 from kernelgen.reference.selective_scan import selective_scan_ref, selective_state_update_ref
 from kernelgen.templates import selective_scan as ss
-from reference_utils import assert_close
+from reference_utils import assert_close, call_selective_scan
 
 TOL = {torch.float32: 1e-5, torch.float16: 3e-3, torch.bfloat16: 2e-2}
 
@@ -46,12 +46,6 @@ def make_inputs(device, dtype=torch.float32, batch=2, dim=6, length=37, n_states
     return inputs
 
 
-def _call(fn, inputs, **kwargs):
-    i = inputs
-    return fn(i["u"], i["delta"], i["A"], i["B"], i["C"], i["D"], i["z"], i["delta_bias"],
-              initial_state=i["initial_state"], **kwargs)
-
-
 def _float64(inputs):
     return {k: (v.detach().double().requires_grad_(v.requires_grad) if v is not None else None)
             for k, v in inputs.items()}
@@ -68,20 +62,20 @@ def _float64(inputs):
 def test_forward_matches_reference(device, dtype, groups, with_d, with_z, with_bias, softplus, with_h0):
     inputs = make_inputs(device, dtype, groups=groups, with_d=with_d, with_z=with_z, with_bias=with_bias,
                          with_h0=with_h0, softplus=softplus)
-    y, last = _call(kernelgen.selective_scan, inputs, delta_softplus=softplus, return_last_state=True)
-    y_ref, last_ref = _call(selective_scan_ref, inputs, delta_softplus=softplus, return_last_state=True)
+    y, last = call_selective_scan(kernelgen.selective_scan, inputs, delta_softplus=softplus, return_last_state=True)
+    y_ref, last_ref = call_selective_scan(selective_scan_ref, inputs, delta_softplus=softplus, return_last_state=True)
     assert y.dtype == dtype and last.dtype == torch.float32
     assert_close("y", y, y_ref, TOL[dtype])
     assert_close("last_state", last, last_ref, TOL[torch.float32] if dtype == torch.float32 else 1e-4)
-    assert isinstance(_call(kernelgen.selective_scan, inputs, delta_softplus=softplus), torch.Tensor)
+    assert isinstance(call_selective_scan(kernelgen.selective_scan, inputs, delta_softplus=softplus), torch.Tensor)
 
 
 @pytest.mark.parametrize("length", [0, 1, 8, 70])
 def test_ragged_and_edge_lengths(device, length):
     # 70 crosses a checkpoint boundary (64 steps) and is no multiple of any chunk.
     inputs = make_inputs(device, length=length, with_z=True, with_h0=True, groups=2)
-    y, last = _call(kernelgen.selective_scan, inputs, delta_softplus=True, return_last_state=True)
-    y_ref, last_ref = _call(selective_scan_ref, inputs, delta_softplus=True, return_last_state=True)
+    y, last = call_selective_scan(kernelgen.selective_scan, inputs, delta_softplus=True, return_last_state=True)
+    y_ref, last_ref = call_selective_scan(selective_scan_ref, inputs, delta_softplus=True, return_last_state=True)
     assert y.shape == (2, 6, length)
     if length:
         assert_close("y", y, y_ref, TOL[torch.float32])
@@ -95,8 +89,8 @@ def test_non_contiguous_inputs(device):
                for k, v in inputs.items()}
     strided["B"] = inputs["B"].transpose(-1, -2).contiguous().transpose(-1, -2)
     assert not strided["u"].is_contiguous()
-    y = _call(kernelgen.selective_scan, strided, delta_softplus=True)
-    assert_close("y", y, _call(selective_scan_ref, inputs, delta_softplus=True), TOL[torch.float32])
+    y = call_selective_scan(kernelgen.selective_scan, strided, delta_softplus=True)
+    assert_close("y", y, call_selective_scan(selective_scan_ref, inputs, delta_softplus=True), TOL[torch.float32])
 
 
 # --- the op: backward --------------------------------------------------------------------------
@@ -109,7 +103,7 @@ def test_backward_matches_reference(device, dtype, groups, length, with_z, with_
     inputs = make_inputs(device, dtype, groups=groups, length=length, with_z=with_z, with_h0=with_h0,
                          requires_grad=True, softplus=softplus)
     names = [k for k, v in inputs.items() if v is not None]
-    y, last = _call(kernelgen.selective_scan, inputs, delta_softplus=softplus, return_last_state=True)
+    y, last = call_selective_scan(kernelgen.selective_scan, inputs, delta_softplus=softplus, return_last_state=True)
     gen = torch.Generator().manual_seed(1)
     dy = torch.randn(y.shape, generator=gen).to(dtype).to(device)
     dlast = torch.randn(last.shape, generator=gen).to(device) if with_h0 else None
@@ -117,7 +111,7 @@ def test_backward_matches_reference(device, dtype, groups, length, with_z, with_
     grads = torch.autograd.grad(outputs, [inputs[k] for k in names], cotangents)
 
     ref_inputs = _float64(inputs)
-    y_ref, last_ref = _call(selective_scan_ref, ref_inputs, delta_softplus=softplus, return_last_state=True)
+    y_ref, last_ref = call_selective_scan(selective_scan_ref, ref_inputs, delta_softplus=softplus, return_last_state=True)
     ref_outputs = (y_ref, last_ref) if dlast is not None else (y_ref,)
     ref_grads = torch.autograd.grad(ref_outputs, [ref_inputs[k] for k in names],
                                     [c.double() for c in cotangents])
@@ -129,10 +123,10 @@ def test_backward_matches_reference(device, dtype, groups, length, with_z, with_
 def test_backward_without_grad_of_every_input(device):
     inputs = make_inputs(device, with_h0=True)
     inputs["u"].requires_grad_(True)     # only u: no dA/dB/... wanted, initial_state not differentiated
-    y = _call(kernelgen.selective_scan, inputs, delta_softplus=True)
+    y = call_selective_scan(kernelgen.selective_scan, inputs, delta_softplus=True)
     (du,) = torch.autograd.grad(y.sum(), [inputs["u"]])
     ref_inputs = _float64(inputs)
-    (du_ref,) = torch.autograd.grad(_call(selective_scan_ref, ref_inputs, delta_softplus=True).sum(), [ref_inputs["u"]])
+    (du_ref,) = torch.autograd.grad(call_selective_scan(selective_scan_ref, ref_inputs, delta_softplus=True).sum(), [ref_inputs["u"]])
     assert_close("du", du, du_ref, TOL[torch.float32])
 
 
@@ -143,9 +137,9 @@ def test_backward_without_grad_of_every_input(device):
                                                         (torch.float32, 2, torch.float16)])
 def test_decode_step_equals_last_step_of_scan(device, dtype, groups, state_dtype):
     i = make_inputs(device, dtype, length=9, groups=groups, with_z=True, with_h0=True)
-    y_full, _ = _call(kernelgen.selective_scan, i, delta_softplus=True, return_last_state=True)
+    y_full, _ = call_selective_scan(kernelgen.selective_scan, i, delta_softplus=True, return_last_state=True)
     head = {k: (v[..., :-1] if k in ("u", "delta", "z", "B", "C") else v) for k, v in i.items()}
-    _, state = _call(kernelgen.selective_scan, head, delta_softplus=True, return_last_state=True)
+    _, state = call_selective_scan(kernelgen.selective_scan, head, delta_softplus=True, return_last_state=True)
     state = state.to(state_dtype)
     state_before = state.clone()
     y = kernelgen.selective_state_update(state, i["u"][..., -1], i["delta"][..., -1], i["A"], i["B"][..., -1],
@@ -162,13 +156,13 @@ def test_decode_step_equals_last_step_of_scan(device, dtype, groups, state_dtype
 
 def test_chunked_prefill_equals_one_call(device):
     i = make_inputs(device, length=37, groups=2, with_z=True, with_h0=True, requires_grad=True)
-    y_one, last_one = _call(kernelgen.selective_scan, i, delta_softplus=True, return_last_state=True)
+    y_one, last_one = call_selective_scan(kernelgen.selective_scan, i, delta_softplus=True, return_last_state=True)
     cut = 20
     first = {k: (v[..., :cut] if k in ("u", "delta", "z", "B", "C") else v) for k, v in i.items()}
     second = {k: (v[..., cut:] if k in ("u", "delta", "z", "B", "C") else v) for k, v in i.items()}
-    y1, mid = _call(kernelgen.selective_scan, first, delta_softplus=True, return_last_state=True)
+    y1, mid = call_selective_scan(kernelgen.selective_scan, first, delta_softplus=True, return_last_state=True)
     second["initial_state"] = mid
-    y2, last_two = _call(kernelgen.selective_scan, second, delta_softplus=True, return_last_state=True)
+    y2, last_two = call_selective_scan(kernelgen.selective_scan, second, delta_softplus=True, return_last_state=True)
     y_two = torch.cat([y1, y2], dim=-1)
     assert_close("y", y_two, y_one, TOL[torch.float32])
     assert_close("last_state", last_two, last_one, TOL[torch.float32])
@@ -218,7 +212,7 @@ def test_constant_bc_forward_backward(device, dtype, b_layout, c_layout, const_d
         if value is not None:
             value.requires_grad_(True)
     names = [k for k, v in inputs.items() if v is not None]
-    y, last = _call(kernelgen.selective_scan, inputs, delta_softplus=True, return_last_state=True)
+    y, last = call_selective_scan(kernelgen.selective_scan, inputs, delta_softplus=True, return_last_state=True)
     assert y.dtype == dtype and last.dtype == torch.float32
     gen = torch.Generator().manual_seed(1)
     dy = torch.randn(y.shape, generator=gen).to(dtype).to(device)
@@ -226,7 +220,7 @@ def test_constant_bc_forward_backward(device, dtype, b_layout, c_layout, const_d
     grads = torch.autograd.grad((y, last), [inputs[k] for k in names], (dy, dlast))
 
     ref_inputs = _float64(inputs)
-    y_ref, last_ref = _call(selective_scan_ref, _expanded_for_reference(ref_inputs), delta_softplus=True,
+    y_ref, last_ref = call_selective_scan(selective_scan_ref, _expanded_for_reference(ref_inputs), delta_softplus=True,
                             return_last_state=True)
     ref_grads = torch.autograd.grad((y_ref, last_ref), [ref_inputs[k] for k in names], (dy.double(), dlast.double()))
     assert_close("y", y, y_ref, TOL[dtype])
@@ -259,11 +253,11 @@ def test_parameters_in_the_input_dtype(device):
         if value is not None:
             value.requires_grad_(True)
     names = [k for k, v in inputs.items() if v is not None]
-    y = _call(kernelgen.selective_scan, inputs, delta_softplus=True)
+    y = call_selective_scan(kernelgen.selective_scan, inputs, delta_softplus=True)
     dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).half().to(device)
     grads = torch.autograd.grad(y, [inputs[k] for k in names], dy)
     ref_inputs = _float64(inputs)
-    y_ref = _call(selective_scan_ref, _expanded_for_reference(ref_inputs), delta_softplus=True)
+    y_ref = call_selective_scan(selective_scan_ref, _expanded_for_reference(ref_inputs), delta_softplus=True)
     ref_grads = torch.autograd.grad(y_ref, [ref_inputs[k] for k in names], dy.double())
     assert y.dtype == torch.float16
     assert_close("y", y, y_ref, TOL[torch.float16])
@@ -281,7 +275,7 @@ def test_complex_weights_need_a_complex_a(device, which):
     i[which] = (torch.complex(i["initial_state"], i["initial_state"]) if which == "initial_state"
                 else torch.complex(constant, constant))
     with pytest.raises(TypeError, match=rf"{which} must be real; got complex64: with a real A the scan is real"):
-        _call(kernelgen.selective_scan, i, delta_softplus=True)
+        call_selective_scan(kernelgen.selective_scan, i, delta_softplus=True)
 
 
 # --- decode step: mamba-2's head form and state rows of a cache ------------------------------------
@@ -366,9 +360,9 @@ def test_head_form_equals_the_last_step_of_the_scan(device):
     dim = nheads * headdim
     i = make_inputs(device, batch=batch, dim=dim, length=length, n_states=n_states, groups=ngroups,
                     with_z=True, with_h0=True)
-    y_full = _call(kernelgen.selective_scan, i, delta_softplus=True)
+    y_full = call_selective_scan(kernelgen.selective_scan, i, delta_softplus=True)
     head = {k: (v[..., :-1] if k in ("u", "delta", "z", "B", "C") else v) for k, v in i.items()}
-    _, state = _call(kernelgen.selective_scan, head, delta_softplus=True, return_last_state=True)
+    _, state = call_selective_scan(kernelgen.selective_scan, head, delta_softplus=True, return_last_state=True)
     per_head = lambda t: t[..., -1].reshape(batch, nheads, headdim)      # noqa: E731
     y = kernelgen.selective_state_update(
         state.view(batch, nheads, headdim, n_states), per_head(i["u"]), per_head(i["delta"]),
@@ -440,14 +434,14 @@ def test_bad_inputs_give_clear_errors(device, change, error, match):
     i = make_inputs(device, groups=2)
     i.update(change(i))
     with pytest.raises(error, match=match):
-        _call(kernelgen.selective_scan, i, delta_softplus=True)
+        call_selective_scan(kernelgen.selective_scan, i, delta_softplus=True)
 
 
 def test_a_in_half_precision_is_cast_not_refused(device):
     i = make_inputs(device)
     half_a = dict(i, A=i["A"].half())
-    y = _call(kernelgen.selective_scan, half_a, delta_softplus=True)
-    y_ref = _call(selective_scan_ref, dict(i, A=i["A"].half().float()), delta_softplus=True)
+    y = call_selective_scan(kernelgen.selective_scan, half_a, delta_softplus=True)
+    y_ref = call_selective_scan(selective_scan_ref, dict(i, A=i["A"].half().float()), delta_softplus=True)
     assert_close("y", y, y_ref, TOL[torch.float32])
 
 
@@ -627,7 +621,7 @@ def test_cuda_config_falls_back_to_triton_where_cuda_cannot_run(device):
     out = torch.empty_like(i["u"])
     ss.selective_scan_fwd({"backend": "cuda"}, i["u"], i["delta"], i["A"], B, C, i["D"], None, i["delta_bias"],
                           True, None, out, None)
-    assert_close("y", out, _call(selective_scan_ref, i, delta_softplus=True), TOL[torch.float32])
+    assert_close("y", out, call_selective_scan(selective_scan_ref, i, delta_softplus=True), TOL[torch.float32])
 
 
 # --- GPU ----------------------------------------------------------------------------------------
@@ -683,11 +677,11 @@ def test_gpu_op_autograd_bf16():
     i = make_inputs("cuda", torch.bfloat16, batch=2, dim=128, length=300, n_states=16, groups=2, with_z=True,
                     with_h0=True, requires_grad=True)
     names = [k for k, v in i.items() if v is not None]
-    y, last = _call(kernelgen.selective_scan, i, delta_softplus=True, return_last_state=True)
+    y, last = call_selective_scan(kernelgen.selective_scan, i, delta_softplus=True, return_last_state=True)
     dy, dlast = torch.randn_like(y), torch.randn_like(last)
     grads = torch.autograd.grad((y, last), [i[k] for k in names], (dy, dlast))
     ref_inputs = _float64(i)
-    y_ref, last_ref = _call(selective_scan_ref, ref_inputs, delta_softplus=True, return_last_state=True)
+    y_ref, last_ref = call_selective_scan(selective_scan_ref, ref_inputs, delta_softplus=True, return_last_state=True)
     ref_grads = torch.autograd.grad((y_ref, last_ref), [ref_inputs[k] for k in names], (dy.double(), dlast.double()))
     assert_close("y", y, y_ref, TOL[torch.bfloat16])
     for name, grad, ref in zip(names, grads, ref_grads):

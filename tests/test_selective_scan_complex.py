@@ -12,7 +12,7 @@ import torch
 import kernelgen
 from kernelgen.ops import selective_scan_complex as complex_mode
 from kernelgen.reference.selective_scan import selective_scan_complex_ref, selective_scan_ref
-from reference_utils import assert_close as assert_real_close
+from reference_utils import assert_close as assert_real_close, call_selective_scan
 
 TOL = {torch.float32: 1e-5, torch.complex64: 1e-5, torch.complex128: 1e-5, torch.float16: 3e-3,
        torch.bfloat16: 2e-2}
@@ -65,12 +65,6 @@ def make_inputs(dtype=torch.float32, length=37, b_layout=0, c_layout=0, softplus
     return inputs
 
 
-def _call(fn, inputs, **kwargs):
-    i = inputs
-    return fn(i["u"], i["delta"], i["A"], i["B"], i["C"], i["D"], i["z"], i["delta_bias"],
-              initial_state=i["initial_state"], **kwargs)
-
-
 def _widened(inputs):
     """The same values in float64 / complex128, as fresh leaves for the reference's autograd."""
     def widen(value):
@@ -86,12 +80,12 @@ def _cotangents(y, last, seed=1):
 
 def _check_against_reference(inputs, softplus):
     names = [k for k, v in inputs.items() if v is not None]
-    y, last = _call(kernelgen.selective_scan, inputs, delta_softplus=softplus, return_last_state=True)
+    y, last = call_selective_scan(kernelgen.selective_scan, inputs, delta_softplus=softplus, return_last_state=True)
     dy, dlast = _cotangents(y, last)
     grads = torch.autograd.grad((y, last), [inputs[k] for k in names], (dy, dlast))
 
     wide = _widened(inputs)
-    y_ref, last_ref = _call(selective_scan_complex_ref, wide, delta_softplus=softplus, return_last_state=True)
+    y_ref, last_ref = call_selective_scan(selective_scan_complex_ref, wide, delta_softplus=softplus, return_last_state=True)
     ref_grads = torch.autograd.grad((y_ref, last_ref), [wide[k] for k in names],
                                     (dy.double(), dlast.to(torch.complex128)))
     assert y.dtype == inputs["u"].dtype and last.dtype == torch.complex64 and last.shape == (BATCH, DIM, N_STATES)
@@ -118,7 +112,7 @@ def test_forward_backward_match_reference(dtype, length, b_layout, c_layout, sof
                                           with_h0):
     inputs = make_inputs(dtype, length, b_layout, c_layout, softplus, with_d, with_z, with_bias, with_h0)
     _check_against_reference(inputs, softplus)
-    y = _call(kernelgen.selective_scan, inputs, delta_softplus=softplus)
+    y = call_selective_scan(kernelgen.selective_scan, inputs, delta_softplus=softplus)
     assert isinstance(y, torch.Tensor) and y.shape == (BATCH, DIM, length)
 
 
@@ -132,8 +126,8 @@ def test_a_in_complex128_is_cast_and_its_gradient_cast_back():
 @pytest.mark.parametrize("length", [0, 1])
 def test_edge_lengths(length):
     inputs = make_inputs(length=length, with_h0=True)
-    y, last = _call(kernelgen.selective_scan, inputs, delta_softplus=True, return_last_state=True)
-    y_ref, last_ref = _call(selective_scan_complex_ref, _widened(inputs), delta_softplus=True, return_last_state=True)
+    y, last = call_selective_scan(kernelgen.selective_scan, inputs, delta_softplus=True, return_last_state=True)
+    y_ref, last_ref = call_selective_scan(selective_scan_complex_ref, _widened(inputs), delta_softplus=True, return_last_state=True)
     assert y.shape == (BATCH, DIM, length)
     if length:
         assert_close("y", y, y_ref, TOL[torch.float32])
@@ -151,9 +145,9 @@ def test_real_valued_weights_give_twice_the_real_scan():
     inputs["A"] = torch.complex(inputs["A"].real, torch.zeros_like(inputs["A"].real))
     for name in ("B", "C"):
         inputs[name][..., 1::2] = 0
-    y, last = _call(kernelgen.selective_scan, inputs, delta_softplus=True, return_last_state=True)
+    y, last = call_selective_scan(kernelgen.selective_scan, inputs, delta_softplus=True, return_last_state=True)
     real = dict(inputs, A=inputs["A"].real, B=inputs["B"][..., 0::2], C=inputs["C"][..., 0::2])
-    y_real, last_real = _call(selective_scan_ref, _widened(real), delta_softplus=True, return_last_state=True)
+    y_real, last_real = call_selective_scan(selective_scan_ref, _widened(real), delta_softplus=True, return_last_state=True)
     assert_close("y", y, 2 * y_real, TOL[torch.float32])
     assert_close("last_state", last.real, last_real, TOL[torch.float32])
     assert last.imag.abs().max() == 0
@@ -164,27 +158,27 @@ def test_variable_pairs_along_time_equal_a_constant_weight():
     # must act as the constant complex B_const.
     length = 37
     inputs = make_inputs(length=length, b_layout="const", c_layout="const", requires_grad=False)
-    y_const = _call(kernelgen.selective_scan, inputs, delta_softplus=True)
+    y_const = call_selective_scan(kernelgen.selective_scan, inputs, delta_softplus=True)
     variable = dict(inputs)
     for name in ("B", "C"):
         per_step = inputs[name][None, :, :, None].expand(BATCH, DIM, N_STATES, length)
         variable[name] = torch.view_as_real(per_step).flatten(-2)        # [batch, G=dim, N, 2L]
-    y_variable = _call(kernelgen.selective_scan, variable, delta_softplus=True)
+    y_variable = call_selective_scan(kernelgen.selective_scan, variable, delta_softplus=True)
     assert_close("y", y_variable, y_const, 1e-6)
 
 
 def test_chunked_prefill_equals_one_call():
     inputs = make_inputs(length=128, b_layout=2, c_layout=2, with_h0=True)
-    y_one, last_one = _call(kernelgen.selective_scan, inputs, delta_softplus=True, return_last_state=True)
+    y_one, last_one = call_selective_scan(kernelgen.selective_scan, inputs, delta_softplus=True, return_last_state=True)
     cut = 53
     first, second = dict(inputs), dict(inputs)
     for name in ("u", "delta", "z"):
         first[name], second[name] = inputs[name][..., :cut], inputs[name][..., cut:]
     for name in ("B", "C"):   # the time axis holds two reals per step
         first[name], second[name] = inputs[name][..., :2 * cut], inputs[name][..., 2 * cut:]
-    y1, mid = _call(kernelgen.selective_scan, first, delta_softplus=True, return_last_state=True)
+    y1, mid = call_selective_scan(kernelgen.selective_scan, first, delta_softplus=True, return_last_state=True)
     second["initial_state"] = mid
-    y2, last_two = _call(kernelgen.selective_scan, second, delta_softplus=True, return_last_state=True)
+    y2, last_two = call_selective_scan(kernelgen.selective_scan, second, delta_softplus=True, return_last_state=True)
     y_two = torch.cat([y1, y2], dim=-1)
     assert_close("y", y_two, y_one, TOL[torch.float32])
     assert_close("last_state", last_two, last_one, TOL[torch.complex64])
@@ -257,4 +251,4 @@ def test_bad_inputs_give_clear_errors(change, error, match):
     i = make_inputs(requires_grad=False)
     i.update(change(i))
     with pytest.raises(error, match=match):
-        _call(kernelgen.selective_scan, i, delta_softplus=True)
+        call_selective_scan(kernelgen.selective_scan, i, delta_softplus=True)
