@@ -75,11 +75,13 @@ def check_cu_seqlens(cu_seqlens, batch: int) -> torch.Tensor:
     return cu_seqlens.contiguous()
 
 
-def check_cu_values(cu_seqlens: torch.Tensor, length: int) -> None:
+def check_cu_values(cu_seqlens: torch.Tensor, length: int) -> list[int] | None:
     """0 = c_0 <= ... <= c_N = T: offsets outside [0, T] would send the kernels out of bounds.
-    One host sync; skipped while a CUDA graph is being captured."""
+    Returns the offsets as a list (the one host sync, for callers that need them too); skipped,
+    returning None, while a CUDA graph is being captured."""
     if cu_seqlens.is_cuda and torch.cuda.is_current_stream_capturing():
-        return
-    bad = (cu_seqlens[0] != 0) | (cu_seqlens[-1] != length) | (cu_seqlens[1:] < cu_seqlens[:-1]).any()
-    if bool(bad):
-        raise ValueError(f"cu_seqlens must rise from 0 to T={length} (non-decreasing); got {cu_seqlens.tolist()}")
+        return None
+    bounds = [int(x) for x in cu_seqlens.tolist()]
+    if bounds[0] != 0 or bounds[-1] != length or any(b < a for a, b in zip(bounds, bounds[1:])):
+        raise ValueError(f"cu_seqlens must rise from 0 to T={length} (non-decreasing); got {bounds}")
+    return bounds

@@ -130,8 +130,9 @@ def _sequence_lengths(cu_seqlens, batch: int, seq_len: int, device) -> list[int]
     cu_seqlens = check_cu_seqlens(cu_seqlens, batch)
     if cu_seqlens.device != torch.device(device):
         raise ValueError(f"cu_seqlens is on {cu_seqlens.device} but q is on {device}; all inputs must be on one device")
-    check_cu_values(cu_seqlens, seq_len)
-    bounds = [int(x) for x in cu_seqlens.tolist()]
+    bounds = check_cu_values(cu_seqlens, seq_len)
+    if bounds is None:   # capturing a CUDA graph: the plan needs the lengths on the host regardless
+        bounds = [int(x) for x in cu_seqlens.tolist()]
     return [b - a for a, b in zip(bounds[:-1], bounds[1:])]
 
 
