@@ -11,6 +11,8 @@ cut into segments of ``split_len`` tokens to get more programs than heads (long 
     2. ``_state_scan_kernel``  exclusive scan over segments: each segment's start state
     3. ``_fwd_kernel``         outputs, each segment starting from its start state
 With ``split_len = 0`` (or ≥ T) only kernel 3 runs: states are never written to memory.
+Kernel 3 carries the state transposed (Sᵀ [BV, K], left operand from registers); taylor2 and the
+normalised identity map take ``_fwd_general_kernel`` instead, which carries it row-major.
 
 Backward: dq runs forward in time carrying S (``_bwd_dq_kernel``), dk and dv run backward in time
 carrying dS = ∂L/∂S (``_bwd_dkv_kernel``); segments work as in the forward (reverse state pass
@@ -31,6 +33,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernelgen.checks import interpreter_on
 from kernelgen.template import DTYPES, Template
 from kernelgen.reference import linear_attention as ref
 
@@ -59,6 +62,14 @@ def _store_state(ptr, base, V, KF: tl.constexpr, row0, offs_r, m_r, offs_v, m_v,
     tl.store(p, value, mask=m_r[:, None] & m_v[None, :])
 
 
+@triton.jit
+def _prefetch_l2(ptrs):
+    """Hint the lines at ``ptrs`` into L2. The software pipeline issues a chunk's copies only after
+    the previous chunk's last product, so without a hint their DRAM latency is paid every chunk."""
+    tl.inline_asm_elementwise("prefetch.global.L2 [$1]; mov.u32 $0, 0;", "=r,l", [ptrs],
+                              dtype=tl.int32, is_pure=False, pack=1)
+
+
 @triton.jit(do_not_specialize=["T", "seg_len", "NSEG"])
 def _fwd_kernel(
     q, k, v, g, g_gamma, o, den,
@@ -68,9 +79,128 @@ def _fwd_kernel(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     FEATURE: tl.constexpr, USE_G: tl.constexpr, USE_GAMMA: tl.constexpr, HAS_DECAY: tl.constexpr,
     NORMALIZE: tl.constexpr, HAS_START: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
+    DOT_PREC: tl.constexpr, PREFETCH: tl.constexpr,
+):
+    """o for one (V tile, head, segment) with the identity, elu1 or relu map (normalised: elu1, relu).
+
+    The state tile is carried transposed, Sᵀ [BV, BK] fp32, so the two products that read it take
+    it from registers as their left operand (oᵀ = Sᵀ·φ(q)ᵀ, and Sᵀ ← Γ·Sᵀ + (Γ_k ⊙ v)ᵀ·φ(k) with
+    the decayed vᵀ also built in registers): only the [BT, BT] weight tile Aᵀ is staged in shared
+    memory. Decays are kept in log2 units, and every factor is exp2 of a difference that is ≤ 0.
+    """
+    i_v, i_nh, i_seg = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_n, i_h = i_nh // H, i_nh % H
+    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    t_lo = bos + i_seg * seg_len
+    t_hi = tl.minimum(t_lo + seg_len, eos)
+    LOG2E: tl.constexpr = 1.4426950408889634
+    gamma = 0.0
+    if USE_GAMMA:
+        gamma = tl.load(g_gamma + i_h).to(tl.float32)
+
+    offs_t = tl.arange(0, BT)
+    offs_k = tl.arange(0, BK)
+    m_k = offs_k < K
+    offs_v = i_v * BV + tl.arange(0, BV)
+    m_v = offs_v < V
+    m_vk = m_v[:, None] & m_k[None, :]
+    causal = offs_t[:, None] <= offs_t[None, :]        # [s, t]: key s at or before query t
+    PF_K: tl.constexpr = (BK + 63) // 64                 # 128-byte (bf16) pieces of a q / k row
+    offs_pf = tl.arange(0, PF_K) * 64
+    base = (i_nh * NSEG + i_seg).to(tl.int64)
+
+    b_st = tl.zeros([BV, BK], dtype=tl.float32)
+    b_z = tl.zeros([BK], dtype=tl.float32)
+    if HAS_START:
+        b_st = tl.load(s_start + base * KF * V + offs_k[None, :] * V + offs_v[:, None], mask=m_vk, other=0.0)
+        if NORMALIZE:
+            b_z = tl.load(z_start + base * KF + offs_k, mask=m_k, other=0.0)
+
+    for t0 in range(t_lo, t_hi, BT):
+        rows = t0 + offs_t
+        m_t = rows < t_hi
+        hrow = rows * H + i_h
+        m_tk = m_t[:, None] & m_k[None, :]
+        b_q = tl.load(q + hrow[:, None] * K + offs_k[None, :], mask=m_tk, other=0.0)
+        b_k = tl.load(k + hrow[:, None] * K + offs_k[None, :], mask=m_tk, other=0.0)
+        b_v = tl.load(v + hrow[:, None] * V + offs_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
+        dt = b_q.dtype
+        b_qf = feature_map_in_dtype(b_q, m_tk, FEATURE)
+        b_kf = feature_map_in_dtype(b_k, m_tk, FEATURE)
+        if HAS_DECAY:
+            b_g = load_log_decay(g, hrow, m_t, gamma, USE_G, USE_GAMMA) * LOG2E
+            b_G = tl.cumsum(b_g, 0)
+            b_Glast = tl.sum(b_g, 0)
+            e_q = tl.exp2(b_G)                     # Γ(chunk start → t)
+
+        # Aᵀ[s, t] = scale·φk_s·φq_t·Γ(s → t) for s ≤ t, else 0
+        b_At = tl.dot(b_kf, tl.trans(b_qf), input_precision=DOT_PREC) * scale
+        if HAS_DECAY:
+            b_At = b_At * tl.exp2(tl.where(causal, b_G[None, :] - b_G[:, None], float("-inf")))
+        else:
+            b_At = tl.where(causal, b_At, 0.0)
+        # oᵀ: the state entering the chunk, decayed to each query, then the chunk's own tokens
+        b_ot = tl.dot(b_st.to(dt), tl.trans(b_qf), input_precision=DOT_PREC)
+        if HAS_DECAY:
+            # (exp2 of the broadcast row: it reuses the conversion of G the decay tile made)
+            b_ot = b_ot * (tl.exp2(b_G[None, :]) * scale)
+        else:
+            b_ot = b_ot * scale
+        b_vt = tl.trans(b_v)
+        b_ot = tl.dot(b_vt, b_At.to(dt), acc=b_ot, input_precision=DOT_PREC)
+        if NORMALIZE:
+            b_den = tl.sum(b_qf.to(tl.float32) * b_z[None, :], 1) * scale
+            if HAS_DECAY:
+                b_den = b_den * e_q
+            b_den += tl.sum(b_At, 0)
+            b_ot = b_ot / (b_den + 1e-6)[None, :]
+            if i_v == 0:
+                tl.store(den + hrow, b_den, mask=m_t)
+        tl.store(o + hrow[None, :] * V + offs_v[:, None], b_ot.to(o.dtype.element_ty),
+                 mask=m_v[:, None] & m_t[None, :])
+
+        # Sᵀ ← Γ(chunk)·Sᵀ + Σ_s Γ(s → chunk end)·v_s·φ(k_s)ᵀ
+        if HAS_DECAY:
+            e_k = tl.exp2(b_Glast - b_G)
+            e_all = tl.exp2(b_Glast)
+            b_vt = (b_vt.to(tl.float32) * e_k[None, :]).to(dt)
+            b_st = b_st * e_all
+        b_st = tl.dot(b_vt, b_kf, acc=b_st, input_precision=DOT_PREC)
+        if NORMALIZE:
+            if HAS_DECAY:
+                b_z = b_z * e_all + tl.sum(b_kf.to(tl.float32) * tl.where(m_t, e_k, 0.0)[:, None], 0)
+            else:
+                b_z += tl.sum(b_kf.to(tl.float32), 0)
+        if PREFETCH:   # rows of the chunk after next (clamped into the segment), where few registers are live
+            nxt = tl.minimum(rows + 2 * BT, t_hi - 1) * H + i_h
+            _prefetch_l2(q + (nxt * K)[:, None] + offs_pf[None, :])
+            _prefetch_l2(k + (nxt * K)[:, None] + offs_pf[None, :])
+            _prefetch_l2(v + nxt * V + i_v * BV)
+
+    if STORE_FINAL:
+        if i_seg == NSEG - 1:
+            i_out = i_nh.to(tl.int64)
+            tl.store(s_final + i_out * KF * V + offs_k[None, :] * V + offs_v[:, None], b_st, mask=m_vk)
+            if NORMALIZE:
+                if i_v == 0:
+                    tl.store(z_final + i_out * KF + offs_k, b_z, mask=m_k)
+
+
+@triton.jit(do_not_specialize=["T", "seg_len", "NSEG"])
+def _fwd_general_kernel(
+    q, k, v, g, g_gamma, o, den,
+    s_start, z_start, s_final, z_final, cu_seqlens,
+    scale, T, seg_len, NSEG,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, KF: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    FEATURE: tl.constexpr, USE_G: tl.constexpr, USE_GAMMA: tl.constexpr, HAS_DECAY: tl.constexpr,
+    NORMALIZE: tl.constexpr, HAS_START: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
     DOT_PREC: tl.constexpr,
 ):
-    """o for one (V tile, head, segment); the state tile is carried across the segment's chunks."""
+    """o for one (V tile, head, segment), any feature map, normalised or not; run for taylor2 and for
+    the normalised identity map. The state pieces are carried row-major, [rows, BV], and staged in
+    shared memory as the right operand of φ(q)·S each chunk; taylor2's narrow V tiles (its K² rows
+    fill the registers) would be too short for the transposed kernel's tensor-core products."""
     i_v, i_nh, i_seg = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_n, i_h = i_nh // H, i_nh % H
     bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
@@ -852,14 +982,21 @@ def forward(q, k, v, g, g_gamma, scale, feature_map, normalize, init_s, init_z, 
                if want_final and normalize else None)
     block_v = p.block_v(config)
     dummy = o
-    _fwd_kernel[(triton.cdiv(p.V, block_v), NH, nseg)](
+    if feature_map == "taylor2" or (normalize and feature_map in (None, "identity")):
+        # The identity map's normaliser needs register copies of q and k that the transposed
+        # kernel otherwise never holds (H100, bf16, g+norm: 0.66 ms there, 0.46 ms here); elu1
+        # and relu build them anyway (g_gamma+elu1+norm: 0.85 vs 1.07 ms in the transposed one).
+        kernel, extra = _fwd_general_kernel, {}
+    else:   # the L2 hint is inline PTX, which the interpreter cannot run
+        kernel, extra = _fwd_kernel, {"PREFETCH": not interpreter_on()}
+    kernel[(triton.cdiv(p.V, block_v), NH, nseg)](
         q, k, v, g if g is not None else dummy, g_gamma if g_gamma is not None else dummy, o,
         den if den is not None else dummy,
         start_s if start_s is not None else dummy, start_z if start_z is not None else dummy,
         final_s if final_s is not None else dummy, final_z if final_z is not None else dummy,
         cu_seqlens if cu_seqlens is not None else dummy,
         p.scale, p.T, seg_len, nseg,
-        NORMALIZE=normalize, HAS_START=has_start, STORE_FINAL=want_final, **p.common(config, block_v))
+        NORMALIZE=normalize, HAS_START=has_start, STORE_FINAL=want_final, **p.common(config, block_v), **extra)
     return o, den, final_s, final_z, seg
 
 

@@ -378,6 +378,273 @@ selective_scan_fwd_kernel(const typename InT::storage* __restrict__ u,
         for (int n = lane; n < kN; n += 32) last_state[row * kN + n] = carry[n];
 }
 
+// Raw loads for prefetching: the row's kItems elements as 32-bit words, converted to float only
+// when used. (KgRowIO::load converts inside its vector/scalar branch, which makes the thread wait
+// for the data right there: fine for immediate use, fatal for a prefetch.)
+template <typename T, int kItems>
+struct KgRowRaw {
+    typedef typename T::storage S;
+    static constexpr int kWords = kItems * (int)sizeof(S) / 4;
+    static_assert(sizeof(S) == 2 || sizeof(S) == 4, "2- or 4-byte elements");
+    static_assert(kWords % 4 == 0, "whole 16-byte vectors");
+
+    static __device__ __forceinline__ void load(const S* __restrict__ ptr, int valid, bool vec_ok,
+                                                unsigned int (&words)[kWords]) {
+        if (vec_ok && valid >= kItems) {
+            const uint4* vp = reinterpret_cast<const uint4*>(ptr);
+#pragma unroll
+            for (int v = 0; v < kWords / 4; ++v) {
+                const uint4 q = vp[v];
+                words[4 * v] = q.x; words[4 * v + 1] = q.y; words[4 * v + 2] = q.z; words[4 * v + 3] = q.w;
+            }
+        } else {
+#pragma unroll
+            for (int w = 0; w < kWords; ++w) words[w] = 0u;
+#pragma unroll
+            for (int i = 0; i < kItems; ++i) {
+                if (i < valid) {
+                    unsigned int bits = 0u;
+                    if (sizeof(S) == 2) bits = (unsigned int)*reinterpret_cast<const unsigned short*>(ptr + i);
+                    else bits = *reinterpret_cast<const unsigned int*>(ptr + i);
+                    words[i * (int)sizeof(S) / 4] |= sizeof(S) == 2 ? bits << (16 * (i % 2)) : bits;
+                }
+            }
+        }
+    }
+
+    static __device__ __forceinline__ float get(const unsigned int (&words)[kWords], int i) {
+        if (sizeof(S) == 2) {
+            // 2-byte storage types are unsigned short bit patterns
+            return T::to_float((S)(unsigned short)(words[i / 2] >> (16 * (i % 2))));
+        }
+        return kg_bits_to_float(words[i]);
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Forward scan, channel layout. The warp layout above spends its time on lane scans and on B/C
+// reloaded per channel (every channel of a group reads the same B_t, C_t: at batch 8, dim 2048,
+// L 4096, N 16 that is 4.3 GB through L2). Here a thread owns one channel (or 1/kSplit of its
+// states) and walks L step by step with its states in registers: no scan, no shuffles but the
+// kSplit-lane sum of y, and the block's channels share each chunk of B/C staged once in shared
+// memory (read back as broadcasts). Per (step, state): one ex2, two multiplies, two FMAs, so the
+// exp unit is the bound; the parallelism is batch * dim * kSplit threads, each with kS
+// independent chains a step (enough ILP for one or two warps per scheduler).
+//
+// Template parameters: kN states; kSplit threads per channel (a power of two <= 32, dividing kN);
+// kThreads per block (channels per block = kThreads / kSplit, all of one group); kChunk steps of
+// B/C staged at a time (a multiple of 8, double buffered); kPoly of each thread's kS states take
+// their exp on the FMA pipe (kg_exp2_poly) to offload the exp unit; kMinBlocks as above.
+// Writes the state entering every `ckpt_steps`-th step to `checkpoints` ([batch, dim, n_ckpt, N],
+// the Triton backward's format) when given. Grid: one dimension, blocks ordered (batch, group,
+// channel block).
+// ---------------------------------------------------------------------------------------------
+__device__ __forceinline__ float kg_exp2_poly(float x) {
+    // 2^x on the FMA pipe for x <= 0: x = j + f (j nearest integer by the 1.5 * 2^23 rounding
+    // trick), 2^f by a degree-5 polynomial on [-0.5, 0.5] (rel. error ~2e-7, like ex2.approx),
+    // and j added to the exponent field. Below -125 the result flushes to 0 like ex2.approx.ftz.
+    x = fmaxf(x, -125.f);
+    const float shifted = x + 12582912.f;
+    const float j = shifted - 12582912.f;
+    const float f = x - j;
+    float p = fmaf(0.0013218672247603536f, f, 0.009671698324382305f);
+    p = fmaf(p, f, 0.05550893023610115f);
+    p = fmaf(p, f, 0.24022237956523895f);
+    p = fmaf(p, f, 0.6931468844413757f);
+    p = fmaf(p, f, 1.f);
+    const int j_bits = ((int)kg_float_to_bits(shifted) - 0x4B400000) << 23;
+    return kg_bits_to_float(kg_float_to_bits(p) + (unsigned int)j_bits);
+}
+
+__device__ __forceinline__ float kg_log2_approx(float x) {
+#if defined(__CUDA_ARCH__)
+    float y;
+    asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+#else
+    return log2f(x);
+#endif
+}
+
+__device__ __forceinline__ float kg_softplus_fast(float x) {
+    // log(1 + e^x) with one ex2 and one lg2, branch-free (a branch would fence the scheduler off
+    // from overlapping steps); above 20 it is x. Relative accuracy is lost only where e^x < 1e-7,
+    // steps too small to move the state.
+    const float e = kg_exp2(fminf(x, 20.f) * KG_LOG2E);
+    const float log1p_e = kg_log2_approx(1.f + e) * 0.6931471805599453f;
+    return x > 20.f ? x : log1p_e;
+}
+
+template <typename InT, typename WT, int kN, int kSplit, int kThreads, int kChunk, int kPoly, int kMinBlocks>
+__global__ void __launch_bounds__(kThreads, kMinBlocks)
+selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
+                                  const typename InT::storage* __restrict__ delta,
+                                  const float* __restrict__ A,                  // [dim, N]
+                                  const typename WT::storage* __restrict__ Bm,  // [batch, G, N, L]
+                                  const typename WT::storage* __restrict__ Cm,  // [batch, G, N, L]
+                                  const float* __restrict__ D,                  // [dim] or null
+                                  const typename InT::storage* __restrict__ z,  // [batch, dim, L] or null
+                                  const float* __restrict__ delta_bias,         // [dim] or null
+                                  const float* __restrict__ initial_state,      // [batch, dim, N] or null
+                                  typename InT::storage* __restrict__ out,      // [batch, dim, L]
+                                  float* __restrict__ last_state,               // [batch, dim, N] or null
+                                  float* __restrict__ checkpoints,              // [batch, dim, n_ckpt, N] or null
+                                  int dim, int L, int groups, int delta_softplus, int ckpt_steps) {
+    static_assert(kN % kSplit == 0 && (kSplit & (kSplit - 1)) == 0 && kSplit <= 32, "kSplit: power of 2 dividing N");
+    static_assert(kThreads % 32 == 0 && kThreads % kSplit == 0, "kThreads: whole warps and channels");
+    static_assert(kChunk % 8 == 0, "kChunk: a multiple of the 8-step sub-chunk");
+    constexpr int kS = kN / kSplit;              // states per thread
+    constexpr int kItems = 8;                    // steps per sub-chunk (one 16-byte bf16 vector)
+    constexpr int kChannels = kThreads / kSplit;
+    constexpr int kStage = 2 * kN * kChunk;      // B and C values of one chunk
+    constexpr int kStagePerThread = (kStage + kThreads - 1) / kThreads;
+    typedef KgRowIO<InT, kItems> InIO;
+    // [buffer][step][B, C][state]: a thread reads its kS consecutive states of one step.
+    __shared__ float bc_smem[2][kChunk][2][kN];
+
+    const int tid = (int)threadIdx.x;
+    const int part = tid % kSplit;
+    const int dpg = dim / groups;
+    const int blocks_per_group = (dpg + kChannels - 1) / kChannels;
+    const int b = (int)blockIdx.x / (groups * blocks_per_group);
+    const int g = ((int)blockIdx.x / blocks_per_group) % groups;
+    const int d_local = ((int)blockIdx.x % blocks_per_group) * kChannels + tid / kSplit;
+    const bool active = d_local < dpg;
+    // Idle threads (past the group's channels) shadow its last channel: loads stay in bounds,
+    // they join the B/C staging and barriers, and never store.
+    const int d = g * dpg + (active ? d_local : dpg - 1);
+    const long long row = (long long)b * dim + d;
+    const typename InT::storage* u_row = u + row * L;
+    const typename InT::storage* delta_row = delta + row * L;
+    const typename InT::storage* z_row = z ? z + row * L : nullptr;
+    typename InT::storage* out_row = out + row * L;
+    const long long bc_offset = ((long long)b * groups + g) * kN * (long long)L;
+    const bool u_vec = InIO::aligned(u, L), delta_vec = InIO::aligned(delta, L), out_vec = InIO::aligned(out, L);
+    const bool z_vec = z ? InIO::aligned(z, L) : false;
+    const float D_d = D ? D[d] : 0.f;
+    const float bias_d = delta_bias ? delta_bias[d] : 0.f;
+    const int s0 = part * kS;
+    const int n_ckpt = (L + ckpt_steps - 1) / (ckpt_steps > 0 ? ckpt_steps : 1);
+
+    float A2[kS], h[kS];
+#pragma unroll
+    for (int s = 0; s < kS; ++s) {
+        A2[s] = A[(long long)d * kN + s0 + s] * KG_LOG2E;
+        h[s] = initial_state ? initial_state[row * kN + s0 + s] : 0.f;
+    }
+
+    // Stage one chunk of B/C: element e = ((which * kN) + n) * kChunk + t, t fastest, so a warp's
+    // global reads run along L; out of range (t >= L) stages 0, which keeps padded steps inert.
+    // Loads are unconditional (clamped to a valid address) with the range applied afterwards, so
+    // all of a thread's loads are in flight at once (a load under a branch is waited on there).
+    typename WT::storage staged[kStagePerThread];
+    auto fetch = [&](int chunk_start) {
+#pragma unroll
+        for (int k = 0; k < kStagePerThread; ++k) {
+            const int e = k * kThreads + tid < kStage ? k * kThreads + tid : 0;
+            const int t = e % kChunk, n = (e / kChunk) % kN, which = e / (kChunk * kN);
+            const int l = chunk_start + t;
+            const long long at = bc_offset + (long long)n * L + (l < L ? l : L - 1);
+            staged[k] = (which ? Cm : Bm)[at];
+        }
+    };
+    auto deposit = [&](int buffer, int chunk_start) {
+#pragma unroll
+        for (int k = 0; k < kStagePerThread; ++k) {
+            const int e = k * kThreads + tid;
+            if (e < kStage) {
+                const int t = e % kChunk, n = (e / kChunk) % kN, which = e / (kChunk * kN);
+                bc_smem[buffer][t][which][n] = chunk_start + t < L ? WT::to_float(staged[k]) : 0.f;
+            }
+        }
+    };
+
+    if (L > 0) {
+        fetch(0);
+        deposit(0, 0);
+    }
+    __syncthreads();
+    // The next 8 steps' delta/u/z are loaded one sub-chunk ahead: with one warp per scheduler
+    // nothing else would hide the DRAM latency.
+    typedef KgRowRaw<InT, kItems> Raw;
+    unsigned int dt_next[Raw::kWords], u_next[Raw::kWords], z_next[Raw::kWords];
+    if (L > 0) {
+        Raw::load(delta_row, L, delta_vec, dt_next);
+        Raw::load(u_row, L, u_vec, u_next);
+        if (z_row) Raw::load(z_row, L, z_vec, z_next);
+    }
+#pragma unroll 1
+    for (int t0 = 0; t0 < L; t0 += kItems) {
+        const int sub = t0 % kChunk;
+        const int buffer = (t0 / kChunk) & 1;
+        const bool next_chunk = t0 - sub + kChunk < L;
+        if (sub == 0 && next_chunk) fetch(t0 + kChunk);        // in flight during this chunk
+        const int valid = L - t0;
+        float dt[kItems], uu[kItems], zz[kItems], y[kItems];
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) {
+            dt[i] = Raw::get(dt_next, i);
+            uu[i] = Raw::get(u_next, i);
+            zz[i] = z_row ? Raw::get(z_next, i) : 0.f;
+        }
+        if (t0 + kItems < L) {
+            Raw::load(delta_row + t0 + kItems, valid - kItems, delta_vec, dt_next);
+            Raw::load(u_row + t0 + kItems, valid - kItems, u_vec, u_next);
+            if (z_row) Raw::load(z_row + t0 + kItems, valid - kItems, z_vec, z_next);
+        }
+        if (checkpoints && active && t0 % ckpt_steps == 0) {
+            float* at = checkpoints + (row * n_ckpt + t0 / ckpt_steps) * kN + s0;
+#pragma unroll
+            for (int s = 0; s < kS; ++s) at[s] = h[s];
+        }
+        // All 8 steps' dt first (their softplus chains overlap), then the states.
+        float step[kItems], step_u[kItems];
+        if (delta_softplus) {
+#pragma unroll
+            for (int i = 0; i < kItems; ++i) step[i] = kg_softplus_fast(dt[i] + bias_d);
+        } else {
+#pragma unroll
+            for (int i = 0; i < kItems; ++i) step[i] = dt[i] + bias_d;
+        }
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) {
+            step[i] = i < valid ? step[i] : 0.f;       // past L: decay 1, input 0
+            step_u[i] = step[i] * uu[i];
+        }
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) {
+            const float* bc = &bc_smem[buffer][sub + i][0][s0];
+            float y0 = 0.f, y1 = 0.f;                   // two sums: halves the FMA chain
+#pragma unroll
+            for (int s = 0; s < kS; ++s) {
+                const float arg = step[i] * A2[s];
+                const float decay = s < kPoly ? kg_exp2_poly(arg) : kg_exp2(arg);
+                h[s] = fmaf(decay, h[s], step_u[i] * bc[s]);
+                if (s % 2 == 0) y0 = fmaf(bc[kN + s], h[s], y0);
+                else y1 = fmaf(bc[kN + s], h[s], y1);
+            }
+            float yi = y0 + y1;
+#pragma unroll
+            for (int offset = kSplit / 2; offset > 0; offset /= 2)
+                yi += __shfl_xor_sync(KG_FULL_MASK, yi, offset);
+            y[i] = fmaf(D_d, uu[i], yi);
+        }
+        if (z_row) {
+#pragma unroll
+            for (int i = 0; i < kItems; ++i) y[i] *= kg_silu(zz[i]);
+        }
+        if (active && part == 0) InIO::store(out_row + t0, valid, out_vec, y);
+        if ((sub + kItems == kChunk || t0 + kItems >= L) && next_chunk) {
+            deposit(buffer ^ 1, t0 - sub + kChunk);   // the other buffer: last read a chunk ago
+            __syncthreads();
+        }
+    }
+    if (last_state && active) {
+#pragma unroll
+        for (int s = 0; s < kS; ++s) last_state[row * kN + s0 + s] = h[s];
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Backward scan. With dy = dout * silu(z) and G_t = dL/dh_t (per state), running backwards:
 //   G_t = C_t dy_t + exp(dt_{t+1} A) G_{t+1},   G_{L-1} = C_{L-1} dy_{L-1} + dlast_state

@@ -71,6 +71,11 @@ MAX_STATES = 256
 # The forward saves the state every CHECKPOINT_STEPS steps in training mode; the backward
 # recomputes from there. Memory: batch·dim·N·4 bytes per 64 steps (1 byte per (b, d, t) at N=16).
 CHECKPOINT_STEPS = 64
+if _cuda is not None:
+    assert _cuda.CHECKPOINT_STEPS == CHECKPOINT_STEPS, "the CUDA forward writes the Triton backward's checkpoints"
+# The CUDA channel-layout forward (a thread per channel, B/C shared through shared memory) as the
+# default where there are channels enough to fill the GPU; see default_config.
+CHANNEL_LAYOUT_DEFAULT = True
 # B and C are packed with L padded to a multiple of this (every chunk length divides it).
 L_PAD_MULTIPLE = 64
 
@@ -764,18 +769,23 @@ def selective_scan_fwd(config: Mapping[str, Any], u: torch.Tensor, delta: torch.
                        checkpoints: torch.Tensor | None = None, BC: torch.Tensor | None = None) -> torch.Tensor | None:
     """Forward on the backend ``config["backend"]`` names. u, delta, z [batch, dim, L] (L stride 1);
     B, C [batch, G, N, L]; A [dim, N], D, delta_bias [dim], initial_state / last_state [batch, dim, N]
-    fp32 contiguous. Returns the packed BC when the Triton path ran (the backward reuses it).
+    fp32 contiguous. Returns the packed BC when the backward will need it (training: ``checkpoints``
+    given) or when the Triton path ran.
 
-    The CUDA kernel writes no checkpoints, so a training-mode call (``checkpoints`` given) and
-    inputs outside its contract (mixed dtypes) run the Triton template with its default config."""
+    The CUDA warp layout writes no checkpoints, so a training-mode call with it (and inputs outside
+    the CUDA contract: mixed dtypes) runs the Triton template with its default config instead."""
     n_states = B.shape[2]
     if config.get("backend", "triton") == "cuda":
-        if checkpoints is None and delta.dtype == u.dtype and (z is None or z.dtype == u.dtype) \
-                and C.dtype == B.dtype and cuda_unavailable() is None:
+        layout = config.get("layout", "warp")
+        if (checkpoints is None or layout == "channel") and delta.dtype == u.dtype \
+                and (z is None or z.dtype == u.dtype) and C.dtype == B.dtype and cuda_unavailable() is None:
             _cuda.selective_scan_fwd_cuda(
                 config, u.contiguous(), delta.contiguous(), A, B.contiguous(), C.contiguous(), D,
-                None if z is None else z.contiguous(), delta_bias, delta_softplus, initial_state, out, last_state)
-            return None
+                None if z is None else z.contiguous(), delta_bias, delta_softplus, initial_state, out, last_state,
+                checkpoints=checkpoints)
+            if checkpoints is None:
+                return None
+            return BC if BC is not None else pack_bc(B, C, padded_states(n_states))
         shape = {"batch": u.shape[0], "dim": u.shape[1], "L": u.shape[2], "N": n_states}
         config = FWD.triton_default_config(shape)
     if BC is None:
@@ -894,7 +904,9 @@ class SelectiveScanFwd(_SelectiveScanTemplate):
     def canonical(self, config: Config) -> Config:
         backend = config.get("backend", "triton")
         if backend == "cuda":
-            return {"backend": "cuda", **{k: config[k] for k in CUDA_FWD_SPACE if k in config}}
+            if _cuda is None:
+                return {"backend": "cuda", **{k: config[k] for k in CUDA_FWD_SPACE if k in config}}
+            return {"backend": "cuda", **_cuda.cuda_canonical(config, "fwd")}
         out = {"backend": "triton", **{k: config[k] for k in FWD_TRITON_SPACE if k in config}}
         if out.get("scan") in ("assoc", "tile"):
             # The polynomial exp needs the state index in-thread; the tile scan spreads it.
@@ -962,6 +974,10 @@ class SelectiveScanFwd(_SelectiveScanTemplate):
         # N 16 Triton takes 1.14 ms and CUDA 2.34 ms, so CUDA stays the default only where few
         # channels leave the Triton kernel's lanes idle.
         channels = shape["batch"] * shape["dim"]
+        if CHANNEL_LAYOUT_DEFAULT and channels >= 8192 and shape["N"] <= 64 and cuda_unavailable() is None:
+            config = {"backend": "cuda", **_cuda.cuda_default_config(_cuda_shape(shape), "fwd")}
+            if config["layout"] == "channel" and self.check_config(config, shape, gpu) is None:
+                return config
         if shape["N"] <= 32 and shape["L"] >= 256 and channels < 8192 and cuda_unavailable() is None:
             config = {"backend": "cuda", **_cuda.cuda_default_config(_cuda_shape(shape), "fwd")}
             if self.check_config(config, shape, gpu) is None:

@@ -27,10 +27,15 @@ Interface (shapes; every tensor contiguous, on one CUDA device):
         state [batch, dim, N] fp32 updated in place; x, dt, z [batch, dim]; B, C [batch, G, N];
         writes out [batch, dim].
 
-Config keys. Forward (``CUDA_SPACE``): ``threads`` per block (32 per channel: one warp owns a
-channel), ``items_per_thread`` consecutive timesteps per lane (chunk = 32 * items),
-``state_unroll`` (1 or 2 states in flight) and ``occupancy``, the warps per SM the register
-allocation must leave room for (8: no cap, no spills; 16: at most 128 registers). Backward
+Config keys. Forward (``CUDA_SPACE``): ``layout`` picks one of two kernels. "warp": one warp owns
+a channel and scans L in chunks across its lanes; ``threads`` per block (32 per channel),
+``items_per_thread`` consecutive timesteps per lane (chunk = 32 * items), ``state_unroll`` (1 or
+2 states in flight). "channel": one thread owns a channel (``split`` threads share its states)
+and steps through L with the states in registers, the block's channels sharing B/C chunks of
+``chunk`` steps staged in shared memory; ``poly`` states per thread take their exp on the FMA
+pipe. Both: ``occupancy``, the warps per SM the register allocation must leave room for (8: no
+cap, no spills; 16: at most 128 registers). The channel layout also writes the backward's
+checkpoints (keyword ``checkpoints``). Backward
 (``CUDA_BWD_SPACE``): the same keys but no unroll; its warps must divide dim / G (a block's
 channels share one group, whose dB/dC they sum in shared memory). Decode step
 (``CUDA_STEP_SPACE``): ``threads`` per block and ``items_per_thread`` consecutive states per
@@ -51,11 +56,22 @@ from kernelgen import cuda_jit
 SOURCE = cuda_jit.CudaSource(Path(__file__).with_name("selective_scan.cu"))
 
 CUDA_SPACE: dict[str, list] = {
+    "layout": ["warp", "channel"],
     "threads": [32, 64, 128, 256],
-    "items_per_thread": [4, 8, 16],
-    "state_unroll": [1, 2],
+    "items_per_thread": [4, 8, 16],     # warp layout
+    "state_unroll": [1, 2],             # warp layout
     "occupancy": [8, 16],
+    "split": [1, 2, 4],                 # channel layout: threads per channel
+    "chunk": [16, 32, 64, 128],         # channel layout: B/C steps staged in shared memory
+    "poly": [0, 1, 2],                  # channel layout: states a thread exps on the FMA pipe
 }
+# Keys each forward layout reads (canonical configs keep only these).
+_FWD_LAYOUT_KEYS = {
+    "warp": ("layout", "threads", "items_per_thread", "state_unroll", "occupancy"),
+    "channel": ("layout", "threads", "occupancy", "split", "chunk", "poly"),
+}
+# The channel layout keeps N / split states (and as many A values) in registers per thread.
+MAX_STATES_PER_THREAD = 32
 CUDA_BWD_SPACE: dict[str, list] = {
     "threads": [32, 64, 128, 256],
     "items_per_thread": [4, 8, 16],
@@ -66,6 +82,9 @@ CUDA_STEP_SPACE: dict[str, list] = {
     "items_per_thread": [1, 2, 4, 8, 16],
 }
 MAX_STATES = 256
+# Steps between the states the channel-layout forward saves for the backward; equal to
+# selective_scan.CHECKPOINT_STEPS (that module imports this one, so the value lives here).
+CHECKPOINT_STEPS = 64
 # Registers per lane grow ~6 floats per item (dt, dt*u, y, decay, input, B/C) per state in
 # flight; above this the forward kernel spills to local memory (ptxas -v, sm_90).
 MAX_ITEMS_X_UNROLL = 16
@@ -93,6 +112,16 @@ def _kernel_of(shape: Mapping[str, int], kernel: str | None) -> str:
 def chunk_count(config: Mapping[str, Any], length: int) -> int:
     """Chunks of 32 * items_per_thread timesteps a (forward or backward) launch walks L in."""
     return -(-length // (32 * int(config["items_per_thread"])))
+
+
+# H100, bf16, batch 8, dim 2048, L 4096, N 16 (probe, round 7): chunk 32 0.606 ms, 64 0.729, split 2
+# 0.627 / 0.684, poly 1-2 slower (0.92-0.97: the loop is issue-bound, not exp-bound).
+CHANNEL_DEFAULTS = {"split": 1, "chunk": 32, "poly": 0}
+
+
+def channel_shared_bytes(n_states: int, chunk: int) -> int:
+    """Static shared memory of the channel-layout forward: two buffers of a chunk's B and C."""
+    return 4 * 2 * chunk * 2 * n_states
 
 
 def bwd_shared_bytes(warps: int, n_states: int, items: int) -> int:
@@ -125,17 +154,36 @@ def cuda_default_config(shape: Mapping[str, int], kernel: str | None = None) -> 
         n_states = int(shape.get("N", 16))
         return {"threads": 128, "items_per_thread": 4 if n_states % 4 == 0 and n_states <= 128 else
                 (8 if n_states > 128 else 1)}
+    n_states = int(shape.get("N", 16))
+    per_group = int(shape.get("dim", 1)) // max(1, int(shape.get("G", 1)))
+    channels = int(shape.get("batch", 1)) * int(shape.get("dim", 1))
+    if channels >= 4096 and n_states <= 64:
+        # Enough channels to give every scheduler a thread per channel: the channel layout (see
+        # the .cu); split so a thread holds at most 16 states, blocks no wider than a group.
+        split = 1
+        while n_states // split > 16 or n_states % split:
+            split *= 2
+        threads = 128
+        while threads > 32 and threads // split > per_group:
+            threads //= 2
+        return {"layout": "channel", "threads": threads, "occupancy": 8, **CHANNEL_DEFAULTS, "split": split}
+    return warp_fwd_default_config(shape)
+
+
+def warp_fwd_default_config(shape: Mapping[str, int]) -> dict:
+    """The warp-layout forward's heuristic config."""
     length = int(shape.get("L", 4096))
+    n_states = int(shape.get("N", 16))
+    channels = int(shape.get("batch", 1)) * int(shape.get("dim", 1))
     # Per state a lane runs a dependent chain (B load, exps, lane scan, 5 shuffle levels, replay):
     # ~600 cycles for ~160 instructions at 16 items, so a scheduler needs several chains in
     # flight. 8 items x 2 states interleaved fits 103 registers (sm_90 ptxas: 16 warps/SM, 32
     # chains) where 16 items x 1 needs 140 (12 warps/SM, 12 chains); the tuner checks the trade.
     items = 8 if length >= 256 else 4
-    unroll = 2 if int(shape.get("N", 16)) % 2 == 0 else 1
-    channels = int(shape.get("batch", 1)) * int(shape.get("dim", 1))
+    unroll = 2 if n_states % 2 == 0 else 1
     # Four channels per block when there are enough to fill every SM several times over.
     threads = 128 if channels >= 2048 else 32
-    return {"threads": threads, "items_per_thread": items, "state_unroll": unroll, "occupancy": 8}
+    return {"layout": "warp", "threads": threads, "items_per_thread": items, "state_unroll": unroll, "occupancy": 8}
 
 
 def cuda_check_config(config: Mapping[str, Any], shape: Mapping[str, int], kernel: str | None = None) -> str | None:
@@ -143,7 +191,7 @@ def cuda_check_config(config: Mapping[str, Any], shape: Mapping[str, int], kerne
     kernel = _kernel_of(shape, kernel)
     defaults = cuda_default_config(shape, kernel)
     threads = config.get("threads", defaults["threads"])
-    items = config.get("items_per_thread", defaults["items_per_thread"])
+    items = config.get("items_per_thread", defaults.get("items_per_thread"))
     n_states, dim, groups = int(shape.get("N", 16)), int(shape.get("dim", 1)), int(shape.get("G", 1))
     if not isinstance(threads, int) or threads % 32 or not 32 <= threads <= 1024:
         return f"threads must be a multiple of 32 in [32, 1024]; got {threads!r}"
@@ -171,14 +219,37 @@ def cuda_check_config(config: Mapping[str, Any], shape: Mapping[str, int], kerne
         if not _is_pow2(items) or items > 32:
             return f"items_per_thread (states per lane) must be a power of two <= 32; got {items!r}"
         return None
+    layout = config.get("layout", "warp")   # configs from before the channel layout name none
+    if layout == "warp":
+        defaults = warp_fwd_default_config(shape)
+    occupancy = config.get("occupancy", defaults["occupancy"])
+    if occupancy not in (8, 16):
+        return f"occupancy must be 8 or 16 warps per SM; got {occupancy!r}"
+    if layout == "channel":
+        split, chunk, poly = (config.get(k, CHANNEL_DEFAULTS[k]) for k in ("split", "chunk", "poly"))
+        if not _is_pow2(split) or split > 32 or n_states % split:
+            return f"split must be a power of two <= 32 dividing N={n_states}; got {split!r}"
+        if n_states // split > MAX_STATES_PER_THREAD:
+            return (f"N / split = {n_states // split} states per thread > {MAX_STATES_PER_THREAD}: "
+                    "the thread's registers would spill")
+        if threads % split:
+            return f"threads ({threads}) must be a multiple of split ({split})"
+        if not isinstance(chunk, int) or chunk % 8 or chunk <= 0:
+            return f"chunk must be a positive multiple of 8; got {chunk!r}"
+        if channel_shared_bytes(n_states, chunk) > _STATIC_SHARED_BYTES:
+            return (f"chunk {chunk} at N={n_states} stages {channel_shared_bytes(n_states, chunk)} bytes of "
+                    f"B/C (> {_STATIC_SHARED_BYTES})")
+        if not isinstance(poly, int) or not 0 <= poly <= n_states // split:
+            return f"poly must be in [0, N / split = {n_states // split}]; got {poly!r}"
+        return None
+    if layout != "warp":
+        return f"layout must be 'warp' or 'channel'; got {layout!r}"
     unroll = config.get("state_unroll", defaults["state_unroll"])
+    items = config.get("items_per_thread", defaults["items_per_thread"])
     if not _is_pow2(items) or items > 16:
         return f"items_per_thread must be a power of two <= 16; got {items!r}"
     if unroll not in (1, 2):
         return f"state_unroll must be 1 or 2; got {unroll!r}"
-    occupancy = config.get("occupancy", defaults["occupancy"])
-    if occupancy not in (8, 16):
-        return f"occupancy must be 8 or 16 warps per SM; got {occupancy!r}"
     if items * unroll > MAX_ITEMS_X_UNROLL:
         return (f"items_per_thread * state_unroll = {items * unroll} > {MAX_ITEMS_X_UNROLL}: "
                 "the lane's registers would spill")
@@ -187,7 +258,10 @@ def cuda_check_config(config: Mapping[str, Any], shape: Mapping[str, int], kerne
 
 def cuda_canonical(config: Mapping[str, Any], kernel: str = "fwd") -> dict:
     """Only the keys the CUDA ``kernel`` ("fwd", "bwd", "step") reads (so equal launches compare equal)."""
-    return {k: config[k] for k in _SPACES[kernel] if k in config}
+    keys = _SPACES[kernel]
+    if kernel == "fwd":
+        keys = _FWD_LAYOUT_KEYS[config.get("layout", "warp") if config.get("layout") in _FWD_LAYOUT_KEYS else "warp"]
+    return {k: config[k] for k in keys if k in config}
 
 
 # --- name expressions -----------------------------------------------------------------------
@@ -204,6 +278,13 @@ def fwd_name_expression(in_dtype: torch.dtype, bc_dtype: torch.dtype, n_states: 
     min_blocks = max(1, occupancy // warps)   # __launch_bounds__'s minimum blocks per SM
     return (f"selective_scan_fwd_kernel<{_type_name(in_dtype, 'u')}, {_type_name(bc_dtype, 'B')}, "
             f"{n_states}, {warps}, {items}, {unroll}, {min_blocks}>")
+
+
+def fwd_channel_name_expression(in_dtype: torch.dtype, bc_dtype: torch.dtype, n_states: int, split: int,
+                                threads: int, chunk: int, poly: int, occupancy: int = 8) -> str:
+    min_blocks = max(1, occupancy // (threads // 32))
+    return (f"selective_scan_fwd_channel_kernel<{_type_name(in_dtype, 'u')}, {_type_name(bc_dtype, 'B')}, "
+            f"{n_states}, {split}, {threads}, {chunk}, {poly}, {min_blocks}>")
 
 
 def bwd_name_expression(in_dtype: torch.dtype, bc_dtype: torch.dtype, n_states: int, warps: int,
@@ -235,9 +316,11 @@ def selective_scan_fwd_cuda(config: Mapping[str, Any], u: torch.Tensor, delta: t
                             B: torch.Tensor, C: torch.Tensor, D: torch.Tensor | None, z: torch.Tensor | None,
                             delta_bias: torch.Tensor | None, delta_softplus: bool,
                             initial_state: torch.Tensor | None, out: torch.Tensor,
-                            last_state: torch.Tensor | None, chunk_states: torch.Tensor | None = None) -> None:
+                            last_state: torch.Tensor | None, chunk_states: torch.Tensor | None = None,
+                            checkpoints: torch.Tensor | None = None) -> None:
     """y = selective scan of u (see module docstring) into ``out``; final state into ``last_state``;
-    the state entering each chunk into ``chunk_states`` when given."""
+    the state entering each chunk into ``chunk_states`` when given (warp layout), or every
+    CHECKPOINT_STEPS-th state into ``checkpoints`` (channel layout, the Triton backward's input)."""
     batch, dim, length = u.shape
     groups, n_states = (B.shape[1], B.shape[2]) if B.dim() == 4 else (1, B.shape[1])
     for name, tensor in (("u", u), ("delta", delta), ("z", z), ("out", out)):
@@ -249,7 +332,21 @@ def selective_scan_fwd_cuda(config: Mapping[str, Any], u: torch.Tensor, delta: t
     _require("C", C, B.dtype)
     if batch == 0 or dim == 0:
         return
-    defaults = cuda_default_config({"batch": batch, "dim": dim, "L": length, "N": n_states, "G": groups}, "fwd")
+    shape = {"batch": batch, "dim": dim, "L": length, "N": n_states, "G": groups}
+    defaults = cuda_default_config(shape, "fwd")
+    layout = config.get("layout", "warp")   # configs from before the channel layout name none
+    if layout == "channel":
+        if chunk_states is not None:
+            raise ValueError("the channel layout writes checkpoints (keyword checkpoints), not chunk_states")
+        _launch_fwd_channel(config, defaults, shape, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                            initial_state, out, last_state, checkpoints)
+        return
+    if checkpoints is not None:
+        raise ValueError("only the channel layout writes checkpoints")
+    if layout != "warp":
+        raise ValueError(f"layout must be 'warp' or 'channel'; got {layout!r}")
+    if defaults["layout"] != "warp":
+        defaults = warp_fwd_default_config(shape)
     threads = int(config.get("threads", defaults["threads"]))
     items = int(config.get("items_per_thread", defaults["items_per_thread"]))
     unroll = int(config.get("state_unroll", defaults["state_unroll"]))
@@ -262,6 +359,35 @@ def selective_scan_fwd_cuda(config: Mapping[str, Any], u: torch.Tensor, delta: t
     p, i = cuda_jit.pointer, cuda_jit.i32
     args = (p(u), p(delta), p(A), p(B), p(C), p(D), p(z), p(delta_bias), p(initial_state), p(out),
             p(last_state), p(chunk_states), i(dim), i(length), i(groups), i(int(bool(delta_softplus))))
+    cuda_jit.launch(SOURCE, expression, grid, (threads,), args, device=u.device)
+
+
+def _launch_fwd_channel(config, defaults, shape, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                        initial_state, out, last_state, checkpoints) -> None:
+    batch, dim, length, n_states, groups = (shape[k] for k in ("batch", "dim", "L", "N", "G"))
+    if defaults["layout"] != "channel":
+        defaults = {"threads": 128, "occupancy": 8, **CHANNEL_DEFAULTS}
+    config = {k: config.get(k, defaults[k]) for k in ("threads", "occupancy", "split", "chunk", "poly")}
+    reason = cuda_check_config({**config, "layout": "channel"}, shape, "fwd")
+    if reason is not None:
+        raise ValueError(f"selective_scan_fwd_cuda: config {config} cannot run {shape}: {reason}")
+    ckpt_steps = 0
+    if checkpoints is not None:
+        _require("checkpoints", checkpoints, torch.float32)
+        ckpt_steps = CHECKPOINT_STEPS
+        expected = (batch, dim, -(-length // ckpt_steps), n_states)
+        if tuple(checkpoints.shape) != expected:
+            raise ValueError(f"checkpoints must be [batch, dim, ceil(L / {ckpt_steps}), N] = {list(expected)}; "
+                             f"got {list(checkpoints.shape)}")
+    threads = int(config["threads"])
+    channels_per_block = threads // int(config["split"])
+    grid = (batch * groups * math.ceil(dim // groups / channels_per_block),)
+    expression = fwd_channel_name_expression(u.dtype, B.dtype, n_states, int(config["split"]), threads,
+                                             int(config["chunk"]), int(config["poly"]), int(config["occupancy"]))
+    p, i = cuda_jit.pointer, cuda_jit.i32
+    args = (p(u), p(delta), p(A), p(B), p(C), p(D), p(z), p(delta_bias), p(initial_state), p(out),
+            p(last_state), p(checkpoints), i(dim), i(length), i(groups), i(int(bool(delta_softplus))),
+            i(ckpt_steps))
     cuda_jit.launch(SOURCE, expression, grid, (threads,), args, device=u.device)
 
 

@@ -214,8 +214,9 @@ DECODE = {"batch": 256, "dim": 4096, "N": 16, "G": 1}
                                    {"batch": 2, "dim": 512, "L": 0, "N": 256, "G": 1}])
 def test_default_fwd_config_is_valid(shape):
     config = ssc.cuda_default_config(shape)
-    assert set(config) == set(ssc.CUDA_SPACE)
+    assert set(config) == set(ssc._FWD_LAYOUT_KEYS[config["layout"]])
     assert ssc.cuda_check_config(config, shape) is None
+    assert ssc.cuda_canonical(config) == config
 
 
 @pytest.mark.parametrize("shape", [DECODE, {"batch": 3, "dim": 10, "N": 5, "G": 2},
@@ -227,8 +228,30 @@ def test_default_step_config_is_valid(shape):
     assert ssc.cuda_check_config(config, shape, kernel="step") is None
 
 
+def test_channel_layout_default_and_constraints():
+    config = ssc.cuda_default_config(TARGET)
+    assert config["layout"] == "channel" and config["split"] == 1
+    wide = {**TARGET, "N": 64}
+    assert ssc.cuda_default_config(wide)["split"] == 4
+    few = {"batch": 2, "dim": 1536, "L": 2048, "N": 16, "G": 1}     # 3072 channels: the warp layout
+    assert ssc.cuda_default_config(few)["layout"] == "warp"
+    narrow = {"batch": 64, "dim": 96, "L": 64, "N": 16, "G": 3}     # 32 channels a group
+    assert ssc.cuda_default_config(narrow)["threads"] == 32
+    assert "split" in ssc.cuda_check_config({**config, "split": 3}, TARGET)
+    assert "split" in ssc.cuda_check_config({**config, "split": 32}, TARGET)
+    assert "spill" in ssc.cuda_check_config({**config, "split": 1}, {**TARGET, "N": 64})
+    assert "multiple of 8" in ssc.cuda_check_config({**config, "chunk": 12}, TARGET)
+    assert "bytes" in ssc.cuda_check_config({**config, "split": 8, "chunk": 128}, {**TARGET, "N": 256})
+    assert "poly" in ssc.cuda_check_config({**config, "poly": 17}, TARGET)
+    assert "layout" in ssc.cuda_check_config({**config, "layout": "lanes"}, TARGET)
+    # canonical keeps only what the chosen layout reads
+    assert ssc.cuda_canonical({**config, "items_per_thread": 8, "block_d": 4}) == config
+    warp = ssc.warp_fwd_default_config(TARGET)
+    assert ssc.cuda_canonical({**warp, "split": 2}) == warp
+
+
 def test_check_config_rejects_impossible():
-    good = ssc.cuda_default_config(TARGET)
+    good = ssc.warp_fwd_default_config(TARGET)
     assert "multiple of 32" in ssc.cuda_check_config({**good, "threads": 48}, TARGET)
     assert "power of two" in ssc.cuda_check_config({**good, "items_per_thread": 12}, TARGET)
     assert "power of two" in ssc.cuda_check_config({**good, "items_per_thread": 32}, TARGET)
@@ -272,8 +295,8 @@ def test_whole_space_is_checked_consistently():
 
 
 def test_canonical_drops_foreign_keys():
-    config = {"backend": "cuda", "BLOCK_T": 64, **ssc.cuda_default_config(TARGET)}
-    assert ssc.cuda_canonical(config) == ssc.cuda_default_config(TARGET)
+    config = {"backend": "cuda", "BLOCK_T": 64, **ssc.warp_fwd_default_config(TARGET)}
+    assert ssc.cuda_canonical(config) == ssc.warp_fwd_default_config(TARGET)
     assert set(ssc.cuda_canonical(config, "step")) == {"threads", "items_per_thread"}
 
 
@@ -359,6 +382,12 @@ def shipped_instantiations() -> list[str]:
         exprs.add(ssc.fwd_name_expression(torch.float16, torch.float32, n_states, warps, items, 1, 8))
     for n_states, threads, spl in ((256, 512, 8), (5, 64, 2), (1, 32, 1), (64, 256, 16)):
         exprs.add(ssc.step_name_expression(torch.bfloat16, torch.float32, n_states, threads, spl))
+    for in_dtype, bc_dtype in DTYPE_PAIRS:
+        exprs.add(ssc.fwd_channel_name_expression(in_dtype, bc_dtype, 16, 1, 128, 64, 0, 8))
+    for n_states, split, threads, chunk, poly, occupancy in ((16, 2, 128, 32, 2, 16), (64, 4, 64, 32, 16, 8),
+                                                            (7, 1, 32, 8, 0, 8), (256, 8, 256, 8, 1, 8)):
+        exprs.add(ssc.fwd_channel_name_expression(torch.bfloat16, torch.bfloat16, n_states, split, threads,
+                                                  chunk, poly, occupancy))
     for in_dtype, bc_dtype in DTYPE_PAIRS:
         exprs.add(ssc.bwd_name_expression(in_dtype, bc_dtype, 16, 4, 8, 8))
     for items in ssc.CUDA_BWD_SPACE["items_per_thread"]:
@@ -567,6 +596,17 @@ EMU_FWD = [
     (torch.float32, torch.float32, 16, fwd_config(64, 4)),
     (torch.float32, torch.float32, 3, fwd_config(64, 4)),
 ]
+# Channel layout: (u dtype, B/C dtype, N, config).
+EMU_FWD_CHANNEL = [
+    (torch.float32, torch.float32, 4, {"layout": "channel", "threads": 32, "split": 2, "chunk": 32, "poly": 1,
+                                       "occupancy": 8}),
+    (torch.bfloat16, torch.bfloat16, 8, {"layout": "channel", "threads": 32, "split": 1, "chunk": 64, "poly": 0,
+                                         "occupancy": 8}),
+    (torch.float16, torch.float32, 5, {"layout": "channel", "threads": 64, "split": 1, "chunk": 16, "poly": 5,
+                                       "occupancy": 16}),
+    (torch.float32, torch.float32, 8, {"layout": "channel", "threads": 32, "split": 4, "chunk": 8, "poly": 0,
+                                       "occupancy": 8}),
+]
 EMU_BWD = [
     (torch.float32, torch.float32, 3, bwd_config(64, 4)),
     (torch.float16, torch.float16, 2, bwd_config(32, 8)),
@@ -584,6 +624,11 @@ def _fwd_expr(in_dtype, bc_dtype, n_states, config):
                                    config["items_per_thread"], config["state_unroll"], config["occupancy"])
 
 
+def _channel_expr(in_dtype, bc_dtype, n_states, config):
+    return ssc.fwd_channel_name_expression(in_dtype, bc_dtype, n_states, config["split"], config["threads"],
+                                           config["chunk"], config["poly"], config["occupancy"])
+
+
 def _bwd_expr(in_dtype, bc_dtype, n_states, config):
     return ssc.bwd_name_expression(in_dtype, bc_dtype, n_states, config["threads"] // 32,
                                    config["items_per_thread"], config["occupancy"])
@@ -599,6 +644,7 @@ def emulator_library(tmp_path_factory):
     if compiler is None:
         pytest.skip("g++ is not installed, so the CUDA kernels cannot be emulated on the CPU")
     expressions = sorted({_fwd_expr(*case) for case in EMU_FWD} | {_step_expr(*case) for case in EMU_STEP}
+                         | {_channel_expr(*case) for case in EMU_FWD_CHANNEL}
                          | {_bwd_expr(*case) for case in EMU_BWD})
     folder = tmp_path_factory.mktemp("cuda_emulation")
     unit = folder / "emulated.cpp"
@@ -652,6 +698,43 @@ def test_emulated_fwd_bf16_vector_path(emulator):
     # L a multiple of 8: rows 16-byte aligned, so the vector loads and stores run; no last state.
     inputs = make_scan_inputs(1, 2, 512, 4, 1, torch.bfloat16, seed=4)
     _check_fwd(inputs, False, fwd_config(32, 16, occupancy=16), TOL[torch.bfloat16], last=False)
+
+
+@pytest.mark.parametrize("case", range(len(EMU_FWD_CHANNEL)))
+def test_emulated_fwd_channel_layout(emulator, case):
+    # Ragged L (partial chunks, partial 8-step sub-chunks, scalar loads when L % 8), groups whose
+    # channel count leaves idle threads in the last block, every option on or off by case.
+    in_dtype, bc_dtype, n_states, config = EMU_FWD_CHANNEL[case]
+    length = (150, 512, 77, 40)[case]
+    dim, groups = (6, 1, 10, 4)[case], (2, 1, 2, 1)[case]
+    options = case != 1
+    inputs = make_scan_inputs(2, dim, length, n_states, groups, in_dtype, bc_dtype, D=options, z=options,
+                              bias=options, init=case != 3, seed=30 + case)
+    _check_fwd(inputs, case % 2 == 0, config, TOL[in_dtype], last=case != 1)
+    assert emulator.launched == [_channel_expr(*EMU_FWD_CHANNEL[case])]
+
+
+def test_emulated_fwd_channel_layout_writes_the_backward_checkpoints(emulator):
+    inputs = make_scan_inputs(1, 3, 150, 4, 1, torch.float32, seed=40)
+    u = inputs["u"]
+    steps = ssc.CHECKPOINT_STEPS
+    checkpoints = torch.full((1, 3, -(-150 // steps), 4), float("nan"))
+    out = torch.empty_like(u)
+    config = EMU_FWD_CHANNEL[0][3]
+    ssc.selective_scan_fwd_cuda(config, u, inputs["delta"], inputs["A"], inputs["B"], inputs["C"], inputs["D"],
+                                inputs["z"], inputs["delta_bias"], True, inputs["initial_state"], out, None,
+                                checkpoints=checkpoints)
+    for k in range(checkpoints.shape[2]):
+        if k == 0:
+            want = inputs["initial_state"].double()
+        else:
+            prefix = {n: (v[..., :k * steps].contiguous() if n in ("u", "delta", "z", "B", "C") else v)
+                      for n, v in inputs.items()}
+            want = ref_scan(**prefix, delta_softplus=True)[1]
+        assert_close(f"checkpoint {k}", checkpoints[:, :, k], want, 1e-4)
+    with pytest.raises(ValueError, match="checkpoints must be"):
+        ssc.selective_scan_fwd_cuda(config, u, inputs["delta"], inputs["A"], inputs["B"], inputs["C"], None, None,
+                                    None, True, None, out, None, checkpoints=checkpoints[:, :, :1])
 
 
 def test_emulated_fwd_empty_sequence_passes_the_state(emulator):
@@ -785,14 +868,82 @@ def test_gpu_fwd_whole_space():
     import itertools
     shape = {"batch": 2, "dim": 20, "L": 301, "N": 16, "G": 2}
     inputs = make_scan_inputs(2, 20, 301, 16, 2, torch.bfloat16, device="cuda", seed=8)
-    keys = list(ssc.CUDA_SPACE)
+    keys = list(ssc._FWD_LAYOUT_KEYS["warp"])[1:]
     for values in itertools.product(*(ssc.CUDA_SPACE[k] for k in keys)):
-        config = dict(zip(keys, values))
+        config = {"layout": "warp", **dict(zip(keys, values))}
         if ssc.cuda_check_config(config, shape) is None:
             _check_fwd(inputs, True, config, TOL[torch.bfloat16])
     for n_states in (1, 7, 64, 256):
         inputs = make_scan_inputs(1, 8, 129, n_states, 1, torch.float32, device="cuda", seed=n_states)
         _check_fwd(inputs, True, fwd_config(64, 4), 1e-4)
+
+
+@gpu
+def test_gpu_fwd_channel_layout_configs():
+    """The channel layout over its knobs (a subset: each is its own NVRTC build) on a ragged shape
+    with every option and idle threads in the last block; odd and large N with their splits."""
+    _needs_cupy()
+    import itertools
+    shape = {"batch": 2, "dim": 20, "L": 301, "N": 16, "G": 2}
+    inputs = make_scan_inputs(2, 20, 301, 16, 2, torch.bfloat16, device="cuda", seed=8)
+    for threads, split, chunk, poly in itertools.product((32, 128), (1, 2, 4), (32, 64), (0, 2)):
+        config = {"layout": "channel", "threads": threads, "split": split, "chunk": chunk, "poly": poly,
+                  "occupancy": 8}
+        assert ssc.cuda_check_config(config, shape) is None
+        _check_fwd(inputs, True, config, TOL[torch.bfloat16])
+    _check_fwd(inputs, True, {"layout": "channel", "threads": 64, "split": 2, "chunk": 128, "poly": 1,
+                              "occupancy": 16}, TOL[torch.bfloat16])
+    for n_states, split in ((1, 1), (7, 1), (64, 4), (256, 8)):
+        inputs = make_scan_inputs(1, 8, 129, n_states, 1, torch.float32, device="cuda", seed=n_states)
+        config = {"layout": "channel", "threads": 64, "split": split, "chunk": 8 if n_states > 64 else 32,
+                  "poly": 0, "occupancy": 8}
+        _check_fwd(inputs, True, config, 1e-4)
+
+
+@gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gpu_channel_layout_checkpoints_equal_the_triton_forward(dtype):
+    """The channel layout's checkpoints are the Triton backward's input: same states as the Triton
+    forward writes (fp32 both, up to summation order)."""
+    _needs_cupy()
+    from kernelgen.templates import selective_scan as ss
+    inputs = make_scan_inputs(2, 64, 1000, 16, 2, dtype, device="cuda", seed=21)
+    u = inputs["u"]
+    shape = {"batch": 2, "dim": 64, "L": 1000, "N": 16}
+    ckpts = []
+    for config in ({"backend": "cuda", "layout": "channel", "threads": 64, "split": 2, "chunk": 64, "poly": 0,
+                    "occupancy": 8}, ss.FWD.triton_default_config(shape)):
+        checkpoints = torch.full((2, 64, -(-1000 // ss.CHECKPOINT_STEPS), 16), float("nan"), device="cuda")
+        out = torch.empty_like(u)
+        BC = ss.selective_scan_fwd(config, u, inputs["delta"], inputs["A"], inputs["B"], inputs["C"], inputs["D"],
+                                   inputs["z"], inputs["delta_bias"], True, inputs["initial_state"], out, None,
+                                   checkpoints)
+        assert BC is not None    # the backward's packed B/C, from either backend
+        ckpts.append(checkpoints)
+    assert_close("checkpoints", ckpts[0], ckpts[1], 1e-5)
+
+
+@gpu
+def test_gpu_op_training_with_the_channel_layout_default():
+    """At 8192 channels the op's default forward is the CUDA channel layout; its checkpoints feed
+    the Triton backward. Gradients against the float64 reference."""
+    _needs_cupy()
+    import kernelgen
+    from kernelgen.templates import selective_scan as ss
+    shape = {"batch": 4, "dim": 2048, "L": 150, "N": 16}
+    assert ss.FWD.default_config(shape).get("layout") == "channel"
+    inputs = make_scan_inputs(4, 2048, 150, 16, 1, torch.bfloat16, device="cuda", z=False, init=False, seed=22)
+    leaves = {k: v.detach().clone().requires_grad_() for k, v in inputs.items() if v is not None}
+    y, last = kernelgen.selective_scan(leaves["u"], leaves["delta"], leaves["A"], leaves["B"], leaves["C"],
+                                       leaves["D"], None, leaves["delta_bias"], True, return_last_state=True)
+    gen = torch.Generator(device="cuda").manual_seed(3)
+    dout = torch.randn(y.shape, device="cuda", generator=gen).to(y.dtype)
+    grads = torch.autograd.grad((y.float() * dout.float()).sum(), [leaves[k] for k in GRAD_NAMES if k in leaves])
+    ref_y, _ = ref_scan(**inputs, delta_softplus=True)
+    assert_close("y", y, ref_y, TOL[torch.bfloat16])
+    want = ref_grads(inputs, True, dout, None)
+    for name, got in zip([k for k in GRAD_NAMES if k in leaves], grads):
+        assert_close(f"d{name}", got, want[name], 5e-2)
 
 
 @gpu

@@ -20,12 +20,14 @@ from reference_utils import assert_close
 FWD_TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}
 BWD_TOL = {torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 5e-2}
 
-SMALL_FWD = [  # square, tall, wide tiles; window split 1, 2, 4; three loops or one fused loop
+SMALL_FWD = [  # square, tall, wide tiles; window split 1, 2, 4; three loops or one fused loop; TMA loads
     {"BLOCK_M": 16, "BLOCK_N": 16, "SPLITS": 1, "FUSED": 0, "num_warps": 4, "num_stages": 1},
     {"BLOCK_M": 32, "BLOCK_N": 16, "SPLITS": 2, "FUSED": 0, "num_warps": 4, "num_stages": 2},
     {"BLOCK_M": 16, "BLOCK_N": 32, "SPLITS": 4, "FUSED": 0, "num_warps": 4, "num_stages": 1},
     {"BLOCK_M": 16, "BLOCK_N": 16, "SPLITS": 2, "FUSED": 1, "num_warps": 4, "num_stages": 1},
     {"BLOCK_M": 32, "BLOCK_N": 16, "SPLITS": 1, "FUSED": 1, "num_warps": 4, "num_stages": 1},
+    {"BLOCK_M": 16, "BLOCK_N": 16, "SPLITS": 2, "FUSED": 1, "TMA": 1, "num_warps": 4, "num_stages": 1},
+    {"BLOCK_M": 32, "BLOCK_N": 16, "SPLITS": 1, "FUSED": 1, "TMA": 1, "num_warps": 4, "num_stages": 2},
 ]
 SMALL_BWD = [
     {"BLOCK_M_KV": 16, "BLOCK_N_KV": 32, "warps_kv": 4, "stages_kv": 1,
@@ -69,7 +71,8 @@ def test_forward_matches_reference(device, dtype, window, heads_q, heads):
 
 
 @pytest.mark.parametrize("config", SMALL_FWD,
-                         ids=lambda c: f"{c['BLOCK_M']}x{c['BLOCK_N']}s{c['SPLITS']}{'fused' if c['FUSED'] else ''}")
+                         ids=lambda c: f"{c['BLOCK_M']}x{c['BLOCK_N']}s{c['SPLITS']}{'fused' if c['FUSED'] else ''}"
+                                       f"{'tma' if c.get('TMA') else ''}")
 def test_forward_tiles_edges_and_splits(device, config):
     q, k, v, _ = _inputs(device, torch.float32)
     for window in (7, 20):   # interior range empty / non-empty for 16-wide tiles
@@ -156,6 +159,18 @@ def test_varlen_small_tiles(device):
     for name, grad, ref in zip(("dq", "dk", "dv"), grads,
                                sliding_window_attention_backward_ref(q, k, v, do, window, cu_seqlens=cu)):
         assert_close(name, grad, ref, 1e-5)
+
+
+def test_varlen_tma_loads_stay_in_their_sequence(device):
+    # One [tokens, H * D] descriptor serves every sequence: keys past a sequence's end (the next
+    # sequence's rows, or zero fill at the tensor's end) must be masked out.
+    q, k, v, _ = (x[:1] for x in _inputs(device, torch.float32))
+    cu = torch.tensor([0, 3, 40, 45], dtype=torch.int64, device=device)
+    config = SMALL_FWD[-1]
+    o, lse = swa_forward(q, k, v, 18, 32 ** -0.5, cu, config)
+    o_ref, lse_ref = sliding_window_attention_ref(q, k, v, 18, cu_seqlens=cu)
+    assert_close("o", o, o_ref, 1e-5)
+    assert_close("lse", lse, lse_ref, 1e-5)
 
 
 # --- decode -----------------------------------------------------------------------------------------
@@ -261,6 +276,7 @@ def test_check_config_rejects_impossible():
     assert "head size" in FORWARD.check_config(FORWARD.default_config(big), {**big, "D": 48})
     short = {**big, "D": 64, "W": 16}
     assert "too short" in FORWARD.check_config({**huge, "BLOCK_M": 32, "BLOCK_N": 64, "SPLITS": 4}, short)
+    assert "FUSED=1" in FORWARD.check_config({**FORWARD.default_config(big), "FUSED": 0, "TMA": 1}, big)
     bwd = BACKWARD.default_config(big)
     assert BACKWARD.check_config(bwd, big) is None
     assert "registers" in BACKWARD.check_config({**bwd, "BLOCK_N_KV": 64, "warps_kv": 4}, big)
