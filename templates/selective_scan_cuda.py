@@ -161,8 +161,10 @@ def cuda_default_config(shape: Mapping[str, int], kernel: str | None = None) -> 
         # Enough channels to give every scheduler a thread per channel: the channel layout (see
         # the .cu); split so a thread holds at most 16 states, blocks no wider than a group.
         split = 1
-        while n_states // split > 16 or n_states % split:
+        while split < 32 and (n_states // split > 16 or n_states % split):
             split *= 2
+        if n_states % split or n_states // split > MAX_STATES_PER_THREAD:
+            return warp_fwd_default_config(shape)    # no power-of-two split fits (e.g. N = 17)
         threads = 128
         while threads > 32 and threads // split > per_group:
             threads //= 2

@@ -233,6 +233,9 @@ def test_channel_layout_default_and_constraints():
     assert config["layout"] == "channel" and config["split"] == 1
     wide = {**TARGET, "N": 64}
     assert ssc.cuda_default_config(wide)["split"] == 4
+    for n_states in (17, 33, 63):     # no power-of-two split divides N: the warp layout
+        assert ssc.cuda_default_config({**TARGET, "N": n_states})["layout"] == "warp"
+    assert ssc.cuda_default_config({**TARGET, "N": 48})["split"] == 4
     few = {"batch": 2, "dim": 1536, "L": 2048, "N": 16, "G": 1}     # 3072 channels: the warp layout
     assert ssc.cuda_default_config(few)["layout"] == "warp"
     narrow = {"batch": 64, "dim": 96, "L": 64, "N": 16, "G": 3}     # 32 channels a group
