@@ -148,8 +148,9 @@ def inspect(template_name: str, shape: dict[str, int], dtype: str, flags: str, o
         row: dict[str, Any] = {"config": config, "reason": reason, "kernels": []}
         if reason is None:
             generator = torch.Generator().manual_seed(index)
-            inputs = template.make_inputs(shape, dtype, flags, "cpu", generator)
-            outputs = template.allocate_outputs(inputs, shape, dtype, flags)
+            with _Capture(arch):   # inputs some templates make with kernels (a backward's forward): not reported
+                inputs = template.make_inputs(shape, dtype, flags, "cpu", generator)
+                outputs = template.allocate_outputs(inputs, shape, dtype, flags)
             with _Capture(arch) as capture:
                 try:
                     template.launch(config, inputs, outputs, shape, flags)

@@ -107,9 +107,23 @@ __device__ __forceinline__ float kg_exp2(float x) {
 #endif
 }
 
+__device__ __forceinline__ float kg_log2_approx(float x) {
+#if defined(__CUDA_ARCH__)
+    float y;
+    asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+#else
+    return log2f(x);
+#endif
+}
+
 __device__ __forceinline__ float kg_softplus(float x) {
-    // log(1 + e^x); above 20 it equals x in fp32.
-    return x > 20.f ? x : log1pf(kg_exp2(x * KG_LOG2E));
+    // log(1 + e^x) with one ex2 and one lg2 and selects, no branch (a branch would fence the
+    // scheduler off from overlapping steps): x above 20, e^x itself below -15 (where 1 + e^x rounds
+    // to 1 and log1p(e^x) = e^x in fp32).
+    const float e = kg_exp2(fminf(x, 20.f) * KG_LOG2E);
+    const float log1p_e = kg_log2_approx(1.f + e) * 0.6931471805599453f;
+    return x > 20.f ? x : (x < -15.f ? e : log1p_e);
 }
 
 __device__ __forceinline__ float kg_silu(float x) {
@@ -177,6 +191,29 @@ struct KgRowIO {
                 if (i < valid) ptr[i] = T::from_float(in[i]);
         }
     }
+};
+
+// One (batch, channel) row of the forward's [batch, dim, L] tensors (contiguous), whether each
+// allows 16-byte vector access (`kItems` elements at a time), and the channel's D and delta_bias
+// (0 when absent).
+template <typename InT, int kItems>
+struct KgForwardRow {
+    typedef typename InT::storage S;
+    typedef KgRowIO<InT, kItems> IO;
+    const S* u;
+    const S* delta;
+    const S* z;      // null without z
+    S* out;
+    bool u_vec, delta_vec, z_vec, out_vec;
+    float D, bias;
+
+    __device__ __forceinline__ KgForwardRow(const S* u_all, const S* delta_all, const S* z_all, S* out_all,
+                                            const float* D_all, const float* bias_all, long long row, int d,
+                                            int L)
+        : u(u_all + row * L), delta(delta_all + row * L), z(z_all ? z_all + row * L : nullptr),
+          out(out_all + row * L), u_vec(IO::aligned(u_all, L)), delta_vec(IO::aligned(delta_all, L)),
+          z_vec(z_all ? IO::aligned(z_all, L) : false), out_vec(IO::aligned(out_all, L)),
+          D(D_all ? D_all[d] : 0.f), bias(bias_all ? bias_all[d] : 0.f) {}
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -303,24 +340,14 @@ selective_scan_fwd_kernel(const typename InT::storage* __restrict__ u,
     const int g = d / (dim / groups);
 
     const long long row = (long long)b * dim + d;
-    const typename InT::storage* u_row = u + row * L;
-    const typename InT::storage* delta_row = delta + row * L;
-    const typename InT::storage* z_row = z ? z + row * L : nullptr;
-    typename InT::storage* out_row = out + row * L;
+    const KgForwardRow<InT, kItems> io(u, delta, z, out, D, delta_bias, row, d, L);
     const long long bc_offset = ((long long)b * groups + g) * kN * (long long)L;
     const typename WT::storage* B_row0 = Bm + bc_offset;
     const typename WT::storage* C_row0 = Cm + bc_offset;
     const float* A_row = A + (long long)d * kN;
     const int n_chunks = (L + kChunk - 1) / kChunk;
     float* states_row = chunk_states ? chunk_states + row * n_chunks * kN : nullptr;
-
-    const bool u_vec = InIO::aligned(u, L);
-    const bool delta_vec = InIO::aligned(delta, L);
-    const bool z_vec = z ? InIO::aligned(z, L) : false;
-    const bool out_vec = InIO::aligned(out, L);
     const bool bc_vec = WIO::aligned(Bm, L) && WIO::aligned(Cm, L);
-    const float D_d = D ? D[d] : 0.f;
-    const float bias_d = delta_bias ? delta_bias[d] : 0.f;
 
     float* carry = carry_smem[warp];
     for (int n = lane; n < kN; n += 32) carry[n] = initial_state ? initial_state[row * kN + n] : 0.f;
@@ -331,9 +358,9 @@ selective_scan_fwd_kernel(const typename InT::storage* __restrict__ u,
         const int valid = L - t_lane;  // items of this lane inside [0, L): may be <= 0 or > kItems
 
         float dt[kItems], dtu[kItems], y[kItems];
-        InIO::load(delta_row + t_lane, valid, delta_vec, dt);
-        InIO::load(u_row + t_lane, valid, u_vec, dtu);
-        const float dt_sum = kg_prepare_dt(dt, dtu, bias_d, delta_softplus, valid);
+        InIO::load(io.delta + t_lane, valid, io.delta_vec, dt);
+        InIO::load(io.u + t_lane, valid, io.u_vec, dtu);
+        const float dt_sum = kg_prepare_dt(dt, dtu, io.bias, delta_softplus, valid);
 #pragma unroll
         for (int i = 0; i < kItems; ++i) y[i] = 0.f;
 
@@ -361,17 +388,17 @@ selective_scan_fwd_kernel(const typename InT::storage* __restrict__ u,
 
         if (D) {
             float uu[kItems];
-            InIO::load(u_row + t_lane, valid, u_vec, uu);
+            InIO::load(io.u + t_lane, valid, io.u_vec, uu);
 #pragma unroll
-            for (int i = 0; i < kItems; ++i) y[i] = fmaf(D_d, uu[i], y[i]);
+            for (int i = 0; i < kItems; ++i) y[i] = fmaf(io.D, uu[i], y[i]);
         }
-        if (z_row) {
+        if (io.z) {
             float zz[kItems];
-            InIO::load(z_row + t_lane, valid, z_vec, zz);
+            InIO::load(io.z + t_lane, valid, io.z_vec, zz);
 #pragma unroll
             for (int i = 0; i < kItems; ++i) y[i] *= kg_silu(zz[i]);
         }
-        InIO::store(out_row + t_lane, valid, out_vec, y);
+        InIO::store(io.out + t_lane, valid, io.out_vec, y);
     }
 
     if (last_state)
@@ -456,25 +483,6 @@ __device__ __forceinline__ float kg_exp2_poly(float x) {
     return kg_bits_to_float(kg_float_to_bits(p) + (unsigned int)j_bits);
 }
 
-__device__ __forceinline__ float kg_log2_approx(float x) {
-#if defined(__CUDA_ARCH__)
-    float y;
-    asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-#else
-    return log2f(x);
-#endif
-}
-
-__device__ __forceinline__ float kg_softplus_fast(float x) {
-    // log(1 + e^x) with one ex2 and one lg2, branch-free (a branch would fence the scheduler off
-    // from overlapping steps); above 20 it is x. Relative accuracy is lost only where e^x < 1e-7,
-    // steps too small to move the state.
-    const float e = kg_exp2(fminf(x, 20.f) * KG_LOG2E);
-    const float log1p_e = kg_log2_approx(1.f + e) * 0.6931471805599453f;
-    return x > 20.f ? x : log1p_e;
-}
-
 template <typename InT, typename WT, int kN, int kSplit, int kThreads, int kChunk, int kPoly, int kMinBlocks>
 __global__ void __launch_bounds__(kThreads, kMinBlocks)
 selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
@@ -514,15 +522,8 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
     // they join the B/C staging and barriers, and never store.
     const int d = g * dpg + (active ? d_local : dpg - 1);
     const long long row = (long long)b * dim + d;
-    const typename InT::storage* u_row = u + row * L;
-    const typename InT::storage* delta_row = delta + row * L;
-    const typename InT::storage* z_row = z ? z + row * L : nullptr;
-    typename InT::storage* out_row = out + row * L;
+    const KgForwardRow<InT, kItems> io(u, delta, z, out, D, delta_bias, row, d, L);
     const long long bc_offset = ((long long)b * groups + g) * kN * (long long)L;
-    const bool u_vec = InIO::aligned(u, L), delta_vec = InIO::aligned(delta, L), out_vec = InIO::aligned(out, L);
-    const bool z_vec = z ? InIO::aligned(z, L) : false;
-    const float D_d = D ? D[d] : 0.f;
-    const float bias_d = delta_bias ? delta_bias[d] : 0.f;
     const int s0 = part * kS;
     const int n_ckpt = (L + ckpt_steps - 1) / (ckpt_steps > 0 ? ckpt_steps : 1);
 
@@ -569,9 +570,9 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
     typedef KgRowRaw<InT, kItems> Raw;
     unsigned int dt_next[Raw::kWords], u_next[Raw::kWords], z_next[Raw::kWords];
     if (L > 0) {
-        Raw::load(delta_row, L, delta_vec, dt_next);
-        Raw::load(u_row, L, u_vec, u_next);
-        if (z_row) Raw::load(z_row, L, z_vec, z_next);
+        Raw::load(io.delta, L, io.delta_vec, dt_next);
+        Raw::load(io.u, L, io.u_vec, u_next);
+        if (io.z) Raw::load(io.z, L, io.z_vec, z_next);
     }
 #pragma unroll 1
     for (int t0 = 0; t0 < L; t0 += kItems) {
@@ -585,12 +586,12 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
         for (int i = 0; i < kItems; ++i) {
             dt[i] = Raw::get(dt_next, i);
             uu[i] = Raw::get(u_next, i);
-            zz[i] = z_row ? Raw::get(z_next, i) : 0.f;
+            zz[i] = io.z ? Raw::get(z_next, i) : 0.f;
         }
         if (t0 + kItems < L) {
-            Raw::load(delta_row + t0 + kItems, valid - kItems, delta_vec, dt_next);
-            Raw::load(u_row + t0 + kItems, valid - kItems, u_vec, u_next);
-            if (z_row) Raw::load(z_row + t0 + kItems, valid - kItems, z_vec, z_next);
+            Raw::load(io.delta + t0 + kItems, valid - kItems, io.delta_vec, dt_next);
+            Raw::load(io.u + t0 + kItems, valid - kItems, io.u_vec, u_next);
+            if (io.z) Raw::load(io.z + t0 + kItems, valid - kItems, io.z_vec, z_next);
         }
         if (checkpoints && active && t0 % ckpt_steps == 0) {
             float* at = checkpoints + (row * n_ckpt + t0 / ckpt_steps) * kN + s0;
@@ -601,10 +602,10 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
         float step[kItems], step_u[kItems];
         if (delta_softplus) {
 #pragma unroll
-            for (int i = 0; i < kItems; ++i) step[i] = kg_softplus_fast(dt[i] + bias_d);
+            for (int i = 0; i < kItems; ++i) step[i] = kg_softplus(dt[i] + io.bias);
         } else {
 #pragma unroll
-            for (int i = 0; i < kItems; ++i) step[i] = dt[i] + bias_d;
+            for (int i = 0; i < kItems; ++i) step[i] = dt[i] + io.bias;
         }
 #pragma unroll
         for (int i = 0; i < kItems; ++i) {
@@ -627,13 +628,13 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
 #pragma unroll
             for (int offset = kSplit / 2; offset > 0; offset /= 2)
                 yi += __shfl_xor_sync(KG_FULL_MASK, yi, offset);
-            y[i] = fmaf(D_d, uu[i], yi);
+            y[i] = fmaf(io.D, uu[i], yi);
         }
-        if (z_row) {
+        if (io.z) {
 #pragma unroll
             for (int i = 0; i < kItems; ++i) y[i] *= kg_silu(zz[i]);
         }
-        if (active && part == 0) InIO::store(out_row + t0, valid, out_vec, y);
+        if (active && part == 0) InIO::store(io.out + t0, valid, io.out_vec, y);
         if ((sub + kItems == kChunk || t0 + kItems >= L) && next_chunk) {
             deposit(buffer ^ 1, t0 - sub + kChunk);   // the other buffer: last read a chunk ago
             __syncthreads();
