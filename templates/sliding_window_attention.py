@@ -262,6 +262,16 @@ def _fwd_kernel(q, k, v, o, lse, o_split, lse_split, cu_seqlens, block_table, qk
 
 
 @triton.jit
+def _merge_partial(acc, weight, m_i, o_s, lse_s):
+    """Fold one split's partial softmax (normalised output o_s, base-2 lse_s) into the running
+    (acc, weight, m_i): weights are 2^(lse - running max), so nothing overflows."""
+    m_new = tl.maximum(m_i, lse_s)
+    alpha = tl.math.exp2(m_i - m_new)
+    w = tl.math.exp2(lse_s - m_new)
+    return acc * alpha[:, None] + w[:, None] * o_s, weight * alpha + w, m_new
+
+
+@triton.jit
 def _fwd_combine_kernel(o_split, lse_split, o, lse, n_tokens, T, o_split_stride, lse_split_stride,
                         HQ: tl.constexpr, HEAD_DIM: tl.constexpr, SPLITS: tl.constexpr, BLOCK_R: tl.constexpr):
     """Merge SPLITS partial softmaxes (normalised outputs + base-2 lse) of each row."""
@@ -281,12 +291,7 @@ def _fwd_combine_kernel(o_split, lse_split, o, lse, n_tokens, T, o_split_stride,
         o_s = tl.load(o_ptrs, mask=row_ok[:, None], other=0.0)
         o_ptrs += o_split_stride
         lse_ptrs += lse_split_stride
-        m_new = tl.maximum(m_i, lse_s)
-        alpha = tl.math.exp2(m_i - m_new)
-        w = tl.math.exp2(lse_s - m_new)
-        acc = acc * alpha[:, None] + w[:, None] * o_s
-        weight = weight * alpha + w
-        m_i = m_new
+        acc, weight, m_i = _merge_partial(acc, weight, m_i, o_s, lse_s)
     weight = tl.where(weight > 0.0, weight, 1.0)
     tl.store(o + o_offset, (acc / weight[:, None]).to(o.dtype.element_ty), mask=row_ok[:, None])
     tl.store(lse + lse_offset, (m_i + tl.math.log2(weight)) * LN2, mask=row_ok)
@@ -511,12 +516,7 @@ def _decode_kernel(q, k_cache, v_cache, cache_seqlens, o, o_split, lse_split, co
                 # .cg: read the other programs' partials from L2, never from a stale L1 line.
                 lse_s = tl.load(lse_ptrs + s_i, mask=head_ok, other=float("-inf"), cache_modifier=".cg")
                 o_s = tl.load(split_ptrs + s_i * HEAD_DIM, mask=head_ok[:, None], other=0.0, cache_modifier=".cg")
-                m_new = tl.maximum(m_i, lse_s)
-                alpha = tl.math.exp2(m_i - m_new)
-                w = tl.math.exp2(lse_s - m_new)
-                acc = acc * alpha[:, None] + w[:, None] * o_s
-                weight = weight * alpha + w
-                m_i = m_new
+                acc, weight, m_i = _merge_partial(acc, weight, m_i, o_s, lse_s)
             weight = tl.where(weight > 0.0, weight, 1.0)   # no keys (L = 0): zeros
             tl.store(o_ptrs, (acc / weight[:, None]).to(o.dtype.element_ty), mask=head_ok[:, None])
             tl.atomic_xchg(counters + pid_bh, 0)
