@@ -155,7 +155,8 @@ def inspect(template_name: str, shape: dict[str, int], dtype: str, flags: str, o
                 try:
                     template.launch(config, inputs, outputs, shape, flags)
                 except Exception as error:  # noqa: BLE001 - report, go on with the next config
-                    row["reason"] = f"{type(error).__name__}: {str(error)[:300]}"
+                    cause = f" (caused by {error.__cause__!r})" if error.__cause__ is not None else ""
+                    row["reason"] = f"{type(error).__name__}: {str(error)[-800:]}{cause}"
             for name, kernel in capture.kernels:
                 sub = dump / f"config{index}" if dump is not None else None
                 row["kernels"].append(kernel_report(name, kernel, sub))

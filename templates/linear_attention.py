@@ -63,6 +63,99 @@ def _store_state(ptr, base, V, KF: tl.constexpr, row0, offs_r, m_r, offs_v, m_v,
 
 
 @triton.jit
+def _program_segment(cu_seqlens, T, seg_len, H: tl.constexpr, IS_VARLEN: tl.constexpr):
+    """This program's V tile, (sequence, head) and segment ids, its head, and its segment's token
+    range [t_lo, t_hi)."""
+    i_v, i_nh, i_seg = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_n, i_h = i_nh // H, i_nh % H
+    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    t_lo = bos + i_seg * seg_len
+    t_hi = tl.minimum(t_lo + seg_len, eos)
+    return i_v, i_nh, i_seg, i_h, t_lo, t_hi
+
+
+@triton.jit
+def _feature_multipliers(scale, FEATURE: tl.constexpr):
+    """Query and key multipliers of the linear features (taylor2 splits the scale symmetrically,
+    identity-like maps put it on the query), and the second-order features' (taylor2: scale/√2)."""
+    if FEATURE == FEAT_TAYLOR2:
+        lin_q = tl.sqrt(scale)
+        lin_k = tl.sqrt(scale)
+    else:
+        lin_q = scale
+        lin_k = 1.0
+    return lin_q, lin_k, scale * 0.7071067811865476
+
+
+@triton.jit
+def _taylor_rows(K: tl.constexpr, BK: tl.constexpr, TAYLOR: tl.constexpr):
+    """For the flat pair index i·BK + j (i, j < BK): the mask i, j < K and the row i·K + j of the
+    feature x_i·x_j in the state's second-order block. Placeholders without taylor2."""
+    if TAYLOR:
+        offs_qq = tl.arange(0, BK * BK)
+        m_qq = ((offs_qq // BK) < K) & ((offs_qq % BK) < K)
+        rows_qq = (offs_qq // BK) * K + (offs_qq % BK)
+    else:
+        m_qq = tl.zeros([1], dtype=tl.int1)
+        rows_qq = tl.zeros([1], dtype=tl.int32)
+    return m_qq, rows_qq
+
+
+@triton.jit
+def _state_pieces(s_ptr, z_ptr, base, V, KF: tl.constexpr, K: tl.constexpr, offs_k, m_k, offs_v, m_v, m_qq,
+                  rows_qq, BK: tl.constexpr, BV: tl.constexpr, LOAD: tl.constexpr, TAYLOR: tl.constexpr,
+                  NORMALIZE: tl.constexpr):
+    """A state (S, z) [*, KF, V] split as the kernels carry it: the linear features' rows [BK, BV]
+    and z [BK]; for taylor2 also the constant row [BV] / [1] and the second-order rows [BK², BV] /
+    [BK²] (placeholders otherwise). Read from s_ptr / z_ptr at ``base`` when LOAD, else zeros."""
+    LIN_ROW: tl.constexpr = 1 if TAYLOR else 0
+    b_s = tl.zeros([BK, BV], dtype=tl.float32)
+    b_z = tl.zeros([BK], dtype=tl.float32)
+    if TAYLOR:
+        b_s0 = tl.zeros([BV], dtype=tl.float32)
+        b_s2 = tl.zeros([BK * BK, BV], dtype=tl.float32)
+        b_z0 = tl.zeros([1], dtype=tl.float32)
+        b_z2 = tl.zeros([BK * BK], dtype=tl.float32)
+    else:
+        b_s0 = tl.zeros([1], dtype=tl.float32)
+        b_s2 = tl.zeros([1], dtype=tl.float32)
+        b_z0 = tl.zeros([1], dtype=tl.float32)
+        b_z2 = tl.zeros([1], dtype=tl.float32)
+    if LOAD:
+        b_s = _load_state(s_ptr, base, V, KF, LIN_ROW, offs_k, m_k, offs_v, m_v)
+        if TAYLOR:
+            b_s0 = tl.load(s_ptr + base * KF * V + offs_v, mask=m_v, other=0.0)
+            b_s2 = _load_state(s_ptr, base, V, KF, 1 + K, rows_qq, m_qq, offs_v, m_v)
+        if NORMALIZE:
+            b_z = tl.load(z_ptr + base * KF + LIN_ROW + offs_k, mask=m_k, other=0.0)
+            if TAYLOR:
+                b_z0 = tl.load(z_ptr + base * KF + tl.arange(0, 1))
+                b_z2 = tl.load(z_ptr + base * KF + 1 + K + rows_qq, mask=m_qq, other=0.0)
+    return b_s, b_z, b_s0, b_s2, b_z0, b_z2
+
+
+@triton.jit
+def _bwd_chunk(q, k, v, do, g, t0, t_hi, i_h, gamma, offs_t, offs_k, m_k, offs_v, m_v, H: tl.constexpr,
+               K: tl.constexpr, V: tl.constexpr, USE_G: tl.constexpr, USE_GAMMA: tl.constexpr):
+    """One chunk's tiles for the backward kernels: token rows and masks, q, k, v, dO, and the decay
+    factors (in-chunk cumulative log decay G, its total, e^G, e^(Glast - G), e^Glast)."""
+    rows = t0 + offs_t
+    m_t = rows < t_hi
+    hrow = rows * H + i_h
+    m_tk = m_t[:, None] & m_k[None, :]
+    m_tv = m_t[:, None] & m_v[None, :]
+    b_q = tl.load(q + hrow[:, None] * K + offs_k[None, :], mask=m_tk, other=0.0)
+    b_k = tl.load(k + hrow[:, None] * K + offs_k[None, :], mask=m_tk, other=0.0)
+    b_v = tl.load(v + hrow[:, None] * V + offs_v[None, :], mask=m_tv, other=0.0)
+    b_do = tl.load(do + hrow[:, None] * V + offs_v[None, :], mask=m_tv, other=0.0)
+    b_g = load_log_decay(g, hrow, m_t, gamma, USE_G, USE_GAMMA)
+    b_G = tl.cumsum(b_g, 0)
+    b_Glast = tl.sum(b_g, 0)
+    return (hrow, m_t, m_tk, m_tv, b_q, b_k, b_v, b_do, b_G, b_Glast, tl.exp(b_G), tl.exp(b_Glast - b_G),
+            tl.exp(b_Glast))
+
+
+@triton.jit
 def _prefetch_l2(ptrs):
     """Hint the lines at ``ptrs`` into L2. The software pipeline issues a chunk's copies only after
     the previous chunk's last product, so without a hint their DRAM latency is paid every chunk."""
@@ -88,15 +181,11 @@ def _fwd_kernel(
     the decayed vᵀ also built in registers): only the [BT, BT] weight tile Aᵀ is staged in shared
     memory. Decays are kept in log2 units, and every factor is exp2 of a difference that is ≤ 0.
     """
-    i_v, i_nh, i_seg = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    i_n, i_h = i_nh // H, i_nh % H
-    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
-    t_lo = bos + i_seg * seg_len
-    t_hi = tl.minimum(t_lo + seg_len, eos)
-    LOG2E: tl.constexpr = 1.4426950408889634
+    i_v, i_nh, i_seg, i_h, t_lo, t_hi = _program_segment(cu_seqlens, T, seg_len, H, IS_VARLEN)
     gamma = 0.0
     if USE_GAMMA:
         gamma = tl.load(g_gamma + i_h).to(tl.float32)
+    LOG2E: tl.constexpr = 1.4426950408889634
 
     offs_t = tl.arange(0, BT)
     offs_k = tl.arange(0, BK)
@@ -201,24 +290,13 @@ def _fwd_general_kernel(
     the normalised identity map. The state pieces are carried row-major, [rows, BV], and staged in
     shared memory as the right operand of φ(q)·S each chunk; taylor2's narrow V tiles (its K² rows
     fill the registers) would be too short for the transposed kernel's tensor-core products."""
-    i_v, i_nh, i_seg = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    i_n, i_h = i_nh // H, i_nh % H
-    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
-    t_lo = bos + i_seg * seg_len
-    t_hi = tl.minimum(t_lo + seg_len, eos)
-    TAYLOR: tl.constexpr = FEATURE == FEAT_TAYLOR2
-    LIN_ROW: tl.constexpr = 1 if TAYLOR else 0           # first state row of the linear features
-    # query / key multipliers of the linear features (taylor2 splits the scale symmetrically)
-    if TAYLOR:
-        lin_q = tl.sqrt(scale)
-        lin_k = tl.sqrt(scale)
-    else:
-        lin_q = scale
-        lin_k = 1.0
-    quad = scale * 0.7071067811865476
+    i_v, i_nh, i_seg, i_h, t_lo, t_hi = _program_segment(cu_seqlens, T, seg_len, H, IS_VARLEN)
     gamma = 0.0
     if USE_GAMMA:
         gamma = tl.load(g_gamma + i_h).to(tl.float32)
+    TAYLOR: tl.constexpr = FEATURE == FEAT_TAYLOR2
+    LIN_ROW: tl.constexpr = 1 if TAYLOR else 0           # first state row of the linear features
+    lin_q, lin_k, quad = _feature_multipliers(scale, FEATURE)
 
     offs_t = tl.arange(0, BT)
     offs_k = tl.arange(0, BK)
@@ -226,29 +304,11 @@ def _fwd_general_kernel(
     offs_v = i_v * BV + tl.arange(0, BV)
     m_v = offs_v < V
     offs_one = tl.arange(0, 1)
-    if TAYLOR:   # row index of feature x_i·x_j in the state, for i, j < K
-        offs_qq = tl.arange(0, BK * BK)
-        m_qq = ((offs_qq // BK) < K) & ((offs_qq % BK) < K)
-        rows_qq = (offs_qq // BK) * K + (offs_qq % BK)
+    m_qq, rows_qq = _taylor_rows(K, BK, TAYLOR)
     base = (i_nh * NSEG + i_seg).to(tl.int64)
 
-    b_s = tl.zeros([BK, BV], dtype=tl.float32)
-    b_z = tl.zeros([BK], dtype=tl.float32)
-    if TAYLOR:   # the constant and second-order features' pieces of the state
-        b_s0 = tl.zeros([BV], dtype=tl.float32)
-        b_s2 = tl.zeros([BK * BK, BV], dtype=tl.float32)
-        b_z0 = tl.zeros([1], dtype=tl.float32)
-        b_z2 = tl.zeros([BK * BK], dtype=tl.float32)
-    if HAS_START:
-        b_s = _load_state(s_start, base, V, KF, LIN_ROW, offs_k, m_k, offs_v, m_v)
-        if TAYLOR:
-            b_s0 = tl.load(s_start + base * KF * V + offs_v, mask=m_v, other=0.0)
-            b_s2 = _load_state(s_start, base, V, KF, 1 + K, rows_qq, m_qq, offs_v, m_v)
-        if NORMALIZE:
-            b_z = tl.load(z_start + base * KF + LIN_ROW + offs_k, mask=m_k, other=0.0)
-            if TAYLOR:
-                b_z0 = tl.load(z_start + base * KF + offs_one)
-                b_z2 = tl.load(z_start + base * KF + 1 + K + rows_qq, mask=m_qq, other=0.0)
+    b_s, b_z, b_s0, b_s2, b_z0, b_z2 = _state_pieces(s_start, z_start, base, V, KF, K, offs_k, m_k, offs_v, m_v,
+                                                     m_qq, rows_qq, BK, BV, HAS_START, TAYLOR, NORMALIZE)
 
     for t0 in range(t_lo, t_hi, BT):
         rows = t0 + offs_t
@@ -336,17 +396,13 @@ def _state_pass_kernel(
     z weights w_row = ∂L/∂den: the state gradient a segment sends to the one before it.
     ``x_lin`` multiplies the linear features (1 or scale for identity maps, √scale for taylor2).
     """
-    i_v, i_nh, i_seg = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    i_n, i_h = i_nh // H, i_nh % H
-    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
-    t_lo = bos + i_seg * seg_len
-    t_hi = tl.minimum(t_lo + seg_len, eos)
-    TAYLOR: tl.constexpr = FEATURE == FEAT_TAYLOR2
-    LIN_ROW: tl.constexpr = 1 if TAYLOR else 0
-    quad = scale * 0.7071067811865476
+    i_v, i_nh, i_seg, i_h, t_lo, t_hi = _program_segment(cu_seqlens, T, seg_len, H, IS_VARLEN)
     gamma = 0.0
     if USE_GAMMA:
         gamma = tl.load(g_gamma + i_h).to(tl.float32)
+    TAYLOR: tl.constexpr = FEATURE == FEAT_TAYLOR2
+    LIN_ROW: tl.constexpr = 1 if TAYLOR else 0
+    quad = scale * 0.7071067811865476
 
     offs_t = tl.arange(0, BT)
     offs_k = tl.arange(0, BK)
@@ -354,18 +410,10 @@ def _state_pass_kernel(
     offs_v = i_v * BV + tl.arange(0, BV)
     m_v = offs_v < V
     offs_one = tl.arange(0, 1)
-    if TAYLOR:
-        offs_qq = tl.arange(0, BK * BK)
-        m_qq = ((offs_qq // BK) < K) & ((offs_qq % BK) < K)
-        rows_qq = (offs_qq // BK) * K + (offs_qq % BK)
+    m_qq, rows_qq = _taylor_rows(K, BK, TAYLOR)
 
-    b_s = tl.zeros([BK, BV], dtype=tl.float32)
-    b_z = tl.zeros([BK], dtype=tl.float32)
-    if TAYLOR:
-        b_s0 = tl.zeros([BV], dtype=tl.float32)
-        b_s2 = tl.zeros([BK * BK, BV], dtype=tl.float32)
-        b_z0 = tl.zeros([1], dtype=tl.float32)
-        b_z2 = tl.zeros([BK * BK], dtype=tl.float32)
+    b_s, b_z, b_s0, b_s2, b_z0, b_z2 = _state_pieces(s_out, z_out, 0, V, KF, K, offs_k, m_k, offs_v, m_v, m_qq,
+                                                     rows_qq, BK, BV, False, TAYLOR, WITH_Z)
     g_run = tl.zeros([1], dtype=tl.float32)
     for t0 in range(t_lo, t_hi, BT):
         rows = t0 + offs_t
@@ -459,23 +507,12 @@ def _bwd_dq_kernel(
     PARTIAL: dq is this V tile's share, written to fp32 dq[i_v] and summed by the launcher.
     r_out[i_v, row] = this tile's share of φq_t·∂L/∂φq_t (the decay gradient's row term).
     """
-    i_v, i_nh, i_seg = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    i_n, i_h = i_nh // H, i_nh % H
-    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
-    t_lo = bos + i_seg * seg_len
-    t_hi = tl.minimum(t_lo + seg_len, eos)
-    TAYLOR: tl.constexpr = FEATURE == FEAT_TAYLOR2
-    LIN_ROW: tl.constexpr = 1 if TAYLOR else 0
-    if TAYLOR:
-        lin_q = tl.sqrt(scale)
-        lin_k = tl.sqrt(scale)
-    else:
-        lin_q = scale
-        lin_k = 1.0
-    quad = scale * 0.7071067811865476
+    i_v, i_nh, i_seg, i_h, t_lo, t_hi = _program_segment(cu_seqlens, T, seg_len, H, IS_VARLEN)
     gamma = 0.0
     if USE_GAMMA:
         gamma = tl.load(g_gamma + i_h).to(tl.float32)
+    TAYLOR: tl.constexpr = FEATURE == FEAT_TAYLOR2
+    lin_q, lin_k, quad = _feature_multipliers(scale, FEATURE)
     tile0 = (i_v == 0).to(tl.float32)     # terms not split over V (the normaliser) count once
 
     offs_t = tl.arange(0, BT)
@@ -483,48 +520,16 @@ def _bwd_dq_kernel(
     m_k = offs_k < K
     offs_v = i_v * BV + tl.arange(0, BV)
     m_v = offs_v < V
-    offs_one = tl.arange(0, 1)
-    if TAYLOR:
-        offs_qq = tl.arange(0, BK * BK)
-        m_qq = ((offs_qq // BK) < K) & ((offs_qq % BK) < K)
-        rows_qq = (offs_qq // BK) * K + (offs_qq % BK)
+    m_qq, rows_qq = _taylor_rows(K, BK, TAYLOR)
     base = (i_nh * NSEG + i_seg).to(tl.int64)
 
-    b_s = tl.zeros([BK, BV], dtype=tl.float32)
-    b_z = tl.zeros([BK], dtype=tl.float32)
-    if TAYLOR:
-        b_s0 = tl.zeros([BV], dtype=tl.float32)
-        b_s2 = tl.zeros([BK * BK, BV], dtype=tl.float32)
-        b_z0 = tl.zeros([1], dtype=tl.float32)
-        b_z2 = tl.zeros([BK * BK], dtype=tl.float32)
-    if HAS_START:
-        b_s = _load_state(s_start, base, V, KF, LIN_ROW, offs_k, m_k, offs_v, m_v)
-        if TAYLOR:
-            b_s0 = tl.load(s_start + base * KF * V + offs_v, mask=m_v, other=0.0)
-            b_s2 = _load_state(s_start, base, V, KF, 1 + K, rows_qq, m_qq, offs_v, m_v)
-        if NORMALIZE:
-            b_z = tl.load(z_start + base * KF + LIN_ROW + offs_k, mask=m_k, other=0.0)
-            if TAYLOR:
-                b_z0 = tl.load(z_start + base * KF + offs_one)
-                b_z2 = tl.load(z_start + base * KF + 1 + K + rows_qq, mask=m_qq, other=0.0)
+    b_s, b_z, b_s0, b_s2, b_z0, b_z2 = _state_pieces(s_start, z_start, base, V, KF, K, offs_k, m_k, offs_v, m_v,
+                                                     m_qq, rows_qq, BK, BV, HAS_START, TAYLOR, NORMALIZE)
 
     for t0 in range(t_lo, t_hi, BT):
-        rows = t0 + offs_t
-        m_t = rows < t_hi
-        hrow = rows * H + i_h
-        m_tk = m_t[:, None] & m_k[None, :]
-        m_tv = m_t[:, None] & m_v[None, :]
-        b_q = tl.load(q + hrow[:, None] * K + offs_k[None, :], mask=m_tk, other=0.0)
-        b_k = tl.load(k + hrow[:, None] * K + offs_k[None, :], mask=m_tk, other=0.0)
-        b_v = tl.load(v + hrow[:, None] * V + offs_v[None, :], mask=m_tv, other=0.0)
-        b_do = tl.load(do + hrow[:, None] * V + offs_v[None, :], mask=m_tv, other=0.0)
+        hrow, m_t, m_tk, _, b_q, b_k, b_v, b_do, b_G, b_Glast, e_q, e_k, e_all = _bwd_chunk(
+            q, k, v, do, g, t0, t_hi, i_h, gamma, offs_t, offs_k, m_k, offs_v, m_v, H, K, V, USE_G, USE_GAMMA)
         dt = b_q.dtype
-        b_g = load_log_decay(g, hrow, m_t, gamma, USE_G, USE_GAMMA)
-        b_G = tl.cumsum(b_g, 0)
-        b_Glast = tl.sum(b_g, 0)
-        e_q = tl.exp(b_G)
-        e_k = tl.exp(b_Glast - b_G)
-        e_all = tl.exp(b_Glast)
         b_qf = feature_map_in_dtype(b_q, m_tk, FEATURE)
         b_kf = feature_map_in_dtype(b_k, m_tk, FEATURE)
         if NORMALIZE:
@@ -615,23 +620,13 @@ def _bwd_dkv_kernel(
     complete per V tile; dk (PARTIAL) and c_out[i_v] (the decay gradient's column term
     φk_s·∂L/∂φk_s) are this tile's share. The segment-0 program writes ∂L/∂initial_state.
     """
-    i_v, i_nh, i_seg = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    i_n, i_h = i_nh // H, i_nh % H
-    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
-    t_lo = bos + i_seg * seg_len
-    t_hi = tl.minimum(t_lo + seg_len, eos)
-    TAYLOR: tl.constexpr = FEATURE == FEAT_TAYLOR2
-    LIN_ROW: tl.constexpr = 1 if TAYLOR else 0
-    if TAYLOR:
-        lin_q = tl.sqrt(scale)
-        lin_k = tl.sqrt(scale)
-    else:
-        lin_q = scale
-        lin_k = 1.0
-    quad = scale * 0.7071067811865476
+    i_v, i_nh, i_seg, i_h, t_lo, t_hi = _program_segment(cu_seqlens, T, seg_len, H, IS_VARLEN)
     gamma = 0.0
     if USE_GAMMA:
         gamma = tl.load(g_gamma + i_h).to(tl.float32)
+    TAYLOR: tl.constexpr = FEATURE == FEAT_TAYLOR2
+    LIN_ROW: tl.constexpr = 1 if TAYLOR else 0
+    lin_q, lin_k, quad = _feature_multipliers(scale, FEATURE)
     tile0 = (i_v == 0).to(tl.float32)
 
     offs_t = tl.arange(0, BT)
@@ -640,49 +635,18 @@ def _bwd_dkv_kernel(
     offs_v = i_v * BV + tl.arange(0, BV)
     m_v = offs_v < V
     offs_one = tl.arange(0, 1)
-    if TAYLOR:
-        offs_qq = tl.arange(0, BK * BK)
-        m_qq = ((offs_qq // BK) < K) & ((offs_qq % BK) < K)
-        rows_qq = (offs_qq // BK) * K + (offs_qq % BK)
+    m_qq, rows_qq = _taylor_rows(K, BK, TAYLOR)
     base = (i_nh * NSEG + i_seg).to(tl.int64)
 
-    b_ds = tl.zeros([BK, BV], dtype=tl.float32)
-    b_dz = tl.zeros([BK], dtype=tl.float32)
-    if TAYLOR:
-        b_ds0 = tl.zeros([BV], dtype=tl.float32)
-        b_ds2 = tl.zeros([BK * BK, BV], dtype=tl.float32)
-        b_dz0 = tl.zeros([1], dtype=tl.float32)
-        b_dz2 = tl.zeros([BK * BK], dtype=tl.float32)
-    if HAS_END:
-        b_ds = _load_state(ds_end, base, V, KF, LIN_ROW, offs_k, m_k, offs_v, m_v)
-        if TAYLOR:
-            b_ds0 = tl.load(ds_end + base * KF * V + offs_v, mask=m_v, other=0.0)
-            b_ds2 = _load_state(ds_end, base, V, KF, 1 + K, rows_qq, m_qq, offs_v, m_v)
-        if NORMALIZE:
-            b_dz = tl.load(dz_end + base * KF + LIN_ROW + offs_k, mask=m_k, other=0.0)
-            if TAYLOR:
-                b_dz0 = tl.load(dz_end + base * KF + offs_one)
-                b_dz2 = tl.load(dz_end + base * KF + 1 + K + rows_qq, mask=m_qq, other=0.0)
+    b_ds, b_dz, b_ds0, b_ds2, b_dz0, b_dz2 = _state_pieces(ds_end, dz_end, base, V, KF, K, offs_k, m_k, offs_v,
+                                                           m_v, m_qq, rows_qq, BK, BV, HAS_END, TAYLOR, NORMALIZE)
 
     n_chunks = tl.cdiv(t_hi - t_lo, BT)
     for i_c in range(0, n_chunks):
         t0 = t_lo + (n_chunks - 1 - i_c) * BT
-        rows = t0 + offs_t
-        m_t = rows < t_hi
-        hrow = rows * H + i_h
-        m_tk = m_t[:, None] & m_k[None, :]
-        m_tv = m_t[:, None] & m_v[None, :]
-        b_q = tl.load(q + hrow[:, None] * K + offs_k[None, :], mask=m_tk, other=0.0)
-        b_k = tl.load(k + hrow[:, None] * K + offs_k[None, :], mask=m_tk, other=0.0)
-        b_v = tl.load(v + hrow[:, None] * V + offs_v[None, :], mask=m_tv, other=0.0)
-        b_do = tl.load(do + hrow[:, None] * V + offs_v[None, :], mask=m_tv, other=0.0)
+        hrow, m_t, m_tk, m_tv, b_q, b_k, b_v, b_do, b_G, b_Glast, e_q, e_k, e_all = _bwd_chunk(
+            q, k, v, do, g, t0, t_hi, i_h, gamma, offs_t, offs_k, m_k, offs_v, m_v, H, K, V, USE_G, USE_GAMMA)
         dt = b_q.dtype
-        b_g = load_log_decay(g, hrow, m_t, gamma, USE_G, USE_GAMMA)
-        b_G = tl.cumsum(b_g, 0)
-        b_Glast = tl.sum(b_g, 0)
-        e_q = tl.exp(b_G)
-        e_k = tl.exp(b_Glast - b_G)
-        e_all = tl.exp(b_Glast)
         b_Dt = causal_decay(b_G, BT, HAS_DECAY, True)      # [s, t]
         b_qf = feature_map_in_dtype(b_q, m_tk, FEATURE)
         b_kf = feature_map_in_dtype(b_k, m_tk, FEATURE)
@@ -800,13 +764,7 @@ def _step_kernel(
     i_h = i_bh % H
     TAYLOR: tl.constexpr = FEATURE == FEAT_TAYLOR2
     LIN_ROW: tl.constexpr = 1 if TAYLOR else 0
-    if TAYLOR:
-        lin_q = tl.sqrt(scale)
-        lin_k = tl.sqrt(scale)
-    else:
-        lin_q = scale
-        lin_k = 1.0
-    quad = scale * 0.7071067811865476
+    lin_q, lin_k, quad = _feature_multipliers(scale, FEATURE)
     offs_k = tl.arange(0, BK)
     m_k = offs_k < K
     offs_v = i_v * BV + tl.arange(0, BV)
