@@ -39,3 +39,10 @@ def test_a_config_the_template_rejects_is_reported_not_compiled(tmp_path):
     rows, _ = _run_aot(tmp_path, "--template", "linear_scan.fwd", "--shape", "B=1,T=64,D=64",
                        "--configs", '[{"block_t": 64, "block_d": 1024, "num_warps": 1}]')
     assert rows[1]["reason"] and rows[1]["kernels"] == []
+
+
+def test_kernels_that_only_make_the_inputs_are_not_reported(tmp_path):
+    # The backward template runs a forward to make its checkpoints; only the backward is reported.
+    rows, _ = _run_aot(tmp_path, "--template", "selective_scan.bwd", "--shape", "batch=1,dim=8,L=64,N=4")
+    assert rows[0]["reason"] is None
+    assert [k["kernel"] for k in rows[0]["kernels"]] == ["_selective_scan_bwd_kernel"]
