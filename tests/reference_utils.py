@@ -34,3 +34,11 @@ def call_selective_scan(fn, inputs, **kwargs):
     i = inputs
     return fn(i["u"], i["delta"], i["A"], i["B"], i["C"], i["D"], i["z"], i["delta_bias"],
               initial_state=i["initial_state"], **kwargs)
+
+
+def require_grad(inputs: dict) -> dict:
+    """Marks every tensor of ``inputs`` (None entries skipped) as an autograd leaf; returns inputs."""
+    for value in inputs.values():
+        if value is not None:
+            value.requires_grad_(True)
+    return inputs

@@ -11,7 +11,7 @@ import torch
 import kernelgen
 from kernelgen.reference.selective_scan import selective_scan_ref, selective_state_update_ref
 from kernelgen.templates import selective_scan as ss
-from reference_utils import assert_close, call_selective_scan
+from reference_utils import assert_close, call_selective_scan, require_grad
 
 TOL = {torch.float32: 1e-5, torch.float16: 3e-3, torch.bfloat16: 2e-2}
 
@@ -39,11 +39,7 @@ def make_inputs(device, dtype=torch.float32, batch=2, dim=6, length=37, n_states
                        (0.05 * torch.rand(dim, generator=gen)).to(device)) if with_bias else None,
         "initial_state": randn(batch, dim, n_states, dt=torch.float32) if with_h0 else None,
     }
-    if requires_grad:
-        for value in inputs.values():
-            if value is not None:
-                value.requires_grad_(True)
-    return inputs
+    return require_grad(inputs) if requires_grad else inputs
 
 
 def _float64(inputs):
@@ -208,9 +204,7 @@ def test_constant_bc_forward_backward(device, dtype, b_layout, c_layout, const_d
     for name, layout, seed in (("B", b_layout, 11), ("C", c_layout, 12)):
         inputs[name] = _random_bc(device, layout, const_dtype if layout == "const" else dtype, batch, dim, 5,
                                   length, seed)
-    for value in inputs.values():
-        if value is not None:
-            value.requires_grad_(True)
+    require_grad(inputs)
     names = [k for k, v in inputs.items() if v is not None]
     y, last = call_selective_scan(kernelgen.selective_scan, inputs, delta_softplus=True, return_last_state=True)
     assert y.dtype == dtype and last.dtype == torch.float32
@@ -249,9 +243,7 @@ def test_parameters_in_the_input_dtype(device):
     for name in ("A", "D", "delta_bias"):
         inputs[name] = inputs[name].half()
     inputs["B"] = _random_bc(device, "const", torch.float16, 2, 4, 5, 29, 3)
-    for value in inputs.values():
-        if value is not None:
-            value.requires_grad_(True)
+    require_grad(inputs)
     names = [k for k, v in inputs.items() if v is not None]
     y = call_selective_scan(kernelgen.selective_scan, inputs, delta_softplus=True)
     dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).half().to(device)

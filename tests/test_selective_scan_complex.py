@@ -12,7 +12,7 @@ import torch
 import kernelgen
 from kernelgen.ops import selective_scan_complex as complex_mode
 from kernelgen.reference.selective_scan import selective_scan_complex_ref, selective_scan_ref
-from reference_utils import assert_close as assert_real_close, call_selective_scan
+from reference_utils import assert_close as assert_real_close, call_selective_scan, require_grad
 
 TOL = {torch.float32: 1e-5, torch.complex64: 1e-5, torch.complex128: 1e-5, torch.float16: 3e-3,
        torch.bfloat16: 2e-2}
@@ -58,11 +58,7 @@ def make_inputs(dtype=torch.float32, length=37, b_layout=0, c_layout=0, softplus
         "delta_bias": 0.5 * torch.rand(DIM, generator=gen) if with_bias else None,
         "initial_state": randn(BATCH, DIM, N_STATES, dt=torch.complex64) if with_h0 else None,
     }
-    if requires_grad:
-        for value in inputs.values():
-            if value is not None:
-                value.requires_grad_(True)
-    return inputs
+    return require_grad(inputs) if requires_grad else inputs
 
 
 def _widened(inputs):
