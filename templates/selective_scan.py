@@ -838,6 +838,19 @@ CUDA_FWD_SPACE: dict[str, list] = dict(getattr(_cuda, "CUDA_SPACE", {}) or {})
 CUDA_STEP_SPACE: dict[str, list] = dict(getattr(_cuda, "CUDA_STEP_SPACE", {}) or {})
 
 
+def _block_problem(block_d: int, narrowest: int, steps_key: str, steps: int, exp_fma: int, shape: Shape) -> str | None:
+    """Limits the Triton forward and backward share: channels per program no wider than dim needs
+    (``narrowest`` always allowed), steps per chunk dividing the checkpoint spacing, and fewer
+    polynomial-exp states than states."""
+    if block_d > max(narrowest, _next_pow2(shape["dim"])):
+        return f"block_d {block_d} is wider than dim={shape['dim']} needs"
+    if CHECKPOINT_STEPS % steps:
+        return f"{steps_key} {steps} must divide {CHECKPOINT_STEPS}"
+    if exp_fma and exp_fma >= shape["N"]:
+        return f"exp_fma {exp_fma} must be below N={shape['N']}"
+    return None
+
+
 def _flags_of(flags: str) -> set[str]:
     return {f for f in flags.split(",") if f}
 
@@ -924,12 +937,9 @@ class SelectiveScanFwd(_SelectiveScanTemplate):
         n_pad = padded_states(shape["N"])
         block_d, block_l, warps = config["block_d"], config["block_l"], config["num_warps"]
         threads = 32 * warps
-        if block_d > max(4, _next_pow2(shape["dim"])):
-            return f"block_d {block_d} is wider than dim={shape['dim']} needs"
-        if CHECKPOINT_STEPS % block_l:
-            return f"block_l {block_l} must divide {CHECKPOINT_STEPS}"
-        if config.get("exp_fma", 0) and config["exp_fma"] >= shape["N"]:
-            return f"exp_fma {config['exp_fma']} must be below N={shape['N']}"
+        reason = _block_problem(block_d, 4, "block_l", block_l, config.get("exp_fma", 0), shape)
+        if reason is not None:
+            return reason
         if config["scan"] == "seq":
             if block_l > 16:
                 return f"seq: block_l {block_l} > 16 unrolled steps per chunk (code size, registers)"
@@ -1050,12 +1060,9 @@ class SelectiveScanBwd(_SelectiveScanTemplate):
         n_pad = padded_states(shape["N"])
         block_d, chunk, warps = config["block_d"], config["chunk"], config["num_warps"]
         threads = 32 * warps
-        if block_d > max(2, _next_pow2(shape["dim"])):
-            return f"block_d {block_d} is wider than dim={shape['dim']} needs"
-        if CHECKPOINT_STEPS % chunk:
-            return f"chunk {chunk} must divide {CHECKPOINT_STEPS}"
-        if config.get("exp_fma", 0) and config["exp_fma"] >= shape["N"]:
-            return f"exp_fma {config['exp_fma']} must be below N={shape['N']}"
+        reason = _block_problem(block_d, 2, "chunk", chunk, config.get("exp_fma", 0), shape)
+        if reason is not None:
+            return reason
         if config.get("channel_sum", "lanes") == "mma" and (block_d < 16 or 2 * n_pad * chunk < 16):
             return f"channel_sum 'mma' needs block_d >= 16 and 2·N_pad·chunk >= 16 (tl.dot sizes)"
         per_thread = block_d * n_pad / threads
