@@ -45,6 +45,7 @@ heuristic default. ``cuda_check_config``/``cuda_default_config`` take ``kernel``
 """
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any, Mapping
@@ -335,20 +336,18 @@ def selective_scan_fwd_cuda(config: Mapping[str, Any], u: torch.Tensor, delta: t
     if batch == 0 or dim == 0:
         return
     shape = {"batch": batch, "dim": dim, "L": length, "N": n_states, "G": groups}
-    defaults = cuda_default_config(shape, "fwd")
     layout = config.get("layout", "warp")   # configs from before the channel layout name none
     if layout == "channel":
         if chunk_states is not None:
             raise ValueError("the channel layout writes checkpoints (keyword checkpoints), not chunk_states")
-        _launch_fwd_channel(config, defaults, shape, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+        _launch_fwd_channel(config, shape, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                             initial_state, out, last_state, checkpoints)
         return
     if checkpoints is not None:
         raise ValueError("only the channel layout writes checkpoints")
     if layout != "warp":
         raise ValueError(f"layout must be 'warp' or 'channel'; got {layout!r}")
-    if defaults["layout"] != "warp":
-        defaults = warp_fwd_default_config(shape)
+    defaults = warp_fwd_default_config(shape)
     threads = int(config.get("threads", defaults["threads"]))
     items = int(config.get("items_per_thread", defaults["items_per_thread"]))
     unroll = int(config.get("state_unroll", defaults["state_unroll"]))
@@ -364,13 +363,22 @@ def selective_scan_fwd_cuda(config: Mapping[str, Any], u: torch.Tensor, delta: t
     cuda_jit.launch(SOURCE, expression, grid, (threads,), args, device=u.device)
 
 
-def _launch_fwd_channel(config, defaults, shape, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                        initial_state, out, last_state, checkpoints) -> None:
-    batch, dim, length, n_states, groups = (shape[k] for k in ("batch", "dim", "L", "N", "G"))
+@functools.lru_cache(maxsize=1024)
+def _channel_launch_config(config_items: tuple, shape_items: tuple) -> tuple[dict, str | None]:
+    """The channel layout's full config for a call (missing keys from the defaults) and why it
+    cannot run, if so. Cached: the op calls this on every forward with the same few keys."""
+    config, shape = dict(config_items), dict(shape_items)
+    defaults = cuda_default_config(shape, "fwd")
     if defaults["layout"] != "channel":
         defaults = {"threads": 128, "occupancy": 8, **CHANNEL_DEFAULTS}
     config = {k: config.get(k, defaults[k]) for k in ("threads", "occupancy", "split", "chunk", "poly")}
-    reason = cuda_check_config({**config, "layout": "channel"}, shape, "fwd")
+    return config, cuda_check_config({**config, "layout": "channel"}, shape, "fwd")
+
+
+def _launch_fwd_channel(config, shape, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                        initial_state, out, last_state, checkpoints) -> None:
+    batch, dim, length, n_states, groups = (shape[k] for k in ("batch", "dim", "L", "N", "G"))
+    config, reason = _channel_launch_config(tuple(sorted(config.items())), tuple(sorted(shape.items())))
     if reason is not None:
         raise ValueError(f"selective_scan_fwd_cuda: config {config} cannot run {shape}: {reason}")
     ckpt_steps = 0
