@@ -18,7 +18,8 @@ Backward (FA2, no atomics): ``_bwd_dq_kernel`` holds one query block and walks i
 the forward, and also writes delta = rowsum(dO * O) of its rows (no separate pass over O, dO);
 then ``_bwd_dkdv_kernel`` holds one key block and walks the query blocks whose windows contain it
 (and every query head of its GQA group, so dK/dV are summed in registers). Both mask only their
-edge ranges.
+edge ranges, in three loops or (FUSED) one loop with the mask as a branch; TMA: the streamed tiles
+(K, V of dQ; Q, dO of dK/dV) arrive by tensor-descriptor copies, as in the forward.
 
 Decode: one query per sequence against a [B, S, H, D] cache; the window [L - W, L) is split over
 SPLITS programs (the GQA group of query heads shares one program, padded to 16 rows for tl.dot);
@@ -301,47 +302,72 @@ def _fwd_combine_kernel(o_split, lse_split, o, lse, n_tokens, T, o_split_stride,
 # Backward
 # ----------------------------------------------------------------------------------------------
 @triton.jit
-def _dkdv_loop(dk, dv, k, v, q_base, do_base, lse_base, delta_base, offs_n, start, end, seq_len, window,
-               qk_scale, STRIDE_Q: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
-               MASK: tl.constexpr, PRECISION: tl.constexpr):
+def _mask_transposed(p_t, offs_m, offs_n, seq_len, window):
+    """[keys, queries] probabilities with pairs outside the window and padding queries zeroed."""
+    seen = _in_window(offs_m[None, :], offs_n[:, None], window) & (offs_m < seq_len)[None, :]
+    return tl.where(seen, p_t, 0.0)
+
+
+@triton.jit
+def _dkdv_loop(dk, dv, k, v, q_src, do_src, q_row, q_col, lse_base, delta_base, offs_n, start, end, full_lo, full_hi,
+               seq_len, window, qk_scale, STRIDE_Q: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+               MASK: tl.constexpr, FUSED: tl.constexpr, TMA: tl.constexpr, PRECISION: tl.constexpr):
     """dK, dV contributions of query blocks [start, end). MASK: window mask, and (masked ranges
-    may hold the block crossing the sequence end) clamped loads with padding rows masked out."""
+    may hold the block crossing the sequence end) clamped loads with padding rows masked out.
+    FUSED (with MASK): the mask is a runtime branch taken only outside [full_lo, full_hi), so one
+    pipelined loop covers all three ranges (as ``_fwd_fused_loop``).
+    TMA: q_src, do_src are [tokens, HQ * D] tensor descriptors read at (q_row + query, q_col);
+    else they point at query 0 of this sequence and query head."""
     offs_m0 = tl.arange(0, BLOCK_M)
     tile = offs_m0[:, None] * STRIDE_Q + tl.arange(0, HEAD_DIM)[None, :]
-    q_block = q_base + start.to(tl.int64) * STRIDE_Q
-    do_block = do_base + start.to(tl.int64) * STRIDE_Q
+    q_block = q_src
+    do_block = do_src
+    if not TMA:
+        q_block += start.to(tl.int64) * STRIDE_Q
+        do_block += start.to(tl.int64) * STRIDE_Q
     for m0 in range(start, end, BLOCK_M):
         offs_m = m0 + offs_m0
-        if MASK:
+        if TMA:
+            # Rows past the sequence end are the next sequence's or TMA's zero fill: only masked
+            # ranges reach them, and there ``seen`` drops them.
+            q = q_src.load([q_row + m0, q_col])
+            do = do_src.load([q_row + m0, q_col])
+        elif MASK:
             rows = _block_offsets(m0, seq_len, STRIDE_Q, BLOCK_M, HEAD_DIM)
             q = tl.load(q_block + rows)
             do = tl.load(do_block + rows)
+        else:
+            q = tl.load(q_block + tile)
+            do = tl.load(do_block + tile)
+        if MASK:
             row_ok = offs_m < seq_len
             lse2 = tl.load(lse_base + offs_m, mask=row_ok, other=0.0) * LOG2E
             delta = tl.load(delta_base + offs_m, mask=row_ok, other=0.0)
         else:
-            q = tl.load(q_block + tile)
-            do = tl.load(do_block + tile)
             lse2 = tl.load(lse_base + offs_m) * LOG2E
             delta = tl.load(delta_base + offs_m)
         # Transposed tiles ([keys, queries]) so dK and dV accumulate without transposing them.
         p_t = tl.math.exp2(tl.dot(k, tl.trans(q), input_precision=PRECISION) * qk_scale - lse2[None, :])
-        if MASK:
-            seen = _in_window(offs_m[None, :], offs_n[:, None], window) & (offs_m < seq_len)[None, :]
-            p_t = tl.where(seen, p_t, 0.0)
+        if FUSED:
+            if (m0 < full_lo) | (m0 >= full_hi):
+                p_t = _mask_transposed(p_t, offs_m, offs_n, seq_len, window)
+        elif MASK:
+            p_t = _mask_transposed(p_t, offs_m, offs_n, seq_len, window)
         dv = tl.dot(p_t.to(do.dtype), do, dv, input_precision=PRECISION)
         dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)
         ds_t = p_t * (dp_t - delta[None, :])
         dk = tl.dot(ds_t.to(q.dtype), q, dk, input_precision=PRECISION)
-        q_block += BLOCK_M * STRIDE_Q
-        do_block += BLOCK_M * STRIDE_Q
+        if not TMA:
+            q_block += BLOCK_M * STRIDE_Q
+            do_block += BLOCK_M * STRIDE_Q
     return dk, dv
 
 
 @triton.jit
 def _bwd_dkdv_kernel(q, k, v, do, lse, delta, dk, dv, cu_seqlens, block_table, qk_scale, scale, T, window,
                      HQ: tl.constexpr, H: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
-                     BLOCK_N: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr):
+                     BLOCK_N: tl.constexpr, FUSED: tl.constexpr, TMA: tl.constexpr, IS_VARLEN: tl.constexpr,
+                     PRECISION: tl.constexpr):
     G: tl.constexpr = HQ // H
     pid_n, pid_bh = tl.program_id(0), tl.program_id(1)
     b, h = pid_bh // H, pid_bh % H
@@ -361,21 +387,29 @@ def _bwd_dkdv_kernel(q, k, v, do, lse, delta, dk, dv, cu_seqlens, block_table, q
     lo, full_lo, full_hi, hi = _query_ranges(n0, seq_len, window, BLOCK_M, BLOCK_N)
     for g in range(G):   # every query head reading this kv head: dK, dV summed here, no atomics
         hq = h * G + g
-        q_base = q + (bos.to(tl.int64) * HQ + hq) * HEAD_DIM
-        do_base = do + (bos.to(tl.int64) * HQ + hq) * HEAD_DIM
+        if TMA:
+            q_src, do_src = q, do
+        else:
+            q_src = q + (bos.to(tl.int64) * HQ + hq) * HEAD_DIM
+            do_src = do + (bos.to(tl.int64) * HQ + hq) * HEAD_DIM
         lse_base = lse + (b * HQ + hq).to(tl.int64) * T + bos - b * T
         delta_base = delta + (b * HQ + hq).to(tl.int64) * T + bos - b * T
-        # Diagonal (causal mask), interior (no mask), far edge (window mask); the masked ranges
-        # may hold the block crossing the sequence end.
-        dk_acc, dv_acc = _dkdv_loop(dk_acc, dv_acc, k_tile, v_tile, q_base, do_base, lse_base, delta_base, offs_n,
-                                    lo, full_lo, seq_len, window, qk_scale, STRIDE_Q, HEAD_DIM, BLOCK_M,
-                                    True, PRECISION)
-        dk_acc, dv_acc = _dkdv_loop(dk_acc, dv_acc, k_tile, v_tile, q_base, do_base, lse_base, delta_base, offs_n,
-                                    full_lo, full_hi, seq_len, window, qk_scale, STRIDE_Q, HEAD_DIM, BLOCK_M,
-                                    False, PRECISION)
-        dk_acc, dv_acc = _dkdv_loop(dk_acc, dv_acc, k_tile, v_tile, q_base, do_base, lse_base, delta_base, offs_n,
-                                    full_hi, hi, seq_len, window, qk_scale, STRIDE_Q, HEAD_DIM, BLOCK_M,
-                                    True, PRECISION)
+        if FUSED:   # one pipelined loop; only the edge blocks take the mask branch
+            dk_acc, dv_acc = _dkdv_loop(dk_acc, dv_acc, k_tile, v_tile, q_src, do_src, bos, hq * HEAD_DIM, lse_base,
+                                        delta_base, offs_n, lo, hi, full_lo, full_hi, seq_len, window, qk_scale,
+                                        STRIDE_Q, HEAD_DIM, BLOCK_M, True, True, TMA, PRECISION)
+        else:
+            # Diagonal (causal mask), interior (no mask), far edge (window mask); the masked ranges
+            # may hold the block crossing the sequence end.
+            dk_acc, dv_acc = _dkdv_loop(dk_acc, dv_acc, k_tile, v_tile, q_src, do_src, bos, hq * HEAD_DIM, lse_base,
+                                        delta_base, offs_n, lo, full_lo, full_lo, full_hi, seq_len, window, qk_scale,
+                                        STRIDE_Q, HEAD_DIM, BLOCK_M, True, False, TMA, PRECISION)
+            dk_acc, dv_acc = _dkdv_loop(dk_acc, dv_acc, k_tile, v_tile, q_src, do_src, bos, hq * HEAD_DIM, lse_base,
+                                        delta_base, offs_n, full_lo, full_hi, full_lo, full_hi, seq_len, window,
+                                        qk_scale, STRIDE_Q, HEAD_DIM, BLOCK_M, False, False, TMA, PRECISION)
+            dk_acc, dv_acc = _dkdv_loop(dk_acc, dv_acc, k_tile, v_tile, q_src, do_src, bos, hq * HEAD_DIM, lse_base,
+                                        delta_base, offs_n, full_hi, hi, full_lo, full_hi, seq_len, window, qk_scale,
+                                        STRIDE_Q, HEAD_DIM, BLOCK_M, True, False, TMA, PRECISION)
     tile = tl.arange(0, BLOCK_N)[:, None] * STRIDE_KV + tl.arange(0, HEAD_DIM)[None, :]
     key_ok = (offs_n < seq_len)[:, None]
     tl.store(dk + kv_offset + tile, (dk_acc * scale).to(dk.dtype.element_ty), mask=key_ok)
@@ -383,16 +417,27 @@ def _bwd_dkdv_kernel(q, k, v, do, lse, delta, dk, dv, cu_seqlens, block_table, q
 
 
 @triton.jit
-def _dq_loop(dq, q, do, lse2, delta, k_base, v_base, offs_m, start, end, seq_len, window, qk_scale,
-             STRIDE_KV: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
-             MASK: tl.constexpr, BOUNDS: tl.constexpr, PRECISION: tl.constexpr):
-    """dQ contributions of key blocks [start, end); MASK and BOUNDS as in ``_fwd_loop``."""
+def _dq_loop(dq, q, do, lse2, delta, k_src, v_src, kv_row, kv_col, offs_m, start, end, full_lo, full_hi, seq_len,
+             window, qk_scale, STRIDE_KV: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
+             MASK: tl.constexpr, BOUNDS: tl.constexpr, FUSED: tl.constexpr, TMA: tl.constexpr,
+             PRECISION: tl.constexpr):
+    """dQ contributions of key blocks [start, end); MASK, BOUNDS, FUSED (mask only outside
+    [full_lo, full_hi)) and TMA (k_src, v_src read at (kv_row + key, kv_col)) as in ``_fwd_loop``
+    and ``_fwd_fused_loop``."""
     offs_n0 = tl.arange(0, BLOCK_N)
     tile = offs_n0[:, None] * STRIDE_KV + tl.arange(0, HEAD_DIM)[None, :]
-    k_block = k_base + start.to(tl.int64) * STRIDE_KV
-    v_block = v_base + start.to(tl.int64) * STRIDE_KV
+    k_block = k_src
+    v_block = v_src
+    if not TMA:
+        k_block += start.to(tl.int64) * STRIDE_KV
+        v_block += start.to(tl.int64) * STRIDE_KV
     for n0 in range(start, end, BLOCK_N):
-        if BOUNDS:
+        if TMA:
+            # Keys past the sequence end (BOUNDS range only) are the next sequence's rows or zero
+            # fill; they lie right of every real query, so the causal mask drops them.
+            k = k_src.load([kv_row + n0, kv_col])
+            v = v_src.load([kv_row + n0, kv_col])
+        elif BOUNDS:
             rows = _block_offsets(n0, seq_len, STRIDE_KV, BLOCK_N, HEAD_DIM)
             k = tl.load(k_block + rows)
             v = tl.load(v_block + rows)
@@ -400,20 +445,25 @@ def _dq_loop(dq, q, do, lse2, delta, k_base, v_base, offs_m, start, end, seq_len
             k = tl.load(k_block + tile)
             v = tl.load(v_block + tile)
         p = tl.math.exp2(tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale - lse2[:, None])
-        if MASK:
+        if FUSED:
+            if (n0 < full_lo) | (n0 >= full_hi):
+                p = tl.where(_in_window(offs_m[:, None], n0 + offs_n0[None, :], window), p, 0.0)
+        elif MASK:
             p = tl.where(_in_window(offs_m[:, None], n0 + offs_n0[None, :], window), p, 0.0)
         dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
         ds = p * (dp - delta[:, None])
         dq = tl.dot(ds.to(k.dtype), k, dq, input_precision=PRECISION)
-        k_block += BLOCK_N * STRIDE_KV
-        v_block += BLOCK_N * STRIDE_KV
+        if not TMA:
+            k_block += BLOCK_N * STRIDE_KV
+            v_block += BLOCK_N * STRIDE_KV
     return dq
 
 
 @triton.jit
 def _bwd_dq_kernel(q, k, v, o, do, lse, delta, dq, cu_seqlens, block_table, qk_scale, scale, T, window,
                    HQ: tl.constexpr, H: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
-                   BLOCK_N: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr):
+                   BLOCK_N: tl.constexpr, FUSED: tl.constexpr, TMA: tl.constexpr, IS_VARLEN: tl.constexpr,
+                   PRECISION: tl.constexpr):
     G: tl.constexpr = HQ // H
     pid_m, pid_bh = tl.program_id(0), tl.program_id(1)
     block, hq = pid_m // G, (pid_bh % H) * G + pid_m % G
@@ -440,16 +490,28 @@ def _bwd_dq_kernel(q, k, v, o, do, lse, delta, dq, cu_seqlens, block_table, qk_s
     row_delta = tl.sum(o_tile.to(tl.float32) * do_tile.to(tl.float32), 1)
     tl.store(delta + row_offset, row_delta, mask=row_ok)
     delta = row_delta
-    kv_offset = (bos.to(tl.int64) * H + pid_bh % H) * HEAD_DIM
-    k_base, v_base = k + kv_offset, v + kv_offset
+    if TMA:
+        k_src, v_src = k, v
+    else:
+        kv_offset = (bos.to(tl.int64) * H + pid_bh % H) * HEAD_DIM
+        k_src, v_src = k + kv_offset, v + kv_offset
+    kv_col = (pid_bh % H) * HEAD_DIM
     dq_acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     lo, full_lo, full_hi, hi = _key_ranges(m0, seq_len, window, BLOCK_M, BLOCK_N)
-    dq_acc = _dq_loop(dq_acc, q_tile, do_tile, lse2, delta, k_base, v_base, offs_m, lo, full_lo,
-                      seq_len, window, qk_scale, STRIDE_KV, HEAD_DIM, BLOCK_N, True, False, PRECISION)
-    dq_acc = _dq_loop(dq_acc, q_tile, do_tile, lse2, delta, k_base, v_base, offs_m, full_lo, full_hi,
-                      seq_len, window, qk_scale, STRIDE_KV, HEAD_DIM, BLOCK_N, False, False, PRECISION)
-    dq_acc = _dq_loop(dq_acc, q_tile, do_tile, lse2, delta, k_base, v_base, offs_m, full_hi, hi,
-                      seq_len, window, qk_scale, STRIDE_KV, HEAD_DIM, BLOCK_N, True, True, PRECISION)
+    if FUSED:   # one pipelined loop; only the edge blocks take the mask branch
+        dq_acc = _dq_loop(dq_acc, q_tile, do_tile, lse2, delta, k_src, v_src, bos, kv_col, offs_m, lo, hi, full_lo,
+                          full_hi, seq_len, window, qk_scale, STRIDE_KV, HEAD_DIM, BLOCK_N, True, True, True, TMA,
+                          PRECISION)
+    else:
+        dq_acc = _dq_loop(dq_acc, q_tile, do_tile, lse2, delta, k_src, v_src, bos, kv_col, offs_m, lo, full_lo, full_lo,
+                          full_hi, seq_len, window, qk_scale, STRIDE_KV, HEAD_DIM, BLOCK_N, True, False, False, TMA,
+                          PRECISION)
+        dq_acc = _dq_loop(dq_acc, q_tile, do_tile, lse2, delta, k_src, v_src, bos, kv_col, offs_m, full_lo, full_hi,
+                          full_lo, full_hi, seq_len, window, qk_scale, STRIDE_KV, HEAD_DIM, BLOCK_N, False, False,
+                          False, TMA, PRECISION)
+        dq_acc = _dq_loop(dq_acc, q_tile, do_tile, lse2, delta, k_src, v_src, bos, kv_col, offs_m, full_hi, hi, full_lo,
+                          full_hi, seq_len, window, qk_scale, STRIDE_KV, HEAD_DIM, BLOCK_N, True, True, False, TMA,
+                          PRECISION)
     tile = tl.arange(0, BLOCK_M)[:, None] * STRIDE_Q + tl.arange(0, HEAD_DIM)[None, :]
     tl.store(dq + q_offset + tile, (dq_acc * scale).to(dq.dtype.element_ty), mask=row_ok[:, None])
 
@@ -614,24 +676,37 @@ def swa_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Ten
     window = min(window, length)
     _check_grid(batch * heads)
     delta = torch.empty_like(lse)
-    common = dict(HQ=heads_q, H=heads, HEAD_DIM=dim, IS_VARLEN=cu_seqlens is not None,
-                  PRECISION=_precision(q.dtype))
+    common = dict(HQ=heads_q, H=heads, HEAD_DIM=dim, FUSED=bool(config.get("FUSED", 0)),
+                  IS_VARLEN=cu_seqlens is not None, PRECISION=_precision(q.dtype))
     qk_scale = scale * 1.4426950408889634
+    # TMA for the streamed tiles (K, V of dQ; Q, dO of dK/dV) through 2-D [tokens, heads * D]
+    # views; descriptors need 16-byte aligned bases, so an odd view falls back to pointer loads.
+    tma = bool(config.get("TMA", 0)) and all(x.is_contiguous() and x.data_ptr() % 16 == 0 for x in (q, k, v, do))
 
     # dQ first: it also writes delta = rowsum(dO * O), which the dK/dV kernel reads.
     block_m, block_n = config["BLOCK_M_Q"], config["BLOCK_N_Q"]
     table = None if cu_seqlens is None else varlen_block_table(cu_seqlens, block_m, length)
     blocks = triton.cdiv(length, block_m) if table is None else table.shape[0]
+    k_src, v_src = k, v
+    if tma:
+        k_src = TensorDescriptor.from_tensor(k.view(-1, heads * dim), [block_n, dim])
+        v_src = TensorDescriptor.from_tensor(v.view(-1, heads * dim), [block_n, dim])
     _bwd_dq_kernel[(blocks * (heads_q // heads), batch * heads)](
-        q, k, v, o, do, lse, delta, dq, cu_seqlens, table, qk_scale, scale, length, window,
-        BLOCK_M=block_m, BLOCK_N=block_n, num_warps=config["warps_q"], num_stages=config["stages_q"], **common)
+        q, k_src, v_src, o, do, lse, delta, dq, cu_seqlens, table, qk_scale, scale, length, window,
+        BLOCK_M=block_m, BLOCK_N=block_n, TMA=tma, num_warps=config["warps_q"], num_stages=config["stages_q"],
+        **common)
 
     block_m, block_n = config["BLOCK_M_KV"], config["BLOCK_N_KV"]
     table = None if cu_seqlens is None else varlen_block_table(cu_seqlens, block_n, length)
     blocks = triton.cdiv(length, block_n) if table is None else table.shape[0]
+    q_src, do_src = q, do
+    if tma:
+        q_src = TensorDescriptor.from_tensor(q.view(-1, heads_q * dim), [block_m, dim])
+        do_src = TensorDescriptor.from_tensor(do.view(-1, heads_q * dim), [block_m, dim])
     _bwd_dkdv_kernel[(blocks, batch * heads)](
-        q, k, v, do, lse, delta, dk, dv, cu_seqlens, table, qk_scale, scale, length, window,
-        BLOCK_M=block_m, BLOCK_N=block_n, num_warps=config["warps_kv"], num_stages=config["stages_kv"], **common)
+        q_src, k, v, do_src, lse, delta, dk, dv, cu_seqlens, table, qk_scale, scale, length, window,
+        BLOCK_M=block_m, BLOCK_N=block_n, TMA=tma, num_warps=config["warps_kv"], num_stages=config["stages_kv"],
+        **common)
     return dq, dk, dv
 
 
@@ -844,7 +919,8 @@ class SlidingWindowBackward(_SlidingWindowTemplate):
         {"B": 4, "T": 4096, "HQ": 8, "H": 8, "D": 256, "W": 1024},
     ]
     space = {"BLOCK_M_KV": [16, 32, 64], "BLOCK_N_KV": [32, 64, 128], "warps_kv": [4, 8], "stages_kv": [1, 2, 3],
-             "BLOCK_M_Q": [64, 128], "BLOCK_N_Q": [32, 64], "warps_q": [4, 8], "stages_q": [1, 2, 3]}
+             "BLOCK_M_Q": [64, 128], "BLOCK_N_Q": [32, 64], "warps_q": [4, 8], "stages_q": [1, 2, 3], "FUSED": [0, 1],
+             "TMA": [0, 1]}
 
     def default_config(self, shape: Shape, gpu=None) -> Config:
         # Spill-free on sm_90 (see check_config).
@@ -857,6 +933,10 @@ class SlidingWindowBackward(_SlidingWindowTemplate):
         else:
             config = {"BLOCK_M_KV": 32, "BLOCK_N_KV": 32, "warps_kv": 8, "stages_kv": 2,
                       "BLOCK_M_Q": 128, "BLOCK_N_Q": 32, "warps_q": 8, "stages_q": 2}
+        # Streamed tiles by TMA as in the forward (where it pays from D = 128 on); not yet timed here.
+        # FUSED (one pipelined loop per query head / query block, mask as a branch): not yet timed.
+        config["TMA"] = int(shape["D"] >= 128)
+        config["FUSED"] = 0
         return self.fit(config, shape["D"], gpu, 2)
 
     @staticmethod

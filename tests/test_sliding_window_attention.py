@@ -5,6 +5,12 @@ tile) and the tile grid is small (16/32) to exercise the masked-edge / unmasked-
 and the window split. Tolerances (relative Frobenius error): fp32 1e-5, fp16 2e-3 forward and
 5e-3 backward; bf16 (GPU only) 2e-2 forward and 5e-2 backward.
 """
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -17,6 +23,7 @@ from kernelgen.templates.sliding_window_attention import (BACKWARD, DECODE, FORW
                                                           swa_forward)
 from reference_utils import assert_close
 
+ROOT = Path(__file__).resolve().parents[1]
 FWD_TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}
 BWD_TOL = {torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 5e-2}
 
@@ -29,12 +36,18 @@ SMALL_FWD = [  # square, tall, wide tiles; window split 1, 2, 4; three loops or 
     {"BLOCK_M": 16, "BLOCK_N": 16, "SPLITS": 2, "FUSED": 1, "TMA": 1, "num_warps": 4, "num_stages": 1},
     {"BLOCK_M": 32, "BLOCK_N": 16, "SPLITS": 1, "FUSED": 1, "TMA": 1, "num_warps": 4, "num_stages": 2},
 ]
-SMALL_BWD = [
+SMALL_BWD = [  # tall dK/dV tiles, wide dQ tiles; three loops or one fused loop; pointer or TMA loads
     {"BLOCK_M_KV": 16, "BLOCK_N_KV": 32, "warps_kv": 4, "stages_kv": 1,
      "BLOCK_M_Q": 32, "BLOCK_N_Q": 16, "warps_q": 4, "stages_q": 1},
     {"BLOCK_M_KV": 32, "BLOCK_N_KV": 16, "warps_kv": 4, "stages_kv": 2,
      "BLOCK_M_Q": 16, "BLOCK_N_Q": 32, "warps_q": 4, "stages_q": 2},
 ]
+SMALL_BWD = [{**config, "FUSED": fused, "TMA": tma} for tma in (0, 1) for fused in (0, 1) for config in SMALL_BWD]
+
+
+def _bwd_id(config):
+    return (f"{config['BLOCK_M_KV']}x{config['BLOCK_N_KV']}-{config['BLOCK_M_Q']}x{config['BLOCK_N_Q']}"
+            f"{'fused' if config['FUSED'] else ''}{'tma' if config['TMA'] else ''}")
 
 
 def _inputs(device, dtype, batch=2, length=45, heads_q=4, heads=2, dim=32, seed=0):
@@ -104,14 +117,29 @@ def test_backward_matches_autograd(device, dtype, window):
         _close(name, grad, ref, BWD_TOL[dtype])
 
 
-@pytest.mark.parametrize("config", SMALL_BWD, ids=("tall-kv", "wide-q"))
+@pytest.mark.parametrize("config", SMALL_BWD, ids=_bwd_id)
 def test_backward_tiles(device, config):
+    # T = 45: the last tile of sequence 0 reaches into sequence 1 (TMA) or is clamped (pointers).
     q, k, v, do = _inputs(device, torch.float32)
-    window = 20
-    o, lse = swa_forward(q, k, v, window, 32 ** -0.5, None, SMALL_FWD[0])
-    grads = swa_backward(q, k, v, o, lse, do, window, 32 ** -0.5, None, config)
-    refs = sliding_window_attention_backward_ref(q, k, v, do, window)
-    for name, grad, ref in zip(("dq", "dk", "dv"), grads, refs):
+    for window in (7, 20):
+        o, lse = swa_forward(q, k, v, window, 32 ** -0.5, None, SMALL_FWD[0])
+        grads = swa_backward(q, k, v, o, lse, do, window, 32 ** -0.5, None, config)
+        refs = sliding_window_attention_backward_ref(q, k, v, do, window)
+        for name, grad, ref in zip(("dq", "dk", "dv"), grads, refs):
+            assert_close(f"{name} W={window}", grad, ref, 1e-5)
+
+
+def test_backward_tma_falls_back_on_misaligned_inputs(device):
+    # A view 4 bytes into its storage cannot back a tensor descriptor: pointer loads instead.
+    q, k, v, do = _inputs(device, torch.float32)
+    shifted = []
+    for x in (q, k, v, do):
+        storage = torch.empty(x.numel() + 1, device=device, dtype=x.dtype)
+        shifted.append(storage[1:].view(x.shape).copy_(x))
+    assert shifted[0].data_ptr() % 16 != 0
+    o, lse = swa_forward(q, k, v, 20, 32 ** -0.5, None, SMALL_FWD[0])
+    grads = swa_backward(*shifted[:3], o, lse, shifted[3], 20, 32 ** -0.5, None, SMALL_BWD[-1])
+    for name, grad, ref in zip(("dq", "dk", "dv"), grads, sliding_window_attention_backward_ref(q, k, v, do, 20)):
         assert_close(name, grad, ref, 1e-5)
 
 
@@ -171,6 +199,19 @@ def test_varlen_tma_loads_stay_in_their_sequence(device):
     o_ref, lse_ref = sliding_window_attention_ref(q, k, v, 18, cu_seqlens=cu)
     assert_close("o", o, o_ref, 1e-5)
     assert_close("lse", lse, lse_ref, 1e-5)
+
+
+@pytest.mark.parametrize("config", SMALL_BWD[2:], ids=_bwd_id)   # the plain loops: test_varlen_small_tiles
+def test_varlen_backward_stays_in_its_sequence(device, config):
+    # The fused loops mask by branch; the backward's Q, dO (dK/dV kernel) and K, V (dQ kernel)
+    # descriptors span every sequence, so rows past a sequence's end are the next one's.
+    q, k, v, do = (x[:1] for x in _inputs(device, torch.float32))
+    cu = torch.tensor([0, 3, 40, 45], dtype=torch.int64, device=device)
+    o, lse = swa_forward(q, k, v, 18, 32 ** -0.5, cu, SMALL_FWD[1])
+    grads = swa_backward(q, k, v, o, lse, do, 18, 32 ** -0.5, cu, config)
+    for name, grad, ref in zip(("dq", "dk", "dv"), grads,
+                               sliding_window_attention_backward_ref(q, k, v, do, 18, cu_seqlens=cu)):
+        assert_close(name, grad, ref, 1e-5)
 
 
 # --- decode -----------------------------------------------------------------------------------------
@@ -279,6 +320,8 @@ def test_check_config_rejects_impossible():
     assert "FUSED=1" in FORWARD.check_config({**FORWARD.default_config(big), "FUSED": 0, "TMA": 1}, big)
     bwd = BACKWARD.default_config(big)
     assert BACKWARD.check_config(bwd, big) is None
+    assert bwd["TMA"] == 1 and BACKWARD.default_config({**big, "D": 64})["TMA"] == 0   # as the forward
+    assert BACKWARD.check_config({**bwd, "TMA": 0}, big) is None
     assert "registers" in BACKWARD.check_config({**bwd, "BLOCK_N_KV": 64, "warps_kv": 4}, big)
     assert "shared memory" in BACKWARD.check_config({**bwd, "BLOCK_N_KV": 128, "BLOCK_M_KV": 64}, big)
     dec = {"B": 1, "HQ": 8, "H": 8, "D": 128, "W": 64}
@@ -296,6 +339,25 @@ def test_flops_count_only_attended_pairs():
     assert FORWARD.flops(shape, "bf16") == 4 * 32 * 2 * 3 * pairs
     assert BACKWARD.flops(shape, "bf16") == 2.5 * FORWARD.flops(shape, "bf16")
     assert FORWARD.shape_of(B=2, T=10, HQ=3, H=1, D=32, W=100)["W"] == 10
+
+
+def test_backward_tma_and_fused_paths_compile_for_the_h100(tmp_path):
+    # The interpreter runs descriptor loads but never lowers them: compile both paths for sm_90.
+    # MHA: under GQA the three-loop dK/dV kernel reaches 255 registers at these tiles and may spill.
+    out = tmp_path / "aot.json"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-m", "kernelgen.aot", "--template", BACKWARD.name,
+                           "--shape", "B=1,T=256,HQ=2,H=2,D=128,W=64", "--configs", '[{"TMA": 0}, {"FUSED": 1}]',
+                           "--json", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    # The D = 128 default (TMA, three loops), pointer loads, the fused loop.
+    assert [(row["config"]["TMA"], row["config"]["FUSED"]) for row in rows] == [(1, 0), (0, 0), (1, 1)]
+    for row in rows:
+        assert row["reason"] is None, row["reason"]
+        assert sorted(k["kernel"] for k in row["kernels"]) == ["_bwd_dkdv_kernel", "_bwd_dq_kernel"]
+        assert all(k["local_bytes"] == 0 for k in row["kernels"]), row
 
 
 # --- GPU ----------------------------------------------------------------------------------------------------
@@ -327,6 +389,21 @@ def test_gpu_varlen_and_dtypes(dtype):
     refs = sliding_window_attention_backward_ref(q, k, v, do, 257, cu_seqlens=cu)
     for name, grad, ref in zip(("dq", "dk", "dv"), grads, refs):
         assert_close(name, grad, ref, BWD_TOL[dtype] * 2)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fused, tma", [(0, 0), (0, 1), (1, 0), (1, 1)])
+def test_gpu_backward_loops_and_loads(fused, tma):
+    # Packed sequences (rows past each end belong to the next one) and a ragged batch end, GQA.
+    q, k, v, do = (x[:1] for x in _inputs("cuda", torch.bfloat16, length=1999, heads_q=8, heads=2, dim=128))
+    cu = torch.tensor([0, 5, 1000, 1999], dtype=torch.int32, device="cuda")
+    shape = {"B": 3, "T": 666, "HQ": 8, "H": 2, "D": 128, "W": 300}
+    config = {**BACKWARD.default_config(shape), "FUSED": fused, "TMA": tma}
+    o, lse = swa_forward(q, k, v, 300, 128 ** -0.5, cu, FORWARD.default_config(shape))
+    grads = swa_backward(q, k, v, o, lse, do, 300, 128 ** -0.5, cu, config)
+    refs = sliding_window_attention_backward_ref(q, k, v, do, 300, cu_seqlens=cu)
+    for name, grad, ref in zip(("dq", "dk", "dv"), grads, refs):
+        assert_close(name, grad, ref, BWD_TOL[torch.bfloat16])
 
 
 @pytest.mark.gpu
