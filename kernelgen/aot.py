@@ -140,7 +140,7 @@ def inspect(template_name: str, shape: dict[str, int], dtype: str, flags: str, o
     from kernelgen.templates import get_template
 
     template = get_template(template_name)
-    default = template.default_config(shape, None)
+    default = template.default_for(shape, None, flags)
     rows = []
     for index, config in enumerate([default] + [{**default, **o} for o in overrides]):
         config = template.canonical(config)

@@ -76,7 +76,7 @@ def _tuned_file(gpu_key: str) -> tuple[store.TunedFile | None, str | None]:
 def _resolve(template: Template, shape: dict[str, int], dtype: str, flags: str,
              gpu: hardware.DetectedGPU | None) -> Config:
     profile = gpu.profile if gpu else None
-    default = template.default_config(shape, profile)
+    default = template.default_for(shape, profile, flags)
     if gpu is None:
         return default
     tuned, problem = _tuned_file(gpu.key)

@@ -61,6 +61,11 @@ class Template:
         """Heuristic default: what dispatch launches when nothing tuned applies."""
         raise NotImplementedError
 
+    def default_for(self, shape: Shape, gpu: "GPUProfile | None" = None, flags: str = "") -> Config:
+        """The default for one variant (``flags``): ``default_config`` unless the template's best
+        tiles differ between its variants (e.g. when a variant takes other kernels)."""
+        return self.default_config(shape, gpu)
+
     def check_config(self, config: Config, shape: Shape, gpu: "GPUProfile | None" = None) -> str | None:
         """Why ``config`` cannot run ``shape`` on ``gpu`` (divisibility, shared memory, registers),
         or None when it can. Called before compiling, and by dispatch on every new shape."""

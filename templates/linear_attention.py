@@ -163,16 +163,17 @@ def _prefetch_l2(ptrs):
                               dtype=tl.int32, is_pure=False, pack=1)
 
 
-@triton.jit(do_not_specialize=["T", "seg_len", "NSEG"])
+@triton.jit(do_not_specialize=["T", "seg_len", "NSEG", "TOKENS"])
 def _fwd_kernel(
     q, k, v, g, g_gamma, o, den,
-    s_start, z_start, s_final, z_final, cu_seqlens,
-    scale, T, seg_len, NSEG,
+    s_start, z_start, s_final, z_final, cu_seqlens, x_grad, r_out,
+    scale, T, seg_len, NSEG, TOKENS,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, KF: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     FEATURE: tl.constexpr, USE_G: tl.constexpr, USE_GAMMA: tl.constexpr, HAS_DECAY: tl.constexpr,
     NORMALIZE: tl.constexpr, HAS_START: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
-    DOT_PREC: tl.constexpr, PREFETCH: tl.constexpr,
+    DOT_PREC: tl.constexpr, PREFETCH: tl.constexpr, GRAD: tl.constexpr = False, NEED_R: tl.constexpr = False,
+    REVERSE: tl.constexpr = False, X_EARLY: tl.constexpr = False,
 ):
     """o for one (V tile, head, segment) with the identity, elu1 or relu map (normalised: elu1, relu).
 
@@ -180,6 +181,15 @@ def _fwd_kernel(
     it from registers as their left operand (oᵀ = Sᵀ·φ(q)ᵀ, and Sᵀ ← Γ·Sᵀ + (Γ_k ⊙ v)ᵀ·φ(k) with
     the decayed vᵀ also built in registers): only the [BT, BT] weight tile Aᵀ is staged in shared
     memory. Decays are kept in log2 units, and every factor is exp2 of a difference that is ≤ 0.
+
+    The backward's three passes are this loop too (see backward()):
+    REVERSE: o_s = Σ_{t≥s} Γ(s→t)·w(s,t)·v_t, walking the chunks from the last (the state is then
+    the one entering from later tokens); dv is the reverse pass over (k, q, dO).
+    GRAD: the output is the gradient of x_grad's features, so φ applies to the "v" operand instead
+    of q and k, o is multiplied by φ'(x_grad), and r_out[i_v, row] (NEED_R) gets this tile's share
+    of φx_t·∂L/∂φx_t (a term of the decay gradient). dq is the forward GRAD pass over (dO, v, k)
+    with x_grad = q, dk the reverse GRAD pass over (v, dO, q) with x_grad = k: K and V are then the
+    value and key widths, and a program owns a key-column tile, so nothing is summed over tiles.
     """
     i_v, i_nh, i_seg, i_h, t_lo, t_hi = _program_segment(cu_seqlens, T, seg_len, H, IS_VARLEN)
     gamma = 0.0
@@ -193,7 +203,10 @@ def _fwd_kernel(
     offs_v = i_v * BV + tl.arange(0, BV)
     m_v = offs_v < V
     m_vk = m_v[:, None] & m_k[None, :]
-    causal = offs_t[:, None] <= offs_t[None, :]        # [s, t]: key s at or before query t
+    if REVERSE:
+        causal = offs_t[:, None] >= offs_t[None, :]    # [s, t]: key s at or after query t
+    else:
+        causal = offs_t[:, None] <= offs_t[None, :]    # [s, t]: key s at or before query t
     PF_K: tl.constexpr = (BK + 63) // 64                 # 128-byte (bf16) pieces of a q / k row
     offs_pf = tl.arange(0, PF_K) * 64
     base = (i_nh * NSEG + i_seg).to(tl.int64)
@@ -205,7 +218,12 @@ def _fwd_kernel(
         if NORMALIZE:
             b_z = tl.load(z_start + base * KF + offs_k, mask=m_k, other=0.0)
 
-    for t0 in range(t_lo, t_hi, BT):
+    last = t_lo + (tl.cdiv(t_hi - t_lo, BT) - 1) * BT   # the start of the segment's last chunk
+    for t_step in range(t_lo, t_hi, BT):
+        if REVERSE:
+            t0 = last - (t_step - t_lo)
+        else:
+            t0 = t_step
         rows = t0 + offs_t
         m_t = rows < t_hi
         hrow = rows * H + i_h
@@ -213,30 +231,61 @@ def _fwd_kernel(
         b_q = tl.load(q + hrow[:, None] * K + offs_k[None, :], mask=m_tk, other=0.0)
         b_k = tl.load(k + hrow[:, None] * K + offs_k[None, :], mask=m_tk, other=0.0)
         b_v = tl.load(v + hrow[:, None] * V + offs_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
+        if GRAD:
+            m_vt = m_v[:, None] & m_t[None, :]
+            if X_EARLY:   # issued with the operands (its latency hidden, its registers held longer)
+                if NEED_R or FEATURE != FEAT_IDENTITY:
+                    b_xt = tl.load(x_grad + hrow[None, :] * V + offs_v[:, None], mask=m_vt, other=0.0)
         dt = b_q.dtype
-        b_qf = feature_map_in_dtype(b_q, m_tk, FEATURE)
-        b_kf = feature_map_in_dtype(b_k, m_tk, FEATURE)
+        if GRAD:   # dO and v as they are; φ on the keys, which play v
+            b_qf = b_q
+            b_kf = b_k
+            b_v = feature_map_in_dtype(b_v, m_t[:, None] & m_v[None, :], FEATURE)
+        else:
+            b_qf = feature_map_in_dtype(b_q, m_tk, FEATURE)
+            b_kf = feature_map_in_dtype(b_k, m_tk, FEATURE)
         if HAS_DECAY:
             b_g = load_log_decay(g, hrow, m_t, gamma, USE_G, USE_GAMMA) * LOG2E
             b_G = tl.cumsum(b_g, 0)
             b_Glast = tl.sum(b_g, 0)
-            e_q = tl.exp2(b_G)                     # Γ(chunk start → t)
+            if REVERSE:
+                e_q = tl.exp2(b_Glast - b_G)       # Γ(t → chunk end)
+            else:
+                e_q = tl.exp2(b_G)                 # Γ(chunk start → t)
 
-        # Aᵀ[s, t] = scale·φk_s·φq_t·Γ(s → t) for s ≤ t, else 0
+        # Aᵀ[s, t] = scale·φk_s·φq_t·Γ(s → t) for s ≤ t (reverse: Γ(t → s) for s ≥ t), else 0
         b_At = tl.dot(b_kf, tl.trans(b_qf), input_precision=DOT_PREC) * scale
         if HAS_DECAY:
-            b_At = b_At * tl.exp2(tl.where(causal, b_G[None, :] - b_G[:, None], float("-inf")))
+            if REVERSE:
+                b_At = b_At * tl.exp2(tl.where(causal, b_G[:, None] - b_G[None, :], float("-inf")))
+            else:
+                b_At = b_At * tl.exp2(tl.where(causal, b_G[None, :] - b_G[:, None], float("-inf")))
         else:
             b_At = tl.where(causal, b_At, 0.0)
         # oᵀ: the state entering the chunk, decayed to each query, then the chunk's own tokens
         b_ot = tl.dot(b_st.to(dt), tl.trans(b_qf), input_precision=DOT_PREC)
         if HAS_DECAY:
             # (exp2 of the broadcast row: it reuses the conversion of G the decay tile made)
-            b_ot = b_ot * (tl.exp2(b_G[None, :]) * scale)
+            if REVERSE:
+                b_ot = b_ot * (e_q[None, :] * scale)
+            else:
+                b_ot = b_ot * (tl.exp2(b_G[None, :]) * scale)
         else:
             b_ot = b_ot * scale
         b_vt = tl.trans(b_v)
         b_ot = tl.dot(b_vt, b_At.to(dt), acc=b_ot, input_precision=DOT_PREC)
+        if GRAD:
+            if not X_EARLY:
+                if NEED_R or FEATURE != FEAT_IDENTITY:
+                    b_xt = tl.load(x_grad + hrow[None, :] * V + offs_v[:, None], mask=m_vt, other=0.0)
+            if NEED_R:
+                # φx_t·∂L/∂φx_t from the fp32 accumulator. The in-chunk pair terms cancel between
+                # the dq pass's rows and the dk pass's columns to fp32 rounding: both round the same
+                # fp32 weights (the same products, decays and chunks) to the operand dtype.
+                b_r = tl.sum(feature_map_in_dtype(b_xt, m_vt, FEATURE).to(tl.float32) * b_ot, 0)
+                tl.store(r_out + i_v.to(tl.int64) * TOKENS * H + hrow, b_r, mask=m_t)
+            if FEATURE != FEAT_IDENTITY:
+                b_ot = b_ot * feature_map_grad(b_xt, FEATURE)
         if NORMALIZE:
             b_den = tl.sum(b_qf.to(tl.float32) * b_z[None, :], 1) * scale
             if HAS_DECAY:
@@ -250,7 +299,10 @@ def _fwd_kernel(
 
         # Sᵀ ← Γ(chunk)·Sᵀ + Σ_s Γ(s → chunk end)·v_s·φ(k_s)ᵀ
         if HAS_DECAY:
-            e_k = tl.exp2(b_Glast - b_G)
+            if REVERSE:
+                e_k = tl.exp2(b_G)
+            else:
+                e_k = tl.exp2(b_Glast - b_G)
             e_all = tl.exp2(b_Glast)
             b_vt = (b_vt.to(tl.float32) * e_k[None, :]).to(dt)
             b_st = b_st * e_all
@@ -261,13 +313,19 @@ def _fwd_kernel(
             else:
                 b_z += tl.sum(b_kf.to(tl.float32), 0)
         if PREFETCH:   # rows of the chunk after next (clamped into the segment), where few registers are live
-            nxt = tl.minimum(rows + 2 * BT, t_hi - 1) * H + i_h
+            if REVERSE:
+                nxt = tl.maximum(rows - 2 * BT, t_lo) * H + i_h
+            else:
+                nxt = tl.minimum(rows + 2 * BT, t_hi - 1) * H + i_h
             _prefetch_l2(q + (nxt * K)[:, None] + offs_pf[None, :])
             _prefetch_l2(k + (nxt * K)[:, None] + offs_pf[None, :])
             _prefetch_l2(v + nxt * V + i_v * BV)
+            if GRAD:
+                if NEED_R or FEATURE != FEAT_IDENTITY:
+                    _prefetch_l2(x_grad + nxt * V + i_v * BV)
 
-    if STORE_FINAL:
-        if i_seg == NSEG - 1:
+    if STORE_FINAL:   # (the reverse pass ends at the sequence start)
+        if i_seg == (0 if REVERSE else NSEG - 1):
             i_out = i_nh.to(tl.int64)
             tl.store(s_final + i_out * KF * V + offs_k[None, :] * V + offs_v[:, None], b_st, mask=m_vk)
             if NORMALIZE:
@@ -944,16 +1002,17 @@ def forward(q, k, v, g, g_gamma, scale, feature_map, normalize, init_s, init_z, 
         # The identity map's normaliser needs register copies of q and k that the transposed
         # kernel otherwise never holds (H100, bf16, g+norm: 0.66 ms there, 0.46 ms here); elu1
         # and relu build them anyway (g_gamma+elu1+norm: 0.85 vs 1.07 ms in the transposed one).
-        kernel, extra = _fwd_general_kernel, {}
+        kernel, grad_args, sizes, extra = _fwd_general_kernel, (), (), {}
     else:   # the L2 hint is inline PTX, which the interpreter cannot run
-        kernel, extra = _fwd_kernel, {"PREFETCH": not interpreter_on()}
+        kernel, grad_args, sizes = _fwd_kernel, (dummy, dummy), (p.tokens,)
+        extra = {"PREFETCH": not interpreter_on()}
     kernel[(triton.cdiv(p.V, block_v), NH, nseg)](
         q, k, v, g if g is not None else dummy, g_gamma if g_gamma is not None else dummy, o,
         den if den is not None else dummy,
         start_s if start_s is not None else dummy, start_z if start_z is not None else dummy,
         final_s if final_s is not None else dummy, final_z if final_z is not None else dummy,
-        cu_seqlens if cu_seqlens is not None else dummy,
-        p.scale, p.T, seg_len, nseg,
+        cu_seqlens if cu_seqlens is not None else dummy, *grad_args,
+        p.scale, p.T, seg_len, nseg, *sizes,
         NORMALIZE=normalize, HAS_START=has_start, STORE_FINAL=want_final, **p.common(config, block_v), **extra)
     return o, den, final_s, final_z, seg
 
@@ -963,6 +1022,17 @@ def dkv_tiles(config) -> dict:
     given, else the shared ``block_v`` / ``num_warps``."""
     return {**config, "block_v": int(config.get("dkv_block_v", config["block_v"])),
             "num_warps": int(config.get("dkv_warps", config["num_warps"]))}
+
+
+def dq_tile(config, K: int, V: int) -> int:
+    """The key-column tile of the backward's dq pass (a forward over dO, v, k), or 0 for the
+    V-tiled ``_bwd_dq_kernel``. Default: 64 columns while its [V, 64] state stays within 64 fp32
+    registers a thread at 4 warps, else 32."""
+    block_k = config.get("dq_block_k")
+    if block_k is None:
+        block_k = 64 if triton.next_power_of_2(V) <= 128 else 32
+    block_k = int(block_k)
+    return min(block_k, max(16, triton.next_power_of_2(K))) if block_k else 0
 
 
 def _reverse_cumsum(dG: torch.Tensor, p: Problem) -> torch.Tensor:
@@ -978,6 +1048,119 @@ def backward(q, k, v, g, g_gamma, scale, feature_map, normalize, init_s, init_z,
     d_init_s, d_init_z). ``fwd_seg`` = the forward's segment start states, reused when the
     backward splits the sequence the same way."""
     p = Problem(q, v, g, g_gamma, scale, feature_map, normalize, cu_seqlens)
+    device = q.device
+    if uses_passes(config, feature_map, normalize, need_dg and g_gamma is not None, p.scale):
+        dq, dk, dv, dG, d_init_s = _backward_passes(p, q, k, v, g, g_gamma, do, init_s, d_final_s, cu_seqlens,
+                                                    config, fwd_seg, need_dq, need_dk, need_dv, need_dg,
+                                                    need_dinit)
+        d_init_z = None
+    else:
+        dq, dk, dv, dG, d_init_s, d_init_z = _backward_carry(
+            p, q, k, v, g, g_gamma, normalize, feature_map, init_s, init_z, o, den, do, d_final_s, d_final_z,
+            cu_seqlens, config, fwd_seg, need_dq, need_dk, need_dv, need_dg, need_dinit)
+    dg = None
+    if need_dg:
+        if d_final_s is not None:
+            # the final state depends on every decay of its sequence: +⟨dS_T, S_T⟩ on the last token
+            term = (d_final_s * final_s).sum((-2, -1))
+            if normalize and d_final_z is not None:
+                term = term + (d_final_z * final_z).sum(-1)
+            if cu_seqlens is None:
+                last = torch.arange(1, p.N + 1, device=device) * p.T - 1
+            else:
+                last = cu_seqlens[1:].long() - 1
+            keep = last >= (torch.arange(p.N, device=device) * p.T if cu_seqlens is None else cu_seqlens[:-1].long())
+            dG = dG.index_add(0, last.clamp_min(0)[keep], term[keep])
+        dg = _reverse_cumsum(dG, p)
+    return dq, dk, dv, dg, d_init_s, d_init_z
+
+
+def uses_passes(config, feature_map, normalize, dg_gamma, scale) -> bool:
+    """Whether the backward runs as three forward-style passes (_backward_passes) rather than the
+    state-carrying kernels. Not for the normalised or taylor2 forms (their extra terms live in the
+    carrying kernels), nor for a g_gamma gradient: dg_gamma = Σ_t (t − bos + 1)·(r_t − c_t) cancels
+    almost entirely, which the carrying kernels arrange exactly (fp32 here: 2.6e-5 relative)."""
+    return (int(config.get("dq_block_k", 1)) != 0 and not normalize and feature_map != "taylor2"
+            and not dg_gamma and scale != 0.0)
+
+
+def _backward_passes(p: Problem, q, k, v, g, g_gamma, do, init_s, d_final_s, cu_seqlens, config, fwd_seg,
+                     need_dq, need_dk, need_dv, need_dg, need_dinit):
+    """The backward as three passes of _fwd_kernel (identity, elu1, relu maps; no normaliser):
+        dq: forward, GRAD, over (dO, v, k) from Sᵀ;         a program per key-column tile
+        dk: reverse, GRAD, over (v, dO, q) from (dS/scale)ᵀ; a program per key-column tile
+        dv: reverse, over (k, q, dO) from dS/scale;          a program per value-column tile
+    Each is the forward's loop (state transposed in registers, L2 prefetch), and none sums partial
+    gradients over tiles. The decay gradient's row and column terms φx·∂L/∂φx come from the dq
+    and dk passes (see NEED_R in _fwd_kernel), on the same chunks. Returns (dq, dk, dv, dG [tokens, H] or None, d_init_s)."""
+    device = q.device
+    NH = p.N * p.H
+    seg_len, nseg = p.segments(config)
+    d_init_s = None
+    if nseg > 1:
+        if fwd_seg is not None and fwd_seg[0] == seg_len:
+            start_s = fwd_seg[1]
+        else:
+            start_s, _, _, _ = _segment_states(p, k, v, g, g_gamma, None, None, init_s, None,
+                                               seg_len, nseg, config, reverse=False, with_z=False)
+        ds_end, _, d_init_s, _ = _segment_states(p, q, do, g, g_gamma, None, None, d_final_s, None,
+                                                 seg_len, nseg, config, reverse=True, with_z=False)
+    else:
+        start_s, ds_end = init_s, d_final_s
+    # the passes carry dS/scale: like the forward's, their products take the scale once
+    state_end = ds_end / p.scale if ds_end is not None else None
+    store_d0 = need_dinit and nseg == 1
+    d0 = torch.empty(p.N, p.H, p.K, p.V, device=device, dtype=torch.float32) if store_d0 else None
+
+    block_k = dq_tile(config, p.K, p.V)
+    NK = triton.cdiv(p.K, block_k)
+    block_v = p.block_v(config)
+    dummy = do
+    r = torch.empty(NK, p.tokens * p.H, device=device, dtype=torch.float32) if need_dg else None
+    c = torch.empty(NK, p.tokens * p.H, device=device, dtype=torch.float32) if need_dg else None
+    common = dict(H=p.H, BT=int(config["chunk"]), FEATURE=p.feature, USE_G=p.use_g, USE_GAMMA=p.use_gamma,
+                  HAS_DECAY=p.use_g or p.use_gamma, NORMALIZE=False, IS_VARLEN=cu_seqlens is not None,
+                  DOT_PREC=p.dot_prec, PREFETCH=not interpreter_on(), num_stages=int(config["num_stages"]))
+    key_tiles = dict(K=p.V, V=p.K, KF=p.V, BK=triton.next_power_of_2(p.V), BV=block_k,
+                     num_warps=int(config.get("dq_warps", 4)), X_EARLY=bool(config.get("x_early", 0)))
+
+    def transposed(state):
+        return state.transpose(-1, -2).contiguous() if state is not None else None
+
+    def launch(grid, x, y, z, out, start, final=None, x_grad=None, r_out=None, **meta):
+        _fwd_kernel[grid](
+            x, y, z, g if g is not None else dummy, g_gamma if g_gamma is not None else dummy, out, dummy,
+            start if start is not None else dummy, dummy, final if final is not None else dummy, dummy,
+            cu_seqlens if cu_seqlens is not None else dummy,
+            x_grad if x_grad is not None else dummy, r_out if r_out is not None else dummy,
+            p.scale, p.T, seg_len, nseg, p.tokens,
+            HAS_START=start is not None, STORE_FINAL=final is not None, NEED_R=r_out is not None,
+            **common, **meta)
+
+    dq = dk = dv = None
+    if need_dq or need_dg:
+        dq = torch.empty_like(q)
+        launch((NK, NH, nseg), do, v, k, dq, transposed(start_s), x_grad=q, r_out=r, GRAD=True, **key_tiles)
+    if need_dk or need_dg:
+        dk = torch.empty_like(k)
+        launch((NK, NH, nseg), v, do, q, dk, transposed(state_end), x_grad=k, r_out=c, GRAD=True, REVERSE=True,
+               **key_tiles)
+    if need_dv or store_d0:
+        dv = torch.empty_like(v)
+        launch((triton.cdiv(p.V, block_v), NH, nseg), k, q, do, dv, state_end, final=d0, REVERSE=True,
+               K=p.K, V=p.V, KF=p.K, BK=p.BK, BV=block_v, num_warps=int(config["num_warps"]))
+    if store_d0:
+        d_init_s = d0 * p.scale
+    dG = (r.sum(0) - c.sum(0)).view(p.tokens, p.H) if need_dg else None
+    return dq, dk, dv, dG, d_init_s
+
+
+def _backward_carry(p: Problem, q, k, v, g, g_gamma, normalize, feature_map, init_s, init_z, o, den, do,
+                    d_final_s, d_final_z, cu_seqlens, config, fwd_seg,
+                    need_dq, need_dk, need_dv, need_dg, need_dinit):
+    """The backward as two kernels that carry states: dq forward in time with S, dk and dv backward
+    with dS. Serves every form; ``backward`` sends the normalised, taylor2 and g_gamma-gradient
+    calls here. Returns (dq, dk, dv, dG [tokens, H] or None, d_init_s, d_init_z)."""
     device = q.device
     NH = p.N * p.H
     block_v = p.block_v(config)
@@ -1025,6 +1208,7 @@ def backward(q, k, v, g, g_gamma, scale, feature_map, normalize, init_s, init_z,
     # decayed v / dO operands that build them) go through the tensor cores as hi + lo halves.
     # (Per-token g amplifies far less; it keeps the cheaper single pass.)
     precise_dg = need_dg and g_gamma is not None and q.dtype != torch.float32 and feature_map != "taylor2"
+    # r / c: per-tile shares of the decay gradient's row and column terms, summed below
     r = c = None
     if need_dg:
         r = torch.empty(NV, p.tokens * p.H, device=device, dtype=torch.float32)
@@ -1062,22 +1246,8 @@ def backward(q, k, v, g, g_gamma, scale, feature_map, normalize, init_s, init_z,
         if partial_kv:
             dk = dk.sum(0).view_as(k).to(k.dtype)
 
-    dg = None
-    if need_dg:
-        dG = (r.sum(0) - c.sum(0)).view(p.tokens, p.H)
-        if d_final_s is not None:
-            # the final state depends on every decay of its sequence: +⟨dS_T, S_T⟩ on the last token
-            term = (d_final_s * final_s).sum((-2, -1))
-            if normalize and d_final_z is not None:
-                term = term + (d_final_z * final_z).sum(-1)
-            if cu_seqlens is None:
-                last = torch.arange(1, p.N + 1, device=device) * p.T - 1
-            else:
-                last = cu_seqlens[1:].long() - 1
-            keep = last >= (torch.arange(p.N, device=device) * p.T if cu_seqlens is None else cu_seqlens[:-1].long())
-            dG = dG.index_add(0, last.clamp_min(0)[keep], term[keep])
-        dg = _reverse_cumsum(dG, p)
-    return dq, dk, dv, dg, d_init_s, d_init_z
+    dG = (r.sum(0) - c.sum(0)).view(p.tokens, p.H) if need_dg else None
+    return dq, dk, dv, dG, d_init_s, d_init_z
 
 
 def step(q, k, v, g, g_gamma, scale, feature_map, normalize, state_s, state_z, config,
@@ -1330,18 +1500,43 @@ class LinearAttentionBwd(_ChunkTemplate):
     kernel = "bwd"
     workload = [TARGET, *MORE]
     # block_v / num_warps tile the dq kernel (and the segment passes), dkv_* the dk/dv kernel
-    space = {**_ChunkTemplate.space, "dkv_block_v": [16, 32, 64, 128, 256], "dkv_warps": [2, 4, 8]}
+    # dq_block_k / dq_warps: the key-column tile and warps of the dq and dk passes (forward-style
+    # loops over (dO, v, k) and (v, dO, q)); dq_block_k = 0 keeps the state-carrying kernels
+    # (always used when normalising, for taylor2 and for a g_gamma gradient). x_early: those passes
+    # load q (k) for φ' and the decay gradient with the chunk's operands rather than where used.
+    space = {**_ChunkTemplate.space, "dkv_block_v": [16, 32, 64, 128, 256], "dkv_warps": [2, 4, 8],
+             "dq_block_k": [0, 32, 64, 128], "dq_warps": [4, 8], "x_early": [0, 1]}
 
     def check_config(self, config, shape, gpu=None):
         problem = super().check_config(config, shape, gpu)
         if problem is None and ("dkv_block_v" in config or "dkv_warps" in config):
             problem = super().check_config(dkv_tiles(config), shape, gpu)
             problem = f"dk/dv kernel: {problem}" if problem else None
+        if problem is None and int(config.get("dq_block_k", 0)):
+            # the dq pass sees the key and value widths swapped
+            swapped = {**shape, "K": shape["V"], "V": shape["K"], "F": shape["V"]}
+            tiles = {**config, "block_v": int(config["dq_block_k"]), "num_warps": int(config.get("dq_warps", 4))}
+            problem = super().check_config(tiles, swapped, gpu)
+            problem = f"dq pass: {problem}" if problem else None
         return problem
 
     def default_config(self, shape, gpu=None):
+        """The state-carrying kernels' default (what the normalised, taylor2 and g_gamma variants
+        run; ``default_for`` gives the others the passes' tiles)."""
         config = super().default_config(shape, gpu)
         return {**config, "dkv_block_v": config["block_v"], "dkv_warps": config["num_warps"]}
+
+    def default_for(self, shape, gpu=None, flags=""):
+        config = self.default_config(shape, gpu)
+        decay, feature, normalize = parse_flags(flags)
+        if not uses_passes({}, feature, normalize, decay == "g_gamma", 1.0):
+            return config
+        # The three passes are the forward's loop: its tiles (chunk 64, a 64-column tile, 4 warps
+        # at K = V = 128), the dk/dv kernel's keys kept for a caller that turns the passes off.
+        tiles = super()._default_tiles(shape)
+        passes = {**config, "chunk": tiles["chunk"], "block_v": tiles["block_v"], "num_warps": tiles["num_warps"],
+                  "dq_block_k": dq_tile({}, shape["K"], shape["V"]), "dq_warps": tiles["num_warps"]}
+        return passes if self.check_config(passes, shape, gpu) is None else config
 
     def _default_tiles(self, shape) -> dict:
         # One V tile when it fits, so dq and dk are written directly rather than summed over

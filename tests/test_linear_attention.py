@@ -158,6 +158,19 @@ def test_backward_kernels_with_their_own_v_tiles(dq_tile, dkv_tile, device, smal
     check_forward_backward(q, k, v, g, g_gamma, None, False, None, TOL[torch.float32])
 
 
+@pytest.mark.parametrize("feature,decay,dq_block_k,split,x_early", [
+    (None, "g", 16, 0, 0), ("relu", None, 16, 16, 1), ("elu1", "g", 32, 16, 1), (None, "g", 0, 0, 0)])
+def test_backward_passes_key_tiles(feature, decay, dq_block_k, split, x_early, device, small_config):
+    """The backward's passes (dq forward over (dO, v, k), dk reverse over (v, dO, q), dv reverse
+    over (k, q, dO)) with several key-column tiles (K = 40: a ragged last tile), from an initial
+    state, across segments; dq_block_k = 0 takes the state-carrying kernels."""
+    small_config.update(dq_block_k=dq_block_k, dq_warps=2, chunk=16, split_len=split, x_early=x_early)
+    B, T, H, K, V = 2, 37, 2, 40, 24
+    q, k, v, g, g_gamma = make_inputs(B, T, H, K, V, decay, feature, False, torch.float32, device)
+    state = make_state(B, H, K, V, feature, False, device)
+    check_forward_backward(q, k, v, g, g_gamma, feature, False, state, TOL[torch.float32])
+
+
 @pytest.mark.parametrize("feature,normalize", [(None, False), ("taylor2", True)])
 def test_segmented_sequences(feature, normalize, device, small_config):
     """split_len cuts each sequence into segments: pass + scan + output, and the reverse in bwd."""
@@ -346,6 +359,20 @@ def test_template_grid_configs_run(device):
         outputs["o"].fill_(float("nan"))
         t.launch(config, inputs, outputs, shape, "g")
         assert_close(f"config {config}", outputs["o"], expected, 1e-5)
+
+
+def test_backward_default_follows_the_variant():
+    """The passes' tiles for the variants that run them, the carrying kernels' for the others."""
+    from kernelgen.templates import get_template
+    bwd = get_template("linear_attention.bwd")
+    shape = {"B": 8, "T": 4096, "H": 16, "K": 128, "V": 128, "F": 128}
+    passes, carry = bwd.default_for(shape, None, "g"), bwd.default_for(shape, None, "g_gamma")
+    assert passes["dq_block_k"] == 64 and passes["chunk"] == 64 and passes["block_v"] == 64
+    assert carry == bwd.default_config(shape) and carry["block_v"] == 128
+    assert bwd.default_for(shape, None, "none+elu1+norm") == carry
+    for config in (passes, carry):
+        assert bwd.check_config(config, shape) is None
+    assert "dq pass" in bwd.check_config({**passes, "dq_block_k": 128, "dq_warps": 4}, shape)
 
 
 def test_check_config_rejects_impossible():

@@ -30,7 +30,7 @@ def probe(template_name: str, shape: dict[str, int], dtype: str, flags: str,
     gpu = hardware.detect_gpu()
     if gpu is None:
         raise SystemExit(hardware.no_gpu_message("probe", "Run it on the GPU you tune for."))
-    default = template.default_config(shape, gpu.profile)
+    default = template.default_for(shape, gpu.profile, flags)
     configs = [default] + [{**default, **o} for o in overrides]
     rows = []
     with TrialWorker(timeout_s=timeout_s) as worker:

@@ -166,7 +166,7 @@ class StudyRunner:
     # -- the search ----------------------------------------------------------------------
     def search(self, n_trials: int, sampler: str = "tpe") -> None:
         """Measure configs until the study holds ``n_trials`` measured configs (grid: all valid ones)."""
-        default = self.template.default_config(self.shape, self.gpu)
+        default = self.template.default_for(self.shape, self.gpu, self.flags)
         if sampler == "grid":
             study = self._study(optuna.samplers.TPESampler(seed=self.seed))
             queue = [default] + self.template.grid(self.shape, self.gpu)
@@ -207,7 +207,7 @@ class StudyRunner:
 
     def finish(self) -> TuneResult:
         """Re-time the fastest few and the default one after another; ties (<2%) go to the simpler."""
-        default = self.template.default_config(self.shape, self.gpu)
+        default = self.template.default_for(self.shape, self.gpu, self.flags)
         passed = sorted(((v["ms"], json.loads(k)) for k, v in self.results.items() if v["ms"] is not None),
                         key=lambda item: item[0])
         failed = sum(1 for v in self.results.values() if v["ms"] is None)
