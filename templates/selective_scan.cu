@@ -883,6 +883,408 @@ selective_scan_bwd_kernel(const typename InT::storage* __restrict__ u,
 }
 
 // ---------------------------------------------------------------------------------------------
+// Backward, channel layout: the forward's channel layout run in reverse (math as above). A thread
+// owns kS = kN / kSplit states of one channel; the block's channels (all of one group) share each
+// CHECKPOINT_STEPS-step segment of B/C, staged from pack_bc's fp32 [batch, G, l_pad, 2, kNP]
+// buffer into shared memory. Segments are walked backwards from the forward's checkpoints
+// ([batch, dim, ceil(L / 64), N], the state entering each segment):
+//   pass 1  from the checkpoint, the state entering each group of kSteps steps (to shared memory),
+//           and every step's dt and dt * u (to shared memory, for pass 2);
+//   pass 2  groups backwards: the group's steps recomputed with every h_t and exp(dt_t A) kept in
+//           registers, then the adjoint r <- exp(dt_t A) (C_t dy_t + r) in reverse, every
+//           gradient term formed in the same pass.
+// Two exps per (step, state). Per-step work (softplus, loads, du/ddelta/dz) is divided among a
+// channel's kSplit lanes (kSub steps each) and exchanged through shared memory or a
+// transpose-reduce, so it is not repeated kSplit times. dB_t and dC_t are sums over channels: per
+// step a transpose-reduce across the warp (one shuffle per value, not five), then the block's
+// warps summed through shared memory into one partial per (block, step, state), written to
+// dBC_part; torch sums the partials (deterministic, no atomics). dA, dD, ddelta_bias: per
+// (batch, channel) partials, summed over the batch by torch.
+// ---------------------------------------------------------------------------------------------
+__host__ __device__ constexpr int kg_pow2_ceil(int x) { return x <= 1 ? 1 : 2 * kg_pow2_ceil((x + 1) / 2); }
+__host__ __device__ constexpr int kg_log2_floor(int x) { return x <= 1 ? 0 : 1 + kg_log2_floor(x / 2); }
+
+template <bool kValue>
+struct KgBool { static constexpr bool value = kValue; };
+
+// Transpose-reduce: sums kValues floats per lane over 2^kStages lanes of a warp without replicating
+// the sums. Stage j pairs the lanes kOffset0 << j apart (kOffset0 >> j with kDown); each keeps one
+// half of its values, sends the other and adds what its partner sent: one shuffle per pair, where
+// an all-reduce would take kStages per value. Afterwards a lane holds kValues >> kStages sums, those
+// of the values (block * kLeft + r) for r < kLeft, where block's bit (kStages - 1 - j) is the lane's
+// stage-j bit: with kDown, block = (lane / (kOffset0 >> (kStages - 1))) % 2^kStages.
+template <int kValues, int kOffset0, int kStages, bool kDown>
+struct KgTransposeSum {
+    static_assert((kValues & (kValues - 1)) == 0 && (kValues >> kStages) >= 1, "kValues: a power of two >= 2^kStages");
+    static constexpr int kLeft = kValues >> kStages;
+
+    template <int kStage = 0>
+    static __device__ __forceinline__ void reduce(float (&v)[kValues], int lane) {
+        if constexpr (kStage < kStages) {
+            constexpr int kHalf = (kValues >> kStage) / 2;
+            constexpr int kOffset = kDown ? kOffset0 >> kStage : kOffset0 << kStage;
+            const bool upper = (lane & kOffset) != 0;
+#pragma unroll
+            for (int k = 0; k < kHalf; ++k) {
+                const float send = upper ? v[k] : v[k + kHalf];
+                const float keep = upper ? v[k + kHalf] : v[k];
+                v[k] = keep + __shfl_xor_sync(KG_FULL_MASK, send, kOffset);
+            }
+            reduce<kStage + 1>(v, lane);
+        }
+    }
+
+    // The stage bits a lane needs to hold value block `block` (added to the lane's other bits).
+    static __device__ __forceinline__ int lane_bits(int block) {
+        int bits = 0;
+#pragma unroll
+        for (int j = 0; j < kStages; ++j)
+            if ((block >> (kStages - 1 - j)) & 1) bits |= kDown ? kOffset0 >> j : kOffset0 << j;
+        return bits;
+    }
+};
+
+// kCount consecutive floats of shared memory (16- or 8-byte aligned when kCount allows).
+template <int kCount>
+__device__ __forceinline__ void kg_load_shared(const float* p, float (&out)[kCount]) {
+    if constexpr (kCount % 4 == 0) {
+#pragma unroll
+        for (int v = 0; v < kCount / 4; ++v) {
+            const float4 q = reinterpret_cast<const float4*>(p)[v];
+            out[4 * v] = q.x; out[4 * v + 1] = q.y; out[4 * v + 2] = q.z; out[4 * v + 3] = q.w;
+        }
+    } else if constexpr (kCount % 2 == 0) {
+#pragma unroll
+        for (int v = 0; v < kCount / 2; ++v) {
+            const float2 q = reinterpret_cast<const float2*>(p)[v];
+            out[2 * v] = q.x; out[2 * v + 1] = q.y;
+        }
+    } else {
+#pragma unroll
+        for (int k = 0; k < kCount; ++k) out[k] = p[k];
+    }
+}
+
+// kItems consecutive elements of a row, loaded ahead of use: raw storage values, indices clamped
+// into the row (L >= 1) so that the loads carry no branch and nothing waits on them until get().
+template <typename T, int kItems>
+struct KgRowAhead {
+    typename T::storage raw[kItems];
+    __device__ __forceinline__ void load(const typename T::storage* __restrict__ row, int t, int L) {
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) raw[i] = row[t + i < L ? t + i : L - 1];
+    }
+    // Element i as float, 0 at and past `valid`.
+    __device__ __forceinline__ float get(int i, int valid) const { return i < valid ? T::to_float(raw[i]) : 0.f; }
+};
+
+template <typename InT, int kN, int kSplit, int kThreads, int kSteps, int kMinBlocks>
+__global__ void __launch_bounds__(kThreads, kMinBlocks)
+selective_scan_bwd_channel_kernel(const typename InT::storage* __restrict__ u,      // [batch, dim, L]
+                                  const typename InT::storage* __restrict__ delta,  // [batch, dim, L]
+                                  const float* __restrict__ A,                      // [dim, N]
+                                  const float* __restrict__ BC,                     // [batch or 1, G, l_pad, 2, kNP]
+                                  const float* __restrict__ D,                      // [dim] or null
+                                  const typename InT::storage* __restrict__ z,      // [batch, dim, L] or null
+                                  const float* __restrict__ delta_bias,             // [dim] or null
+                                  const float* __restrict__ checkpoints,            // [batch, dim, ceil(L / 64), N]
+                                  const typename InT::storage* __restrict__ dout,   // [batch, dim, L]
+                                  const float* __restrict__ dlast_state,            // [batch, dim, N] or null
+                                  typename InT::storage* __restrict__ du,           // [batch, dim, L]
+                                  typename InT::storage* __restrict__ ddelta,       // [batch, dim, L]
+                                  typename InT::storage* __restrict__ dz,           // [batch, dim, L] or null
+                                  float* __restrict__ dBC_part,   // [batch, G, blocks or 1, l_pad/kSteps, kSteps, 2, N]
+                                  float* __restrict__ dA_part,                      // [batch, dim, N]
+                                  float* __restrict__ dD_part,                      // [batch, dim] or null
+                                  float* __restrict__ dbias_part,                   // [batch, dim] or null
+                                  float* __restrict__ dinitial_state,               // [batch, dim, N] or null
+                                  int dim, int L, int l_pad, int groups, int bc_batch_shared, int delta_softplus,
+                                  int atomic_dbc) {   // 1: dBC_part has one zeroed partial, added to atomically
+    static_assert(kN % kSplit == 0 && (kSplit & (kSplit - 1)) == 0 && kSplit <= 32, "kSplit: power of 2 dividing N");
+    static_assert(kThreads % 32 == 0 && kThreads % kSplit == 0, "kThreads: whole warps and channels");
+    constexpr int kSeg = 64;                        // CHECKPOINT_STEPS
+    static_assert(kSeg % kSteps == 0 && (kSteps & (kSteps - 1)) == 0, "kSteps: a power of two dividing 64");
+    constexpr int kNP = kN <= 2 ? 2 : kg_pow2_ceil(kN);   // pack_bc's padded N
+    constexpr int kS = kN / kSplit;
+    constexpr int kWarps = kThreads / 32;
+    constexpr int kChannels = kThreads / kSplit;
+    constexpr int kGroups = kSeg / kSteps;
+    constexpr int kSub = kSteps >= kSplit ? kSteps / kSplit : 1;   // a split lane's share of a group's steps
+    // dB/dC: a step's 2 kS terms (zero padded to a power of two) summed over the warp's channels.
+    constexpr int kCols = kg_pow2_ceil(2 * kS);
+    constexpr int kColStages = kg_log2_floor(32 / kSplit) < kg_log2_floor(kCols) ? kg_log2_floor(32 / kSplit)
+                                                                                   : kg_log2_floor(kCols);
+    typedef KgTransposeSum<kCols, kSplit, kColStages, false> ColumnSum;
+    constexpr int kShare = (32 / kSplit) >> kColStages;   // lanes of a warp still holding the same columns
+    typedef KgRowIO<InT, kSub> SubIO;
+    typedef typename InT::storage S;
+
+    __shared__ float4 bc_vec[kSeg * 2 * kNP / 4];                 // float4: 16-byte aligned rows
+    float (*bc_smem)[2][kNP] = reinterpret_cast<float (*)[2][kNP]>(bc_vec);
+    __shared__ float start_smem[kGroups][kS][kThreads];            // [group][state][thread]: conflict-free
+    __shared__ float dt_smem[2][kSeg][kChannels];                  // dt, dt * u of the segment's steps
+    __shared__ float dy_smem[kSteps][kChannels];                   // dy of the group's steps
+    __shared__ float sum_smem[kSteps][kWarps][ColumnSum::kLeft][32];
+
+    const int tid = (int)threadIdx.x;
+    const int lane = tid % 32, warp = tid / 32, part = tid % kSplit, channel = tid / kSplit;
+    const int dpg = dim / groups;
+    const int blocks_per_group = (dpg + kChannels - 1) / kChannels;
+    const int b = (int)blockIdx.x / (groups * blocks_per_group);
+    const int g = ((int)blockIdx.x / blocks_per_group) % groups;
+    const int block = (int)blockIdx.x % blocks_per_group;
+    const int d_local = block * kChannels + channel;
+    // Idle threads (past the group's channels) shadow its last channel with dy = 0 and no
+    // dlast_state, so every gradient term they form is 0; they join the staging and the sums.
+    const bool active = d_local < dpg;
+    const int d = g * dpg + (active ? d_local : dpg - 1);
+    const long long row = (long long)b * dim + d;
+    const KgForwardRow<InT, kSub> io(u, delta, z, du, D, delta_bias, row, d, L);
+    const S* dout_row = dout + row * L;
+    S* ddelta_row = ddelta + row * L;
+    S* dz_row = dz ? dz + row * L : nullptr;
+    const bool ddelta_vec = SubIO::aligned(ddelta, L);
+    const bool dz_vec = dz ? SubIO::aligned(dz, L) : false;
+    const long long bc_group = (long long)l_pad * 2 * kNP;
+    const float* bc_row = BC + (bc_batch_shared ? 0 : (long long)b * groups * bc_group) + g * bc_group;
+    float* part_row = dBC_part + (((long long)b * groups + g) * (atomic_dbc ? 1 : blocks_per_group)
+                                  + (atomic_dbc ? 0 : block)) * (long long)l_pad * 2 * kN;
+    const int s0 = part * kS;
+    const int sub0 = part * kSub;                  // this lane's first step of a group
+    const bool sub_lane = sub0 < kSteps;           // false only when kSplit > kSteps
+    const int n_ckpt = (L + kSeg - 1) / kSeg;
+
+    float A2[kS], r[kS], dA[kS];    // r: exp(dt_{t+1} A) dL/dh_{t+1}, the adjoint carried backwards
+#pragma unroll
+    for (int s = 0; s < kS; ++s) {
+        A2[s] = A[(long long)d * kN + s0 + s] * KG_LOG2E;
+        r[s] = dlast_state && active ? dlast_state[row * kN + s0 + s] : 0.f;
+        dA[s] = 0.f;
+    }
+    float dD_sum = 0.f, dbias_sum = 0.f;           // over this lane's steps; the split lanes add up at the end
+
+#pragma unroll 1
+    for (int seg = n_ckpt - 1; seg >= 0; --seg) {
+        const int seg_start = seg * kSeg;
+        const int n_groups = ((L - seg_start < kSeg ? L - seg_start : kSeg) + kSteps - 1) / kSteps;
+        __syncthreads();   // the previous segment's reads of shared memory are done
+        {
+            const float4* src = reinterpret_cast<const float4*>(bc_row + (long long)seg_start * 2 * kNP);
+            for (int k = tid; k < kSeg * 2 * kNP / 4; k += kThreads) bc_vec[k] = src[k];
+        }
+        float h[kS];
+        const float* ckpt = checkpoints + (row * n_ckpt + seg) * kN + s0;
+#pragma unroll
+        for (int s = 0; s < kS; ++s) h[s] = ckpt[s];
+        __syncthreads();
+
+        // Pass 1: each group's start state, and its steps' dt (this lane's kSub of them computed,
+        // all read back after the warp barrier). delta and u are loaded a group ahead; dout and z
+        // of pass 2's first group already here, so that pass 1 hides their latency.
+        KgRowAhead<InT, kSub> delta_ahead, u_ahead, dout_ahead, z_ahead;
+        if (sub_lane) {
+            delta_ahead.load(io.delta, seg_start + sub0, L);
+            u_ahead.load(io.u, seg_start + sub0, L);
+            dout_ahead.load(dout_row, seg_start + (n_groups - 1) * kSteps + sub0, L);
+            if (io.z) z_ahead.load(io.z, seg_start + (n_groups - 1) * kSteps + sub0, L);
+        }
+#pragma unroll 1
+        for (int grp = 0; grp < n_groups; ++grp) {
+            const int step0 = grp * kSteps;        // within the segment
+#pragma unroll
+            for (int s = 0; s < kS; ++s) start_smem[grp][s][tid] = h[s];
+            if (sub_lane) {
+                const int t = seg_start + step0 + sub0;
+                float dt[kSub], dtu[kSub];
+#pragma unroll
+                for (int i = 0; i < kSub; ++i) {
+                    dt[i] = delta_ahead.get(i, L - t);
+                    dtu[i] = u_ahead.get(i, L - t);
+                }
+                if (grp + 1 < n_groups) {
+                    delta_ahead.load(io.delta, t + kSteps, L);
+                    u_ahead.load(io.u, t + kSteps, L);
+                }
+                kg_prepare_dt(dt, dtu, io.bias, delta_softplus, L - t);
+#pragma unroll
+                for (int i = 0; i < kSub; ++i) {
+                    dt_smem[0][step0 + sub0 + i][channel] = dt[i];
+                    dt_smem[1][step0 + sub0 + i][channel] = dtu[i];
+                }
+            }
+            __syncwarp();
+            if (grp == n_groups - 1) break;          // the last group's exit state is not needed
+#pragma unroll
+            for (int i = 0; i < kSteps; ++i) {
+                const float dt = dt_smem[0][step0 + i][channel], dtu = dt_smem[1][step0 + i][channel];
+                float Bt[kS];
+                kg_load_shared(&bc_smem[step0 + i][0][s0], Bt);
+#pragma unroll
+                for (int s = 0; s < kS; ++s) h[s] = fmaf(kg_exp2(dt * A2[s]), h[s], dtu * Bt[s]);
+            }
+        }
+
+        // Pass 2: groups backwards. dout and z are loaded a group ahead, u at the group's start
+        // (it is used at its end).
+#pragma unroll 1
+        for (int grp = n_groups - 1; grp >= 0; --grp) {
+            const int step0 = grp * kSteps;
+            const int t0 = seg_start + step0;
+            const int t = t0 + sub0;               // this lane's first step
+            KgRowAhead<InT, kSub> u_now;
+            float dz_factor[kSub];                 // dz = dz_factor * y: dout * silu'(z)
+            if (sub_lane) {
+                u_now.load(io.u, t, L);
+#pragma unroll
+                for (int i = 0; i < kSub; ++i) {
+                    const float go = dout_ahead.get(i, L - t);
+                    float dy = go;
+                    if (io.z) {
+                        const float zz = z_ahead.get(i, L - t);
+                        const float sig = 1.f / (1.f + kg_exp2(-zz * KG_LOG2E));
+                        dy *= zz * sig;
+                        dz_factor[i] = go * sig * fmaf(zz, 1.f - sig, 1.f);
+                    }
+                    dy_smem[sub0 + i][channel] = active ? dy : 0.f;
+                }
+                if (grp > 0) {
+                    dout_ahead.load(dout_row, t - kSteps, L);
+                    if (io.z) z_ahead.load(io.z, t - kSteps, L);
+                }
+            }
+            __syncwarp();
+            // The group's forward from its start state, every step's state and decay kept.
+            float hist[kSteps][kS], decay[kSteps][kS], h0[kS];
+#pragma unroll
+            for (int s = 0; s < kS; ++s) h0[s] = start_smem[grp][s][tid];
+#pragma unroll
+            for (int i = 0; i < kSteps; ++i) {
+                // dt, dt * u (and dy below) are read from shared memory where used: held for the
+                // whole group they cost registers the states need (spills at occupancy 16).
+                const float dt = dt_smem[0][step0 + i][channel], dtu = dt_smem[1][step0 + i][channel];
+                float Bt[kS];
+                kg_load_shared(&bc_smem[step0 + i][0][s0], Bt);
+#pragma unroll
+                for (int s = 0; s < kS; ++s) {
+                    decay[i][s] = kg_exp2(dt * A2[s]);
+                    hist[i][s] = fmaf(decay[i][s], i > 0 ? hist[i - 1][s] : h0[s], dtu * Bt[s]);
+                }
+            }
+
+            // The adjoint, steps in reverse; then du, ddelta (and dz) of this lane's steps. With z as
+            // a compile-time flag (two copies) so that without z nothing is spent on y.
+            __syncthreads();   // every thread is done reading sum_smem of the previous group
+            auto adjoint = [&](auto with_z) {
+                constexpr bool kZ = decltype(with_z)::value;
+                // Per step, over this lane's states: gB = sum_n G B, gPA = sum_n G exp(dt A) h_prev A2
+                // and, with z, yC = sum_n C h. Summed over the split lanes by transpose-reduces, lane p
+                // keeping those of its own steps: step_vals [step - p * kSub][gB, gPA], y_vals [step - p * kSub].
+                typedef KgTransposeSum<kSplit * 2 * kSub, kSplit / 2, kg_log2_floor(kSplit), true> StepSum;
+                typedef KgTransposeSum<kSplit * kSub, kSplit / 2, kg_log2_floor(kSplit), true> YSum;
+                float step_vals[kSplit * 2 * kSub], y_vals[kZ ? kSplit * kSub : 1];
+#pragma unroll
+                for (int k = 0; k < kSplit * 2 * kSub; ++k) step_vals[k] = 0.f;
+#pragma unroll
+                for (int k = 0; k < (kZ ? kSplit * kSub : 1); ++k) y_vals[k] = 0.f;
+#pragma unroll
+                for (int i = kSteps - 1; i >= 0; --i) {
+                    const float dt = dt_smem[0][step0 + i][channel], dtu = dt_smem[1][step0 + i][channel];
+                    const float dy = dy_smem[i][channel];
+                    float Bt[kS], Ct[kS], cols[kCols];
+                    kg_load_shared(&bc_smem[step0 + i][0][s0], Bt);
+                    kg_load_shared(&bc_smem[step0 + i][1][s0], Ct);
+                    float gb = 0.f, gpa = 0.f, yc = 0.f;
+#pragma unroll
+                    for (int s = 0; s < kS; ++s) {
+                        const float grad = fmaf(Ct[s], dy, r[s]);     // dL/dh_t
+                        cols[s] = grad * dtu;                          // dB_t term
+                        cols[kS + s] = dy * hist[i][s];                // dC_t term
+                        gb = fmaf(grad, Bt[s], gb);
+                        r[s] = decay[i][s] * grad;
+                        const float gp = r[s] * (i > 0 ? hist[i - 1][s] : h0[s]);   // G exp(dt A) h_prev
+                        gpa = fmaf(gp, A2[s], gpa);
+                        dA[s] = fmaf(gp, dt, dA[s]);
+                        if constexpr (kZ) yc = fmaf(Ct[s], hist[i][s], yc);
+                    }
+#pragma unroll
+                    for (int k = 2 * kS; k < kCols; ++k) cols[k] = 0.f;
+                    ColumnSum::reduce(cols, lane);
+#pragma unroll
+                    for (int k = 0; k < ColumnSum::kLeft; ++k) sum_smem[i][warp][k][lane] = cols[k];
+                    step_vals[2 * i] = gb;                 // = [(i / kSub) * 2 kSub + 2 (i % kSub)]
+                    step_vals[2 * i + 1] = gpa;
+                    if constexpr (kZ) y_vals[i] = yc;
+                }
+                StepSum::reduce(step_vals, lane);
+                if constexpr (kZ) YSum::reduce(y_vals, lane);
+
+                // Per element (sigmoid(x) = -expm1(-softplus(x)) for softplus's derivative).
+                if (sub_lane) {
+                    float uu[kSub], dux[kSub], ddt[kSub], dzz[kSub];
+#pragma unroll
+                    for (int i = 0; i < kSub; ++i) uu[i] = u_now.get(i, L - t);
+#pragma unroll
+                    for (int i = 0; i < kSub; ++i) {
+                        const float gB = step_vals[2 * i], gPA = step_vals[2 * i + 1];
+                        const float dt_i = dt_smem[0][step0 + sub0 + i][channel];
+                        const float dy_i = dy_smem[sub0 + i][channel];
+                        dux[i] = fmaf(io.D, dy_i, gB * dt_i);
+                        float v = fmaf(gPA, 0.6931471805599453f, gB * uu[i]);
+                        if (delta_softplus) v *= -expm1f(-dt_i);
+                        ddt[i] = i < L - t ? v : 0.f;
+                        dbias_sum += ddt[i];
+                        dD_sum = fmaf(dy_i, uu[i], dD_sum);
+                        if constexpr (kZ) dzz[i] = dz_factor[i] * fmaf(io.D, uu[i], y_vals[i]);
+                    }
+                    if (active) {
+                        SubIO::store(io.out + t, L - t, io.out_vec, dux);
+                        SubIO::store(ddelta_row + t, L - t, ddelta_vec, ddt);
+                        if constexpr (kZ) SubIO::store(dz_row + t, L - t, dz_vec, dzz);
+                    }
+                }
+            };
+            if (io.z) adjoint(KgBool<true>());
+            else adjoint(KgBool<false>());
+
+            // dB_t, dC_t of the block: the warps' column sums added in a fixed order. Output q is
+            // (step, B or C, state), state fastest: consecutive threads read different lanes' sums
+            // (no bank conflicts) and write consecutive addresses.
+            __syncthreads();
+            for (int q = tid; q < 2 * kSteps * kN; q += kThreads) {
+                const int n = q % kN, which = (q / kN) % 2, i = q / (2 * kN);
+                const int col = which * kS + n % kS;
+                const int lane0 = n / kS + ColumnSum::lane_bits(col / ColumnSum::kLeft);
+                float total = 0.f;
+#pragma unroll
+                for (int w = 0; w < kWarps; ++w)
+#pragma unroll
+                    for (int m = 0; m < kShare; ++m)
+                        total += sum_smem[i][w][col % ColumnSum::kLeft][lane0 + ((m * kSplit) << kColStages)];
+                if (atomic_dbc) atomicAdd(part_row + (long long)t0 * 2 * kN + q, total);
+                else part_row[(long long)t0 * 2 * kN + q] = total;
+            }
+        }
+    }
+
+#pragma unroll
+    for (int offset = kSplit / 2; offset > 0; offset /= 2) {
+        dD_sum += __shfl_xor_sync(KG_FULL_MASK, dD_sum, offset);
+        dbias_sum += __shfl_xor_sync(KG_FULL_MASK, dbias_sum, offset);
+    }
+    if (active) {
+#pragma unroll
+        for (int s = 0; s < kS; ++s) {
+            dA_part[row * kN + s0 + s] = dA[s];
+            if (dinitial_state) dinitial_state[row * kN + s0 + s] = r[s];
+        }
+        if (part == 0) {
+            if (dD_part) dD_part[row] = dD_sum;
+            if (dbias_part) dbias_part[row] = dbias_sum;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Decode step: one token, the state updated in place.
 //
 // A channel's N states are spread over kTPC lanes (a power of two <= 32), kSPT consecutive states
@@ -891,7 +1293,6 @@ selective_scan_bwd_kernel(const typename InT::storage* __restrict__ u,
 // (batch, dim) flattened, kThreads / kTPC of them per block. Memory bound: the state is read and
 // written once.
 // ---------------------------------------------------------------------------------------------
-__host__ __device__ constexpr int kg_pow2_ceil(int x) { return x <= 1 ? 1 : 2 * kg_pow2_ceil((x + 1) / 2); }
 
 template <int kN, int kSPT>
 struct KgStepLayout {

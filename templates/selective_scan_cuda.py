@@ -23,6 +23,12 @@ Interface (shapes; every tensor contiguous, on one CUDA device):
         over the batch (and over the channels of a group for dB, dC) here; nothing needs zeroing.
         chunk_states from a forward with the same items_per_thread skips the backward's own
         forward pass over the chunks (one exp per element and state less).
+    selective_scan_bwd_channel_cuda(config, u, delta, A, BC, n_states, D, z, delta_bias,
+                                    delta_softplus, checkpoints, dout, dlast, du, ddelta, dz,
+                                    want_dinitial) -> dict
+        The channel-layout backward with the Triton backward's contract (selective_scan.py): the
+        packed fp32 BC of pack_bc and the forward's every-64-steps checkpoints in; du, ddelta, dz
+        written; dA, dBC, dD, ddelta_bias, dinitial_state returned.
     selective_state_update_cuda(config, state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, out)
         state [batch, dim, N] fp32 updated in place; x, dt, z [batch, dim]; B, C [batch, G, N];
         writes out [batch, dim].
@@ -37,7 +43,10 @@ pipe. Both: ``occupancy``, the warps per SM the register allocation must leave r
 cap, no spills; 16: at most 128 registers). The channel layout also writes the backward's
 checkpoints (keyword ``checkpoints``). Backward
 (``CUDA_BWD_SPACE``): the same keys but no unroll; its warps must divide dim / G (a block's
-channels share one group, whose dB/dC they sum in shared memory). Decode step
+channels share one group, whose dB/dC they sum in shared memory). With ``layout: "channel"``
+(``CUDA_BWD_CHANNEL_SPACE``): ``threads``, ``split`` threads per channel, ``steps`` recomputed per
+group with their states in registers, ``occupancy`` and ``block_sum`` (per-block partials or
+atomics for dB/dC). Decode step
 (``CUDA_STEP_SPACE``): ``threads`` per block and ``items_per_thread`` consecutive states per
 lane. Unknown keys (the backend, Triton parameters) are ignored; missing ones take the
 heuristic default. ``cuda_check_config``/``cuda_default_config`` take ``kernel`` = "fwd",
@@ -78,6 +87,29 @@ CUDA_BWD_SPACE: dict[str, list] = {
     "items_per_thread": [4, 8, 16],
     "occupancy": [8, 16],
 }
+# Backward, channel layout (``layout: "channel"``; see selective_scan_bwd_channel_kernel): a thread
+# owns N / split states of one channel, the block's channels (threads / split) share B/C.
+CUDA_BWD_CHANNEL_SPACE: dict[str, list] = {
+    "layout": ["channel"],
+    "threads": [64, 128, 256],
+    "split": [1, 2, 4, 8],            # threads per channel
+    "steps": [4, 8, 16],              # steps recomputed per group, their h and decays in registers
+    "occupancy": [8, 16],
+    # How the blocks' dB/dC sums meet: per-block partials summed by torch (deterministic, a
+    # batch * dim / (threads / split) * L * 2N * 4-byte buffer: 268 MB at the issue's target) or
+    # fp32 atomicAdd into one buffer (not bitwise reproducible).
+    "block_sum": ["partials", "atomic"],
+}
+# Registers of the channel backward's arrays: a group's states and decays (2 * steps * N / split)
+# and six per-step arrays (dt, dt*u, dy, and the per-step sums); past these budgets per occupancy
+# ptxas spills (sm_90, N = 16: split 4 / steps 8 at occupancy 16 has 112 and spills 8 bytes,
+# split 2 / steps 8 there has 176 and spills 564 bytes).
+BWD_CHANNEL_REGISTER_BUDGET = {8: 224, 16: 112}
+
+
+def bwd_channel_registers(n_states: int, split: int, steps: int) -> int:
+    return 2 * steps * (n_states // split) + 6 * steps
+
 CUDA_STEP_SPACE: dict[str, list] = {
     "threads": [64, 128, 256, 512],
     "items_per_thread": [1, 2, 4, 8, 16],
@@ -128,6 +160,45 @@ def channel_shared_bytes(n_states: int, chunk: int) -> int:
 def bwd_shared_bytes(warps: int, n_states: int, items: int) -> int:
     """Static shared memory of the backward kernel: carries and dA per channel, dB/dC partials."""
     return 4 * (2 * warps * n_states + 2 * warps * 32 * (items + 1))
+
+
+def bwd_channel_column_sums(n_states: int, split: int) -> tuple[int, int]:
+    """(values a lane keeps, lanes that share them) after the channel backward's warp
+    transpose-reduce of a step's 2 * N / split dB/dC terms (mirrors KgColumnSum in the .cu)."""
+    values = 1 << max(0, 2 * (n_states // split) - 1).bit_length()
+    stages = min((32 // split).bit_length() - 1, values.bit_length() - 1)
+    return values >> stages, (32 // split) >> stages
+
+
+def bwd_channel_shared_bytes(n_states: int, split: int, threads: int, steps: int) -> int:
+    """Static shared memory of the channel-layout backward: a checkpoint segment of B/C (N padded
+    as pack_bc pads it), the state entering each group of ``steps``, the segment's dt and dt * u
+    and the group's dy per channel, and the warps' column sums."""
+    n_pad = max(2, 1 << max(0, n_states - 1).bit_length())
+    left, _ = bwd_channel_column_sums(n_states, split)
+    channels = threads // split
+    return 4 * (CHECKPOINT_STEPS * 2 * n_pad + CHECKPOINT_STEPS // steps * (n_states // split) * threads
+                + (2 * CHECKPOINT_STEPS + steps) * channels + steps * (threads // 32) * left * 32)
+
+
+def bwd_channel_default_config(shape: Mapping[str, int]) -> dict:
+    """The channel-layout backward's heuristic config (check it: large N may not fit)."""
+    n_states = int(shape.get("N", 16))
+    per_group = int(shape.get("dim", 1)) // max(1, int(shape.get("G", 1)))
+    # At most 4 states a thread, so that 8 steps of them fit the 128 registers of occupancy 16.
+    split = 1
+    while split < 32 and n_states % (2 * split) == 0 and n_states // split > 4:
+        split *= 2
+    threads = 128
+    while threads > 32 and threads // split > per_group:
+        threads //= 2
+    for steps, occupancy in ((8, 16), (4, 16), (8, 8), (4, 8), (2, 8)):
+        if bwd_channel_registers(n_states, split, steps) <= BWD_CHANNEL_REGISTER_BUDGET[occupancy]:
+            break
+    while threads > 32 and bwd_channel_shared_bytes(n_states, split, threads, steps) > _STATIC_SHARED_BYTES:
+        threads //= 2
+    return {"layout": "channel", "threads": threads, "split": split, "steps": steps, "occupancy": occupancy,
+            "block_sum": "partials"}
 
 
 def _is_pow2(value: Any) -> bool:
@@ -202,6 +273,8 @@ def cuda_check_config(config: Mapping[str, Any], shape: Mapping[str, int], kerne
         return f"N must be in [1, {MAX_STATES}]; got {n_states}"
     if groups < 1 or dim % groups:
         return f"dim ({dim}) must be a multiple of the number of groups G ({groups})"
+    if kernel == "bwd" and config.get("layout") == "channel":
+        return _check_bwd_channel(config, shape)
     if kernel == "bwd":
         occupancy = config.get("occupancy", defaults["occupancy"])
         warps = threads // 32
@@ -259,11 +332,41 @@ def cuda_check_config(config: Mapping[str, Any], shape: Mapping[str, int], kerne
     return None
 
 
+def _check_bwd_channel(config: Mapping[str, Any], shape: Mapping[str, int]) -> str | None:
+    defaults = bwd_channel_default_config(shape)
+    threads, split, steps, occupancy = (config.get(k, defaults[k]) for k in ("threads", "split", "steps", "occupancy"))
+    n_states = int(shape.get("N", 16))
+    if not _is_pow2(split) or split > 32 or n_states % split:
+        return f"split must be a power of two <= 32 dividing N={n_states}; got {split!r}"
+    if not _is_pow2(steps) or CHECKPOINT_STEPS % steps or steps < 2:
+        return f"steps must be a power of two in [2, {CHECKPOINT_STEPS}]; got {steps!r}"
+    if occupancy not in (8, 16):
+        return f"occupancy must be 8 or 16 warps per SM; got {occupancy!r}"
+    registers = bwd_channel_registers(n_states, split, steps)
+    if registers > BWD_CHANNEL_REGISTER_BUDGET[occupancy]:
+        return (f"~{registers} registers of per-thread arrays at steps={steps}, N / split = {n_states // split} "
+                f"(> {BWD_CHANNEL_REGISTER_BUDGET[occupancy]} at occupancy {occupancy}) would spill")
+    if threads > 512:
+        return f"the channel backward takes at most 512 threads a block; got {threads}"
+    if config.get("block_sum", "partials") not in ("partials", "atomic"):
+        return f"block_sum must be 'partials' or 'atomic'; got {config.get('block_sum')!r}"
+    smem = bwd_channel_shared_bytes(n_states, split, threads, steps)
+    if smem > _STATIC_SHARED_BYTES:
+        return (f"channel backward needs {smem} bytes of shared memory (> {_STATIC_SHARED_BYTES}) at "
+                f"N={n_states}, threads={threads}, split={split}, steps={steps}")
+    return None
+
+
+_BWD_LAYOUT_KEYS = {"warp": tuple(CUDA_BWD_SPACE), "channel": tuple(CUDA_BWD_CHANNEL_SPACE)}
+
+
 def cuda_canonical(config: Mapping[str, Any], kernel: str = "fwd") -> dict:
     """Only the keys the CUDA ``kernel`` ("fwd", "bwd", "step") reads (so equal launches compare equal)."""
     keys = _SPACES[kernel]
     if kernel == "fwd":
         keys = _FWD_LAYOUT_KEYS[config.get("layout", "warp") if config.get("layout") in _FWD_LAYOUT_KEYS else "warp"]
+    elif kernel == "bwd":
+        keys = _BWD_LAYOUT_KEYS["channel" if config.get("layout") == "channel" else "warp"]
     return {k: config[k] for k in keys if k in config}
 
 
@@ -295,6 +398,13 @@ def bwd_name_expression(in_dtype: torch.dtype, bc_dtype: torch.dtype, n_states: 
     min_blocks = max(1, occupancy // warps)
     return (f"selective_scan_bwd_kernel<{_type_name(in_dtype, 'u')}, {_type_name(bc_dtype, 'B')}, "
             f"{n_states}, {warps}, {items}, {min_blocks}>")
+
+
+def bwd_channel_name_expression(in_dtype: torch.dtype, n_states: int, split: int, threads: int, steps: int,
+                                occupancy: int = 8) -> str:
+    min_blocks = max(1, occupancy // (threads // 32))
+    return (f"selective_scan_bwd_channel_kernel<{_type_name(in_dtype, 'u')}, {n_states}, {split}, {threads}, "
+            f"{steps}, {min_blocks}>")
 
 
 def step_name_expression(in_dtype: torch.dtype, bc_dtype: torch.dtype, n_states: int, threads: int,
@@ -467,6 +577,94 @@ def selective_scan_bwd_cuda(config: Mapping[str, Any], u: torch.Tensor, delta: t
         dB.copy_(dB_acc)
     if dC_acc is not dC:
         dC.copy_(dC_acc)
+
+
+@functools.lru_cache(maxsize=1024)
+def _bwd_channel_launch_config(config_items: tuple, shape_items: tuple) -> tuple[dict, str | None]:
+    """The channel backward's full config for a call and why it cannot run, if so (cached)."""
+    config, shape = dict(config_items), dict(shape_items)
+    defaults = bwd_channel_default_config(shape)
+    config = {k: config.get(k, defaults[k]) for k in CUDA_BWD_CHANNEL_SPACE}
+    return config, cuda_check_config(config, shape, "bwd")
+
+
+def _bwd_channel_key(config: Mapping[str, Any], shape: Mapping[str, int]) -> tuple[tuple, tuple]:
+    return (tuple(sorted(cuda_canonical({**config, "layout": "channel"}, "bwd").items())),
+            tuple(sorted(shape.items())))
+
+
+def bwd_channel_problem(config: Mapping[str, Any], shape: Mapping[str, int]) -> str | None:
+    """Why the channel backward cannot run ``config`` on ``shape`` (keys batch, dim, L, N, G), or
+    None; cached, for the per-call dispatch."""
+    return _bwd_channel_launch_config(*_bwd_channel_key(config, shape))[1]
+
+
+def selective_scan_bwd_channel_cuda(config: Mapping[str, Any], u: torch.Tensor, delta: torch.Tensor,
+                                    A: torch.Tensor, BC: torch.Tensor, n_states: int, D: torch.Tensor | None,
+                                    z: torch.Tensor | None, delta_bias: torch.Tensor | None, delta_softplus: bool,
+                                    checkpoints: torch.Tensor, dout: torch.Tensor, dlast: torch.Tensor | None,
+                                    du: torch.Tensor, ddelta: torch.Tensor, dz: torch.Tensor | None,
+                                    want_dinitial: bool) -> dict[str, Any]:
+    """The channel-layout backward; the Triton backward's contract (selective_scan_bwd_triton).
+
+    u, delta, dout, du, ddelta (and z, dz) [batch, dim, L] contiguous, one dtype; A [dim, N],
+    D, delta_bias [dim], dlast [batch, dim, N] fp32 contiguous; BC pack_bc's fp32
+    [batch, G, L_pad, 2, N_pad] (a stride-0 batch is fine); checkpoints the forward's fp32
+    [batch, dim, ceil(L / CHECKPOINT_STEPS), N]. Writes du, ddelta (and dz); returns dA [dim, N],
+    dBC fp32 [batch, G, L_pad / steps, N, 2, steps] (dB and dC, see selective_scan.unpack_dbc; a view),
+    dD, ddelta_bias [dim] and dinitial_state [batch, dim, N] (None unless asked), all fp32.
+    Channel sums are per-block partials added here by torch: deterministic."""
+    batch, dim, length = u.shape
+    groups, l_pad, n_pad = BC.shape[1], BC.shape[2], BC.shape[4]
+    for name, tensor in (("u", u), ("delta", delta), ("z", z), ("dout", dout), ("du", du), ("ddelta", ddelta),
+                         ("dz", dz)):
+        _require(name, tensor, u.dtype)
+    for name, tensor in (("A", A), ("D", D), ("delta_bias", delta_bias), ("dlast", dlast),
+                         ("checkpoints", checkpoints)):
+        _require(name, tensor, torch.float32)
+    if z is not None and dz is None:
+        raise ValueError("dz must be given when z is")
+    want_pad = max(2, 1 << max(0, n_states - 1).bit_length())
+    if BC.dtype != torch.float32 or n_pad != want_pad or BC.shape[3] != 2 or l_pad % CHECKPOINT_STEPS \
+            or l_pad < length or BC.shape[0] != batch:
+        raise ValueError(f"BC must be pack_bc's fp32 [batch, G, L_pad, 2, {want_pad}] with L_pad a multiple of "
+                         f"{CHECKPOINT_STEPS} >= L={length}; got {BC.dtype} {list(BC.shape)}")
+    if batch and (not BC[0].is_contiguous() or BC.stride(0) not in (0, BC[0].numel()) or BC.data_ptr() % 16):
+        raise ValueError(f"BC must be contiguous (or broadcast over the batch) and 16-byte aligned; got strides "
+                         f"{tuple(BC.stride())}")
+    n_ckpt = -(-length // CHECKPOINT_STEPS)
+    if tuple(checkpoints.shape) != (batch, dim, n_ckpt, n_states):
+        raise ValueError(f"checkpoints must be [batch, dim, ceil(L / {CHECKPOINT_STEPS}), N] = "
+                         f"{[batch, dim, n_ckpt, n_states]}; got {list(checkpoints.shape)}")
+    shape = {"batch": batch, "dim": dim, "L": length, "N": n_states, "G": groups}
+    config, reason = _bwd_channel_launch_config(*_bwd_channel_key(config, shape))
+    if reason is not None:
+        raise ValueError(f"selective_scan_bwd_channel_cuda: config {config} cannot run {shape}: {reason}")
+    threads, split, steps = config["threads"], config["split"], config["steps"]
+    blocks_per_group = -(-(dim // groups) // (threads // split))
+    atomic = config["block_sum"] == "atomic"
+    f32 = dict(device=u.device, dtype=torch.float32)
+    if atomic:
+        dBC_part = torch.zeros(batch, groups, 1, l_pad // steps, steps, 2, n_states, **f32)
+    else:
+        dBC_part = torch.empty(batch, groups, blocks_per_group, l_pad // steps, steps, 2, n_states, **f32)
+    dA_part = torch.empty(batch, dim, n_states, **f32)
+    dD_part = torch.empty(batch, dim, **f32) if D is not None else None
+    dbias_part = torch.empty(batch, dim, **f32) if delta_bias is not None else None
+    dh0 = torch.empty(batch, dim, n_states, **f32) if want_dinitial else None
+    if batch and dim:
+        expression = bwd_channel_name_expression(u.dtype, n_states, split, threads, steps, config["occupancy"])
+        p, i = cuda_jit.pointer, cuda_jit.i32
+        args = (p(u), p(delta), p(A), p(BC), p(D), p(z), p(delta_bias), p(checkpoints), p(dout), p(dlast), p(du),
+                p(ddelta), p(dz), p(dBC_part), p(dA_part), p(dD_part), p(dbias_part), p(dh0), i(dim), i(length),
+                i(l_pad), i(groups), i(int(batch > 1 and BC.stride(0) == 0)), i(int(bool(delta_softplus))),
+                i(int(atomic)))
+        cuda_jit.launch(SOURCE, expression, (batch * groups * blocks_per_group,), (threads,), args, device=u.device)
+    # Sums over channel blocks and the batch: separate passes keep the result deterministic.
+    dBC = dBC_part.sum(2) if dBC_part.shape[2] > 1 else dBC_part[:, :, 0]     # [batch, G, chunks, steps, 2, N]
+    return {"dA": dA_part.sum(0), "dBC": dBC.permute(0, 1, 2, 5, 4, 3),      # unpack_dbc's order
+            "dD": dD_part.sum(0) if dD_part is not None else None,
+            "ddelta_bias": dbias_part.sum(0) if dbias_part is not None else None, "dinitial_state": dh0}
 
 
 def selective_state_update_cuda(config: Mapping[str, Any], state: torch.Tensor, x: torch.Tensor,

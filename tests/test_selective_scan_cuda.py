@@ -169,6 +169,65 @@ def check_bwd(config, inputs, softplus, tol, with_dlast=True, chunk_states=None,
     return got
 
 
+def pack_bc_ref(B, C):
+    """pack_bc's layout, written here from its docstring: fp32 [batch, G, L_pad, 2, N_pad], zero padded."""
+    batch, groups, n_states, length = B.shape
+    n_pad = max(2, 1 << max(0, n_states - 1).bit_length())
+    l_pad = max(ssc.CHECKPOINT_STEPS, -(-length // ssc.CHECKPOINT_STEPS) * ssc.CHECKPOINT_STEPS)
+    packed = torch.zeros(batch, groups, l_pad, 2, n_pad, device=B.device)
+    packed[:, :, :length, 0, :n_states] = B.float().transpose(2, 3)
+    packed[:, :, :length, 1, :n_states] = C.float().transpose(2, 3)
+    return packed
+
+
+def ref_checkpoints(inputs, softplus):
+    """The state entering every CHECKPOINT_STEPS-th step (the forward's training output), fp32."""
+    u = inputs["u"]
+    batch, dim, length = u.shape
+    steps = ssc.CHECKPOINT_STEPS
+    n_states = inputs["A"].shape[1]
+    out = torch.empty(batch, dim, -(-length // steps), n_states, device=u.device)
+    for k in range(out.shape[2]):
+        prefix = {n: (v[..., :k * steps].contiguous() if v is not None and n in ("u", "delta", "z", "B", "C") else v)
+                  for n, v in inputs.items()}
+        out[:, :, k] = ref_scan(**prefix, delta_softplus=softplus)[1].float()
+    return out
+
+
+def run_bwd_channel(config, inputs, softplus, dout, dlast, checkpoints=None):
+    """The channel-layout backward's gradients by input name, dB/dC unpacked as the op unpacks them."""
+    u, B = inputs["u"], inputs["B"]
+    n_states = inputs["A"].shape[1]
+    if checkpoints is None:
+        checkpoints = ref_checkpoints(inputs, softplus)
+    du, ddelta = torch.full_like(u, float("nan")), torch.full_like(u, float("nan"))
+    dz = torch.full_like(u, float("nan")) if inputs["z"] is not None else None
+    got = ssc.selective_scan_bwd_channel_cuda(
+        config, u, inputs["delta"], inputs["A"], pack_bc_ref(B, inputs["C"]), n_states, inputs["D"], inputs["z"],
+        inputs["delta_bias"], softplus, checkpoints, dout, dlast, du, ddelta, dz,
+        want_dinitial=inputs["initial_state"] is not None)
+    dBC = got["dBC"]   # [batch, G, L_pad / steps, N, 2, steps]
+    steps_major = dBC.permute(0, 1, 4, 3, 2, 5).reshape(*dBC.shape[:2], 2, n_states, -1)[..., :u.shape[2]]
+    grads = {"u": du, "delta": ddelta, "A": got["dA"], "B": steps_major[:, :, 0].to(B.dtype),
+             "C": steps_major[:, :, 1].to(B.dtype), "D": got["dD"], "z": dz, "delta_bias": got["ddelta_bias"],
+             "initial_state": got["dinitial_state"]}
+    return {k: v for k, v in grads.items() if v is not None}
+
+
+def check_bwd_channel(config, inputs, softplus, tol, with_dlast=True, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    u = inputs["u"]
+    dout = torch.randn(u.shape, generator=gen).to(u.dtype).to(u.device)
+    dlast = (torch.randn(u.shape[0], u.shape[1], inputs["A"].shape[1], generator=gen).to(u.device)
+             if with_dlast else None)
+    got = run_bwd_channel(config, inputs, softplus, dout, dlast)
+    want = ref_grads(inputs, softplus, dout, dlast)
+    assert set(got) == set(want)
+    for name in want:
+        assert_close(f"d{name}", got[name], want[name].to(got[name].device), tol)
+    return got
+
+
 def fwd_config(threads, items, unroll=1, occupancy=8):
     return {"threads": threads, "items_per_thread": items, "state_unroll": unroll, "occupancy": occupancy}
 
@@ -398,6 +457,22 @@ def shipped_instantiations() -> list[str]:
             exprs.add(ssc.bwd_name_expression(torch.bfloat16, torch.bfloat16, 16, 4, items, occupancy))
     for n_states, warps, items in ((1, 1, 4), (7, 2, 8), (256, 4, 8)):
         exprs.add(ssc.bwd_name_expression(torch.float16, torch.float32, n_states, warps, items, 8))
+    # Channel-layout backward: every dtype, the default, every (split, steps) that fits at N = 16,
+    # both occupancies, odd / tiny / large N.
+    for in_dtype, _ in DTYPE_PAIRS[:3]:
+        exprs.add(ssc.bwd_channel_name_expression(in_dtype, 16, 4, 128, 8, 16))
+    for split in ssc.CUDA_BWD_CHANNEL_SPACE["split"]:
+        for steps in ssc.CUDA_BWD_CHANNEL_SPACE["steps"]:
+            for occupancy in ssc.CUDA_BWD_CHANNEL_SPACE["occupancy"]:
+                config = {"layout": "channel", "threads": 128, "split": split, "steps": steps, "occupancy": occupancy}
+                if ssc.cuda_check_config(config, TARGET, "bwd") is None:
+                    exprs.add(ssc.bwd_channel_name_expression(torch.bfloat16, 16, split, 128, steps, occupancy))
+    for threads, split, steps, occupancy in ((64, 4, 8, 16), (64, 2, 8, 8), (64, 4, 4, 16)):
+        exprs.add(ssc.bwd_channel_name_expression(torch.bfloat16, 16, split, threads, steps, occupancy))
+    for n_states in (1, 5, 32, 64):
+        config = ssc.bwd_channel_default_config({**TARGET, "N": n_states})
+        exprs.add(ssc.bwd_channel_name_expression(torch.float16, n_states, config["split"], config["threads"],
+                                                  config["steps"], config["occupancy"]))
     return sorted(exprs)
 
 
@@ -445,6 +520,7 @@ EMULATION_HEADER = r"""
 struct dim3 { unsigned x = 0, y = 0, z = 0; };
 struct alignas(8) uint2 { unsigned x, y; };
 struct alignas(16) uint4 { unsigned x, y, z, w; };
+struct alignas(8) float2 { float x, y; };
 struct alignas(16) float4 { float x, y, z, w; };
 
 inline thread_local dim3 threadIdx, blockIdx;
@@ -614,6 +690,16 @@ EMU_BWD = [
     (torch.float32, torch.float32, 3, bwd_config(64, 4)),
     (torch.float16, torch.float16, 2, bwd_config(32, 8)),
 ]
+# Channel-layout backward: (u dtype, N, config).
+EMU_BWD_CHANNEL = [
+    (torch.float32, 4, {"layout": "channel", "threads": 64, "split": 2, "steps": 8, "occupancy": 8}),
+    (torch.float32, 5, {"layout": "channel", "threads": 32, "split": 1, "steps": 4, "occupancy": 16}),
+    (torch.float16, 8, {"layout": "channel", "threads": 32, "split": 4, "steps": 16, "occupancy": 8,
+                        "block_sum": "atomic"}),
+    (torch.bfloat16, 16, {"layout": "channel", "threads": 64, "split": 8, "steps": 8, "occupancy": 16}),
+    (torch.float32, 16, {"layout": "channel", "threads": 32, "split": 8, "steps": 4, "occupancy": 8}),
+    (torch.bfloat16, 16, ssc.bwd_channel_default_config(TARGET)),      # the default at the issue's target
+]
 EMU_STEP = [
     (torch.float32, torch.float32, 16, step_config(64, 4)),
     (torch.float32, torch.float32, 5, step_config(64, 2)),
@@ -637,6 +723,11 @@ def _bwd_expr(in_dtype, bc_dtype, n_states, config):
                                    config["items_per_thread"], config["occupancy"])
 
 
+def _bwd_channel_expr(in_dtype, n_states, config):
+    return ssc.bwd_channel_name_expression(in_dtype, n_states, config["split"], config["threads"], config["steps"],
+                                           config["occupancy"])
+
+
 def _step_expr(in_dtype, bc_dtype, n_states, config):
     return ssc.step_name_expression(in_dtype, bc_dtype, n_states, config["threads"], config["items_per_thread"])
 
@@ -648,7 +739,8 @@ def emulator_library(tmp_path_factory):
         pytest.skip("g++ is not installed, so the CUDA kernels cannot be emulated on the CPU")
     expressions = sorted({_fwd_expr(*case) for case in EMU_FWD} | {_step_expr(*case) for case in EMU_STEP}
                          | {_channel_expr(*case) for case in EMU_FWD_CHANNEL}
-                         | {_bwd_expr(*case) for case in EMU_BWD})
+                         | {_bwd_expr(*case) for case in EMU_BWD}
+                         | {_bwd_channel_expr(*case) for case in EMU_BWD_CHANNEL})
     folder = tmp_path_factory.mktemp("cuda_emulation")
     unit = folder / "emulated.cpp"
     unit.write_text(_emulator_source(expressions))
@@ -822,6 +914,114 @@ def test_emulated_bwd_empty_sequence(emulator):
     grads = run_bwd(bwd_config(64, 4), inputs, True, torch.empty(1, 2, 0), dlast)
     assert torch.equal(grads["initial_state"], dlast)
     assert torch.equal(grads["A"], torch.zeros(2, 3)) and torch.equal(grads["D"], torch.zeros(2))
+
+
+@pytest.mark.parametrize("case", range(len(EMU_BWD_CHANNEL)))
+def test_emulated_bwd_channel_layout(emulator, case):
+    # Every gradient against float64 autograd. Ragged L (a partial last segment and group, scalar
+    # loads when L % 8), groups whose channels leave idle threads in the last block (their terms
+    # must not reach dB/dC), odd N (dB/dC terms padded to a power of two), more split lanes than
+    # steps (case 4: half the lanes have no per-step share), dB/dC blocks added atomically (case 2),
+    # each option on or off.
+    in_dtype, n_states, config = EMU_BWD_CHANNEL[case]
+    length, dim, groups = ((150, 6, 2), (77, 3, 1), (200, 10, 1), (64, 4, 1), (100, 5, 1), (136, 40, 1))[case]
+    options = case != 1
+    inputs = make_scan_inputs(2, dim, length, n_states, groups, in_dtype, D=options, z=case in (0, 2, 4, 5),
+                              bias=options, init=case != 3, seed=50 + case)
+    # fp32: summation order only (~1e-7 seen); 16-bit: the rounding of du, ddelta, dz, dB, dC (~2e-4
+    # fp16, ~2e-3 bf16 seen).
+    tol = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}[in_dtype]
+    check_bwd_channel(config, inputs, case % 2 == 0, tol, with_dlast=case != 1, seed=60 + case)
+    assert emulator.launched == [_bwd_channel_expr(*EMU_BWD_CHANNEL[case])]
+
+
+def test_emulated_bwd_channel_from_the_channel_forward(emulator):
+    # The pipeline the op runs in training: the channel forward's checkpoints feed the backward.
+    inputs = make_scan_inputs(1, 6, 150, 4, 2, torch.float32, seed=70)
+    u = inputs["u"]
+    checkpoints = torch.full((1, 6, 3, 4), float("nan"))
+    ssc.selective_scan_fwd_cuda(EMU_FWD_CHANNEL[0][3], u, inputs["delta"], inputs["A"], inputs["B"], inputs["C"],
+                                inputs["D"], inputs["z"], inputs["delta_bias"], True, inputs["initial_state"],
+                                torch.empty_like(u), None, checkpoints=checkpoints)
+    gen = torch.Generator().manual_seed(71)
+    dout, dlast = torch.randn(u.shape, generator=gen), torch.randn(1, 6, 4, generator=gen)
+    got = run_bwd_channel(EMU_BWD_CHANNEL[0][2], inputs, True, dout, dlast, checkpoints)
+    want = ref_grads(inputs, True, dout, dlast)
+    for name in want:
+        assert_close(f"d{name}", got[name], want[name], 1e-4)
+
+
+def test_emulated_bwd_channel_empty_sequence(emulator):
+    inputs = make_scan_inputs(2, 3, 0, 4, 1, torch.float32, seed=72)
+    dlast = torch.randn(2, 3, 4)
+    grads = run_bwd_channel(EMU_BWD_CHANNEL[0][2], inputs, True, torch.empty(2, 3, 0), dlast)
+    assert torch.equal(grads["initial_state"], dlast)
+    assert torch.equal(grads["A"], torch.zeros(3, 4)) and torch.equal(grads["D"], torch.zeros(3))
+    assert grads["B"].shape == (2, 1, 4, 0)
+
+
+def test_emulated_bwd_dispatch_runs_the_channel_layout_or_falls_back(emulator, monkeypatch):
+    """selective_scan.bwd with backend "cuda" runs the channel kernel (the op's entry point
+    selective_scan_bwd_triton too); a config that cannot run the shape falls back to Triton."""
+    from kernelgen.templates import selective_scan as ss
+    monkeypatch.setattr(ss, "cuda_unavailable", lambda: None)
+    inputs = make_scan_inputs(1, 4, 70, 4, 1, torch.float32, seed=73)
+    u = inputs["u"]
+    gen = torch.Generator().manual_seed(74)
+    dout = torch.randn(u.shape, generator=gen)
+    want = ref_grads(inputs, True, dout, None)
+    BC = ss.pack_bc(inputs["B"], inputs["C"], ss.padded_states(4))
+    assert torch.equal(BC, pack_bc_ref(inputs["B"], inputs["C"]))
+    checkpoints = ref_checkpoints(inputs, True)
+    shape = {"batch": 1, "dim": 4, "L": 70, "N": 4}
+    config = {"backend": "cuda", **EMU_BWD_CHANNEL[0][2]}
+    assert ss.BWD.check_config(config, shape) is None
+    assert "split" in ss.BWD.check_config({**config, "split": 3}, shape)
+    assert "channel layout only" in ss.BWD.check_config({**config, "layout": "warp"}, shape)
+    assert ss.BWD.canonical({**config, "block_d": 8, "chunk": 4}) == config
+    bare = {k: v for k, v in config.items() if k != "layout"}    # a probe's partial config names no layout
+    for entry, run_config, launched in ((ss.selective_scan_bwd, config, 1),
+                                        (ss.selective_scan_bwd_triton, bare, 2),
+                                        (ss.selective_scan_bwd, {**config, "split": 3}, 2)):
+        du, ddelta, dz = torch.empty_like(u), torch.empty_like(u), torch.empty_like(u)
+        got = entry(run_config, u, inputs["delta"], inputs["A"], BC, 4, inputs["D"], inputs["z"],
+                    inputs["delta_bias"], True, checkpoints, dout, None, du, ddelta, dz, True)
+        assert len(emulator.launched) == launched
+        dB, dC = ss.unpack_dbc(got["dBC"], 4, 70)
+        for name, value in (("u", du), ("delta", ddelta), ("z", dz), ("A", got["dA"]), ("B", dB), ("C", dC),
+                            ("D", got["dD"]), ("delta_bias", got["ddelta_bias"]),
+                            ("initial_state", got["dinitial_state"])):
+            assert_close(f"d{name}", value, want[name], 1e-4)
+
+
+def test_bwd_channel_config():
+    config = ssc.bwd_channel_default_config(TARGET)
+    assert config == {"layout": "channel", "threads": 128, "split": 4, "steps": 8, "occupancy": 16,
+                      "block_sum": "partials"}
+    assert ssc.cuda_check_config(config, TARGET, "bwd") is None
+    assert ssc.cuda_canonical({**config, "items_per_thread": 8, "block_d": 4}, "bwd") == config
+    assert ssc.cuda_canonical(ssc.cuda_default_config(TARGET, "bwd"), "bwd") == ssc.cuda_default_config(TARGET, "bwd")
+    # the shared memory model matches ptxas (sm_90)
+    assert ssc.bwd_channel_shared_bytes(16, 4, 128, 8) == 46080
+    assert ssc.bwd_channel_shared_bytes(16, 8, 128, 4) == 35072
+    assert "spill" in ssc.cuda_check_config({**config, "split": 1}, TARGET, "bwd")
+    assert "split" in ssc.cuda_check_config({**config, "split": 3}, TARGET, "bwd")
+    assert "steps" in ssc.cuda_check_config({**config, "steps": 12}, TARGET, "bwd")
+    assert "occupancy" in ssc.cuda_check_config({**config, "occupancy": 4}, TARGET, "bwd")
+    assert "block_sum" in ssc.cuda_check_config({**config, "block_sum": "tree"}, TARGET, "bwd")
+    assert "shared memory" in ssc.cuda_check_config({**config, "split": 2, "steps": 4}, TARGET, "bwd")
+    assert "shared memory" in ssc.cuda_check_config(ssc.bwd_channel_default_config({**TARGET, "N": 256}),
+                                                    {**TARGET, "N": 256}, "bwd")
+    odd = {"batch": 2, "dim": 15, "L": 100, "N": 5, "G": 5}
+    small = ssc.bwd_channel_default_config(odd)
+    assert small["threads"] == 32 and small["split"] == 1 and ssc.cuda_check_config(small, odd, "bwd") is None
+    ok = 0
+    import itertools
+    for values in itertools.product(*ssc.CUDA_BWD_CHANNEL_SPACE.values()):
+        reason = ssc.cuda_check_config(dict(zip(ssc.CUDA_BWD_CHANNEL_SPACE, values)), TARGET, "bwd")
+        assert reason is None or isinstance(reason, str)
+        ok += reason is None
+    assert ok > 0
 
 
 def test_launcher_rejects_non_contiguous(emulator):
@@ -1063,3 +1263,137 @@ def test_gpu_bwd_whole_space_and_checkpoints():
         small = make_scan_inputs(1, 8, 129, n_states, 1, torch.float32, device="cuda", seed=n_states)
         shape = {"batch": 1, "dim": 8, "L": 129, "N": n_states, "G": 1}
         check_bwd(ssc.cuda_default_config(shape, "bwd"), small, True, 1e-4, seed=46)
+
+
+def _gpu_bwd_channel(config, inputs, softplus, seed):
+    """The channel backward on the GPU, checkpoints from the channel forward; vs float64 autograd."""
+    from kernelgen.templates import selective_scan as ss
+    u = inputs["u"]
+    batch, dim, length = u.shape
+    n_states = inputs["A"].shape[1]
+    checkpoints = torch.full((batch, dim, -(-length // ss.CHECKPOINT_STEPS), n_states), float("nan"), device="cuda")
+    fwd = ssc.cuda_default_config({"batch": batch, "dim": dim, "L": length, "N": n_states,
+                                   "G": inputs["B"].shape[1]})
+    if fwd["layout"] != "channel" or ssc.cuda_check_config(fwd, {"batch": batch, "dim": dim, "L": length,
+                                                                 "N": n_states, "G": inputs["B"].shape[1]}):
+        fwd = {"layout": "channel", "threads": 64, "split": 1, "chunk": 8, "poly": 0, "occupancy": 8}
+        while n_states // fwd["split"] > 16:
+            fwd["split"] *= 2
+    ssc.selective_scan_fwd_cuda(fwd, u, inputs["delta"], inputs["A"], inputs["B"], inputs["C"], inputs["D"],
+                                inputs["z"], inputs["delta_bias"], softplus, inputs["initial_state"],
+                                torch.empty_like(u), None, checkpoints=checkpoints)
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    dout = torch.randn(u.shape, device="cuda", generator=gen).to(u.dtype)
+    dlast = torch.randn(batch, dim, n_states, device="cuda", generator=gen)
+    return run_bwd_channel(config, inputs, softplus, dout, dlast, checkpoints), dout, dlast
+
+
+def _check_gpu_bwd_channel(config, inputs, softplus, tol, seed=0):
+    got, dout, dlast = _gpu_bwd_channel(config, inputs, softplus, seed)
+    want = ref_grads(inputs, softplus, dout, dlast)
+    assert set(got) == set(want)
+    for name in want:
+        assert_close(f"d{name}", got[name], want[name], tol)
+
+
+@gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_gpu_bwd_channel_layout_configs(dtype):
+    """The channel backward over its knobs on a ragged shape with every option and idle threads
+    in the last block (fp32: every valid (split, steps, occupancy) at 128 threads, other thread
+    counts and atomic block sums with the default; 16-bit: the default and split 8; each config
+    is one NVRTC build); odd and large N."""
+    _needs_cupy()
+    import itertools
+    shape = {"batch": 2, "dim": 20, "L": 301, "N": 16, "G": 2}
+    inputs = make_scan_inputs(2, 20, 301, 16, 2, dtype, device="cuda", seed=80)
+    tol = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}[dtype]
+    default = ssc.bwd_channel_default_config({**shape, "dim": 2048, "G": 1})    # the issue's target's
+    configs = [default, {**default, "split": 8}]
+    if dtype == torch.float32:
+        space = ssc.CUDA_BWD_CHANNEL_SPACE
+        configs = [{**default, **dict(zip(("split", "steps", "occupancy"), values))}
+                   for values in itertools.product(space["split"], space["steps"], space["occupancy"])]
+        configs += [{**default, "threads": 64}, {**default, "threads": 64, "split": 2, "occupancy": 8},
+                    {**default, "block_sum": "atomic"}]
+    checked = 0
+    for config in configs:
+        if ssc.cuda_check_config(config, shape, "bwd") is None:
+            _check_gpu_bwd_channel(config, inputs, True, tol, seed=81)
+            checked += 1
+    assert checked >= 2
+    if dtype == torch.float32:
+        for n_states in (1, 5, 32, 64):
+            small = make_scan_inputs(1, 8, 129, n_states, 1, torch.float32, device="cuda", seed=n_states)
+            config = ssc.bwd_channel_default_config({"batch": 1, "dim": 8, "L": 129, "N": n_states, "G": 1})
+            assert ssc.cuda_check_config(config, {"batch": 1, "dim": 8, "L": 129, "N": n_states, "G": 1}, "bwd") is None
+            _check_gpu_bwd_channel(config, small, n_states % 2 == 1, 1e-4, seed=82)
+
+
+@gpu
+@pytest.mark.parametrize("options", [dict(D=False, z=False, bias=False, init=False),
+                                     dict(D=True, z=True, bias=True, init=True)])
+@pytest.mark.parametrize("softplus", [False, True])
+def test_gpu_bwd_channel_options(options, softplus):
+    _needs_cupy()
+    inputs = make_scan_inputs(2, 16, 200, 8, 1, torch.float32, device="cuda", seed=83, **options)
+    config = ssc.bwd_channel_default_config({"batch": 2, "dim": 16, "L": 200, "N": 8, "G": 1})
+    _check_gpu_bwd_channel(config, inputs, softplus, 1e-4, seed=84)
+
+
+@gpu
+def test_gpu_bwd_channel_equals_triton_backward_and_is_deterministic():
+    """At 8192 channels (every block full) the CUDA and Triton backwards agree on every gradient
+    (both fp32 inside), and two CUDA runs are bitwise equal (per-block partials, no atomics)."""
+    _needs_cupy()
+    from kernelgen.templates import selective_scan as ss
+    inputs = make_scan_inputs(4, 2048, 300, 16, 1, torch.float32, device="cuda", seed=85)
+    u = inputs["u"]
+    shape = {"batch": 4, "dim": 2048, "L": 300, "N": 16}
+    checkpoints = torch.empty(4, 2048, 5, 16, device="cuda")
+    BC = ss.selective_scan_fwd(ss.FWD.triton_default_config(shape), u, inputs["delta"], inputs["A"], inputs["B"],
+                               inputs["C"], inputs["D"], inputs["z"], inputs["delta_bias"], True,
+                               inputs["initial_state"], torch.empty_like(u), None, checkpoints)
+    dout = torch.randn(u.shape, device="cuda")
+    results = []
+    for config in ({"backend": "cuda", **ssc.bwd_channel_default_config({**shape, "G": 1})},
+                   {"backend": "cuda", **ssc.bwd_channel_default_config({**shape, "G": 1})},
+                   ss.BWD.triton_default_config(shape)):
+        du, ddelta, dz = torch.empty_like(u), torch.empty_like(u), torch.empty_like(u)
+        got = ss.selective_scan_bwd(config, u, inputs["delta"], inputs["A"], BC, 16, inputs["D"], inputs["z"],
+                                    inputs["delta_bias"], True, checkpoints, dout, None, du, ddelta, dz, True)
+        dB, dC = ss.unpack_dbc(got["dBC"], 16, 300)
+        results.append({"u": du, "delta": ddelta, "z": dz, "B": dB, "C": dC, "A": got["dA"], "D": got["dD"],
+                        "delta_bias": got["ddelta_bias"], "initial_state": got["dinitial_state"]})
+    for name in results[0]:
+        assert torch.equal(results[0][name], results[1][name]), name
+        assert_close(f"d{name}", results[0][name], results[2][name], 1e-4)
+
+
+@gpu
+def test_gpu_op_training_with_the_channel_backward(monkeypatch):
+    """The op at 8192 channels with the CUDA backward as default: channel forward -> checkpoints
+    -> channel backward. Gradients against the float64 reference."""
+    _needs_cupy()
+    import kernelgen
+    from kernelgen import dispatch
+    from kernelgen.templates import selective_scan as ss
+    monkeypatch.setattr(ss, "CUDA_BWD_DEFAULT", True)
+    dispatch.reset()
+    shape = {"batch": 4, "dim": 2048, "L": 150, "N": 16}
+    assert ss.FWD.default_config(shape).get("layout") == "channel"
+    assert ss.BWD.default_config(shape).get("backend") == "cuda"
+    calls = []
+    real = ssc.selective_scan_bwd_channel_cuda
+    monkeypatch.setattr(ssc, "selective_scan_bwd_channel_cuda", lambda *a, **k: calls.append(1) or real(*a, **k))
+    inputs = make_scan_inputs(4, 2048, 150, 16, 1, torch.bfloat16, device="cuda", z=False, init=False, seed=86)
+    leaves = {k: v.detach().clone().requires_grad_() for k, v in inputs.items() if v is not None}
+    y, last = kernelgen.selective_scan(leaves["u"], leaves["delta"], leaves["A"], leaves["B"], leaves["C"],
+                                       leaves["D"], None, leaves["delta_bias"], True, return_last_state=True)
+    gen = torch.Generator(device="cuda").manual_seed(3)
+    dout = torch.randn(y.shape, device="cuda", generator=gen).to(y.dtype)
+    grads = torch.autograd.grad((y.float() * dout.float()).sum(), [leaves[k] for k in GRAD_NAMES if k in leaves])
+    assert calls, "the op's backward did not run the CUDA channel kernel"
+    want = ref_grads(inputs, True, dout, None)
+    for name, got in zip([k for k in GRAD_NAMES if k in leaves], grads):
+        assert_close(f"d{name}", got, want[name], 5e-2)

@@ -432,3 +432,13 @@ def test_gpu_templates_default_on_workload(template):
         template.launch(template.default_config(shape, None), inputs, outputs, shape, "")
         for name, ref in template.reference(inputs, shape, "").items():
             assert_close(f"{template.name} {name}", outputs[name], ref, template.tolerance("bf16", name))
+
+
+def test_one_row_group_takes_no_slice_in_the_graph():
+    """q, k, v reach the autograd function unsliced: a slice's backward would zero-fill and copy
+    each gradient (measured 0.4 ms of a 2 ms fwd+bwd on the H100)."""
+    q, k, v, _ = _inputs("cpu", torch.float32, batch=2, length=9, heads_q=2, heads=2, dim=32)
+    leaves = [x.clone().requires_grad_() for x in (q, k, v)]
+    o = kernelgen.sliding_window_attention(*leaves, 4)
+    parents = [type(fn).__name__ for fn, _ in o.grad_fn.next_functions if fn is not None]
+    assert parents == ["AccumulateGrad"] * 3, parents

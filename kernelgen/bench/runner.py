@@ -19,6 +19,7 @@ GRAPH_MAX_MS = 50.0   # --graphs times providers up to this eager time
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="only the first shape of each op and mode")
     parser.add_argument("--op", default="all", help="only this op's family (e.g. linear_scan)")
+    parser.add_argument("--mode", default="all", help="only this mode (e.g. fwd, fwd+bwd)")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write one JSON row per measurement")
     parser.add_argument("--rep", type=int, default=100, help="do_bench repetition time in ms")
     parser.add_argument("--graphs", action="store_true",
@@ -26,7 +27,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                              "launch overhead), in a 'graph ms' column")
 
 
-def collect_cases(op: str, quick: bool) -> list[BenchCase]:
+def collect_cases(op: str, quick: bool, mode: str = "all") -> list[BenchCase]:
     cases = []
     for family in FAMILIES:
         try:
@@ -36,7 +37,7 @@ def collect_cases(op: str, quick: bool) -> list[BenchCase]:
                 continue
             raise
         for case in module.cases(quick):
-            if op in ("all", case.op, family):
+            if op in ("all", case.op, family) and mode in ("all", case.mode):
                 cases.append(case)
     return cases
 
@@ -83,7 +84,7 @@ def run_bench(args: argparse.Namespace, console: Console) -> int:
         return 2
     profile = gpu.profile
     bandwidth = profile.bandwidth_gbs if profile else None
-    cases = collect_cases(args.op, args.quick)
+    cases = collect_cases(args.op, args.quick, getattr(args, "mode", "all"))
     import triton
     console.print(f"{gpu.name}, torch {torch.__version__}, triton {triton.__version__}; "
                   f"{len(cases)} cases; medians of triton.testing.do_bench (L2 flushed)")

@@ -134,12 +134,16 @@ def sliding_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     if cu_seqlens is not None:
         check_cu_values(cu_seqlens, length)
     scale = _scale(scale, dim)
-    pieces = [_SlidingWindowAttention.apply(q[rows].contiguous(), k[rows].contiguous(), v[rows].contiguous(),
-                                            window_size, scale, cu_seqlens)
-              for rows in _row_groups(batch, k.shape[2])]
-    if len(pieces) == 1:
-        o, lse = pieces[0]
+    groups = _row_groups(batch, k.shape[2])
+    if len(groups) == 1:
+        # No slicing: autograd would send each gradient through the slice's backward, a zero fill
+        # plus a copy of dq, dk and dv (0.4 ms of a 2 ms fwd+bwd at B=8 T=4096 H=16 D=128).
+        o, lse = _SlidingWindowAttention.apply(q.contiguous(), k.contiguous(), v.contiguous(), window_size, scale,
+                                               cu_seqlens)
     else:
+        pieces = [_SlidingWindowAttention.apply(q[rows].contiguous(), k[rows].contiguous(), v[rows].contiguous(),
+                                                window_size, scale, cu_seqlens)
+                  for rows in groups]
         o, lse = torch.cat([piece[0] for piece in pieces]), torch.cat([piece[1] for piece in pieces])
     return (o, lse) if return_lse else o
 

@@ -29,8 +29,13 @@ bench("fwd g", lambda: la.forward(q, k, v, g, None, K ** -0.5, None, False, None
 bench("bwd g, dg", bwd(g, need_dg=True))
 bench("bwd g, no dg", bwd(g))
 bench("bwd none", bwd(None))
-for name in ("dq", "dk", "dv"):
-    need = {f"need_{n}": n == name for n in ("dq", "dk", "dv")}
-    bench(f"  {name} pass only, g, no dg", bwd(g, **need))
-    bench(f"  {name} pass only, none", bwd(None, **need))
-bench("  dq+dk passes, g, dg (no dv)", bwd(g, need_dq=False, need_dk=False, need_dv=False, need_dg=True))
+if __import__("os").environ.get("PARTS"):   # each pass alone (round 10)
+    for name in ("dq", "dk", "dv"):
+        need = {f"need_{n}": n == name for n in ("dq", "dk", "dv")}
+        bench(f"  {name} pass only, g, no dg", bwd(g, **need))
+        bench(f"  {name} pass only, none", bwd(None, **need))
+    bench("  dq+dk passes, g, dg (no dv)", bwd(g, need_dq=False, need_dk=False, need_dv=False, need_dg=True))
+for override in ({"x_early": 1}, {"x_early": 1, "dq_warps": 8}, {"dq_warps": 8}, {"chunk": 32, "x_early": 1}):
+    config = {**config, **override}
+    bench(f"bwd g, dg {override}", bwd(g, need_dg=True))
+    config = get_template("linear_attention.bwd").default_for(shape, None, "g")
