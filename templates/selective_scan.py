@@ -37,10 +37,10 @@ Kernels (one program = one batch row, one group, a block of BLOCK_D channels, al
 * ``_selective_state_update_kernel``: one decode token, state read once and written once.
 
 The CUDA backend (``selective_scan_cuda.py`` + ``selective_scan.cu``) is a tuning dimension of
-the fwd and step templates: ``config["backend"]`` picks it, ``canonical`` drops the other
+the fwd, bwd and step templates: ``config["backend"]`` picks it, ``canonical`` drops the other
 backend's parameters, and ``check_config`` rejects it where CuPy or a GPU is missing. The bwd
-template runs the CUDA channel-layout backward for a config with ``backend: "cuda"``
-(:func:`selective_scan_bwd` dispatches; same inputs and outputs as the Triton backward).
+template's CUDA configs run the channel-layout backward (:func:`selective_scan_bwd` dispatches;
+same inputs and outputs as the Triton backward).
 """
 from __future__ import annotations
 
@@ -870,6 +870,7 @@ BWD_SPACE: dict[str, list] = {
     "channel_sum": ["lanes", "mma"],     # how dB, dC are summed over a block's channels
 }
 CUDA_FWD_SPACE: dict[str, list] = dict(getattr(_cuda, "CUDA_SPACE", {}) or {})
+CUDA_BWD_SPACE: dict[str, list] = dict(getattr(_cuda, "CUDA_BWD_CHANNEL_SPACE", {}) or {})
 CUDA_STEP_SPACE: dict[str, list] = dict(getattr(_cuda, "CUDA_STEP_SPACE", {}) or {})
 
 
@@ -1086,17 +1087,19 @@ class SelectiveScanFwd(_SelectiveScanTemplate):
 class SelectiveScanBwd(_SelectiveScanTemplate):
     """du, ddelta (, dz), dA, dB, dC, dD, ddelta_bias from dout and the forward's checkpoints.
 
-    Triton configs are the tuning space; a config with ``backend: "cuda"`` (``layout: "channel"``,
-    keys of ``selective_scan_cuda.CUDA_BWD_CHANNEL_SPACE``) runs the CUDA channel-layout backward,
-    for probes and tuned entries (not yet in ``space``)."""
+    The backend is a tuning axis as in the forward: a config with ``backend: "cuda"`` (keys of
+    ``selective_scan_cuda.CUDA_BWD_CHANNEL_SPACE``) runs the CUDA channel-layout backward, any
+    other the Triton one (its configs carry no ``backend`` key)."""
     name = "selective_scan.bwd"
     kernel = "bwd"
-    space = dict(BWD_SPACE)
+    space = {"backend": ["triton", "cuda"], **BWD_SPACE, **CUDA_BWD_SPACE}
 
     def canonical(self, config: Config) -> Config:
-        if config.get("backend", "triton") == "cuda" and _cuda is not None:
+        if config.get("backend", "triton") == "cuda":
+            if _cuda is None:
+                return {"backend": "cuda", **{k: config[k] for k in CUDA_BWD_SPACE if k in config}}
             return {"backend": "cuda", **_cuda.cuda_canonical({"layout": "channel", **config}, "bwd")}
-        return dict(config)
+        return {k: value for k, value in config.items() if k != "backend" and k not in CUDA_BWD_SPACE}
 
     def check_config(self, config: Config, shape: Shape, gpu=None) -> str | None:
         if not 1 <= shape["N"] <= MAX_STATES:

@@ -1397,3 +1397,14 @@ def test_gpu_op_training_with_the_channel_backward(monkeypatch):
     want = ref_grads(inputs, True, dout, None)
     for name, got in zip([k for k in GRAD_NAMES if k in leaves], grads):
         assert_close(f"d{name}", got, want[name], 5e-2)
+
+
+def test_bwd_space_has_the_backend_axis():
+    """The backward's backend is a tuning axis: CUDA configs canonicalise to their own keys, Triton
+    configs lose the CUDA keys (and carry no backend key, as tuned entries store them)."""
+    from kernelgen.templates.selective_scan import BWD as bwd
+    assert bwd.space["backend"] == ["triton", "cuda"] and "threads" in bwd.space and "chunk" in bwd.space
+    cuda = bwd.canonical({"backend": "cuda", "block_d": 16, "chunk": 4, "threads": 64, "split": 2})
+    assert cuda["backend"] == "cuda" and "block_d" not in cuda and cuda["threads"] == 64
+    triton = bwd.canonical({"backend": "triton", "block_d": 16, "chunk": 4, "num_warps": 1, "threads": 64})
+    assert triton == {"block_d": 16, "chunk": 4, "num_warps": 1}
