@@ -154,18 +154,30 @@ def ref_grads(inputs, softplus, dout, dlast):
     return dict(zip(names, torch.autograd.grad(loss, [leaves[k] for k in names])))
 
 
-def check_bwd(config, inputs, softplus, tol, with_dlast=True, chunk_states=None, seed=0):
+def upstream_grads(inputs, with_dlast=True, seed=0):
+    """Random ∂L/∂out (and ∂L/∂last_state when with_dlast), drawn on the CPU."""
     gen = torch.Generator().manual_seed(seed)
     u = inputs["u"]
     dout = torch.randn(u.shape, generator=gen).to(u.dtype).to(u.device)
     dlast = (torch.randn(u.shape[0], u.shape[1], inputs["A"].shape[1], generator=gen).to(u.device)
              if with_dlast else None)
-    got = run_bwd(config, inputs, softplus, dout, dlast, chunk_states)
+    return dout, dlast
+
+
+def assert_grads(got, inputs, softplus, dout, dlast, tol, check_dtypes=False):
+    """Every gradient against float64 autograd of the reference scan."""
     want = ref_grads(inputs, softplus, dout, dlast)
     assert set(got) == set(want)
     for name in want:
-        assert got[name].dtype == inputs[name].dtype, name
+        if check_dtypes:
+            assert got[name].dtype == inputs[name].dtype, name
         assert_close(f"d{name}", got[name], want[name].to(got[name].device), tol)
+
+
+def check_bwd(config, inputs, softplus, tol, with_dlast=True, chunk_states=None, seed=0):
+    dout, dlast = upstream_grads(inputs, with_dlast, seed)
+    got = run_bwd(config, inputs, softplus, dout, dlast, chunk_states)
+    assert_grads(got, inputs, softplus, dout, dlast, tol, check_dtypes=True)
     return got
 
 
@@ -215,16 +227,9 @@ def run_bwd_channel(config, inputs, softplus, dout, dlast, checkpoints=None):
 
 
 def check_bwd_channel(config, inputs, softplus, tol, with_dlast=True, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    u = inputs["u"]
-    dout = torch.randn(u.shape, generator=gen).to(u.dtype).to(u.device)
-    dlast = (torch.randn(u.shape[0], u.shape[1], inputs["A"].shape[1], generator=gen).to(u.device)
-             if with_dlast else None)
+    dout, dlast = upstream_grads(inputs, with_dlast, seed)
     got = run_bwd_channel(config, inputs, softplus, dout, dlast)
-    want = ref_grads(inputs, softplus, dout, dlast)
-    assert set(got) == set(want)
-    for name in want:
-        assert_close(f"d{name}", got[name], want[name].to(got[name].device), tol)
+    assert_grads(got, inputs, softplus, dout, dlast, tol)
     return got
 
 
@@ -1127,29 +1132,6 @@ def test_gpu_channel_layout_checkpoints_equal_the_triton_forward(dtype):
 
 
 @gpu
-def test_gpu_op_training_with_the_channel_layout_default():
-    """At 8192 channels the op's default forward is the CUDA channel layout; its checkpoints feed
-    the Triton backward. Gradients against the float64 reference."""
-    _needs_cupy()
-    import kernelgen
-    from kernelgen.templates import selective_scan as ss
-    shape = {"batch": 4, "dim": 2048, "L": 150, "N": 16}
-    assert ss.FWD.default_config(shape).get("layout") == "channel"
-    inputs = make_scan_inputs(4, 2048, 150, 16, 1, torch.bfloat16, device="cuda", z=False, init=False, seed=22)
-    leaves = {k: v.detach().clone().requires_grad_() for k, v in inputs.items() if v is not None}
-    y, last = kernelgen.selective_scan(leaves["u"], leaves["delta"], leaves["A"], leaves["B"], leaves["C"],
-                                       leaves["D"], None, leaves["delta_bias"], True, return_last_state=True)
-    gen = torch.Generator(device="cuda").manual_seed(3)
-    dout = torch.randn(y.shape, device="cuda", generator=gen).to(y.dtype)
-    grads = torch.autograd.grad((y.float() * dout.float()).sum(), [leaves[k] for k in GRAD_NAMES if k in leaves])
-    ref_y, _ = ref_scan(**inputs, delta_softplus=True)
-    assert_close("y", y, ref_y, TOL[torch.bfloat16])
-    want = ref_grads(inputs, True, dout, None)
-    for name, got in zip([k for k in GRAD_NAMES if k in leaves], grads):
-        assert_close(f"d{name}", got, want[name], 5e-2)
-
-
-@gpu
 def test_gpu_fwd_target_shape_bf16():
     _needs_cupy()
     shape = dict(TARGET, batch=1, dim=256)
@@ -1231,13 +1213,19 @@ def test_gpu_bwd_dtypes(dtype, bc_dtype):
 
 
 @gpu
+@pytest.mark.parametrize("layout", ["warp", "channel"])
 @pytest.mark.parametrize("options", [dict(D=False, z=False, bias=False, init=False),
                                      dict(D=True, z=True, bias=True, init=True)])
 @pytest.mark.parametrize("softplus", [False, True])
-def test_gpu_bwd_options(options, softplus):
+def test_gpu_bwd_options(layout, options, softplus):
+    """Each option on and off, for the warp-layout and the channel-layout backward."""
     _needs_cupy()
     inputs = make_scan_inputs(2, 16, 200, 8, 1, torch.float32, device="cuda", seed=42, **options)
-    check_bwd(bwd_config(128, 4), inputs, softplus, 1e-4, with_dlast=options["init"], seed=43)
+    if layout == "warp":
+        check_bwd(bwd_config(128, 4), inputs, softplus, 1e-4, with_dlast=options["init"], seed=43)
+    else:
+        config = ssc.bwd_channel_default_config({"batch": 2, "dim": 16, "L": 200, "N": 8, "G": 1})
+        _check_gpu_bwd_channel(config, inputs, softplus, 1e-4, seed=84)
 
 
 @gpu
@@ -1290,10 +1278,7 @@ def _gpu_bwd_channel(config, inputs, softplus, seed):
 
 def _check_gpu_bwd_channel(config, inputs, softplus, tol, seed=0):
     got, dout, dlast = _gpu_bwd_channel(config, inputs, softplus, seed)
-    want = ref_grads(inputs, softplus, dout, dlast)
-    assert set(got) == set(want)
-    for name in want:
-        assert_close(f"d{name}", got[name], want[name], tol)
+    assert_grads(got, inputs, softplus, dout, dlast, tol)
 
 
 @gpu
@@ -1331,17 +1316,6 @@ def test_gpu_bwd_channel_layout_configs(dtype):
 
 
 @gpu
-@pytest.mark.parametrize("options", [dict(D=False, z=False, bias=False, init=False),
-                                     dict(D=True, z=True, bias=True, init=True)])
-@pytest.mark.parametrize("softplus", [False, True])
-def test_gpu_bwd_channel_options(options, softplus):
-    _needs_cupy()
-    inputs = make_scan_inputs(2, 16, 200, 8, 1, torch.float32, device="cuda", seed=83, **options)
-    config = ssc.bwd_channel_default_config({"batch": 2, "dim": 16, "L": 200, "N": 8, "G": 1})
-    _check_gpu_bwd_channel(config, inputs, softplus, 1e-4, seed=84)
-
-
-@gpu
 def test_gpu_bwd_channel_equals_triton_backward_and_is_deterministic():
     """At 8192 channels (every block full) the CUDA and Triton backwards agree on every gradient
     (both fp32 inside), and two CUDA runs are bitwise equal (per-block partials, no atomics)."""
@@ -1371,18 +1345,20 @@ def test_gpu_bwd_channel_equals_triton_backward_and_is_deterministic():
 
 
 @gpu
-def test_gpu_op_training_with_the_channel_backward(monkeypatch):
-    """The op at 8192 channels with the CUDA backward as default: channel forward -> checkpoints
-    -> channel backward. Gradients against the float64 reference."""
+@pytest.mark.parametrize("cuda_bwd", [False, True])
+def test_gpu_op_training_with_the_channel_layout(cuda_bwd, monkeypatch):
+    """The op at 8192 channels: the CUDA channel-layout forward writes the checkpoints, and the
+    default backward (CUDA_BWD_DEFAULT) reads them: the Triton one, or the channel-layout one.
+    Output and every gradient against the float64 reference."""
     _needs_cupy()
     import kernelgen
     from kernelgen import dispatch
     from kernelgen.templates import selective_scan as ss
-    monkeypatch.setattr(ss, "CUDA_BWD_DEFAULT", True)
+    monkeypatch.setattr(ss, "CUDA_BWD_DEFAULT", cuda_bwd)
     dispatch.reset()
     shape = {"batch": 4, "dim": 2048, "L": 150, "N": 16}
     assert ss.FWD.default_config(shape).get("layout") == "channel"
-    assert ss.BWD.default_config(shape).get("backend") == "cuda"
+    assert (ss.BWD.default_config(shape).get("backend") == "cuda") == cuda_bwd
     calls = []
     real = ssc.selective_scan_bwd_channel_cuda
     monkeypatch.setattr(ssc, "selective_scan_bwd_channel_cuda", lambda *a, **k: calls.append(1) or real(*a, **k))
@@ -1393,10 +1369,13 @@ def test_gpu_op_training_with_the_channel_backward(monkeypatch):
     gen = torch.Generator(device="cuda").manual_seed(3)
     dout = torch.randn(y.shape, device="cuda", generator=gen).to(y.dtype)
     grads = torch.autograd.grad((y.float() * dout.float()).sum(), [leaves[k] for k in GRAD_NAMES if k in leaves])
-    assert calls, "the op's backward did not run the CUDA channel kernel"
+    assert bool(calls) == cuda_bwd, "the op's backward ran the wrong kernel"
+    ref_y, _ = ref_scan(**inputs, delta_softplus=True)
+    assert_close("y", y, ref_y, TOL[torch.bfloat16])
     want = ref_grads(inputs, True, dout, None)
     for name, got in zip([k for k in GRAD_NAMES if k in leaves], grads):
         assert_close(f"d{name}", got, want[name], 5e-2)
+    dispatch.reset()
 
 
 def test_bwd_space_has_the_backend_axis():
