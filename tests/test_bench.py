@@ -24,3 +24,10 @@ def test_every_family_contributes_cases(quick):
 def test_op_filter():
     cases = collect_cases("linear_scan", quick=True)
     assert cases and all(case.op == "linear_scan" for case in cases)
+
+
+def test_mode_filter():
+    both = collect_cases("sliding_window_attention", quick=True)
+    backward = collect_cases("sliding_window_attention", quick=True, mode="fwd+bwd")
+    assert backward and all(case.mode == "fwd+bwd" for case in backward)
+    assert len(backward) < len(both)
