@@ -590,6 +590,16 @@ def _decode_kernel(q, k_cache, v_cache, cache_seqlens, o, o_split, lse_split, co
 _COMBINE_ROWS = 32
 
 
+def _tma_loads(tensors) -> bool:
+    """Whether the K/V (Q/dO) tiles may come by tensor descriptor: contiguous, 16-byte aligned
+    tensors on a GPU with the TMA unit (sm_90+; elsewhere the pointer path runs). The CPU
+    interpreter runs descriptor loads too."""
+    device = tensors[0].device
+    if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] < 9:
+        return False
+    return all(x.is_contiguous() and x.data_ptr() % 16 == 0 for x in tensors)
+
+
 def _precision(dtype: torch.dtype) -> str:
     # fp32 inputs are accepted for accuracy, so their dots must not silently drop to tf32.
     return "ieee" if dtype == torch.float32 else "tf32"
@@ -642,8 +652,7 @@ def swa_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int, 
     grid = (blocks * (heads_q // heads), batch * heads, splits)
     fused = bool(config.get("FUSED", 0))
     # Descriptors need 16-byte aligned bases; an odd view falls back to pointer loads.
-    tma = (fused and bool(config.get("TMA", 0)) and k.is_contiguous() and v.is_contiguous()
-           and k.data_ptr() % 16 == 0 and v.data_ptr() % 16 == 0)
+    tma = fused and bool(config.get("TMA", 0)) and _tma_loads((k, v))
     if tma:
         # 2-D [tokens, H * D] views: one descriptor serves every sequence and kv head.
         k = TensorDescriptor.from_tensor(k.view(-1, heads * dim), [block_n, dim])
@@ -681,7 +690,7 @@ def swa_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Ten
     qk_scale = scale * 1.4426950408889634
     # TMA for the streamed tiles (K, V of dQ; Q, dO of dK/dV) through 2-D [tokens, heads * D]
     # views; descriptors need 16-byte aligned bases, so an odd view falls back to pointer loads.
-    tma = bool(config.get("TMA", 0)) and all(x.is_contiguous() and x.data_ptr() % 16 == 0 for x in (q, k, v, do))
+    tma = bool(config.get("TMA", 0)) and _tma_loads((q, k, v, do))
 
     # dQ first: it also writes delta = rowsum(dO * O), which the dK/dV kernel reads.
     block_m, block_n = config["BLOCK_M_Q"], config["BLOCK_N_Q"]
