@@ -81,6 +81,23 @@ def _program_segment(cu_seqlens, T, seg_len, H: tl.constexpr, IS_VARLEN: tl.cons
 
 
 @triton.jit
+def _head_gamma(g_gamma, i_h, USE_GAMMA: tl.constexpr):
+    """The head's constant log decay (g_gamma), or 0 without one."""
+    gamma = 0.0
+    if USE_GAMMA:
+        gamma = tl.load(g_gamma + i_h).to(tl.float32)
+    return gamma
+
+
+@triton.jit
+def _tile_ranges(i_v, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
+    """A program's chunk rows, key columns and value-tile columns, with the column masks."""
+    offs_k = tl.arange(0, BK)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    return tl.arange(0, BT), offs_k, offs_k < K, offs_v, offs_v < V
+
+
+@triton.jit
 def _feature_multipliers(scale, FEATURE: tl.constexpr):
     """Query and key multipliers of the linear features (taylor2 splits the scale symmetrically,
     identity-like maps put it on the query), and the second-order features' (taylor2: scale/√2)."""
@@ -198,16 +215,10 @@ def _fwd_kernel(
     value and key widths, and a program owns a key-column tile, so nothing is summed over tiles.
     """
     i_v, i_nh, i_seg, i_h, t_lo, t_hi = _program_segment(cu_seqlens, T, seg_len, H, IS_VARLEN)
-    gamma = 0.0
-    if USE_GAMMA:
-        gamma = tl.load(g_gamma + i_h).to(tl.float32)
+    gamma = _head_gamma(g_gamma, i_h, USE_GAMMA)
     LOG2E: tl.constexpr = 1.4426950408889634
 
-    offs_t = tl.arange(0, BT)
-    offs_k = tl.arange(0, BK)
-    m_k = offs_k < K
-    offs_v = i_v * BV + tl.arange(0, BV)
-    m_v = offs_v < V
+    offs_t, offs_k, m_k, offs_v, m_v = _tile_ranges(i_v, K, V, BT, BK, BV)
     m_vk = m_v[:, None] & m_k[None, :]
     if REVERSE:
         causal = offs_t[:, None] >= offs_t[None, :]    # [s, t]: key s at or after query t
@@ -355,18 +366,12 @@ def _fwd_general_kernel(
     shared memory as the right operand of φ(q)·S each chunk; taylor2's narrow V tiles (its K² rows
     fill the registers) would be too short for the transposed kernel's tensor-core products."""
     i_v, i_nh, i_seg, i_h, t_lo, t_hi = _program_segment(cu_seqlens, T, seg_len, H, IS_VARLEN)
-    gamma = 0.0
-    if USE_GAMMA:
-        gamma = tl.load(g_gamma + i_h).to(tl.float32)
+    gamma = _head_gamma(g_gamma, i_h, USE_GAMMA)
     TAYLOR: tl.constexpr = FEATURE == FEAT_TAYLOR2
     LIN_ROW: tl.constexpr = 1 if TAYLOR else 0           # first state row of the linear features
     lin_q, lin_k, quad = _feature_multipliers(scale, FEATURE)
 
-    offs_t = tl.arange(0, BT)
-    offs_k = tl.arange(0, BK)
-    m_k = offs_k < K
-    offs_v = i_v * BV + tl.arange(0, BV)
-    m_v = offs_v < V
+    offs_t, offs_k, m_k, offs_v, m_v = _tile_ranges(i_v, K, V, BT, BK, BV)
     offs_one = tl.arange(0, 1)
     m_qq, rows_qq = _taylor_rows(K, BK, TAYLOR)
     base = (i_nh * NSEG + i_seg).to(tl.int64)
@@ -461,18 +466,12 @@ def _state_pass_kernel(
     ``x_lin`` multiplies the linear features (1 or scale for identity maps, √scale for taylor2).
     """
     i_v, i_nh, i_seg, i_h, t_lo, t_hi = _program_segment(cu_seqlens, T, seg_len, H, IS_VARLEN)
-    gamma = 0.0
-    if USE_GAMMA:
-        gamma = tl.load(g_gamma + i_h).to(tl.float32)
+    gamma = _head_gamma(g_gamma, i_h, USE_GAMMA)
     TAYLOR: tl.constexpr = FEATURE == FEAT_TAYLOR2
     LIN_ROW: tl.constexpr = 1 if TAYLOR else 0
     quad = scale * 0.7071067811865476
 
-    offs_t = tl.arange(0, BT)
-    offs_k = tl.arange(0, BK)
-    m_k = offs_k < K
-    offs_v = i_v * BV + tl.arange(0, BV)
-    m_v = offs_v < V
+    offs_t, offs_k, m_k, offs_v, m_v = _tile_ranges(i_v, K, V, BT, BK, BV)
     offs_one = tl.arange(0, 1)
     m_qq, rows_qq = _taylor_rows(K, BK, TAYLOR)
 
@@ -572,18 +571,12 @@ def _bwd_dq_kernel(
     r_out[i_v, row] = this tile's share of φq_t·∂L/∂φq_t (the decay gradient's row term).
     """
     i_v, i_nh, i_seg, i_h, t_lo, t_hi = _program_segment(cu_seqlens, T, seg_len, H, IS_VARLEN)
-    gamma = 0.0
-    if USE_GAMMA:
-        gamma = tl.load(g_gamma + i_h).to(tl.float32)
+    gamma = _head_gamma(g_gamma, i_h, USE_GAMMA)
     TAYLOR: tl.constexpr = FEATURE == FEAT_TAYLOR2
     lin_q, lin_k, quad = _feature_multipliers(scale, FEATURE)
     tile0 = (i_v == 0).to(tl.float32)     # terms not split over V (the normaliser) count once
 
-    offs_t = tl.arange(0, BT)
-    offs_k = tl.arange(0, BK)
-    m_k = offs_k < K
-    offs_v = i_v * BV + tl.arange(0, BV)
-    m_v = offs_v < V
+    offs_t, offs_k, m_k, offs_v, m_v = _tile_ranges(i_v, K, V, BT, BK, BV)
     m_qq, rows_qq = _taylor_rows(K, BK, TAYLOR)
     base = (i_nh * NSEG + i_seg).to(tl.int64)
 
@@ -685,19 +678,13 @@ def _bwd_dkv_kernel(
     φk_s·∂L/∂φk_s) are this tile's share. The segment-0 program writes ∂L/∂initial_state.
     """
     i_v, i_nh, i_seg, i_h, t_lo, t_hi = _program_segment(cu_seqlens, T, seg_len, H, IS_VARLEN)
-    gamma = 0.0
-    if USE_GAMMA:
-        gamma = tl.load(g_gamma + i_h).to(tl.float32)
+    gamma = _head_gamma(g_gamma, i_h, USE_GAMMA)
     TAYLOR: tl.constexpr = FEATURE == FEAT_TAYLOR2
     LIN_ROW: tl.constexpr = 1 if TAYLOR else 0
     lin_q, lin_k, quad = _feature_multipliers(scale, FEATURE)
     tile0 = (i_v == 0).to(tl.float32)
 
-    offs_t = tl.arange(0, BT)
-    offs_k = tl.arange(0, BK)
-    m_k = offs_k < K
-    offs_v = i_v * BV + tl.arange(0, BV)
-    m_v = offs_v < V
+    offs_t, offs_k, m_k, offs_v, m_v = _tile_ranges(i_v, K, V, BT, BK, BV)
     offs_one = tl.arange(0, 1)
     m_qq, rows_qq = _taylor_rows(K, BK, TAYLOR)
     base = (i_nh * NSEG + i_seg).to(tl.int64)
