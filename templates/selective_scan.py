@@ -629,7 +629,7 @@ def selective_scan_bwd_triton(config: Mapping[str, Any], u: torch.Tensor, delta:
     """Triton backward. Writes du, ddelta (and dz) [batch, dim, L] (contiguous); returns dA [dim, N],
     dBC fp32 [batch, G, L_pad / chunk, N_pad, 2, chunk] (dB and dC; see :func:`unpack_dbc`),
     dD [dim], ddelta_bias [dim] and dinitial_state [batch, dim, N] (None unless asked), all fp32."""
-    if config.get("backend", "triton") == "cuda":   # the op calls this entry point with BWD's config
+    if config.get("backend", "triton") == "cuda":   # a CUDA config from a caller of this entry point
         return selective_scan_bwd(config, u, delta, A, BC, n_states, D, z, delta_bias, delta_softplus, checkpoints,
                                   dout, dlast, du, ddelta, dz, want_dinitial)
     batch, dim, length = u.shape

@@ -31,7 +31,7 @@ from kernelgen.checks import check_float, check_same_device, check_shape, shape_
 from kernelgen.dispatch import config_for
 from kernelgen.ops.selective_scan_complex import selective_scan_complex
 from kernelgen.templates.selective_scan import (BWD, CHECKPOINT_STEPS, FWD, MAX_STATES, STEP, pack_bc,
-                                                padded_states, selective_scan_bwd_triton, selective_scan_fwd,
+                                                padded_states, selective_scan_bwd, selective_scan_fwd,
                                                 selective_state_update_run, unpack_dbc)
 
 __all__ = ["selective_scan", "selective_state_update"]
@@ -210,8 +210,8 @@ class _SelectiveScan(torch.autograd.Function):
         ddelta = torch.empty(batch, dim, length, device=u.device, dtype=delta.dtype)
         dz = torch.empty(batch, dim, length, device=u.device, dtype=z.dtype) if z is not None else None
         want_dinitial = initial_state is not None and ctx.needs_input_grad[8]
-        grads = selective_scan_bwd_triton(config, u, delta, A, BC, n_states, D, z, delta_bias, ctx.delta_softplus,
-                                          checkpoints, dout, dlast, du, ddelta, dz, want_dinitial)
+        grads = selective_scan_bwd(config, u, delta, A, BC, n_states, D, z, delta_bias, ctx.delta_softplus,
+                                   checkpoints, dout, dlast, du, ddelta, dz, want_dinitial)
         dB, dC = unpack_dbc(grads["dBC"], n_states, length)
         return (du, ddelta, grads["dA"], dB.to(ctx.b_dtype), dC.to(ctx.c_dtype), grads["dD"], dz,
                 grads["ddelta_bias"], grads["dinitial_state"], None, None)
