@@ -27,6 +27,7 @@ the last program of each (sequence, kv head) to finish merges the partial softma
 """
 from __future__ import annotations
 
+import functools
 
 import torch
 import triton
@@ -590,12 +591,18 @@ def _decode_kernel(q, k_cache, v_cache, cache_seqlens, o, o_split, lse_split, co
 _COMBINE_ROWS = 32
 
 
+@functools.lru_cache(maxsize=None)
+def _has_tma_unit(device_index: int) -> bool:
+    return torch.cuda.get_device_capability(device_index)[0] >= 9
+
+
 def _tma_loads(tensors) -> bool:
     """Whether the K/V (Q/dO) tiles may come by tensor descriptor: contiguous, 16-byte aligned
     tensors on a GPU with the TMA unit (sm_90+; elsewhere the pointer path runs). The CPU
     interpreter runs descriptor loads too."""
     device = tensors[0].device
-    if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] < 9:
+    if device.type == "cuda" and not _has_tma_unit(device.index if device.index is not None
+                                                   else torch.cuda.current_device()):
         return False
     return all(x.is_contiguous() and x.data_ptr() % 16 == 0 for x in tensors)
 
