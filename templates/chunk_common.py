@@ -109,6 +109,18 @@ def feature_map_grad(x, FEATURE: tl.constexpr):
 
 
 @triton.jit
+def feature_ratio(x, FEATURE: tl.constexpr):
+    """φ(x)/φ'(x) in fp32, 0 where φ' is 0 (relu below 0, where φ is 0 too): φ(x)·∂L/∂φ(x) is then
+    this times the chain-ruled ∂L/∂x, the form in which a backward stores the gradient."""
+    x = x.to(tl.float32)
+    if FEATURE == FEAT_ELU1:
+        x = tl.where(x > 0, x + 1.0, 1.0)
+    elif FEATURE == FEAT_RELU:
+        x = tl.maximum(x, 0.0)
+    return x
+
+
+@triton.jit
 def outer_features(x, BT: tl.constexpr, BK: tl.constexpr):
     """vec(x_t ⊗ x_t) per row: [BT, BK] -> [BT, BK*BK], column i*BK + j holds x_i·x_j, in x's dtype
     (a half-precision product rounds once, as a cast of the fp32 product would)."""
