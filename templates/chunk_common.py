@@ -109,18 +109,6 @@ def feature_map_grad(x, FEATURE: tl.constexpr):
 
 
 @triton.jit
-def feature_ratio(x, FEATURE: tl.constexpr):
-    """φ(x)/φ'(x) in fp32, 0 where φ' is 0 (relu below 0, where φ is 0 too): φ(x)·∂L/∂φ(x) is then
-    this times the chain-ruled ∂L/∂x, the form in which a backward stores the gradient."""
-    x = x.to(tl.float32)
-    if FEATURE == FEAT_ELU1:
-        x = tl.where(x > 0, x + 1.0, 1.0)
-    elif FEATURE == FEAT_RELU:
-        x = tl.maximum(x, 0.0)
-    return x
-
-
-@triton.jit
 def outer_features(x, BT: tl.constexpr, BK: tl.constexpr):
     """vec(x_t ⊗ x_t) per row: [BT, BK] -> [BT, BK*BK], column i*BK + j holds x_i·x_j, in x's dtype
     (a half-precision product rounds once, as a cast of the fp32 product would)."""
@@ -136,24 +124,29 @@ def outer_features_grad(dxx, x, BT: tl.constexpr, BK: tl.constexpr):
 
 @triton.jit(do_not_specialize=["T", "NK", "TOKENS"])
 def _reverse_cumsum_kernel(dG, dg, cu_seqlens, T, NK, TOKENS, H: tl.constexpr, BT: tl.constexpr,
-                           IS_VARLEN: tl.constexpr):
-    """dg_t = Σ_{t' ≥ t in t's sequence} Σ_k dG[k, t'] for one (sequence, head), walking backwards.
-    The running total is carried with a compensation term (Kahan): dG mixes signs, and its suffix
-    sums may be far smaller than the partial sums they pass through."""
-    i_n, i_h = tl.program_id(0), tl.program_id(1)
+                           BH: tl.constexpr, IS_VARLEN: tl.constexpr):
+    """dg_t = Σ_{t' ≥ t in t's sequence} Σ_k dG[k, t'] for one sequence and BH heads, walking
+    backwards BT rows at a time. The running totals are carried with a compensation term (Kahan):
+    dG mixes signs, and its suffix sums may be far smaller than the partial sums they pass through.
+    The walk is latency-bound (a dependent load per step), so a step covers several heads and many
+    rows: a few long steps rather than a program per head taking T/64 short ones."""
+    i_n, i_hb = tl.program_id(0), tl.program_id(1)
     bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
-    carry = tl.full([], 0.0, tl.float32)
-    lost = tl.full([], 0.0, tl.float32)
+    heads = i_hb * BH + tl.arange(0, BH)
+    m_h = heads < H
+    carry = tl.zeros([BH], dtype=tl.float32)
+    lost = tl.zeros([BH], dtype=tl.float32)
     offs = tl.arange(0, BT)
     for i in range(0, tl.cdiv(eos - bos, BT)):
         rows = eos - (i + 1) * BT + offs
-        m = rows >= bos
-        x = tl.zeros([BT], dtype=tl.float32)
+        m = (rows >= bos)[:, None] & m_h[None, :]
+        at = rows.to(tl.int64)[:, None] * H + heads[None, :]
+        x = tl.zeros([BT, BH], dtype=tl.float32)
         for i_k in range(0, NK):
-            x += tl.load(dG + (i_k * TOKENS + rows) * H + i_h, mask=m, other=0.0)
+            x += tl.load(dG + i_k * TOKENS * H + at, mask=m, other=0.0)
         total = tl.sum(x, 0)
-        suffix = total - tl.cumsum(x, 0) + x + carry
-        tl.store(dg + rows * H + i_h, suffix.to(dg.dtype.element_ty), mask=m)
+        suffix = total[None, :] - tl.cumsum(x, 0) + x + carry[None, :]
+        tl.store(dg + at, suffix.to(dg.dtype.element_ty), mask=m)
         step = total - lost
         new_carry = carry + step
         lost = (new_carry - carry) - step
@@ -169,6 +162,8 @@ def reverse_cumsum(dG: torch.Tensor, dg: torch.Tensor, cu_seqlens: torch.Tensor 
     written in place."""
     tokens = dg.numel() // H
     cu = cu_seqlens if cu_seqlens is not None else dG
-    _reverse_cumsum_kernel[(num_seqs, H)](dG, dg, cu, T, partials, tokens, H=H, BT=64,
-                                          IS_VARLEN=cu_seqlens is not None, num_warps=2)
+    block_h = min(triton.next_power_of_2(H), 4)
+    _reverse_cumsum_kernel[(num_seqs, triton.cdiv(H, block_h))](
+        dG, dg, cu, T, partials, tokens, H=H, BT=1024 // block_h, BH=block_h,
+        IS_VARLEN=cu_seqlens is not None, num_warps=4)
     return dg

@@ -44,7 +44,7 @@ from kernelgen.template import DTYPES, Template
 from kernelgen.reference import linear_attention as ref
 
 from .chunk_common import (FEAT_IDENTITY, FEAT_TAYLOR2, FEATURE_CODES, causal_decay, feature_map, reverse_cumsum,
-                           feature_map_grad, feature_map_in_dtype, feature_ratio, load_log_decay, outer_features,
+                           feature_map_grad, feature_map_in_dtype, load_log_decay, outer_features,
                            outer_features_grad, sequence_bounds)
 from . import register
 
@@ -189,14 +189,14 @@ def _prefetch_l2(ptrs):
 @triton.jit(do_not_specialize=["T", "seg_len", "NSEG", "TOKENS"])
 def _fwd_kernel(
     q, k, v, g, g_gamma, o, den,
-    s_start, z_start, s_final, z_final, cu_seqlens, x_grad, r_out, y_grad,
+    s_start, z_start, s_final, z_final, cu_seqlens, x_grad, r_out,
     scale, T, seg_len, NSEG, TOKENS,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, KF: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     FEATURE: tl.constexpr, USE_G: tl.constexpr, USE_GAMMA: tl.constexpr, HAS_DECAY: tl.constexpr,
     NORMALIZE: tl.constexpr, HAS_START: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
     DOT_PREC: tl.constexpr, PREFETCH: tl.constexpr, GRAD: tl.constexpr = False, NEED_R: tl.constexpr = False,
-    REVERSE: tl.constexpr = False, X_EARLY: tl.constexpr = False, DG_TERMS: tl.constexpr = False,
+    REVERSE: tl.constexpr = False, X_EARLY: tl.constexpr = False,
 ):
     """o for one (V tile, head, segment) with the identity, elu1 or relu map (normalised: elu1, relu).
 
@@ -210,12 +210,10 @@ def _fwd_kernel(
     the one entering from later tokens); dv is the reverse pass over (k, q, dO).
     GRAD: the output is the gradient of x_grad's features, so φ applies to the "v" operand instead
     of q and k, o is multiplied by φ'(x_grad), and r_out[i_v, row] (NEED_R) gets this tile's share
-    of φx_t·∂L/∂φx_t (a term of the decay gradient). dq is the forward GRAD pass over (dO, v, k)
+    of φx_t·∂L/∂φx_t (a term of the decay gradient; negated by the reverse pass, whose term dG
+    subtracts). dq is the forward GRAD pass over (dO, v, k)
     with x_grad = q, dk the reverse GRAD pass over (v, dO, q) with x_grad = k: K and V are then the
     value and key widths, and a program owns a key-column tile, so nothing is summed over tiles.
-    DG_TERMS (the dv pass, once dq and dk are written): the decay gradient's terms from the loaded
-    k (as q) and q (as k) rows, φq·∂L/∂φq into r_out[0] by the first V tile and −φk·∂L/∂φk into
-    r_out[1] by the second (both into r_out[0] with one tile), dq = x_grad and dk = y_grad.
     """
     i_v, i_nh, i_seg, i_h, t_lo, t_hi = _program_segment(cu_seqlens, T, seg_len, H, IS_VARLEN)
     gamma = _head_gamma(g_gamma, i_h, USE_GAMMA)
@@ -251,18 +249,6 @@ def _fwd_kernel(
         b_q = tl.load(q + hrow[:, None] * K + offs_k[None, :], mask=m_tk, other=0.0)
         b_k = tl.load(k + hrow[:, None] * K + offs_k[None, :], mask=m_tk, other=0.0)
         b_v = tl.load(v + hrow[:, None] * V + offs_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
-        if DG_TERMS:   # rows the loop loads anyway, next to the written gradients in the same layout
-            if i_v == 0:
-                b_dx = tl.load(x_grad + hrow[:, None] * K + offs_k[None, :], mask=m_tk, other=0.0)
-                b_term = tl.sum(feature_ratio(b_k, FEATURE) * b_dx.to(tl.float32), 1)
-                if tl.cdiv(V, BV) == 1:
-                    b_dy = tl.load(y_grad + hrow[:, None] * K + offs_k[None, :], mask=m_tk, other=0.0)
-                    b_term -= tl.sum(feature_ratio(b_q, FEATURE) * b_dy.to(tl.float32), 1)
-                tl.store(r_out + hrow, b_term, mask=m_t)
-            elif i_v == 1:
-                b_dy = tl.load(y_grad + hrow[:, None] * K + offs_k[None, :], mask=m_tk, other=0.0)
-                b_term = -tl.sum(feature_ratio(b_q, FEATURE) * b_dy.to(tl.float32), 1)
-                tl.store(r_out + TOKENS * H + hrow, b_term, mask=m_t)
         if GRAD:
             m_vt = m_v[:, None] & m_t[None, :]
             if X_EARLY:   # issued with the operands (its latency hidden, its registers held longer)
@@ -315,6 +301,8 @@ def _fwd_kernel(
                 # the dq pass's rows and the dk pass's columns to fp32 rounding: both round the same
                 # fp32 weights (the same products, decays and chunks) to the operand dtype.
                 b_r = tl.sum(feature_map_in_dtype(b_xt, m_vt, FEATURE).to(tl.float32) * b_ot, 0)
+                if REVERSE:   # the dk pass's column term enters dG with a minus sign
+                    b_r = -b_r
                 tl.store(r_out + i_v.to(tl.int64) * TOKENS * H + hrow, b_r, mask=m_t)
             if FEATURE != FEAT_IDENTITY:
                 b_ot = b_ot * feature_map_grad(b_xt, FEATURE)
@@ -461,22 +449,6 @@ def _fwd_general_kernel(
                     if TAYLOR:
                         tl.store(z_final + i_nh * KF + offs_one, b_z0)
                         tl.store(z_final + i_nh * KF + 1 + K + rows_qq, b_z2, mask=m_qq)
-
-
-@triton.jit
-def _decay_grad_terms_kernel(q, dq, k, dk, out, ROWS, K: tl.constexpr, BR: tl.constexpr, BK: tl.constexpr,
-                             FEATURE: tl.constexpr):
-    """out[row] = φq·∂L/∂φq − φk·∂L/∂φk for rows of [tokens·H, K] (dq, dk as written: chain-ruled)."""
-    rows = tl.program_id(0) * BR + tl.arange(0, BR)
-    cols = tl.arange(0, BK)
-    mask = (rows < ROWS)[:, None] & (cols < K)[None, :]
-    at = rows.to(tl.int64)[:, None] * K + cols[None, :]
-    b_q = tl.load(q + at, mask=mask, other=0.0)
-    b_dq = tl.load(dq + at, mask=mask, other=0.0)
-    b_k = tl.load(k + at, mask=mask, other=0.0)
-    b_dk = tl.load(dk + at, mask=mask, other=0.0)
-    term = feature_ratio(b_q, FEATURE) * b_dq.to(tl.float32) - feature_ratio(b_k, FEATURE) * b_dk.to(tl.float32)
-    tl.store(out + rows, tl.sum(term, 1), mask=rows < ROWS)
 
 
 @triton.jit(do_not_specialize=["T", "seg_len", "NSEG"])
@@ -1028,7 +1000,7 @@ def forward(q, k, v, g, g_gamma, scale, feature_map, normalize, init_s, init_z, 
         # and relu build them anyway (g_gamma+elu1+norm: 0.85 vs 1.07 ms in the transposed one).
         kernel, grad_args, sizes, extra = _fwd_general_kernel, (), (), {}
     else:   # the L2 hint is inline PTX, which the interpreter cannot run
-        kernel, grad_args, sizes = _fwd_kernel, (dummy, dummy, dummy), (p.tokens,)
+        kernel, grad_args, sizes = _fwd_kernel, (dummy, dummy), (p.tokens,)
         extra = {"PREFETCH": not interpreter_on()}
     kernel[(triton.cdiv(p.V, block_v), NH, nseg)](
         q, k, v, g if g is not None else dummy, g_gamma if g_gamma is not None else dummy, o,
@@ -1059,10 +1031,11 @@ def dq_tile(config, K: int, V: int) -> int:
     return min(block_k, max(16, triton.next_power_of_2(K))) if block_k else 0
 
 
-def _reverse_cumsum(dG: torch.Tensor, p: Problem) -> torch.Tensor:
-    """dg_t = Σ_{t' ≥ t in the same sequence} dG_t' for dG [tokens, H] (fp32, compensated carry)."""
-    dg = torch.empty(p.tokens, p.H, device=dG.device, dtype=torch.float32)
-    return reverse_cumsum(dG.float().contiguous(), dg, p.cu_seqlens, p.N, p.T, p.H)
+def _reverse_cumsum(dG_parts: torch.Tensor, p: Problem) -> torch.Tensor:
+    """dg_t = Σ_{t' ≥ t in the same sequence} dG_t' for dG = the sum of the fp32 partials
+    [P, tokens, H] (summed by the scan itself, compensated carry)."""
+    dg = torch.empty(p.tokens, p.H, device=dG_parts.device, dtype=torch.float32)
+    return reverse_cumsum(dG_parts, dg, p.cu_seqlens, p.N, p.T, p.H, partials=dG_parts.shape[0])
 
 
 def backward(q, k, v, g, g_gamma, scale, feature_map, normalize, init_s, init_z, o, den, do,
@@ -1083,8 +1056,9 @@ def backward(q, k, v, g, g_gamma, scale, feature_map, normalize, init_s, init_z,
             p, q, k, v, g, g_gamma, normalize, feature_map, init_s, init_z, o, den, do, d_final_s, d_final_z,
             cu_seqlens, config, fwd_seg, need_dq, need_dk, need_dv, need_dg, need_dinit)
     dg = None
-    if need_dg:
+    if need_dg:   # dG: fp32 partials [P, tokens, H]
         if d_final_s is not None:
+            dG = dG.sum(0)
             # the final state depends on every decay of its sequence: +⟨dS_T, S_T⟩ on the last token
             term = (d_final_s * final_s).sum((-2, -1))
             if normalize and d_final_z is not None:
@@ -1094,7 +1068,7 @@ def backward(q, k, v, g, g_gamma, scale, feature_map, normalize, init_s, init_z,
             else:
                 last = cu_seqlens[1:].long() - 1
             keep = last >= (torch.arange(p.N, device=device) * p.T if cu_seqlens is None else cu_seqlens[:-1].long())
-            dG = dG.index_add(0, last.clamp_min(0)[keep], term[keep])
+            dG = dG.index_add(0, last.clamp_min(0)[keep], term[keep]).unsqueeze(0)
         dg = _reverse_cumsum(dG, p)
     return dq, dk, dv, dg, d_init_s, d_init_z
 
@@ -1115,12 +1089,9 @@ def _backward_passes(p: Problem, q, k, v, g, g_gamma, do, init_s, d_final_s, cu_
         dk: reverse, GRAD, over (v, dO, q) from (dS/scale)ᵀ; a program per key-column tile
         dv: reverse, over (k, q, dO) from dS/scale;          a program per value-column tile
     Each is the forward's loop (state transposed in registers, L2 prefetch), and none sums partial
-    gradients over tiles. The decay gradient's row and column terms φx·∂L/∂φx (``dg_terms``):
-    "inline" from the fp32 accumulators of the dq and dk passes (NEED_R in _fwd_kernel; they need
-    q / k tiles those loops do not otherwise load: H100 +0.38 ms, the tiles spill), "dv" in the dv
-    pass from its own k and q rows and the written dq, dk (DG_TERMS), or "kernel" in a separate
-    row kernel. The last two read dq and dk rounded to their dtype, a relative 2⁻⁹ per element
-    (bf16) next to the inputs' own rounding. Returns (dq, dk, dv, dG [tokens, H] or None, d_init_s)."""
+    gradients over tiles. The decay gradient's row and column terms φx·∂L/∂φx come from the dq
+    and dk passes (see NEED_R in _fwd_kernel), on the same chunks. Returns (dq, dk, dv, dG or None,
+    d_init_s) with dG the fp32 partials [2·NK, tokens, H] the decay gradient's scan sums."""
     device = q.device
     NH = p.N * p.H
     seg_len, nseg = p.segments(config)
@@ -1144,14 +1115,9 @@ def _backward_passes(p: Problem, q, k, v, g, g_gamma, do, init_s, d_final_s, cu_
     NK = triton.cdiv(p.K, block_k)
     block_v = p.block_v(config)
     dummy = do
-    dg_terms = str(config.get("dg_terms", "inline")) if need_dg else None
-    if dg_terms not in (None, "inline", "dv", "kernel"):
-        raise ValueError(f"linear_attention: dg_terms must be 'inline', 'dv' or 'kernel', got {dg_terms!r}")
-    if dg_terms == "dv" and not (need_dv or store_d0):
-        dg_terms = "kernel"   # no dv pass to ride on
-    inline = dg_terms == "inline"
-    r = torch.empty(NK, p.tokens * p.H, device=device, dtype=torch.float32) if inline else None
-    c = torch.empty(NK, p.tokens * p.H, device=device, dtype=torch.float32) if inline else None
+    # r (dq pass) and −c (dk pass) per key-column tile: partials the decay gradient's scan sums
+    parts = torch.empty(2, NK, p.tokens * p.H, device=device, dtype=torch.float32) if need_dg else None
+    r, c = (parts[0], parts[1]) if need_dg else (None, None)
     common = dict(H=p.H, BT=int(config["chunk"]), FEATURE=p.feature, USE_G=p.use_g, USE_GAMMA=p.use_gamma,
                   HAS_DECAY=p.use_g or p.use_gamma, NORMALIZE=False, IS_VARLEN=cu_seqlens is not None,
                   DOT_PREC=p.dot_prec, PREFETCH=not interpreter_on(), num_stages=int(config["num_stages"]))
@@ -1161,15 +1127,15 @@ def _backward_passes(p: Problem, q, k, v, g, g_gamma, do, init_s, d_final_s, cu_
     def transposed(state):
         return state.transpose(-1, -2).contiguous() if state is not None else None
 
-    def launch(grid, x, y, z, out, start, final=None, x_grad=None, r_out=None, y_grad=None, **meta):
+    def launch(grid, x, y, z, out, start, final=None, x_grad=None, r_out=None, **meta):
         _fwd_kernel[grid](
             x, y, z, g if g is not None else dummy, g_gamma if g_gamma is not None else dummy, out, dummy,
             start if start is not None else dummy, dummy, final if final is not None else dummy, dummy,
             cu_seqlens if cu_seqlens is not None else dummy,
             x_grad if x_grad is not None else dummy, r_out if r_out is not None else dummy,
-            y_grad if y_grad is not None else dummy, p.scale, p.T, seg_len, nseg, p.tokens,
-            HAS_START=start is not None, STORE_FINAL=final is not None,
-            NEED_R=r_out is not None and meta.get("GRAD", False), **common, **meta)
+            p.scale, p.T, seg_len, nseg, p.tokens,
+            HAS_START=start is not None, STORE_FINAL=final is not None, NEED_R=r_out is not None,
+            **common, **meta)
 
     dq = dk = dv = None
     if need_dq or need_dg:
@@ -1179,29 +1145,13 @@ def _backward_passes(p: Problem, q, k, v, g, g_gamma, do, init_s, d_final_s, cu_
         dk = torch.empty_like(k)
         launch((NK, NH, nseg), v, do, q, dk, transposed(state_end), x_grad=k, r_out=c, GRAD=True, REVERSE=True,
                **key_tiles)
-    terms = None
     if need_dv or store_d0:
         dv = torch.empty_like(v)
-        NV = triton.cdiv(p.V, block_v)
-        if dg_terms == "dv":
-            terms = torch.empty(min(NV, 2), p.tokens * p.H, device=device, dtype=torch.float32)
-        launch((NV, NH, nseg), k, q, do, dv, state_end, final=d0, REVERSE=True,
-               x_grad=dq if terms is not None else None, r_out=terms, y_grad=dk if terms is not None else None,
-               DG_TERMS=terms is not None, K=p.K, V=p.V, KF=p.K, BK=p.BK, BV=block_v,
-               num_warps=int(config["num_warps"]))
+        launch((triton.cdiv(p.V, block_v), NH, nseg), k, q, do, dv, state_end, final=d0, REVERSE=True,
+               K=p.K, V=p.V, KF=p.K, BK=p.BK, BV=block_v, num_warps=int(config["num_warps"]))
     if store_d0:
         d_init_s = d0 * p.scale
-    dG = None
-    if inline:
-        dG = (r.sum(0) - c.sum(0)).view(p.tokens, p.H)
-    elif dg_terms == "dv":
-        dG = terms.sum(0).view(p.tokens, p.H) if terms.shape[0] > 1 else terms[0].view(p.tokens, p.H)
-    elif dg_terms == "kernel":
-        dG = torch.empty(p.tokens, p.H, device=device, dtype=torch.float32)
-        rows, block_rows = p.tokens * p.H, 32
-        _decay_grad_terms_kernel[(triton.cdiv(rows, block_rows),)](
-            q, dq, k, dk, dG, rows, K=p.K, BR=block_rows, BK=triton.next_power_of_2(p.K), FEATURE=p.feature,
-            num_warps=4)
+    dG = parts.view(2 * NK, p.tokens, p.H) if need_dg else None
     return dq, dk, dv, dG, d_init_s
 
 
@@ -1210,7 +1160,7 @@ def _backward_carry(p: Problem, q, k, v, g, g_gamma, normalize, feature_map, ini
                     need_dq, need_dk, need_dv, need_dg, need_dinit):
     """The backward as two kernels that carry states: dq forward in time with S, dk and dv backward
     with dS. Serves every form; ``backward`` sends the normalised, taylor2 and g_gamma-gradient
-    calls here. Returns (dq, dk, dv, dG [tokens, H] or None, d_init_s, d_init_z)."""
+    calls here. Returns (dq, dk, dv, dG [1, tokens, H] or None, d_init_s, d_init_z)."""
     device = q.device
     NH = p.N * p.H
     block_v = p.block_v(config)
@@ -1296,7 +1246,7 @@ def _backward_carry(p: Problem, q, k, v, g, g_gamma, normalize, feature_map, ini
         if partial_kv:
             dk = dk.sum(0).view_as(k).to(k.dtype)
 
-    dG = (r.sum(0) - c.sum(0)).view(p.tokens, p.H) if need_dg else None
+    dG = (r.sum(0) - c.sum(0)).view(1, p.tokens, p.H) if need_dg else None
     return dq, dk, dv, dG, d_init_s, d_init_z
 
 
@@ -1554,10 +1504,8 @@ class LinearAttentionBwd(_ChunkTemplate):
     # loops over (dO, v, k) and (v, dO, q)); dq_block_k = 0 keeps the state-carrying kernels
     # (always used when normalising, for taylor2 and for a g_gamma gradient). x_early: those passes
     # load q (k) for φ' and the decay gradient with the chunk's operands rather than where used.
-    # dg_terms: where the decay gradient's row/column terms come from (see _backward_passes).
     space = {**_ChunkTemplate.space, "dkv_block_v": [16, 32, 64, 128, 256], "dkv_warps": [2, 4, 8],
-             "dq_block_k": [0, 32, 64, 128], "dq_warps": [4, 8], "x_early": [0, 1],
-             "dg_terms": ["inline", "dv", "kernel"]}
+             "dq_block_k": [0, 32, 64, 128], "dq_warps": [4, 8], "x_early": [0, 1]}
 
     def check_config(self, config, shape, gpu=None):
         problem = super().check_config(config, shape, gpu)

@@ -171,43 +171,6 @@ def test_backward_passes_key_tiles(feature, decay, dq_block_k, split, x_early, d
     check_forward_backward(q, k, v, g, g_gamma, feature, False, state, TOL[torch.float32])
 
 
-@pytest.mark.parametrize("dg_terms,feature,block_v,split", [
-    ("dv", None, 16, 0), ("dv", "elu1", 32, 16), ("dv", "relu", 8, 0), ("kernel", "relu", 16, 16),
-    ("kernel", None, 16, 0)])
-def test_decay_gradient_terms_after_the_passes(dg_terms, feature, block_v, split, device, small_config):
-    """dg's row and column terms φx·∂L/∂φx computed from the written dq and dk: inside the dv pass
-    (split over its first two V tiles, or one tile doing both) or in a row kernel; ragged K and V."""
-    small_config.update(dq_block_k=16, dq_warps=2, chunk=16, split_len=split, block_v=block_v, dg_terms=dg_terms)
-    B, T, H, K, V = 2, 37, 2, 40, 24
-    q, k, v, g, g_gamma = make_inputs(B, T, H, K, V, "g", feature, False, torch.float32, device)
-    state = make_state(B, H, K, V, feature, False, device)
-    check_forward_backward(q, k, v, g, g_gamma, feature, False, state, TOL[torch.float32])
-
-
-def test_decay_gradient_terms_without_a_dv_pass(device, small_config):
-    """v frozen: no dv pass to carry the terms, so "dv" falls back to the row kernel."""
-    small_config.update(dq_block_k=16, dq_warps=2, chunk=16, block_v=16, dg_terms="dv")
-    q, k, v, g, _ = make_inputs(1, 29, 2, 16, 24, "g", None, False, torch.float32, device)
-    leaves = [x.detach().clone().requires_grad_(x is not v) for x in (q, k, v, g)]
-    o, _ = kernelgen.linear_attention(*leaves[:3], g=leaves[3])
-    do = torch.randn_like(o)
-    got = torch.autograd.grad(o, [leaves[0], leaves[1], leaves[3]], do)
-    small_config.update(dg_terms="inline")
-    o2, _ = kernelgen.linear_attention(*leaves[:3], g=leaves[3])
-    want = torch.autograd.grad(o2, [leaves[0], leaves[1], leaves[3]], do)
-    for a, b in zip(got, want):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-
-
-def test_decay_gradient_terms_reject_unknown_mode(device, small_config):
-    small_config.update(dq_block_k=16, chunk=16, dg_terms="bogus")
-    q, k, v, g, _ = make_inputs(1, 20, 1, 16, 16, "g", None, False, torch.float32, device)
-    g.requires_grad_()
-    o, _ = kernelgen.linear_attention(q, k, v, g=g)
-    with pytest.raises(ValueError, match="dg_terms"):
-        o.sum().backward()
-
-
 @pytest.mark.parametrize("feature,normalize", [(None, False), ("taylor2", True)])
 def test_segmented_sequences(feature, normalize, device, small_config):
     """split_len cuts each sequence into segments: pass + scan + output, and the reverse in bwd."""
