@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -111,18 +112,18 @@ def cmd_tune(args, console: Console) -> int:
     def on_trial(job, number, config, reply):
         key = job.label
         if key not in tasks:
-            tasks[key] = progress.add_task(job.label, total=args.trials, best="")
+            tasks[key] = progress.add_task(escape(job.label), total=args.trials, best="")
         if reply.get("ok"):
             best[key] = min(best.get(key, float("inf")), reply["ms"])
         elif args.verbose:
-            progress.console.print(f"  [dim]FAIL {config}: {reply['reason']}[/]")
+            progress.console.print(f"  [dim]FAIL {escape(str(config))}: {escape(str(reply['reason']))}[/]")
         progress.update(tasks[key], advance=1, best=f"best {best[key]:.4f} ms" if key in best else "")
 
     failures = []
 
     def on_job(job, result, error):
         if job.label not in tasks:
-            tasks[job.label] = progress.add_task(job.label, total=args.trials, best="")
+            tasks[job.label] = progress.add_task(escape(job.label), total=args.trials, best="")
         progress.update(tasks[job.label], completed=args.trials)
         if error:
             failures.append((job, error))
@@ -137,7 +138,7 @@ def cmd_tune(args, console: Console) -> int:
                    "speedup", "trials"):
         table.add_column(column, justify="left" if column in ("template", "shape", "winner", "dtype") else "right")
     for r in results:
-        table.add_row(r.template.name + (f" [{r.flags}]" if r.flags else ""), r.dtype,
+        table.add_row(escape(r.template.name + (f" [{r.flags}]" if r.flags else "")), r.dtype,
                       " ".join(f"{k}={v}" for k, v in r.shape.items()),
                       " ".join(f"{k}={v}" for k, v in r.config.items()), f"{r.ms:.4f}", f"{r.gbps:.0f}",
                       f"{100 * r.gbps / bandwidth:.0f}%" if bandwidth else "-", f"{r.tflops:.1f}",
@@ -145,7 +146,7 @@ def cmd_tune(args, console: Console) -> int:
                       f"{r.speedup:.2f}x" if r.speedup else "-", f"{r.trials} ({r.failed} failed)")
     console.print(table)
     for job, error in failures:
-        console.print(f"[red]no winner[/] for {job.label}: {error}")
+        console.print(f"[red]no winner[/] for {escape(job.label)}: {escape(str(error))}")
     console.print(f"Wrote {len(results)} entries to {out}")
     return 0 if results else 1
 
@@ -168,7 +169,7 @@ def cmd_show(args, console: Console) -> int:
         try:
             tuned = store.load(path)
         except store.StoreError as error:
-            console.print(f"[red]{error}[/]")
+            console.print(f"[red]{escape(str(error))}[/]")
             continue
         tools = ", ".join(f"{k} {v}" for k, v in tuned.toolchain.items())
         table = Table(title=f"{path.name}: {tuned.gpu.get('name')} ({tools})")
@@ -181,7 +182,7 @@ def cmd_show(args, console: Console) -> int:
             table.add_row(e.template, e.dtype, e.flags or "-", " ".join(f"{k}={v}" for k, v in e.shape.items()),
                           " ".join(f"{k}={v}" for k, v in e.config.items()), f"{e.ms:.4f}",
                           f"{e.default_ms:.4f}" if e.default_ms else "-", f"{e.gbps:.0f}" if e.gbps else "-",
-                          str(e.trials), "[green]ok[/]" if status == "ok" else f"[yellow]stale: {status}[/]")
+                          str(e.trials), "[green]ok[/]" if status == "ok" else f"[yellow]stale: {escape(status)}[/]")
         console.print(table)
     return 0
 

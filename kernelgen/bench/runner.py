@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from kernelgen.bench import FAMILIES, BenchCase
@@ -105,15 +106,15 @@ def run_bench(args: argparse.Namespace, console: Console) -> int:
             tflops = case.flops / (ms * 1e-3) / 1e12 if ms and case.flops else None
             speedup = ms / ours if ms and ours and row["provider"] != "kernelgen" else None
             first = index == 0
-            table.add_row(case.op if first else "", case.mode if first else "", case.label if first else "",
-                          case.dtype if first else "", row["provider"],
-                          f"{ms:.4f}" if ms else f"[red]{row.get('error', '')[:60]}[/]",
+            table.add_row(case.op if first else "", case.mode if first else "", escape(case.label) if first else "",
+                          case.dtype if first else "", escape(row["provider"]),
+                          f"{ms:.4f}" if ms else f"[red]{escape(str(row.get('error', ''))[:60])}[/]",
                           f"{gbps:.0f}" if gbps else "", f"{100 * gbps / bandwidth:.0f}%" if gbps and bandwidth else "",
                           f"{tflops:.1f}" if tflops else "", f"{speedup:.2f}x" if speedup else "",
                           f"{floor_ms:.4f}" if floor_ms and first else "",
                           f"{case.target_ms:g}" if case.target_ms and first else "",
                           *([f"{row['graph_ms']:.4f}" if row.get("graph_ms") else
-                             f"[red]{row.get('graph_error', '')[:40]}[/]"] if graphs else []),
+                             f"[red]{escape(str(row.get('graph_error', ''))[:40])}[/]"] if graphs else []),
                           end_section=index == len(rows) - 1)
             records.append({"op": case.op, "mode": case.mode, "shape": case.shape, "dtype": case.dtype,
                             "provider": row["provider"], "ms": ms, "gbps": gbps, "tflops": tflops,
@@ -129,7 +130,7 @@ def run_bench(args: argparse.Namespace, console: Console) -> int:
             extra = f"  {record['pct_copy_bw']:.0f}% BW" if record["pct_copy_bw"] else ""
             extra += f"  {record['tflops']:.1f} TFLOP/s" if record["tflops"] else ""
             extra += f"  graph {record['graph_ms']:.4f} ms" if record.get("graph_ms") else ""
-            console.print(f"  {case.op} {case.mode} {case.label} {case.dtype} | {record['provider']}: {shown}{extra}")
+            console.print(escape(f"  {case.op} {case.mode} {case.label} {case.dtype} | {record['provider']}: {shown}{extra}"))
         if args.json:
             _write_json(args.json, records)
     console.print(table)
