@@ -74,6 +74,16 @@ def causal_decay(b_G, BT: tl.constexpr, HAS_DECAY: tl.constexpr, TRANSPOSED: tl.
 
 
 @triton.jit
+def chunk_total(b_G):
+    """The last row of an inclusive cumsum over BT rows, i.e. the chunk's total log decay, bitwise
+    what the cumsum gave that row. A separate tl.sum rounds differently, so Γ(last token → chunk
+    end) = exp(total − G_last) would be 1 ± ulp(|G|) rather than 1: 1e-4 relative on the state
+    under strong decay (g = −20)."""
+    BT: tl.constexpr = b_G.shape[0]
+    return tl.sum(tl.where(tl.arange(0, BT) == BT - 1, b_G, 0.0), 0)
+
+
+@triton.jit
 def feature_map(x, FEATURE: tl.constexpr):
     """φ(x) in fp32: identity (and taylor2's linear part), elu(x)+1, or relu(x)."""
     x = x.to(tl.float32)

@@ -43,8 +43,8 @@ from kernelgen.checks import interpreter_on
 from kernelgen.template import DTYPES, Template
 from kernelgen.reference import linear_attention as ref
 
-from .chunk_common import (FEAT_IDENTITY, FEAT_TAYLOR2, FEATURE_CODES, causal_decay, feature_map, reverse_cumsum,
-                           feature_map_grad, feature_map_in_dtype, load_log_decay, outer_features,
+from .chunk_common import (FEAT_IDENTITY, FEAT_TAYLOR2, FEATURE_CODES, causal_decay, chunk_total, feature_map,
+                           reverse_cumsum, feature_map_grad, feature_map_in_dtype, load_log_decay, outer_features,
                            outer_features_grad, sequence_bounds)
 from . import register
 
@@ -173,7 +173,7 @@ def _bwd_chunk(q, k, v, do, g, t0, t_hi, i_h, gamma, offs_t, offs_k, m_k, offs_v
     b_do = tl.load(do + hrow[:, None] * V + offs_v[None, :], mask=m_tv, other=0.0)
     b_g = load_log_decay(g, hrow, m_t, gamma, USE_G, USE_GAMMA)
     b_G = tl.cumsum(b_g, 0)
-    b_Glast = tl.sum(b_g, 0)
+    b_Glast = chunk_total(b_G)
     return (hrow, m_t, m_tk, m_tv, b_q, b_k, b_v, b_do, b_G, b_Glast, tl.exp(b_G), tl.exp(b_Glast - b_G),
             tl.exp(b_Glast))
 
@@ -196,7 +196,7 @@ def _fwd_kernel(
     FEATURE: tl.constexpr, USE_G: tl.constexpr, USE_GAMMA: tl.constexpr, HAS_DECAY: tl.constexpr,
     NORMALIZE: tl.constexpr, HAS_START: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
     DOT_PREC: tl.constexpr, PREFETCH: tl.constexpr, GRAD: tl.constexpr = False, NEED_R: tl.constexpr = False,
-    REVERSE: tl.constexpr = False, X_EARLY: tl.constexpr = False,
+    REVERSE: tl.constexpr = False, X_EARLY: tl.constexpr = False, EXACT_DIAG: tl.constexpr = False,
 ):
     """o for one (V tile, head, segment) with the identity, elu1 or relu map (normalised: elu1, relu).
 
@@ -211,7 +211,7 @@ def _fwd_kernel(
     GRAD: the output is the gradient of x_grad's features, so φ applies to the "v" operand instead
     of q and k, o is multiplied by φ'(x_grad), and r_out[i_v, row] (NEED_R) gets this tile's share
     of φx_t·∂L/∂φx_t (a term of the decay gradient; negated by the reverse pass, whose term dG
-    subtracts). dq is the forward GRAD pass over (dO, v, k)
+    subtracts). EXACT_DIAG (fp32): the (t, t) pair is left out of that term (see the loop). dq is the forward GRAD pass over (dO, v, k)
     with x_grad = q, dk the reverse GRAD pass over (v, dO, q) with x_grad = k: K and V are then the
     value and key widths, and a program owns a key-column tile, so nothing is summed over tiles.
     """
@@ -265,7 +265,7 @@ def _fwd_kernel(
         if HAS_DECAY:
             b_g = load_log_decay(g, hrow, m_t, gamma, USE_G, USE_GAMMA) * LOG2E
             b_G = tl.cumsum(b_g, 0)
-            b_Glast = tl.sum(b_g, 0)
+            b_Glast = chunk_total(b_G)
             if REVERSE:
                 e_q = tl.exp2(b_Glast - b_G)       # Γ(t → chunk end)
             else:
@@ -280,6 +280,13 @@ def _fwd_kernel(
                 b_At = b_At * tl.exp2(tl.where(causal, b_G[None, :] - b_G[:, None], float("-inf")))
         else:
             b_At = tl.where(causal, b_At, 0.0)
+        if NEED_R and EXACT_DIAG:
+            # The pair (t, t) is in both the dq pass's row term and the dk pass's column term, and
+            # under strong decay it is nearly all of them: leave it out of both sums (it cancels in
+            # dG exactly) and add it to this tile's output after the row term is taken.
+            on_diag = offs_t[:, None] == offs_t[None, :]
+            b_w_diag = tl.sum(tl.where(on_diag, b_At, 0.0), 0)
+            b_At = tl.where(on_diag, 0.0, b_At)
         # oᵀ: the state entering the chunk, decayed to each query, then the chunk's own tokens
         b_ot = tl.dot(b_st.to(dt), tl.trans(b_qf), input_precision=DOT_PREC)
         if HAS_DECAY:
@@ -304,6 +311,8 @@ def _fwd_kernel(
                 if REVERSE:   # the dk pass's column term enters dG with a minus sign
                     b_r = -b_r
                 tl.store(r_out + i_v.to(tl.int64) * TOKENS * H + hrow, b_r, mask=m_t)
+                if EXACT_DIAG:
+                    b_ot += b_vt.to(tl.float32) * b_w_diag[None, :]
             if FEATURE != FEAT_IDENTITY:
                 b_ot = b_ot * feature_map_grad(b_xt, FEATURE)
         if NORMALIZE:
@@ -393,7 +402,7 @@ def _fwd_general_kernel(
         dt = b_q.dtype
         b_g = load_log_decay(g, hrow, m_t, gamma, USE_G, USE_GAMMA)
         b_G = tl.cumsum(b_g, 0)
-        b_Glast = tl.sum(b_g, 0)
+        b_Glast = chunk_total(b_G)
         e_q = tl.exp(b_G)                  # Γ(chunk start → t)
         e_k = tl.exp(b_Glast - b_G)        # Γ(s → chunk end)
         e_all = tl.exp(b_Glast)
@@ -491,7 +500,7 @@ def _state_pass_kernel(
         dt = b_x.dtype
         b_g = load_log_decay(g, hrow, m_t, gamma, USE_G, USE_GAMMA)
         b_G = tl.cumsum(b_g, 0)
-        b_Glast = tl.sum(b_g, 0)
+        b_Glast = chunk_total(b_G)
         if REVERSE:
             b_e = tl.exp(g_run + b_G)          # Γ(segment start → t)
             e_all = 1.0
@@ -1117,6 +1126,9 @@ def _backward_passes(p: Problem, q, k, v, g, g_gamma, do, init_s, d_final_s, cu_
     dummy = do
     # r (dq pass) and −c (dk pass) per key-column tile: partials the decay gradient's scan sums
     parts = torch.empty(2, NK, p.tokens * p.H, device=device, dtype=torch.float32) if need_dg else None
+    # fp32: dG without the (t, t) pairs, which cancel in it exactly but would leave their rounding
+    # (g = -5: 1e-4 relative error in dg; half precision's own rounding is far above that)
+    exact_diag = q.dtype == torch.float32
     r, c = (parts[0], parts[1]) if need_dg else (None, None)
     common = dict(H=p.H, BT=int(config["chunk"]), FEATURE=p.feature, USE_G=p.use_g, USE_GAMMA=p.use_gamma,
                   HAS_DECAY=p.use_g or p.use_gamma, NORMALIZE=False, IS_VARLEN=cu_seqlens is not None,
@@ -1135,7 +1147,7 @@ def _backward_passes(p: Problem, q, k, v, g, g_gamma, do, init_s, d_final_s, cu_
             x_grad if x_grad is not None else dummy, r_out if r_out is not None else dummy,
             p.scale, p.T, seg_len, nseg, p.tokens,
             HAS_START=start is not None, STORE_FINAL=final is not None, NEED_R=r_out is not None,
-            **common, **meta)
+            EXACT_DIAG=r_out is not None and exact_diag, **common, **meta)
 
     dq = dk = dv = None
     if need_dq or need_dg:

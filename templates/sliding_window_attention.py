@@ -137,24 +137,6 @@ def _fwd_softmax_step(acc, l_i, m_i, s, v, qk_scale, PRECISION: tl.constexpr):
 
 
 @triton.jit
-def _fwd_softmax_step_lazy(acc, l_i, m_i, s, v, qk_scale, PRECISION: tl.constexpr):
-    """``_fwd_softmax_step`` that rescales acc and l only when some row's max grew by more than
-    2^8 (log2 units): otherwise the old max stays the reference and p ≤ 2^8, exact in fp32 and
-    in the bf16 / fp16 P operand. Most blocks after the first skip the multiply of the [M, D]
-    accumulator, which sits between the two products of every step."""
-    m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)
-    if tl.max(m_new - m_i, 0) > 8.0:
-        alpha = tl.math.exp2(m_i - m_new)
-        acc = acc * alpha[:, None]
-        l_i = l_i * alpha
-        m_i = m_new
-    p = tl.math.exp2(s * qk_scale - m_i[:, None])
-    l_i += tl.sum(p, 1)
-    acc = tl.dot(p.to(v.dtype), v, acc, input_precision=PRECISION)
-    return acc, l_i, m_i
-
-
-@triton.jit
 def _fwd_loop(acc, l_i, m_i, q, k_base, v_base, offs_m, start, end, seq_len, window, qk_scale,
               STRIDE_KV: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
               MASK: tl.constexpr, BOUNDS: tl.constexpr, PRECISION: tl.constexpr):
@@ -184,7 +166,7 @@ def _fwd_loop(acc, l_i, m_i, q, k_base, v_base, offs_m, start, end, seq_len, win
 @triton.jit
 def _fwd_fused_loop(acc, l_i, m_i, q, k_src, v_src, kv_row, kv_col, offs_m, start, full_lo, full_hi, end, seq_len,
                     window, qk_scale, STRIDE_KV: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
-                    TMA: tl.constexpr, PRECISION: tl.constexpr, LAZY: tl.constexpr = False):
+                    TMA: tl.constexpr, PRECISION: tl.constexpr):
     """``_fwd_loop`` over [start, end) as one loop: the mask is a runtime branch taken only outside
     [full_lo, full_hi), so the software pipeline is not drained between the three ranges.
     TMA: k_src, v_src are [tokens, H * D] tensor descriptors read at (kv_row + key, kv_col); else
@@ -207,10 +189,7 @@ def _fwd_fused_loop(acc, l_i, m_i, q, k_src, v_src, kv_row, kv_col, offs_m, star
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION)
         if (n0 < full_lo) | (n0 >= full_hi):
             s = _window_mask(s, offs_m, n0, window, BLOCK_N)
-        if LAZY:
-            acc, l_i, m_i = _fwd_softmax_step_lazy(acc, l_i, m_i, s, v, qk_scale, PRECISION)
-        else:
-            acc, l_i, m_i = _fwd_softmax_step(acc, l_i, m_i, s, v, qk_scale, PRECISION)
+        acc, l_i, m_i = _fwd_softmax_step(acc, l_i, m_i, s, v, qk_scale, PRECISION)
         if not TMA:
             k_block += BLOCK_N * STRIDE_KV
             v_block += BLOCK_N * STRIDE_KV
@@ -221,7 +200,7 @@ def _fwd_fused_loop(acc, l_i, m_i, q, k_src, v_src, kv_row, kv_col, offs_m, star
 def _fwd_kernel(q, k, v, o, lse, o_split, lse_split, cu_seqlens, block_table, qk_scale, T, window,
                 HQ: tl.constexpr, H: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
                 BLOCK_N: tl.constexpr, SPLITS: tl.constexpr, FUSED: tl.constexpr, TMA: tl.constexpr,
-                IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr, LAZY: tl.constexpr = False):
+                IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr):
     G: tl.constexpr = HQ // H
     pid_m, pid_bh, split = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     # The G query heads of one kv head are neighbours in launch order: they share K/V in L2.
@@ -257,7 +236,7 @@ def _fwd_kernel(q, k, v, o, lse, o_split, lse_split, cu_seqlens, block_table, qk
         # One pipelined loop over every key block; only edge blocks take the mask branch.
         acc, l_i, m_i = _fwd_fused_loop(acc, l_i, m_i, q_tile, k_src, v_src, bos, (pid_bh % H) * HEAD_DIM, offs_m,
                                         lo, full_lo, full_hi, hi, seq_len, window, qk_scale, STRIDE_KV, HEAD_DIM,
-                                        BLOCK_N, TMA, PRECISION, LAZY)
+                                        BLOCK_N, TMA, PRECISION)
     else:
         # Left edge (window mask), interior (no mask at all), diagonal (causal mask, sequence end).
         acc, l_i, m_i = _fwd_loop(acc, l_i, m_i, q_tile, k_src, v_src, offs_m, lo, tl.minimum(full_lo, hi),
@@ -688,7 +667,6 @@ def swa_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int, 
     _fwd_kernel[grid](q, k, v, o, lse, o_split, lse_split, cu_seqlens, table, scale * 1.4426950408889634,
                       length, window, HQ=heads_q, H=heads, HEAD_DIM=dim, BLOCK_M=block_m, BLOCK_N=block_n,
                       SPLITS=splits, FUSED=fused, TMA=tma, IS_VARLEN=cu_seqlens is not None,
-                      LAZY=bool(config.get("LAZY", 0)),
                       PRECISION=_precision(q.dtype),
                       num_warps=config["num_warps"], num_stages=config["num_stages"])
     if splits > 1:
@@ -865,7 +843,7 @@ class SlidingWindowForward(_SlidingWindowTemplate):
     name = "sliding_window_attention.fwd"
     kernel = "fwd"
     space = {"BLOCK_M": [32, 64, 128, 256], "BLOCK_N": [32, 64, 128], "num_warps": [4, 8],
-             "num_stages": [1, 2, 3, 4], "SPLITS": [1, 2, 4], "FUSED": [0, 1], "TMA": [0, 1], "LAZY": [0, 1]}
+             "num_stages": [1, 2, 3, 4], "SPLITS": [1, 2, 4], "FUSED": [0, 1], "TMA": [0, 1]}
 
     def default_config(self, shape: Shape, gpu=None) -> Config:
         dim, length = shape["D"], shape["T"]
@@ -918,8 +896,6 @@ class SlidingWindowForward(_SlidingWindowTemplate):
             return f"accumulator + score tiles need {registers} fp32 registers per thread > {FWD_TILE_REGISTERS}"
         if config.get("TMA", 0) and not config.get("FUSED", 0):
             return "TMA loads are only in the fused key loop (FUSED=1)"
-        if config.get("LAZY", 0) and not config.get("FUSED", 0):
-            return "lazy rescaling is only in the fused key loop (FUSED=1)"
         window = min(shape["W"], shape["T"])
         if config["SPLITS"] > 1 and triton.cdiv(window + block_m, block_n) < 2 * config["SPLITS"]:
             return f"window of {window} keys is too short for {config['SPLITS']} splits of {block_n}-key blocks"

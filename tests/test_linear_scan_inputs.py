@@ -16,7 +16,7 @@ import kernelgen
 from kernelgen.reference.linear_scan import linear_scan_ref
 from reference_utils import rel_error
 
-TOL = {torch.float32: 1e-5, torch.float16: 3e-3, torch.bfloat16: 3e-2}
+TOL = {torch.float32: 1e-5, torch.float16: 3e-3, torch.bfloat16: 3e-2, torch.float64: 1e-5}
 
 
 def randn(*shape, seed=0, dtype=torch.float32, device="cpu"):
@@ -123,6 +123,7 @@ def test_sizes(device, shape, dtype):
     (torch.float16, torch.float16, torch.float16),
     (torch.bfloat16, torch.float32, torch.float16),
     (torch.float32, torch.bfloat16, torch.float32),
+    (torch.float32, torch.float32, torch.float64),    # a float64 state is cast (as linear_attention's)
 ], ids=str)
 def test_mixed_dtypes(device, x_dtype, g_dtype, h_dtype):
     # o and dx in x's dtype, dg in g's, d initial_state in initial_state's

@@ -310,6 +310,7 @@ def _bad_calls(device):
         ("all on meta", lambda: att(*(x.to("meta") for x in (q, k, v, g, lam))), ValueError,
          "q is on meta; kernelgen kernels run on CUDA"),
         ("scale str", lambda: att(q, k, v, g, lam, scale="0.3"), TypeError, "scale must be a float"),
+        ("scale nan", lambda: att(q, k, v, g, lam, scale=float("nan")), ValueError, "scale must be finite"),
         ("output_final_state int", lambda: att(q, k, v, g, lam, output_final_state=1), TypeError,
          "output_final_state must be a bool"),
         ("cu_seqlens with B=2", lambda: att(*(x.expand(2, *x.shape[1:]) for x in (q, k, v, g, lam)), cu_seqlens=cu),

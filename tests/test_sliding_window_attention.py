@@ -35,8 +35,6 @@ SMALL_FWD = [  # square, tall, wide tiles; window split 1, 2, 4; three loops or 
     {"BLOCK_M": 32, "BLOCK_N": 16, "SPLITS": 1, "FUSED": 1, "num_warps": 4, "num_stages": 1},
     {"BLOCK_M": 16, "BLOCK_N": 16, "SPLITS": 2, "FUSED": 1, "TMA": 1, "num_warps": 4, "num_stages": 1},
     {"BLOCK_M": 32, "BLOCK_N": 16, "SPLITS": 1, "FUSED": 1, "TMA": 1, "num_warps": 4, "num_stages": 2},
-    {"BLOCK_M": 16, "BLOCK_N": 16, "SPLITS": 2, "FUSED": 1, "LAZY": 1, "num_warps": 4, "num_stages": 1},
-    {"BLOCK_M": 32, "BLOCK_N": 16, "SPLITS": 1, "FUSED": 1, "TMA": 1, "LAZY": 1, "num_warps": 4, "num_stages": 2},
 ]
 SMALL_BWD = [  # tall dK/dV tiles, wide dQ tiles; three loops or one fused loop; pointer or TMA loads
     {"BLOCK_M_KV": 16, "BLOCK_N_KV": 32, "warps_kv": 4, "stages_kv": 1,
@@ -87,7 +85,7 @@ def test_forward_matches_reference(device, dtype, window, heads_q, heads):
 
 @pytest.mark.parametrize("config", SMALL_FWD,
                          ids=lambda c: f"{c['BLOCK_M']}x{c['BLOCK_N']}s{c['SPLITS']}{'fused' if c['FUSED'] else ''}"
-                                       f"{'tma' if c.get('TMA') else ''}{'lazy' if c.get('LAZY') else ''}")
+                                       f"{'tma' if c.get('TMA') else ''}")
 def test_forward_tiles_edges_and_splits(device, config):
     q, k, v, _ = _inputs(device, torch.float32)
     for window in (7, 20):   # interior range empty / non-empty for 16-wide tiles
@@ -95,22 +93,6 @@ def test_forward_tiles_edges_and_splits(device, config):
         o_ref, lse_ref = sliding_window_attention_ref(q, k, v, window, scale=0.3)
         assert_close(f"o W={window}", o, o_ref, 1e-5)
         assert_close(f"lse W={window}", lse, lse_ref, 1e-5)
-
-
-@pytest.mark.parametrize("growth", [0.5, 40.0])
-def test_lazy_rescaling_when_the_row_max_jumps(device, growth):
-    """LAZY keeps a row's old max until a block raises it by more than 2^8: scores that grow
-    along the keys (growth 40: every block forces a rescale; 0.5: none after the first)."""
-    q, k, v, _ = _inputs(device, torch.float32)
-    ramp = 1.0 + growth * torch.arange(k.shape[1], device=k.device, dtype=torch.float32) / k.shape[1]
-    k = k * ramp[None, :, None, None]
-    config = {"BLOCK_M": 16, "BLOCK_N": 16, "SPLITS": 1, "FUSED": 1, "LAZY": 1, "num_warps": 4, "num_stages": 1}
-    for window in (9, 45):
-        o, lse = swa_forward(q, k, v, window, 1.0, None, config)
-        o_ref, lse_ref = sliding_window_attention_ref(q, k, v, window, scale=1.0)
-        assert_close(f"o W={window}", o, o_ref, 1e-5)
-        assert_close(f"lse W={window}", lse, lse_ref, 1e-5)
-    assert "FUSED=1" in FORWARD.check_config({**config, "FUSED": 0}, {"B": 1, "T": 64, "HQ": 2, "H": 2, "D": 32, "W": 8})
 
 
 def test_custom_scale_and_noncontiguous_inputs(device):

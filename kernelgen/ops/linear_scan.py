@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import torch
 
-from kernelgen.checks import check_float, check_same_device, check_shape
+from kernelgen.checks import FLOAT_DTYPES, check_float, check_same_device, check_shape
 from kernelgen.dispatch import config_for
 from kernelgen.templates.linear_scan import BWD, FWD, linear_scan_bwd, linear_scan_fwd
+
+
+# fp32 is the state's native dtype; the others (float64 too, as a model's buffers may be) are cast.
+STATE_DTYPES = (*FLOAT_DTYPES, torch.float64)
 
 
 class LinearScanFunction(torch.autograd.Function):
@@ -53,7 +57,7 @@ def linear_scan(x: torch.Tensor, g: torch.Tensor, initial_state: torch.Tensor | 
     """Gated linear recurrence along T, per channel: h_t = exp(g_t) * h_{t-1} + x_t, o_t = h_t.
 
     x, g: [B, T, D], fp32/fp16/bf16 (they may differ); g is the log of the decay (<= 0 decays).
-    initial_state: [B, D] (h_0; fp32 is the native dtype) or None for zeros.
+    initial_state: [B, D] (h_0; fp32 is the native dtype, fp16 / bf16 / float64 are cast) or None for zeros.
     Returns (o [B, T, D] in x's dtype, final_state = h_T [B, D] fp32, or None unless
     output_final_state). Accumulation is fp32. Differentiable in x, g and initial_state.
     cu_seqlens: [N+1] offsets of N sequences packed along T (B must be 1, as in fla); the state
@@ -70,7 +74,7 @@ def linear_scan(x: torch.Tensor, g: torch.Tensor, initial_state: torch.Tensor | 
         return _linear_scan_varlen(x, g, initial_state, output_final_state, cu_seqlens)
     if initial_state is not None:
         check_shape("initial_state", initial_state, "B, D", (batch, width))
-        check_float("initial_state", initial_state)
+        check_float("initial_state", initial_state, STATE_DTYPES)
     check_same_device(x=x, g=g, initial_state=initial_state)
     return LinearScanFunction.apply(x, g, initial_state, output_final_state)
 
@@ -104,7 +108,7 @@ def _linear_scan_varlen(x, g, initial_state, output_final_state, cu_seqlens):
     count = len(bounds) - 1
     if initial_state is not None:
         check_shape("initial_state", initial_state, "N, D", (count, width))
-        check_float("initial_state", initial_state)
+        check_float("initial_state", initial_state, STATE_DTYPES)
     check_same_device(x=x, g=g, initial_state=initial_state)
     lengths = torch.tensor([b - a for a, b in zip(bounds, bounds[1:])], device=x.device)
     max_len = int(max(b - a for a, b in zip(bounds, bounds[1:])))

@@ -8,6 +8,7 @@ float64 references: kernelgen/reference/loglinear_attention.py; notes: docs/logl
 """
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from itertools import accumulate
@@ -65,6 +66,8 @@ def _scale(scale, head_k: int) -> float:
         return head_k ** -0.5
     if isinstance(scale, bool) or not isinstance(scale, numbers.Real):   # numpy scalars are Real too
         raise TypeError(f"scale must be a float or None; got {type(scale).__name__}")
+    if not math.isfinite(float(scale)):
+        raise ValueError(f"scale must be finite; got {float(scale)}")
     return float(scale)
 
 

@@ -9,9 +9,9 @@ Kernels and their search spaces: templates/selective_scan.py (Triton) and select
 because it also saves the state every CHECKPOINT_STEPS steps for the backward.
 
 Dtypes: u, delta and z share one dtype (fp32, fp16 or bf16; they are full activations, so a silent
-cast would copy them). A, D, delta_bias and initial_state may be any float dtype: they are cast to
+cast would copy them). A, D, delta_bias and initial_state may be fp32, fp16 or bf16: they are cast to
 fp32 (mamba-ssm requires fp32 for them; casting a [dim, N] parameter costs nothing and autograd
-casts the gradient back). B and C may be any float dtype (they are packed to fp32 anyway).
+casts the gradient back). B and C may be fp32, fp16 or bf16 (they are packed to fp32 anyway).
 Complex weights (mamba-ssm's complex64 ``wtype``): a complex A selects the complex mode, which runs
 in plain PyTorch (kernelgen/ops/selective_scan_complex.py; its docstring gives the conventions).
 The decode step is real-only.
