@@ -166,7 +166,7 @@ def _fwd_loop(acc, l_i, m_i, q, k_base, v_base, offs_m, start, end, seq_len, win
 @triton.jit
 def _fwd_fused_loop(acc, l_i, m_i, q, k_src, v_src, kv_row, kv_col, offs_m, start, full_lo, full_hi, end, seq_len,
                     window, qk_scale, STRIDE_KV: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
-                    TMA: tl.constexpr, PRECISION: tl.constexpr, WS: tl.constexpr = False):
+                    TMA: tl.constexpr, PRECISION: tl.constexpr):
     """``_fwd_loop`` over [start, end) as one loop: the mask is a runtime branch taken only outside
     [full_lo, full_hi), so the software pipeline is not drained between the three ranges.
     TMA: k_src, v_src are [tokens, H * D] tensor descriptors read at (kv_row + key, kv_col); else
@@ -176,8 +176,7 @@ def _fwd_fused_loop(acc, l_i, m_i, q, k_src, v_src, kv_row, kv_col, offs_m, star
     if not TMA:
         k_block += start.to(tl.int64) * STRIDE_KV
         v_block += start.to(tl.int64) * STRIDE_KV
-    # WS: Triton's warp specialization (a producer warp issues the loads, the others compute)
-    for n0 in tl.range(start, end, BLOCK_N, warp_specialize=WS):
+    for n0 in range(start, end, BLOCK_N):
         if TMA:
             # Keys past the sequence end read the next sequence's rows or TMA's zero fill; the
             # diagonal mask drops them.
@@ -201,7 +200,7 @@ def _fwd_fused_loop(acc, l_i, m_i, q, k_src, v_src, kv_row, kv_col, offs_m, star
 def _fwd_kernel(q, k, v, o, lse, o_split, lse_split, cu_seqlens, block_table, qk_scale, T, window,
                 HQ: tl.constexpr, H: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
                 BLOCK_N: tl.constexpr, SPLITS: tl.constexpr, FUSED: tl.constexpr, TMA: tl.constexpr,
-                IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr, WS: tl.constexpr = False):
+                IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr):
     G: tl.constexpr = HQ // H
     pid_m, pid_bh, split = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     # The G query heads of one kv head are neighbours in launch order: they share K/V in L2.
@@ -237,7 +236,7 @@ def _fwd_kernel(q, k, v, o, lse, o_split, lse_split, cu_seqlens, block_table, qk
         # One pipelined loop over every key block; only edge blocks take the mask branch.
         acc, l_i, m_i = _fwd_fused_loop(acc, l_i, m_i, q_tile, k_src, v_src, bos, (pid_bh % H) * HEAD_DIM, offs_m,
                                         lo, full_lo, full_hi, hi, seq_len, window, qk_scale, STRIDE_KV, HEAD_DIM,
-                                        BLOCK_N, TMA, PRECISION, WS)
+                                        BLOCK_N, TMA, PRECISION)
     else:
         # Left edge (window mask), interior (no mask at all), diagonal (causal mask, sequence end).
         acc, l_i, m_i = _fwd_loop(acc, l_i, m_i, q_tile, k_src, v_src, offs_m, lo, tl.minimum(full_lo, hi),
@@ -668,7 +667,6 @@ def swa_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int, 
     _fwd_kernel[grid](q, k, v, o, lse, o_split, lse_split, cu_seqlens, table, scale * 1.4426950408889634,
                       length, window, HQ=heads_q, H=heads, HEAD_DIM=dim, BLOCK_M=block_m, BLOCK_N=block_n,
                       SPLITS=splits, FUSED=fused, TMA=tma, IS_VARLEN=cu_seqlens is not None,
-                      WS=bool(config.get("WS", 0)),
                       PRECISION=_precision(q.dtype),
                       num_warps=config["num_warps"], num_stages=config["num_stages"])
     if splits > 1:
@@ -845,7 +843,7 @@ class SlidingWindowForward(_SlidingWindowTemplate):
     name = "sliding_window_attention.fwd"
     kernel = "fwd"
     space = {"BLOCK_M": [32, 64, 128, 256], "BLOCK_N": [32, 64, 128], "num_warps": [4, 8],
-             "num_stages": [1, 2, 3, 4], "SPLITS": [1, 2, 4], "FUSED": [0, 1], "TMA": [0, 1], "WS": [0, 1]}
+             "num_stages": [1, 2, 3, 4], "SPLITS": [1, 2, 4], "FUSED": [0, 1], "TMA": [0, 1]}
 
     def default_config(self, shape: Shape, gpu=None) -> Config:
         dim, length = shape["D"], shape["T"]
@@ -863,7 +861,6 @@ class SlidingWindowForward(_SlidingWindowTemplate):
         # T = 65536 0.894 -> 0.813, GQA W = 4096 1.85 -> 1.68; D = 256 0.566 -> 0.553; D = 64 W = 128
         # 0.120 -> 0.127 (slower: there the cp.async loop's address math is cheap next to the barriers).
         config["TMA"] = int(dim >= 128)
-        config["WS"] = 0   # Triton's warp specialization of the key loop: probed, see docs/PERF.md
         # Too few programs to fill the GPU and a long window: split each window over programs.
         _, sms = _limits(gpu)
         programs = shape["B"] * shape["HQ"] * triton.cdiv(length, config["BLOCK_M"])
@@ -899,8 +896,6 @@ class SlidingWindowForward(_SlidingWindowTemplate):
             return f"accumulator + score tiles need {registers} fp32 registers per thread > {FWD_TILE_REGISTERS}"
         if config.get("TMA", 0) and not config.get("FUSED", 0):
             return "TMA loads are only in the fused key loop (FUSED=1)"
-        if config.get("WS", 0) and not config.get("TMA", 0):
-            return "warp specialization (WS) is only in the fused key loop with TMA loads"
         window = min(shape["W"], shape["T"])
         if config["SPLITS"] > 1 and triton.cdiv(window + block_m, block_n) < 2 * config["SPLITS"]:
             return f"window of {window} keys is too short for {config['SPLITS']} splits of {block_n}-key blocks"

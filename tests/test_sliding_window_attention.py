@@ -35,7 +35,6 @@ SMALL_FWD = [  # square, tall, wide tiles; window split 1, 2, 4; three loops or 
     {"BLOCK_M": 32, "BLOCK_N": 16, "SPLITS": 1, "FUSED": 1, "num_warps": 4, "num_stages": 1},
     {"BLOCK_M": 16, "BLOCK_N": 16, "SPLITS": 2, "FUSED": 1, "TMA": 1, "num_warps": 4, "num_stages": 1},
     {"BLOCK_M": 32, "BLOCK_N": 16, "SPLITS": 1, "FUSED": 1, "TMA": 1, "num_warps": 4, "num_stages": 2},
-    {"BLOCK_M": 32, "BLOCK_N": 16, "SPLITS": 1, "FUSED": 1, "TMA": 1, "WS": 1, "num_warps": 4, "num_stages": 2},
 ]
 SMALL_BWD = [  # tall dK/dV tiles, wide dQ tiles; three loops or one fused loop; pointer or TMA loads
     {"BLOCK_M_KV": 16, "BLOCK_N_KV": 32, "warps_kv": 4, "stages_kv": 1,
@@ -86,7 +85,7 @@ def test_forward_matches_reference(device, dtype, window, heads_q, heads):
 
 @pytest.mark.parametrize("config", SMALL_FWD,
                          ids=lambda c: f"{c['BLOCK_M']}x{c['BLOCK_N']}s{c['SPLITS']}{'fused' if c['FUSED'] else ''}"
-                                       f"{'tma' if c.get('TMA') else ''}{'ws' if c.get('WS') else ''}")
+                                       f"{'tma' if c.get('TMA') else ''}")
 def test_forward_tiles_edges_and_splits(device, config):
     q, k, v, _ = _inputs(device, torch.float32)
     for window in (7, 20):   # interior range empty / non-empty for 16-wide tiles
