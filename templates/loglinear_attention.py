@@ -443,6 +443,12 @@ def _bwd_dqk_kernel(
     b_D = causal_decay(b_G, C, True) * scale
     b_W = _intra_level_weights(b_lam, cols, offs, C, LOG_C)
     b_dAM = b_dA * b_D * b_W
+    # Each token's own pair (t, t) is in both q·dq and k·dk and cancels in dG exactly; under strong
+    # decay it is nearly all of them, so it is left out of the sums dG is taken from and added to
+    # dq, dk afterwards (otherwise dG keeps only its rounding: fp32, g = -20, 60x relative error).
+    on_diag = offs[:, None] == offs[None, :]
+    b_diag = tl.sum(tl.where(on_diag, b_dAM, 0.0), 1)
+    b_dAM = tl.where(on_diag, 0.0, b_dAM)
     b_dq += tl.dot(b_dAM.to(dt), b_k, input_precision=DOT_PREC)
     b_dk += tl.dot(tl.trans(b_dAM.to(dt)), b_q, input_precision=DOT_PREC)
     b_P = b_dA * b_s * b_D                              # dλ[t, lvl(t,s)] gathers these per row
@@ -453,6 +459,8 @@ def _bwd_dqk_kernel(
         b_dlam += tl.where(cols[None, :] == lvl, part[:, None], 0.0)
 
     b_dG = tl.sum(b_q.to(tl.float32) * b_dq, 1) - tl.sum(b_k.to(tl.float32) * b_dk, 1)
+    b_dq += b_diag[:, None] * b_k.to(tl.float32)
+    b_dk += b_diag[:, None] * b_q.to(tl.float32)
     tl.store(dq + (tok[:, None] * H + i_h) * K + offs_k[None, :], b_dq.to(dq.dtype.element_ty), mask=m_qk)
     tl.store(dk + (tok[:, None] * H + i_h) * K + offs_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_qk)
     part_base = i_k.to(tl.int64) * TOKENS * H
