@@ -1,5 +1,6 @@
 """Op-level linear attention fwd+bwd with g for each place the decay gradient's terms come from
-(dg_terms), and without decay (session 5). python3 scripts/probes/la_dg_terms.py"""
+(dg_terms), and without decay (session 5). python3 scripts/probes/la_dg_terms.py
+Measured at commit 5bf34a8; the dg_terms knob was removed after it (docs/PERF.md, session 5)."""
 import torch
 import triton.testing
 

@@ -2,6 +2,7 @@
 # Round 14 (session 5): where the linear-attention decay gradient's terms come from (dg_terms:
 # inline in the dq/dk passes, in the dv pass, or a row kernel), verified and timed by probe;
 # GPU tests; the selective-scan tune; op-level fwd+bwd with the tuned sliding-window entries.
+# Ran at commit 5bf34a8; the dg_terms knob was removed afterwards (docs/PERF.md, session 5).
 export KERNELGEN_CACHE_DIR=/tmp/kg-cache
 P="python3 -m kernelgen.tune.probe --json $OUT/probe.jsonl"
 LA=B=8,T=4096,H=16,K=128,V=128

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Round 15 (session 5): the decay-gradient terms' placement (probe: verified + timed; op level),
 # then the sliding-window benches with FlexAttention side by side (tuned entries from round 13).
+# Ran at commit 5bf34a8; the dg_terms knob was removed afterwards (docs/PERF.md, session 5).
 export KERNELGEN_CACHE_DIR=/tmp/kg-cache
 P="python3 -m kernelgen.tune.probe --json $OUT/probe.jsonl"
 LA=B=8,T=4096,H=16,K=128,V=128,F=128

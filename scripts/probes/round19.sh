@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Round 19 (session 5): lazy rescaling in the sliding-window forward (LAZY: the accumulator is
 # rescaled only when a row max grows by more than 2^8), at the three forward target shapes.
+# Ran at commit 4459cd2; the LAZY knob was removed afterwards (docs/PERF.md, session 5).
 export KERNELGEN_CACHE_DIR=/tmp/kg-cache
 P="python3 -m kernelgen.tune.probe --json $OUT/probe.jsonl"
 C='[{"LAZY":1},{"LAZY":1,"num_stages":2},{"LAZY":1,"num_stages":4},{"LAZY":1,"BLOCK_M":128,"num_warps":8},{"LAZY":0}]'

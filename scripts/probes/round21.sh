@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Round 21 (session 5): the sliding-window forward with Triton's warp specialization of its key
 # loop (WS), GPU tests; the linear-attention fwd+bwd bench with the fla peers on the H100.
+# Ran at commit 691b786; the WS knob was removed afterwards (docs/PERF.md, session 5).
 export KERNELGEN_CACHE_DIR=/tmp/kg-cache
 P="python3 -m kernelgen.tune.probe --json $OUT/probe.jsonl"
 echo "## swa tests"; timeout 120 python3 -m pytest -q -m gpu tests/test_sliding_window_attention.py 2>&1 | tail -2
