@@ -87,3 +87,21 @@ def test_tune_end_to_end_through_the_cli(capsys, monkeypatch, tmp_path):
     assert "kernelgen tune" in text and "fake_scale_shift.fwd" in text and "Wrote 1 entries" in text
     [entry] = store.load(out).entries
     assert entry.config == SCALE_SHIFT.default_config({"N": 100}) and entry.shape == {"N": 100}
+
+
+def test_tune_table_shows_the_flag_variant(capsys, monkeypatch, tmp_path):
+    """A variant's label "[g]" is printed as text: rich read it as a markup tag and dropped it."""
+    from kernelgen import templates
+    from kernelgen.tune import run as tune_run
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    monkeypatch.setitem(templates._REGISTRY, SCALE_SHIFT.name, SCALE_SHIFT)
+    monkeypatch.setattr(type(SCALE_SHIFT), "flags", ("", "g"))
+    h100 = hardware.DetectedGPU("NVIDIA H100 80GB HBM3", "h100", (9, 0), 132, 79.1, hardware.profile("h100"))
+    monkeypatch.setattr(hardware, "detect_gpu", lambda index=0: h100)
+    monkeypatch.setattr(tune_run.Target, "for_gpu",
+                        classmethod(lambda cls, gpu: cls(device="cpu", identity=gpu.identity(), profile=None)))
+    code, text = run(capsys, "tune", "--gpu", "h100", "--op", "fake_scale_shift", "--shapes", "N=100",
+                     "--trials", "1", "--dtype", "fp32", "--flags", "g", "--out", str(tmp_path / "h100.json"),
+                     "--storage", str(tmp_path / "s.journal"))
+    assert code == 0, text
+    assert "fake_scale_shift.fwd [g]" in text
