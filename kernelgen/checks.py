@@ -1,12 +1,29 @@
 """Argument checks shared by every op; errors name the argument, the expected and the found."""
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from typing import Sequence
 
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def check_scale(scale, head_dim: int, positive: bool = False) -> float:
+    """The attention scale as a float: head_dim^-0.5 for None, else a finite real number (numpy
+    scalars too; not a bool), and > 0 with ``positive``."""
+    if scale is None:
+        return head_dim ** -0.5
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+        raise TypeError(f"scale must be a float or None; got {type(scale).__name__}")
+    scale = float(scale)
+    if positive and not (scale > 0 and math.isfinite(scale)):
+        raise ValueError(f"scale must be > 0 and finite; got {scale}")
+    if not math.isfinite(scale):
+        raise ValueError(f"scale must be finite; got {scale}")
+    return scale
 
 
 def shape_str(shape: Sequence[int]) -> str:

@@ -8,14 +8,13 @@ float64 references: kernelgen/reference/loglinear_attention.py; notes: docs/logl
 """
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 from itertools import accumulate
 
 import torch
 
-from kernelgen.checks import check_cu_seqlens, check_cu_values, check_float, check_same_device, check_shape
+from kernelgen.checks import (check_cu_seqlens, check_cu_values, check_float, check_same_device, check_scale,
+                              check_shape)
 from kernelgen.dispatch import config_for
 from kernelgen.templates.loglinear_attention import (LogLinearBackward, LogLinearForward, LogLinearStep,
                                                      backward, forward, make_plan, step)
@@ -59,16 +58,6 @@ class LogLinearState:
 # --------------------------------------------------------------------------------------------
 def _name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
-
-
-def _scale(scale, head_k: int) -> float:
-    if scale is None:
-        return head_k ** -0.5
-    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):   # numpy scalars are Real too
-        raise TypeError(f"scale must be a float or None; got {type(scale).__name__}")
-    if not math.isfinite(float(scale)):
-        raise ValueError(f"scale must be finite; got {float(scale)}")
-    return float(scale)
 
 
 def _check_inputs(q, k, v, g, level_scales, token_dims: tuple[str, ...]):
@@ -364,7 +353,7 @@ def loglinear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: to
     device = _check_inputs(q, k, v, g, level_scales, ("B", "T"))
     batch, seq_len, heads, head_k = q.shape
     head_v, level_count = v.shape[-1], level_scales.shape[-1]
-    scale = _scale(scale, head_k)
+    scale = check_scale(scale, head_k)
     if not isinstance(output_final_state, bool):
         raise TypeError(f"output_final_state must be a bool; got {type(output_final_state).__name__}")
     lengths = _sequence_lengths(cu_seqlens, batch, seq_len, device)
@@ -445,7 +434,7 @@ def loglinear_attention_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     config = config_for(STEP, STEP.shape_of(B=num_seqs, H=heads, K=head_k, V=head_v, L=level_count), q.dtype, "",
                         device)
     tensors = [x.contiguous() for x in (q, k, v, g, level_scales)]
-    o = step(*tensors, found.states, found.position, _scale(scale, head_k), config)
+    o = step(*tensors, found.states, found.position, check_scale(scale, head_k), config)
     found.position.add_(1)
     found.max_position = last + 1
     if token_layout:

@@ -7,12 +7,12 @@ The window counts the query itself (flash-attn ``window_size=(W - 1, 0)``, fla `
 """
 from __future__ import annotations
 
-import math
 import numbers
 
 import torch
 
-from kernelgen.checks import check_cu_seqlens, check_cu_values, check_float, check_same_device, check_shape
+from kernelgen.checks import (check_cu_seqlens, check_cu_values, check_float, check_same_device, check_scale,
+                              check_shape)
 from kernelgen.dispatch import config_for, current_gpu
 from kernelgen.templates.sliding_window_attention import (BACKWARD, DECODE, FORWARD, HEAD_DIMS, swa_backward,
                                                           swa_decode, swa_forward)
@@ -49,17 +49,6 @@ def _check_dtypes(**tensors: torch.Tensor) -> None:
         if tensors[name].dtype != first.dtype:
             raise TypeError(f"{name} must have the dtype of {names[0]} ({str(first.dtype).replace('torch.', '')}); "
                             f"got {str(tensors[name].dtype).replace('torch.', '')}")
-
-
-def _scale(scale, dim: int) -> float:
-    if scale is None:
-        return dim ** -0.5
-    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
-        raise TypeError(f"scale must be a float or None; got {type(scale).__name__}")
-    # the kernels fold the scale into the running row max, which needs scale > 0 (and finite)
-    if not (scale > 0 and math.isfinite(scale)):
-        raise ValueError(f"scale must be > 0 and finite; got {scale}")
-    return float(scale)
 
 
 def _row_groups(batch: int, heads: int) -> list[slice]:
@@ -133,7 +122,7 @@ def sliding_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     check_same_device(q=q, k=k, v=v, cu_seqlens=cu_seqlens)
     if cu_seqlens is not None:
         check_cu_values(cu_seqlens, length)
-    scale = _scale(scale, dim)
+    scale = check_scale(scale, dim, positive=True)  # the kernels fold it into the row max
     groups = _row_groups(batch, k.shape[2])
     if len(groups) == 1:
         # No slicing: autograd would send each gradient through the slice's backward, a zero fill
@@ -180,7 +169,7 @@ def sliding_window_attention_decode(q: torch.Tensor, k_cache: torch.Tensor, v_ca
     if cache_seqlens.dtype not in (torch.int32, torch.int64):
         raise TypeError(f"cache_seqlens must be int32 or int64; got {str(cache_seqlens.dtype).replace('torch.', '')}")
     check_same_device(q=q, k_cache=k_cache, v_cache=v_cache, cache_seqlens=cache_seqlens)
-    scale = _scale(scale, dim)
+    scale = check_scale(scale, dim, positive=True)  # the kernels fold it into the row max
     q3 = q.reshape(batch, heads_q, dim)
     # The caches stay in place (often views of a larger buffer): only their last dim must be dense.
     k_cache = k_cache if k_cache.stride(-1) == 1 else k_cache.contiguous()
