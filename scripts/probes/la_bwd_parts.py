@@ -1,17 +1,13 @@
 """Where the linear-attention backward's time goes: each pass alone, with and without the decay
 gradient (H100 probe, session 4). python3 scripts/probes/la_bwd_parts.py"""
-import torch
 import triton.testing
 
-from kernelgen.templates import get_template
 from kernelgen.templates import linear_attention as la
 
-B, T, H, K, V = 8, 4096, 16, 128, 128
-gen = torch.Generator(device="cuda").manual_seed(0)
-q, k, v, do = (torch.randn(B, T, H, d, device="cuda", generator=gen, dtype=torch.bfloat16) for d in (K, K, V, V))
-g = torch.nn.functional.logsigmoid(torch.randn(B, T, H, device="cuda", generator=gen) + 2.0)
-shape = {"B": B, "T": T, "H": H, "K": K, "V": V, "F": K}
-config = get_template("linear_attention.bwd").default_for(shape, None, "g")
+from la_target import K, backward_default, target_inputs
+
+q, k, v, do, g = target_inputs()
+config = backward_default("g")
 print(config)
 
 
@@ -38,4 +34,4 @@ if __import__("os").environ.get("PARTS"):   # each pass alone (round 10)
 for override in ({"x_early": 1}, {"x_early": 1, "dq_warps": 8}, {"dq_warps": 8}, {"chunk": 32, "x_early": 1}):
     config = {**config, **override}
     bench(f"bwd g, dg {override}", bwd(g, need_dg=True))
-    config = get_template("linear_attention.bwd").default_for(shape, None, "g")
+    config = backward_default("g")

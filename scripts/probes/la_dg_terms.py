@@ -7,10 +7,9 @@ import triton.testing
 import kernelgen
 from kernelgen.ops import linear_attention as op_module
 
-B, T, H, K, V = 8, 4096, 16, 128, 128
-gen = torch.Generator(device="cuda").manual_seed(0)
-q, k, v, do = (torch.randn(B, T, H, d, device="cuda", generator=gen, dtype=torch.bfloat16) for d in (K, K, V, V))
-g = torch.nn.functional.logsigmoid(torch.randn(B, T, H, device="cuda", generator=gen) + 2.0)
+from la_target import target_inputs
+
+q, k, v, do, g = target_inputs()
 dispatch = op_module.config_for
 mode = {}
 

@@ -3,14 +3,12 @@ row/column terms (NEED_R), one launch each between cudaProfilerStart/Stop (sessi
 ncu --profile-from-start off ... python3 scripts/probes/la_ncu_target.py"""
 import torch
 
-from kernelgen.templates import get_template
 from kernelgen.templates import linear_attention as la
 
-B, T, H, K, V = 8, 4096, 16, 128, 128
-gen = torch.Generator(device="cuda").manual_seed(0)
-q, k, v, do = (torch.randn(B, T, H, d, device="cuda", generator=gen, dtype=torch.bfloat16) for d in (K, K, V, V))
-g = torch.nn.functional.logsigmoid(torch.randn(B, T, H, device="cuda", generator=gen) + 2.0)
-config = get_template("linear_attention.bwd").default_for({"B": B, "T": T, "H": H, "K": K, "V": V, "F": K}, None, "g")
+from la_target import K, backward_default, target_inputs
+
+q, k, v, do, g = target_inputs()
+config = backward_default("g")
 
 
 def run(**need):

@@ -4,15 +4,12 @@ python3 scripts/probes/la_regs.py"""
 import torch
 import triton.testing
 
-from kernelgen.templates import get_template
 from kernelgen.templates import linear_attention as la
 
-B, T, H, K, V = 8, 4096, 16, 128, 128
-gen = torch.Generator(device="cuda").manual_seed(0)
-q, k, v, do = (torch.randn(B, T, H, d, device="cuda", generator=gen, dtype=torch.bfloat16) for d in (K, K, V, V))
-g = torch.nn.functional.logsigmoid(torch.randn(B, T, H, device="cuda", generator=gen) + 2.0)
-shape = {"B": B, "T": T, "H": H, "K": K, "V": V, "F": K}
-base = get_template("linear_attention.bwd").default_for(shape, None, "g")
+from la_target import K, backward_default, target_inputs
+
+q, k, v, do, g = target_inputs()
+base = backward_default("g")
 
 
 def compiled(fn):
