@@ -6,7 +6,9 @@ templates with :func:`register` when imported, and :func:`all_templates` imports
 from __future__ import annotations
 
 import importlib
+import sys
 
+from kernelgen import launch
 from kernelgen.template import Template
 
 # Families, in the order the CLI lists them. A module here that fails to import (for example a
@@ -26,6 +28,11 @@ def register(template: Template) -> Template:
     if not template.name or template.name in _REGISTRY and _REGISTRY[template.name] is not template:
         raise ValueError(f"template name {template.name!r} is empty or already registered")
     _REGISTRY[template.name] = template
+    # Every family's Triton kernels launch through the cached launcher (kernelgen/launch.py): by
+    # the time a module registers its templates it has defined its kernels and imported its helpers.
+    for name, module in list(sys.modules.items()):
+        if name.startswith(__name__ + ".") and module is not None:
+            launch.install_module(module)
     return template
 
 

@@ -1,0 +1,149 @@
+"""kernelgen.launch: the cached launch keys on what Triton specializes on and otherwise defers to it.
+
+Runs without a GPU: a JITFunction subclass stands in for Triton's own ``run`` (which would compile),
+and a recording object for the compiled kernel's launcher. On the GPU every op test goes through
+the real thing (every template module installs it when it registers).
+"""
+import pytest
+import torch
+from triton.runtime.jit import JITFunction
+
+from kernelgen import launch
+
+
+def _kernel_source(x_ptr, y_ptr, n, scale, BLOCK: "tl.constexpr"):   # noqa: F821 (never compiled)
+    pass
+
+
+class FakeCompiled:
+    def __init__(self, tag):
+        self.tag, self.function, self.packed_metadata, self.launches = tag, object(), object(), []
+
+    def launch_metadata(self, grid, stream, *args):
+        return None
+
+    def run(self, g0, g1, g2, stream, function, packed, metadata, enter, exit_, *args):
+        self.launches.append(((g0, g1, g2), stream, args))
+
+
+class FakeDriver:
+    class active:
+        @staticmethod
+        def get_current_device():
+            return 0
+
+        @staticmethod
+        def get_current_stream(device):
+            return 1234
+
+
+@pytest.fixture
+def kernel(monkeypatch):
+    compiles = []
+
+    def triton_run(self, *args, grid, warmup, **kwargs):
+        compiled = FakeCompiled(len(compiles))
+        compiles.append((args, kwargs, warmup))
+        return compiled
+
+    class FakeJIT(JITFunction):
+        run = triton_run
+
+    monkeypatch.setattr(launch, "_TRITON_RUN", triton_run)
+    monkeypatch.setattr(launch, "_driver", FakeDriver)
+    fn = FakeJIT(_kernel_source)
+    assert launch.install(fn) and not launch.install(fn)   # once only
+    fn.compiles = compiles
+    return fn
+
+
+def _tensor(offset_elements=0):
+    return torch.zeros(64)[offset_elements:]
+
+
+def test_second_call_launches_the_cached_kernel_with_every_argument_in_order(kernel):
+    x, y = _tensor(), _tensor()
+    first = kernel[(3,)](x, y, 48, 0.5, BLOCK=16, num_warps=4)
+    second = kernel[(5, 2)](x, y, 32, 0.25, BLOCK=16, num_warps=4)
+    assert second is first and len(kernel.compiles) == 1
+    (grid, stream, args), = first.launches
+    assert grid == (5, 2, 1) and stream == 1234
+    assert args[0] is x and args[1] is y and args[2:] == (32, 0.25, 16)
+
+
+@pytest.mark.parametrize("change", ["int_is_one", "int_not_multiple_of_16", "int_64bit", "misaligned_tensor",
+                                    "dtype", "constexpr", "option", "none_tensor"])
+def test_anything_triton_specializes_on_compiles_anew(kernel, change):
+    x, y = _tensor(), _tensor()
+    args, kwargs = [x, y, 48, 0.5], {"BLOCK": 16, "num_warps": 4}
+    kernel[(1,)](*args, **kwargs)
+    if change == "int_is_one":
+        args[2] = 1
+    elif change == "int_not_multiple_of_16":
+        args[2] = 40
+    elif change == "int_64bit":
+        args[2] = 2**33
+    elif change == "misaligned_tensor":
+        args[0] = _tensor(1)   # 4 bytes past a 16-byte boundary
+    elif change == "dtype":
+        args[1] = y.half()
+    elif change == "constexpr":
+        kwargs["BLOCK"] = 32
+    elif change == "option":
+        kwargs["num_warps"] = 8
+    elif change == "none_tensor":
+        args[1] = None
+    kernel[(1,)](*args, **kwargs)
+    assert len(kernel.compiles) == 2
+    kernel[(1,)](*args, **kwargs)
+    assert len(kernel.compiles) == 2   # and that variant is cached in turn
+
+
+def test_unmodelled_calls_always_take_tritons_path(kernel, monkeypatch):
+    x, y = _tensor(), _tensor()
+    kernel[(1,)](x, y, 48, 0.5, BLOCK=16)
+    calls = [
+        lambda: kernel.warmup(x, y, 48, 0.5, BLOCK=16, grid=(1,)),
+        lambda: kernel[lambda meta: (1,)](x, y, 48, 0.5, BLOCK=16),     # grid as a function
+        lambda: kernel[(1,)](x, y, 48, (1, 2), BLOCK=16),                # an argument kind not modelled
+        lambda: kernel[(1,)](x, y, 48, 0.5, BLOCK=[16]),                 # an unhashable constexpr
+        lambda: kernel[(1,)](x, y, 48, 0.5),                             # BLOCK left to Triton's binder
+        lambda: kernel[(1,)](x, y, 48, 0.5, 16),                         # a constexpr passed by position
+        lambda: kernel[(1,)](x, y, n=48, scale=0.5, BLOCK=16),           # runtime values passed by keyword
+    ]
+    for i, call in enumerate(calls):
+        call()
+        call()   # and again: none of them is ever cached
+        assert len(kernel.compiles) == 2 * i + 3
+    assert kernel.compiles[1][2] is True   # the warmup reached Triton as a warmup
+
+
+def test_a_launch_hook_takes_tritons_path(kernel, monkeypatch):
+    from triton import knobs
+    x, y = _tensor(), _tensor()
+    kernel[(1,)](x, y, 48, 0.5, BLOCK=16)
+    monkeypatch.setattr(knobs.runtime, "launch_enter_hook", lambda metadata: None)   # a profiler's hook
+    kernel[(1,)](x, y, 48, 0.5, BLOCK=16)
+    assert len(kernel.compiles) == 2
+
+
+def test_a_class_level_patch_of_run_wins(kernel, monkeypatch):
+    x, y = _tensor(), _tensor()
+    kernel[(1,)](x, y, 48, 0.5, BLOCK=16)
+    captured = []
+    monkeypatch.setattr(type(kernel), "run", lambda self, *a, grid, warmup, **k: captured.append(grid))
+    kernel[(1,)](x, y, 48, 0.5, BLOCK=16)
+    assert captured == [(1,)]
+
+
+def test_clear_forgets_compiled_kernels(kernel):
+    x, y = _tensor(), _tensor()
+    kernel[(1,)](x, y, 48, 0.5, BLOCK=16)
+    launch.clear()
+    kernel[(1,)](x, y, 48, 0.5, BLOCK=16)
+    assert len(kernel.compiles) == 2
+
+
+def test_interpreter_kernels_are_left_alone():
+    assert not launch.install(lambda: None)
+    assert not launch.install(object())
