@@ -76,17 +76,25 @@ class Template:
         config), so two trials that launch the same kernel are recognised as one."""
         return dict(config)
 
+    def subspaces(self) -> list[dict[str, list]]:
+        """The space as a union of products whose canonical configs cover it. A template whose
+        knobs apply only under some value of another (a backend's) lists one product per case, so
+        that :meth:`grid` never walks the joint product of knobs that never vary together."""
+        return [self.space]
+
     def grid(self, shape: Shape, gpu: "GPUProfile | None" = None) -> list[Config]:
         """Every distinct valid config of the space for ``shape``."""
         seen, out = set(), []
-        keys = list(self.space)
-        for values in itertools.product(*(self.space[k] for k in keys)):
-            config = self.canonical(dict(zip(keys, values)))
-            key = tuple(sorted(config.items()))
-            if key in seen or self.check_config(config, shape, gpu) is not None:
-                continue
-            seen.add(key)
-            out.append(config)
+        for space in self.subspaces():
+            keys = list(space)
+            for values in itertools.product(*(space[k] for k in keys)):
+                config = self.canonical(dict(zip(keys, values)))
+                key = tuple(sorted(config.items()))
+                if key in seen:
+                    continue
+                seen.add(key)
+                if self.check_config(config, shape, gpu) is None:
+                    out.append(config)
         return out
 
     def complexity(self, config: Config) -> float:

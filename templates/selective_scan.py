@@ -904,6 +904,13 @@ class _SelectiveScanTemplate(Template):
         {"batch": 4, "dim": 1024, "L": 1024, "N": 64},
     ]
     quick_workload = [{"batch": 8, "dim": 2048, "L": 4096, "N": 16}]
+    triton_space: dict[str, list] = {}
+    cuda_space: dict[str, list] = {}
+
+    def subspaces(self) -> list[dict[str, list]]:
+        # Each backend's knobs vary only under it (canonical drops the other's): one product per
+        # backend, not their joint product (~10M configs for the forward, 35 s to walk).
+        return [{"backend": ["triton"], **self.triton_space}, {"backend": ["cuda"], **self.cuda_space}]
     cpu_workload = [{"batch": 2, "dim": 6, "L": 37, "N": 5}]
 
     def source_files(self) -> list[Path]:
@@ -947,6 +954,7 @@ class SelectiveScanFwd(_SelectiveScanTemplate):
     name = "selective_scan.fwd"
     kernel = "fwd"
     space = {"backend": ["triton", "cuda"], **FWD_TRITON_SPACE, **CUDA_FWD_SPACE}
+    triton_space, cuda_space = FWD_TRITON_SPACE, CUDA_FWD_SPACE
 
     def canonical(self, config: Config) -> Config:
         backend = config.get("backend", "triton")
@@ -1093,6 +1101,7 @@ class SelectiveScanBwd(_SelectiveScanTemplate):
     name = "selective_scan.bwd"
     kernel = "bwd"
     space = {"backend": ["triton", "cuda"], **BWD_SPACE, **CUDA_BWD_SPACE}
+    triton_space, cuda_space = BWD_SPACE, CUDA_BWD_SPACE
 
     def canonical(self, config: Config) -> Config:
         if config.get("backend", "triton") == "cuda":
@@ -1237,6 +1246,7 @@ class SelectiveScanStep(_SelectiveScanTemplate):
     quick_workload = [{"batch": 256, "dim": 4096, "N": 16}]
     cpu_workload = [{"batch": 3, "dim": 6, "N": 5}]
     space = {"backend": ["triton", "cuda"], **STEP_TRITON_SPACE, **CUDA_STEP_SPACE}
+    triton_space, cuda_space = STEP_TRITON_SPACE, CUDA_STEP_SPACE
 
     def canonical(self, config: Config) -> Config:
         if config.get("backend", "triton") == "cuda":

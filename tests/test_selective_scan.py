@@ -5,6 +5,8 @@ On the CPU these run the real Triton kernels under the interpreter, on tiny ragg
 errors ‖out − ref‖/‖ref‖: fp32 1e-5 (fp32 accumulation, exp2 approximations), fp16 3e-3 (the
 output rounded to fp16), bf16 2e-2 (GPU tests only: bf16 tl.dot is broken in the interpreter).
 """
+import itertools
+
 import pytest
 import torch
 
@@ -555,6 +557,25 @@ def test_step_template_configs(device):
     shape = ss.STEP.cpu_workload[0]
     for config in ss.STEP.grid(shape)[:4]:
         _run_template(ss.STEP, config, shape, "fp16", "z", device)
+
+
+@pytest.mark.parametrize("template", [ss.FWD, ss.BWD, ss.STEP], ids=lambda t: t.name)
+def test_grid_walks_one_product_per_backend(template, monkeypatch):
+    """The grid (the tuner's grid sampler and its space size) walks each backend's knobs alone:
+    same configs as the joint product, which for the forward is ~10M combinations."""
+    subspaces = template.subspaces()
+    assert [s["backend"] for s in subspaces] == [["triton"], ["cuda"]]
+    assert set().union(*subspaces) == set(template.space)
+    assert not (set(subspaces[0]) & set(subspaces[1])) - {"backend"}
+    for space in subspaces:
+        assert all(set(values) <= set(template.space[k]) for k, values in space.items())
+    if template is not ss.FWD:   # small enough to compare with the joint product
+        monkeypatch.setattr(ss, "cuda_unavailable", lambda: None)   # count the CUDA configs too
+        shape = template.workload[0]
+        joint = {tuple(sorted(template.canonical(dict(zip(template.space, values))).items()))
+                 for values in itertools.product(*template.space.values())}
+        joint = {c for c in joint if template.check_config(dict(c), shape) is None}
+        assert {tuple(sorted(c.items())) for c in template.grid(shape)} == joint
 
 
 def test_check_config_rejects_impossible_configs():
