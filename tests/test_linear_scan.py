@@ -172,6 +172,7 @@ def test_bad_inputs(device):
         kernelgen.linear_scan(x, g, h0.int())
     with pytest.raises(TypeError, match="output_final_state must be a bool"):
         kernelgen.linear_scan(x, g, h0, output_final_state=1)
+    assert kernelgen.linear_scan(x, g, h0, output_final_state=None)[1] is None   # fla accepts None
     with pytest.raises(ValueError, match="is on meta but x is on"):
         kernelgen.linear_scan(x, g.to("meta"))
 

@@ -193,7 +193,64 @@ def test_prev_state_is_initial_state(device):
     assert torch.equal(renamed[0], first) and torch.equal(renamed[1], second)
     with pytest.raises(ValueError, match="as initial_state or as prev_state, not both"):
         kernelgen.selective_scan(*(i[k] for k in PARAMS[:8]), initial_state=h0, prev_state=h0)
-    with pytest.raises(ValueError, match="cu_seqlens must be None"):
+
+
+# --- the scan: packed sequences (cu_seqlens, mamba-ssm's variable-length selective_scan_fn) --------
+
+@pytest.mark.parametrize("offsets, dtype, b_layout, with_h0", [
+    ([0, 9, 10, 26, 29], torch.float32, 1, True),    # full offsets: restarts at 9, 10, 26
+    ([0, 7, 14, 21], torch.float16, 2, False),        # mamba-ssm's test: the starts alone (21 restarts nothing)
+    ([0, 0, 12, 29], torch.float32, "const", True),   # a restart at step 0 drops initial_state
+    ([0, 29], torch.float32, 1, True),                # one sequence: an ordinary call
+])
+def test_packed_sequences_restart_the_state(device, offsets, dtype, b_layout, with_h0):
+    i = scan_inputs(device, dtype, batch=2, dim=4, length=29, n_states=3, b_layout=b_layout, c_layout=b_layout,
+                    with_h0=with_h0)
+    cu_seqlens = torch.tensor(offsets, dtype=torch.int64, device=device)
+    leaves = {k: (None if v is None else v.detach().clone().requires_grad_()) for k, v in i.items()}
+    names = [k for k, v in leaves.items() if v is not None]
+    y, last = _scan(kernelgen.selective_scan, leaves, delta_softplus=True, return_last_state=True,
+                    cu_seqlens=cu_seqlens)
+    ref_leaves, ref_args = _for_reference(i)
+    y_ref, last_ref = _scan(selective_scan_ref, ref_args, delta_softplus=True, return_last_state=True,
+                            restarts=frozenset(offsets[1:-1]))
+    assert_close("y", y, y_ref, TOL[dtype])
+    assert_close("last_state", last, last_ref, 1e-4)
+    dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(2)).to(dtype).to(y.device)
+    grads = torch.autograd.grad([y], [leaves[k] for k in names], [dy], allow_unused=True)
+    ref_grads = torch.autograd.grad([y_ref], [ref_leaves[k] for k in names], [dy.double()], allow_unused=True)
+    for name, grad, grad_ref in zip(names, grads, ref_grads):
+        if grad_ref is None:   # initial_state dropped by a restart at step 0
+            assert grad is None or not grad.any(), name
+            continue
+        assert_close(f"d{name}", grad, grad_ref, TOL[dtype] if grad.dtype == dtype else 1e-4)
+
+
+def test_packed_sequences_in_complex_mode_equal_one_call_per_sequence():
+    gen = torch.Generator().manual_seed(5)
+    u, delta = torch.randn(1, 4, 12, generator=gen), 0.5 * torch.rand(1, 4, 12, generator=gen)
+    A = torch.complex(-0.5 * torch.rand(4, 3, generator=gen), torch.randn(4, 3, generator=gen))
+    B, C = torch.randn(1, 3, 24, generator=gen), torch.randn(1, 3, 24, generator=gen)   # (re, im) pairs
+    y, last = kernelgen.selective_scan(u, delta, A, B, C, return_last_state=True, cu_seqlens=torch.tensor([0, 5, 12]))
+    first = kernelgen.selective_scan(u[..., :5], delta[..., :5], A, B[..., :10], C[..., :10])
+    second, last_ref = kernelgen.selective_scan(u[..., 5:], delta[..., 5:], A, B[..., 10:], C[..., 10:],
+                                                return_last_state=True)
+    assert torch.allclose(y, torch.cat([first, second], dim=-1)) and torch.allclose(last, last_ref)
+
+
+@pytest.mark.parametrize("cu_seqlens, match", [
+    (torch.tensor([0.0, 5.0, 11.0]), "1-D integer tensor"),
+    (torch.tensor([[0, 5, 11]]), "1-D integer tensor"),
+    ([0, 5, 11], "1-D integer tensor"),
+    (torch.tensor([0, 8, 5, 11]), "non-decreasing offsets in \\[0, L=11\\]"),
+    (torch.tensor([0, 5, 12]), "non-decreasing offsets in \\[0, L=11\\]"),
+])
+def test_packed_sequences_wrong_offsets(device, cu_seqlens, match):
+    i = scan_inputs(device, dim=3, length=11, n_states=4)
+    with pytest.raises(ValueError, match=match):
+        kernelgen.selective_scan(*(i[k] for k in PARAMS[:8]), cu_seqlens=cu_seqlens)
+    i["B"] = i["B"][..., :5]   # the whole call's shapes are checked before it is cut into sequences
+    with pytest.raises(ValueError, match=r"B must be \[batch=2, N=4, L=11\]"):
         kernelgen.selective_scan(*(i[k] for k in PARAMS[:8]), cu_seqlens=torch.tensor([0, 5, 11]))
 
 

@@ -59,7 +59,8 @@ def linear_scan(x: torch.Tensor, g: torch.Tensor, initial_state: torch.Tensor | 
     x, g: [B, T, D], fp32/fp16/bf16 (they may differ); g is the log of the decay (<= 0 decays).
     initial_state: [B, D] (h_0; fp32 is the native dtype, fp16 / bf16 / float64 are cast) or None for zeros.
     Returns (o [B, T, D] in x's dtype, final_state = h_T [B, D] fp32, or None unless
-    output_final_state). Accumulation is fp32. Differentiable in x, g and initial_state.
+    output_final_state; None counts as False, as in fla). Accumulation is fp32. Differentiable in
+    x, g and initial_state.
     cu_seqlens: [N+1] offsets of N sequences packed along T (B must be 1, as in fla); the state
     restarts at each sequence, initial_state and final_state are then [N, D].
     """
@@ -68,6 +69,8 @@ def linear_scan(x: torch.Tensor, g: torch.Tensor, initial_state: torch.Tensor | 
     batch, steps, width = x.shape
     check_shape("g", g, "B, T, D", (batch, steps, width))
     check_float("g", g)
+    if output_final_state is None:   # fla's hgrn ops accept None for False
+        output_final_state = False
     if not isinstance(output_final_state, bool):
         raise TypeError(f"output_final_state must be a bool; got {type(output_final_state).__name__}")
     if cu_seqlens is not None:

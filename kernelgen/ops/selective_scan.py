@@ -29,7 +29,7 @@ import torch
 
 from kernelgen.checks import check_float, check_same_device, check_shape, shape_str
 from kernelgen.dispatch import config_for
-from kernelgen.ops.selective_scan_complex import selective_scan_complex
+from kernelgen.ops.selective_scan_complex import check_complex_scan_args, selective_scan_complex
 from kernelgen.templates.selective_scan import (BWD, CHECKPOINT_STEPS, FWD, MAX_STATES, STEP, pack_bc,
                                                 padded_states, selective_scan_bwd, selective_scan_fwd,
                                                 selective_state_update_run, unpack_dbc)
@@ -293,7 +293,14 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     see kernelgen/ops/selective_scan_complex.py.
 
     ``prev_state`` is another name for ``initial_state`` (the keyword some mamba-ssm versions use for
-    a chunked prefill). ``cu_seqlens`` (packed variable-length sequences) is not supported: only None.
+    a chunked prefill).
+
+    ``cu_seqlens`` (1-D integer tensor, as mamba-ssm's variable-length ``selective_scan_fn``): sequences
+    packed along L. The state restarts (h = δ·B·u, the carried state dropped) at every entry but the
+    first and the last, for every batch row, as in mamba-ssm's reference; so pass the offsets
+    [0, end_1, ..., L] (mamba-ssm's test passes the starts alone, whose last entry then restarts
+    nothing). last_state is the state after step L - 1. Each packed sequence runs as its own call
+    (its slices of u, delta, z, B, C), so N sequences cost N launches of the kernels.
 
     Memory of a constant B or C: the kernels step through an fp32 copy of B_t, C_t per group, and a
     constant operand makes every channel a group (see ``_per_channel``). Both constant: the forward
@@ -304,8 +311,8 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     """
     initial_state = _initial_state_of(initial_state, prev_state)
     if cu_seqlens is not None:
-        raise ValueError("cu_seqlens must be None: packed variable-length sequences are not supported "
-                         "(call once per sequence, or pad them to one length)")
+        return _packed_sequences(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
+                                 initial_state, cu_seqlens)
     if isinstance(A, torch.Tensor) and A.is_complex():
         return selective_scan_complex(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
                                       return_last_state, initial_state)
@@ -323,6 +330,58 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     out, last_state = _SelectiveScan.apply(_l_contiguous(u), _l_contiguous(delta), A32, B4, C4, D32, _l_contiguous(z),
                                            bias32, h0, bool(delta_softplus), per_channel)
     return (out, last_state) if return_last_state else out
+
+
+def _restarts(cu_seqlens, length: int) -> list[int]:
+    """The steps where a packed sequence starts: cu_seqlens' entries but its first and last."""
+    if not isinstance(cu_seqlens, torch.Tensor) or cu_seqlens.dim() != 1 or cu_seqlens.is_floating_point() \
+            or cu_seqlens.is_complex() or cu_seqlens.dtype == torch.bool:
+        found = (f"{_dtype_name(cu_seqlens.dtype)} {shape_str(cu_seqlens.shape)}"
+                 if isinstance(cu_seqlens, torch.Tensor) else type(cu_seqlens).__name__)
+        raise ValueError(f"cu_seqlens must be a 1-D integer tensor of sequence offsets along L; got {found}")
+    offsets = cu_seqlens.tolist()   # one host sync: the segments are cut on the host
+    if any(b < a for a, b in zip(offsets, offsets[1:])) or any(not 0 <= o <= length for o in offsets):
+        shown = offsets if len(offsets) <= 8 else offsets[:8] + ["..."]
+        raise ValueError(f"cu_seqlens must be non-decreasing offsets in [0, L={length}]; got {shown}")
+    return sorted({o for o in offsets[1:-1] if o < length})
+
+
+def _packed_sequences(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, initial_state,
+                      cu_seqlens):
+    """selective_scan over sequences packed along L: one call per sequence (slices of the tensors
+    that vary along L), the first from initial_state, the others from zero; autograd sums the
+    shared parameters' gradients over the calls."""
+    complex_mode = isinstance(A, torch.Tensor) and A.is_complex()
+    # The whole call's shapes first: a slice along L could hide a B or C of the wrong length.
+    if complex_mode:
+        check_complex_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state)
+    else:
+        _check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state)
+    length = u.shape[-1]
+    restarts = _restarts(cu_seqlens, length)
+
+    def cut(tensor, start, stop, steps_per_token=1):
+        return tensor[..., steps_per_token * start:steps_per_token * stop] if tensor is not None else None
+
+    def cut_bc(BC, start, stop):
+        if not isinstance(BC, torch.Tensor) or BC.dim() < 3:
+            return BC   # constant over time
+        return cut(BC, start, stop, 2 if complex_mode else 1)
+
+    bounds = [0, *restarts, length]
+    outs, state = [], None
+    for i, (start, stop) in enumerate(zip(bounds, bounds[1:])):
+        if stop == start:   # a restart at step 0 drops initial_state; the empty span runs nothing
+            continue
+        out, state = selective_scan(cut(u, start, stop), cut(delta, start, stop), A, cut_bc(B, start, stop),
+                                    cut_bc(C, start, stop), D, cut(z, start, stop), delta_bias, delta_softplus,
+                                    True, initial_state if i == 0 else None)
+        outs.append(out)
+    if not outs:   # L = 0
+        return selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
+                              initial_state)
+    out = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
+    return (out, state) if return_last_state else out
 
 
 # --- decode step -----------------------------------------------------------------------------------

@@ -27,10 +27,12 @@ def _per_channel(BC: torch.Tensor, dim: int) -> torch.Tensor:
 def selective_scan_ref(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
                        C: torch.Tensor, D: torch.Tensor | None = None, z: torch.Tensor | None = None,
                        delta_bias: torch.Tensor | None = None, delta_softplus: bool = False,
-                       return_last_state: bool = False, initial_state: torch.Tensor | None = None):
+                       return_last_state: bool = False, initial_state: torch.Tensor | None = None,
+                       restarts: frozenset[int] = frozenset()):
     """u, delta, z [batch, dim, L]; A [dim, N]; B, C [batch, (G,) N, L]; D, delta_bias [dim];
     initial_state [batch, dim, N]. Returns y [batch, dim, L] (float64), and the last state
-    [batch, dim, N] when ``return_last_state``."""
+    [batch, dim, N] when ``return_last_state``. At each step t in ``restarts`` the state before
+    the step is dropped (a packed sequence starts there): h_t = δ_t·B_t·u_t."""
     f64 = torch.float64
     u, delta, A = u.to(f64), delta.to(f64), A.to(f64)
     batch, dim, length = u.shape
@@ -45,7 +47,8 @@ def selective_scan_ref(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B:
     ys = []
     for t in range(length):
         dt = delta[:, :, t, None]                                   # [batch, dim, 1]
-        h = torch.exp(dt * A) * h + dt * Bd[..., t] * u[:, :, t, None]
+        carried = torch.zeros_like(h) if t in restarts else torch.exp(dt * A) * h
+        h = carried + dt * Bd[..., t] * u[:, :, t, None]
         ys.append((h * Cd[..., t]).sum(-1))
     y = torch.stack(ys, dim=-1) if ys else u.new_zeros(batch, dim, 0)
     if D is not None:
@@ -105,7 +108,8 @@ def selective_scan_complex_ref(u: torch.Tensor, delta: torch.Tensor, A: torch.Te
     ys = []
     for t in range(length):
         dt = delta[:, :, t, None]                                   # [batch, dim, 1]
-        h = torch.exp(dt * A) * h + dt * Bd[..., t] * u[:, :, t, None]
+        carried = torch.zeros_like(h) if t in restarts else torch.exp(dt * A) * h
+        h = carried + dt * Bd[..., t] * u[:, :, t, None]
         ys.append(2 * (h * Cd[..., t]).sum(-1).real)
     y = torch.stack(ys, dim=-1) if ys else u.new_zeros(batch, dim, 0)
     if D is not None:
