@@ -83,7 +83,8 @@ def _complex_steps(BC: torch.Tensor, batch: int, dim: int, length: int) -> torch
 def selective_scan_complex_ref(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
                                C: torch.Tensor, D: torch.Tensor | None = None, z: torch.Tensor | None = None,
                                delta_bias: torch.Tensor | None = None, delta_softplus: bool = False,
-                               return_last_state: bool = False, initial_state: torch.Tensor | None = None):
+                               return_last_state: bool = False, initial_state: torch.Tensor | None = None,
+                               restarts: frozenset[int] = frozenset()):
     """mamba-ssm's complex mode, one step at a time in complex128 / float64.
 
     A complex [dim, N]; B, C complex (or real) [dim, N], or real [batch, (G,) N, 2L] holding
@@ -94,7 +95,8 @@ def selective_scan_complex_ref(u: torch.Tensor, delta: torch.Tensor, A: torch.Te
         y_t[d]   = 2·Re(Σ_n C_t[g(d),n]·h_t[d,n]) + D[d]·u_t[d]          (then y_t *= silu(z_t[d]))
 
     (the 2 counts each state's conjugate partner). Returns y [batch, dim, L] (float64), and the last
-    state [batch, dim, N] (complex128) when ``return_last_state``."""
+    state [batch, dim, N] (complex128) when ``return_last_state``. ``restarts``: as in
+    :func:`selective_scan_ref`."""
     u, delta, A = u.to(torch.float64), delta.to(torch.float64), A.to(torch.complex128)
     batch, dim, length = u.shape
     Bd = _complex_steps(B, batch, dim, length)
