@@ -147,3 +147,31 @@ def test_clear_forgets_compiled_kernels(kernel):
 def test_interpreter_kernels_are_left_alone():
     assert not launch.install(lambda: None)
     assert not launch.install(object())
+
+
+@pytest.mark.gpu
+def test_gpu_cached_launches_give_tritons_results():
+    """On the GPU: a kernel hits the cache from its second call, and the cached launch writes
+    exactly what Triton's own path writes (the sequential scan: no look-back, so deterministic)."""
+    import kernelgen.templates.linear_scan as scan_template
+    kernel = scan_template.linear_scan_kernel
+    launcher = kernel.__dict__["run"]
+    config = {"algorithm": "sequential", "block_t": 32, "block_d": 128, "num_warps": 2, "num_stages": 1}
+    x = torch.randn(2, 300, 96, device="cuda", dtype=torch.bfloat16)
+    g = torch.nn.functional.logsigmoid(torch.randn_like(x))
+
+    def scan():
+        o, final = torch.full_like(x, float("nan")), torch.full((2, 96), float("nan"), device="cuda")
+        scan_template.linear_scan_fwd(config, x, g, None, o, final)
+        return o, final
+
+    scan()
+    hits = launcher.hits
+    cached = scan()
+    assert launcher.hits == hits + 1
+    del kernel.__dict__["run"]   # Triton's JITFunction.run for the same call
+    try:
+        plain = scan()
+    finally:
+        kernel.run = launcher
+    assert torch.equal(cached[0], plain[0]) and torch.equal(cached[1], plain[1])
