@@ -1,13 +1,14 @@
 """Cached kernel launches: skip Triton's per-call argument binding once a kernel is compiled.
 
 ``JITFunction.run`` binds every argument, builds a specialization key and looks it up on every call
-(57 us per launch on the lent H100's host, against 13 us for the compiled kernel's own launcher;
-docs/PERF.md, "Host overhead"). For small shapes, decode steps and eager training steps that is
+(57 to 84 us per launch on the lent H100's hosts, against 13 to 20 us for the compiled kernel's own
+launcher; docs/PERF.md, "Session 6"). For small shapes, decode steps and eager training steps that is
 most of the call. :func:`install` gives a Triton kernel a ``run`` that keys the launch on exactly
 what Triton specializes on (each tensor's dtype and 16-byte alignment; each integer's class: equal
 to 1, divisible by 16, 32- or 64-bit; every constexpr value; the launch options) and, on a hit,
-calls the compiled kernel's launcher the way ``JITFunction.run`` ends. A miss, a warmup, a grid
-given as a function, a launch or pre-run hook (a profiler's), or an argument of another kind (a TMA
+calls the compiled kernel's launcher the way ``JITFunction.run`` ends (host TMA descriptors are
+keyed on their base's dtype and block shape, as Triton types them). A miss, a warmup, a grid given
+as a function, a launch or pre-run hook (a profiler's), or an argument of another kind (a Gluon
 descriptor, a tuple) takes Triton's own path, so the result never differs from it.
 
 Triton's interpreter (``TRITON_INTERPRET=1``) builds no ``JITFunction``; :func:`install` leaves its
@@ -27,9 +28,10 @@ try:   # the GPU stack; without Triton's JIT (or under the interpreter) nothing 
     from triton import knobs as _knobs
     from triton.runtime.driver import driver as _driver
     from triton.runtime.jit import JITFunction
+    from triton.tools.tensor_descriptor import TensorDescriptor as _TensorDescriptor
     _TRITON_RUN = JITFunction.run   # Triton's own launch path, before anyone patches the class
 except ImportError:   # pragma: no cover - an older or partial Triton
-    JITFunction = _TRITON_RUN = None
+    JITFunction = _TRITON_RUN = _TensorDescriptor = None
 
 _launchers: list["CachedLauncher"] = []
 _lock = threading.Lock()
@@ -53,6 +55,9 @@ def _arg_key(value: Any) -> Any:
         return ("bool", value)
     if isinstance(value, _Tensor):   # dtype, and 16-byte alignment
         return (value.dtype, value.data_ptr() % 16 == 0)
+    if kind is _TensorDescriptor:   # a host TMA descriptor: its base's dtype and its block shape
+        return ("tensordesc", value.base.dtype, tuple(value.block_shape), value.padding,
+                getattr(value, "round_f32_to_tf32", False))
     raise _Uncacheable(kind.__name__)
 
 

@@ -99,6 +99,19 @@ def test_anything_triton_specializes_on_compiles_anew(kernel, change):
     assert len(kernel.compiles) == 2   # and that variant is cached in turn
 
 
+def test_tma_descriptors_key_on_dtype_and_block_shape(kernel):
+    from triton.tools.tensor_descriptor import TensorDescriptor
+    base = torch.zeros(64, 32)
+    def describe(tensor, block):
+        return TensorDescriptor.from_tensor(tensor, block)
+    kernel[(1,)](describe(base, [16, 32]), _tensor(), 48, 0.5, BLOCK=16)
+    kernel[(1,)](describe(torch.ones(128, 32), [16, 32]), _tensor(), 48, 0.5, BLOCK=16)   # other base, shape
+    assert len(kernel.compiles) == 1
+    kernel[(1,)](describe(base, [32, 32]), _tensor(), 48, 0.5, BLOCK=16)
+    kernel[(1,)](describe(base.half(), [16, 32]), _tensor(), 48, 0.5, BLOCK=16)
+    assert len(kernel.compiles) == 3
+
+
 def test_unmodelled_calls_always_take_tritons_path(kernel, monkeypatch):
     x, y = _tensor(), _tensor()
     kernel[(1,)](x, y, 48, 0.5, BLOCK=16)
@@ -175,3 +188,24 @@ def test_gpu_cached_launches_give_tritons_results():
     finally:
         kernel.run = launcher
     assert torch.equal(cached[0], plain[0]) and torch.equal(cached[1], plain[1])
+
+
+@pytest.mark.gpu
+def test_gpu_cached_launch_with_tma_descriptors():
+    """The sliding-window forward takes host TMA descriptors for K and V at D = 128 on sm_90: its
+    cached launch writes what Triton's own path writes."""
+    import kernelgen
+    import kernelgen.templates.sliding_window_attention as swa_template
+    kernel = swa_template._fwd_kernel
+    launcher = kernel.__dict__["run"]
+    q, k, v = (torch.randn(1, 256, 2, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    kernelgen.sliding_window_attention(q, k, v, 64)
+    hits = launcher.hits
+    cached = kernelgen.sliding_window_attention(q, k, v, 64)
+    assert launcher.hits == hits + 1
+    del kernel.__dict__["run"]
+    try:
+        plain = kernelgen.sliding_window_attention(q, k, v, 64)
+    finally:
+        kernel.run = launcher
+    assert torch.equal(cached, plain)
