@@ -320,6 +320,12 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     if signature is None or signature not in _checked_scan:
         _check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state)
         _remember(_checked_scan, signature)
+    out, last_state = _scan_checked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state)
+    return (out, last_state) if return_last_state else out
+
+
+def _scan_checked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state):
+    """(y, last_state) of the real scan, its arguments already checked."""
     per_channel = B.dim() == 2 or C.dim() == 2
     if per_channel:
         batch, dim, length = u.shape
@@ -327,9 +333,13 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     else:
         B4, C4 = _as_groups(B), _as_groups(C)
     A32, D32, bias32, h0 = _as_fp32(A), _as_fp32(D), _as_fp32(delta_bias), _as_fp32(initial_state)
-    out, last_state = _SelectiveScan.apply(_l_contiguous(u), _l_contiguous(delta), A32, B4, C4, D32, _l_contiguous(z),
-                                           bias32, h0, bool(delta_softplus), per_channel)
-    return (out, last_state) if return_last_state else out
+    return _SelectiveScan.apply(_l_contiguous(u), _l_contiguous(delta), A32, B4, C4, D32, _l_contiguous(z),
+                                bias32, h0, bool(delta_softplus), per_channel)
+
+
+def _complex_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state):
+    """(y, last_state) of the complex mode (selective_scan_complex checks its own arguments)."""
+    return selective_scan_complex(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), True, initial_state)
 
 
 def _restarts(cu_seqlens, length: int) -> list[int]:
@@ -373,9 +383,11 @@ def _packed_sequences(u, delta, A, B, C, D, z, delta_bias, delta_softplus, retur
     for i, (start, stop) in enumerate(zip(bounds, bounds[1:])):
         if stop == start:   # a restart at step 0 drops initial_state; the empty span runs nothing
             continue
-        out, state = selective_scan(cut(u, start, stop), cut(delta, start, stop), A, cut_bc(B, start, stop),
-                                    cut_bc(C, start, stop), D, cut(z, start, stop), delta_bias, delta_softplus,
-                                    True, initial_state if i == 0 else None)
+        # The whole call is checked above, so its slices go straight to the scan.
+        scan = _complex_scan if complex_mode else _scan_checked
+        out, state = scan(cut(u, start, stop), cut(delta, start, stop), A, cut_bc(B, start, stop),
+                          cut_bc(C, start, stop), D, cut(z, start, stop), delta_bias, delta_softplus,
+                          initial_state if i == 0 else None)
         outs.append(out)
     if not outs:   # L = 0
         return selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
