@@ -9,6 +9,7 @@ Shapes are plain dicts of named sizes (``{"B": 8, "T": 4096, "D": 2048}``); the 
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import inspect
 import itertools
@@ -39,6 +40,7 @@ class Template:
     dims      shape dims that form the bucket (e.g. ("B", "T", "D"))
     workload  standard shapes it is tuned and benchmarked on; quick_workload: a small subset
     dtypes    dtype names it is tuned for; flags: flag variants tuned separately ("" = plain)
+    revision  bump when a host-side change alters what a stored config means (part of the hash)
     """
 
     name: str = ""
@@ -55,6 +57,7 @@ class Template:
     tensor_cores: bool = True
     # Shapes small enough to verify and tune under the CPU interpreter (tests, `--device cpu`).
     cpu_workload: list[dict[str, int]] = []
+    revision: int = 0
 
     # --- the search space ---------------------------------------------------------------
     def default_config(self, shape: Shape, gpu: "GPUProfile | None" = None) -> Config:
@@ -139,16 +142,24 @@ class Template:
 
     # --- identity -------------------------------------------------------------------------
     def source_files(self) -> list[Path]:
-        """Files whose text defines the kernel; a change makes stored configs stale."""
+        """Files that hold the kernel source (see :meth:`source_hash` for what of them counts)."""
         return [Path(inspect.getfile(type(self)))]
 
     def source_hash(self) -> str:
-        """Hash of ``source_files()``, read once per process (dispatch compares it on first use)."""
+        """What a tuned config was measured against: the kernels of ``source_files()`` (for a
+        Python file its ``@triton.jit`` functions and ``tl.constexpr`` constants, see
+        :func:`kernel_source`; a CUDA source or its CuPy launcher whole), the search space and
+        ``revision``. Host code (launchers, models, docs) is left out, so editing it keeps stored
+        configs current; an edit that changes what a config *means* bumps ``revision``.
+        Computed once per process (dispatch compares it on first use)."""
         cached = self.__dict__.get("_source_hash")
         if cached is None:
             digest = hashlib.sha256()
             for path in self.source_files():
-                digest.update(Path(path).read_bytes())
+                path = Path(path)
+                digest.update(kernel_source(path) if path.suffix == ".py" else path.read_bytes())
+            digest.update(repr(self.subspaces()).encode())
+            digest.update(f"revision {self.revision}".encode())
             cached = self.__dict__["_source_hash"] = digest.hexdigest()[:16]
         return cached
 
@@ -158,6 +169,45 @@ class Template:
 
     def __repr__(self) -> str:
         return f"<Template {self.name}>"
+
+
+def _is_kernel(node: ast.AST) -> bool:
+    """A ``@triton.jit`` (or ``@jit``, ``@triton.jit(...)``) function definition."""
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return False
+    for decorator in node.decorator_list:
+        target = decorator.func if isinstance(decorator, ast.Call) else decorator
+        name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+        if name == "jit":
+            return True
+    return False
+
+
+def _is_constexpr(node: ast.AST) -> bool:
+    """A module-level ``NAME = tl.constexpr(...)``: a value kernels read as a compile-time constant."""
+    if not isinstance(node, (ast.Assign, ast.AnnAssign)) or not isinstance(node.value, ast.Call):
+        return False
+    func = node.value.func
+    return (func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")) == "constexpr"
+
+
+def kernel_source(path: Path) -> bytes:
+    """The text of a Python module's kernels: its ``@triton.jit`` functions (decorators included)
+    and module-level ``tl.constexpr`` constants, in file order, each without its position in the
+    file. Everything else (host launchers, templates, docs) is left out of the template hash. A
+    module without Triton kernels (the CuPy launcher of a CUDA source: its compile options and
+    template arguments shape the kernel) counts whole."""
+    text = Path(path).read_text()
+    lines = text.splitlines()
+    nodes = ast.parse(text).body
+    if not any(_is_kernel(node) for node in nodes):
+        return text.encode()
+    pieces = []
+    for node in nodes:
+        if _is_kernel(node) or _is_constexpr(node):
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            pieces.append("\n".join(lines[first - 1:node.end_lineno]))
+    return "\n\n".join(pieces).encode()
 
 
 # Imported late for type hints only (hardware imports nothing from here).

@@ -40,6 +40,7 @@ import triton
 import triton.language as tl
 
 from kernelgen.checks import interpreter_on
+from kernelgen.launch import cdiv
 from kernelgen.template import DTYPES, Template
 from kernelgen.reference import linear_attention as ref
 
@@ -901,7 +902,7 @@ def _segmentation(split_len: int, seq_len: int, chunk: int) -> tuple[int, int]:
     if split_len <= 0 or split_len >= seq_len:
         return max(seq_len, 1), 1
     split_len = max(chunk, split_len // chunk * chunk)
-    return split_len, triton.cdiv(seq_len, split_len)
+    return split_len, cdiv(seq_len, split_len)
 
 
 def _longest(T: int, cu_seqlens: torch.Tensor | None) -> int:
@@ -961,7 +962,7 @@ def _segment_states(p: Problem, x, y, g, g_gamma, y_scale, w_row, init_s, init_z
     dummy = s_buf
     x_lin = math.sqrt(p.scale) if p.feature_map == "taylor2" else (p.scale if reverse else 1.0)
     meta = p.common(config, block_v)
-    _state_pass_kernel[(triton.cdiv(p.V, block_v), NH, nseg)](
+    _state_pass_kernel[(cdiv(p.V, block_v), NH, nseg)](
         x, y, y_scale if y_scale is not None else dummy, w_row if w_row is not None else dummy,
         g if g is not None else dummy, g_gamma if g_gamma is not None else dummy,
         s_buf, z_buf, g_buf, p.cu_seqlens if p.cu_seqlens is not None else dummy,
@@ -973,7 +974,7 @@ def _segment_states(p: Problem, x, y, g, g_gamma, y_scale, w_row, init_s, init_z
     for buf, init, final, size in ((s_buf, init_s, final_s, p.KF * p.V), (z_buf, init_z, final_z, p.KF)):
         if final is None:
             continue
-        _state_scan_kernel[(triton.cdiv(size, block), NH)](
+        _state_scan_kernel[(cdiv(size, block), NH)](
             buf, g_buf, init if init is not None else buf, final, nseg, size, BLOCK=block,
             HAS_INIT=init is not None, STORE_FINAL=True, REVERSE=reverse, num_warps=4)
     return s_buf, (z_buf if with_z else None), final_s, final_z
@@ -1011,7 +1012,7 @@ def forward(q, k, v, g, g_gamma, scale, feature_map, normalize, init_s, init_z, 
     else:   # the L2 hint is inline PTX, which the interpreter cannot run
         kernel, grad_args, sizes = _fwd_kernel, (dummy, dummy), (p.tokens,)
         extra = {"PREFETCH": not interpreter_on()}
-    kernel[(triton.cdiv(p.V, block_v), NH, nseg)](
+    kernel[(cdiv(p.V, block_v), NH, nseg)](
         q, k, v, g if g is not None else dummy, g_gamma if g_gamma is not None else dummy, o,
         den if den is not None else dummy,
         start_s if start_s is not None else dummy, start_z if start_z is not None else dummy,
@@ -1121,7 +1122,7 @@ def _backward_passes(p: Problem, q, k, v, g, g_gamma, do, init_s, d_final_s, cu_
     d0 = torch.empty(p.N, p.H, p.K, p.V, device=device, dtype=torch.float32) if store_d0 else None
 
     block_k = dq_tile(config, p.K, p.V)
-    NK = triton.cdiv(p.K, block_k)
+    NK = cdiv(p.K, block_k)
     block_v = p.block_v(config)
     dummy = do
     # r (dq pass) and −c (dk pass) per key-column tile: partials the decay gradient's scan sums
@@ -1159,7 +1160,7 @@ def _backward_passes(p: Problem, q, k, v, g, g_gamma, do, init_s, d_final_s, cu_
                **key_tiles)
     if need_dv or store_d0:
         dv = torch.empty_like(v)
-        launch((triton.cdiv(p.V, block_v), NH, nseg), k, q, do, dv, state_end, final=d0, REVERSE=True,
+        launch((cdiv(p.V, block_v), NH, nseg), k, q, do, dv, state_end, final=d0, REVERSE=True,
                K=p.K, V=p.V, KF=p.K, BK=p.BK, BV=block_v, num_warps=int(config["num_warps"]))
     if store_d0:
         d_init_s = d0 * p.scale
@@ -1176,12 +1177,12 @@ def _backward_carry(p: Problem, q, k, v, g, g_gamma, normalize, feature_map, ini
     device = q.device
     NH = p.N * p.H
     block_v = p.block_v(config)
-    NV = triton.cdiv(p.V, block_v)
+    NV = cdiv(p.V, block_v)
     meta = p.common(config, block_v)
     # the dk/dv kernel may take its own V tile and warps (it carries a [K', V] dS, the dq kernel an S)
     dkv_config = dkv_tiles(config)
     dkv_block_v = p.block_v(dkv_config)
-    NV_KV = triton.cdiv(p.V, dkv_block_v)
+    NV_KV = cdiv(p.V, dkv_block_v)
     dkv_meta = p.common(dkv_config, dkv_block_v)
     seg_len, nseg = p.segments(config)
     dummy = do
@@ -1273,7 +1274,7 @@ def step(q, k, v, g, g_gamma, scale, feature_map, normalize, state_s, state_z, c
     s_new = torch.empty_like(state_s) if out_s is None else out_s
     z_new = (torch.empty_like(state_z) if out_z is None else out_z) if normalize else None
     dummy = o
-    _step_kernel[(triton.cdiv(V, block_v), Bq * H)](
+    _step_kernel[(cdiv(V, block_v), Bq * H)](
         q, k, v, g if g is not None else dummy, g_gamma if g_gamma is not None else dummy,
         state_s, state_z if state_z is not None else dummy, o, s_new,
         z_new if z_new is not None else dummy, float(scale),
@@ -1416,13 +1417,13 @@ class _ChunkTemplate(Template):
         sms = gpu.sms if gpu is not None else 132
         T = shape["T"]
         config = {**self._default_tiles(shape), "num_stages": 2, "split_len": 0}
-        programs = shape["B"] * shape["H"] * triton.cdiv(shape["V"], config["block_v"])
+        programs = shape["B"] * shape["H"] * cdiv(shape["V"], config["block_v"])
         if 2 * programs < sms and T >= 4096:
             # too few (V tile, head) programs to fill the GPU: cut each sequence into segments,
             # aiming at about 2 programs per SM (H100, B=1 T=65536 H=16: split 8192 0.80 ms,
             # 4096 0.91, 2048 1.03)
-            want = triton.cdiv(2 * sms, programs)
-            split = max(1024, triton.next_power_of_2(triton.cdiv(T, want)))
+            want = cdiv(2 * sms, programs)
+            split = max(1024, triton.next_power_of_2(cdiv(T, want)))
             if split < T:
                 config["split_len"] = min(split, 16384)
         for _ in range(4):   # shrink until the constraints accept it

@@ -39,11 +39,13 @@ per-row weight λ[t, max(l, bit_length(t XOR P0))].
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import triton
 import triton.language as tl
 
+from kernelgen.launch import cdiv
 from kernelgen.template import DTYPES, Config, Template, Tensors
 from kernelgen.reference import loglinear_attention as ref
 
@@ -624,7 +626,7 @@ def make_plan(batch: int, seq_len: int, chunk: int, lengths: list[int] | None, s
     ``starts`` (None: all at position 0)."""
     log_c = chunk.bit_length() - 1
     if lengths is None and starts is None:
-        nc = triton.cdiv(seq_len, chunk)
+        nc = cdiv(seq_len, chunk)
         return ChunkPlan(chunk, batch, batch * nc, max(1, (seq_len >> log_c).bit_length()), nc, False)
     lengths = lengths if lengths is not None else [seq_len] * batch
     starts = starts if starts is not None else [0] * len(lengths)
@@ -662,7 +664,7 @@ def block_states(k, v, g, plan: ChunkPlan, config, cu_seqlens, init=None, final=
     V = v.shape[-1]
     chunk = plan.chunk
     bk, bv = _tile(K, config["scan_bk"]), _tile(V, config["scan_bv"])
-    nk, nv = triton.cdiv(K, bk), triton.cdiv(V, bv)
+    nk, nv = cdiv(K, bk), cdiv(V, bv)
     blocks = torch.empty(max(plan.num_slots, 1), H, K, V, device=k.device, dtype=block_dtype(k.dtype))
     ldec = torch.empty(max(plan.num_slots, 1), H, plan.levels, device=k.device, dtype=torch.float32)
     dummy = blocks
@@ -693,7 +695,7 @@ def forward(q, k, v, g, lam, scale: float, config, plan: ChunkPlan, cu_seqlens=N
         return o, final
     bv = _tile(V, config["out_bv"])
     dummy = blocks
-    _fwd_output_kernel[(plan.num_slots, triton.cdiv(V, bv), H)](
+    _fwd_output_kernel[(plan.num_slots, cdiv(V, bv), H)](
         q, k, v, g, lam, blocks, ldec, init if init is not None else dummy, o,
         cu_seqlens if cu_seqlens is not None else dummy, *_plan_args(plan, dummy), *_slot_args(plan, dummy),
         float(scale), T, plan.slots_per_seq, plan.levels, L, init.shape[2] if init is not None else 0,
@@ -732,17 +734,17 @@ def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seql
 
     # 3: λ-weighted query states of right halves, per level
     sbk, sbv = _tile(K, config["scan_bk"]), _tile(V, config["scan_bv"])
-    snv = triton.cdiv(V, sbv)
+    snv = cdiv(V, sbv)
     rblocks = torch.empty(plan.num_slots, H, K, V, device=device, dtype=block_dtype(q.dtype))
     rdec = torch.empty(plan.num_slots, H, plan.levels, device=device, dtype=torch.float32)
-    _bwd_level_scan_kernel[(triton.cdiv(K, sbk) * snv, plan.levels, plan.num_seqs * H)](
+    _bwd_level_scan_kernel[(cdiv(K, sbk) * snv, plan.levels, plan.num_seqs * H)](
         q, do, g, lam, rblocks, rdec, cu, *_plan_args(plan, dummy),
         float(scale), T, plan.slots_per_seq, plan.levels, L,
         BK=sbk, BV=sbv, NV=snv, num_warps=int(config["scan_warps"]), **common)
 
     # 4: dq, dk, dλ and dG (partial over K tiles)
     kbk, kbv = _tile(K, config["dqk_bk"]), _tile(V, config["dqk_bv"])
-    nk = triton.cdiv(K, kbk)
+    nk = cdiv(K, kbk)
     # K tiles each hold a share of dλ and dG; one tile writes dλ straight into the output
     dlam_part = dlam_out if nk == 1 else torch.empty(nk, tokens, H, L, device=device, dtype=torch.float32)
     dG_part = torch.empty(nk, tokens, H, device=device, dtype=torch.float32)
@@ -754,7 +756,7 @@ def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seql
 
     # 5: dv
     vbk, vbv = _tile(K, config["dv_bk"]), _tile(V, config["dv_bv"])
-    _bwd_dv_kernel[(plan.num_slots, triton.cdiv(V, vbv), H)](
+    _bwd_dv_kernel[(plan.num_slots, cdiv(V, vbv), H)](
         q, k, g, lam, do, rblocks, rdec, dv, cu, *_plan_args(plan, dummy), *_slot_args(plan, dummy),
         float(scale), T, plan.slots_per_seq, plan.levels, L,
         BK=vbk, BV=vbv, LP=lp, num_warps=int(config["dv_warps"]), **common)
@@ -774,7 +776,7 @@ def step(q, k, v, g, lam, states, position, scale: float, config, out=None, new_
     V, L, LS = v.shape[-1], lam.shape[-1], states.shape[2]
     o = torch.empty_like(v) if out is None else out
     bv = _tile(V, config["block_v"])
-    _step_kernel[(triton.cdiv(V, bv), N * H)](
+    _step_kernel[(cdiv(V, bv), N * H)](
         q, k, v, g, lam, states, states if new_states is None else new_states, position, o, float(scale), L, LS,
         H=H, K=K, V=V, KP=max(16, triton.next_power_of_2(K)), BV=bv, LP=max(2, triton.next_power_of_2(L)),
         ALL_LEVELS=new_states is not None, num_warps=int(config["num_warps"]))
@@ -826,6 +828,10 @@ class _LogLinearTemplate(Template):
     ]
     quick_workload = [{"B": 8, "T": 4096, "H": 16, "K": 128, "V": 128, "L": 13}]
     cpu_workload = [{"B": 2, "T": 45, "H": 2, "K": 16, "V": 16, "L": 7}]
+
+    def source_files(self) -> list[Path]:
+        # The kernels inline chunk_common's helpers: a change there is a change here.
+        return [Path(__file__), Path(__file__).with_name("chunk_common.py")]
 
     def make_inputs(self, shape, dtype: str, flags: str, device, generator: torch.Generator) -> Tensors:
         B, T, H, K, V, L = (shape[d] for d in self.dims)

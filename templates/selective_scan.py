@@ -53,6 +53,7 @@ import triton
 import triton.language as tl
 
 from kernelgen.checks import interpreter_on
+from kernelgen.launch import cdiv
 from kernelgen.reference.selective_scan import selective_scan_ref, selective_state_update_ref
 from kernelgen.template import DTYPES, Config, Shape, Template, Tensors
 from kernelgen.templates import register
@@ -451,7 +452,7 @@ def selective_scan_fwd_triton(config: Mapping[str, Any], u: torch.Tensor, delta:
         ckpt_chunks = CHECKPOINT_STEPS // block_l
     zs = z if z is not None else u
     dummy = A
-    grid = (triton.cdiv(dpg, block_d), groups, batch)
+    grid = (cdiv(dpg, block_d), groups, batch)
     if config["scan"] == "tile":
         _selective_scan_fwd_tile_kernel[grid](
             u, delta, zs, A, BC, D if D is not None else dummy, delta_bias if delta_bias is not None else dummy,
@@ -637,7 +638,7 @@ def selective_scan_bwd_triton(config: Mapping[str, Any], u: torch.Tensor, delta:
     dpg = dim // groups
     block_d, chunk = int(config["block_d"]), int(config["chunk"])
     seg = CHECKPOINT_STEPS // chunk
-    n_dblk = triton.cdiv(dpg, block_d)
+    n_dblk = cdiv(dpg, block_d)
     f32 = dict(device=u.device, dtype=torch.float32)
     dBC_part = torch.empty(batch, groups, n_dblk, l_pad // chunk, n_pad, 2, chunk, **f32)
     dA_part = torch.empty(batch, dim, n_states, **f32)
@@ -762,7 +763,7 @@ def selective_state_update_triton(config: Mapping[str, Any], state: torch.Tensor
     block_d = int(config["block_d"])
     zs = z if z is not None else x
     dummy = A
-    _selective_state_update_kernel[(triton.cdiv(dpg, block_d), groups, batch)](
+    _selective_state_update_kernel[(cdiv(dpg, block_d), groups, batch)](
         state, new_state, x, dt, zs, A, B, C, D if D is not None else dummy,
         dt_bias if dt_bias is not None else dummy, out,
         dpg, *state.stride(), *new_state.stride(), *x.stride(), *dt.stride(), *zs.stride(),

@@ -34,6 +34,7 @@ import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
+from kernelgen.launch import cdiv
 from kernelgen.reference import sliding_window_attention as reference
 from kernelgen.template import DTYPES, Config, Shape, Template, Tensors
 from kernelgen.templates import register
@@ -625,7 +626,7 @@ def varlen_block_table(cu_seqlens: torch.Tensor, block: int, total: int) -> torc
     bounds = cu_seqlens.to(torch.int64)
     blocks = (bounds[1:] - bounds[:-1] + block - 1) // block
     ends = torch.cumsum(blocks, 0)
-    upper = triton.cdiv(total, block) + n
+    upper = cdiv(total, block) + n
     pid = torch.arange(upper, device=cu_seqlens.device)
     seq = torch.searchsorted(ends, pid, right=True)
     valid = seq < n
@@ -648,7 +649,7 @@ def swa_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int, 
     _check_grid(batch * heads)
     block_m, block_n, splits = config["BLOCK_M"], config["BLOCK_N"], config["SPLITS"]
     if cu_seqlens is None:
-        table, blocks = None, triton.cdiv(length, block_m)
+        table, blocks = None, cdiv(length, block_m)
     else:
         table = varlen_block_table(cu_seqlens, block_m, length)
         blocks = table.shape[0]
@@ -671,7 +672,7 @@ def swa_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int, 
                       num_warps=config["num_warps"], num_stages=config["num_stages"])
     if splits > 1:
         tokens = batch * length
-        _fwd_combine_kernel[(triton.cdiv(tokens, _COMBINE_ROWS), heads_q)](
+        _fwd_combine_kernel[(cdiv(tokens, _COMBINE_ROWS), heads_q)](
             o_split, lse_split, o, lse, tokens, length, o_split.stride(0), lse_split.stride(0), HQ=heads_q, HEAD_DIM=dim, SPLITS=splits,
             BLOCK_R=_COMBINE_ROWS, num_warps=4)
     return o, lse
@@ -702,7 +703,7 @@ def swa_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Ten
     # dQ first: it also writes delta = rowsum(dO * O), which the dK/dV kernel reads.
     block_m, block_n = config["BLOCK_M_Q"], config["BLOCK_N_Q"]
     table = None if cu_seqlens is None else varlen_block_table(cu_seqlens, block_m, length)
-    blocks = triton.cdiv(length, block_m) if table is None else table.shape[0]
+    blocks = cdiv(length, block_m) if table is None else table.shape[0]
     k_src, v_src = k, v
     if tma:
         k_src = TensorDescriptor.from_tensor(k.view(-1, heads * dim), [block_n, dim])
@@ -714,7 +715,7 @@ def swa_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Ten
 
     block_m, block_n = config["BLOCK_M_KV"], config["BLOCK_N_KV"]
     table = None if cu_seqlens is None else varlen_block_table(cu_seqlens, block_n, length)
-    blocks = triton.cdiv(length, block_n) if table is None else table.shape[0]
+    blocks = cdiv(length, block_n) if table is None else table.shape[0]
     q_src, do_src = q, do
     if tma:
         q_src = TensorDescriptor.from_tensor(q.view(-1, heads_q * dim), [block_m, dim])
@@ -754,7 +755,7 @@ def swa_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, ca
         return o
     window = min(window, cache_len)
     block_n, splits = config["BLOCK_N"], config["SPLITS"]
-    chunk = triton.cdiv(triton.cdiv(max(window, 1), splits), block_n) * block_n
+    chunk = cdiv(cdiv(max(window, 1), splits), block_n) * block_n
     counters = o_split = lse_split = None
     if splits > 1:
         rows = batch * heads_q * splits
@@ -863,8 +864,8 @@ class SlidingWindowForward(_SlidingWindowTemplate):
         config["TMA"] = int(dim >= 128)
         # Too few programs to fill the GPU and a long window: split each window over programs.
         _, sms = _limits(gpu)
-        programs = shape["B"] * shape["HQ"] * triton.cdiv(length, config["BLOCK_M"])
-        key_blocks = triton.cdiv(window + config["BLOCK_M"], config["BLOCK_N"])
+        programs = shape["B"] * shape["HQ"] * cdiv(length, config["BLOCK_M"])
+        key_blocks = cdiv(window + config["BLOCK_M"], config["BLOCK_N"])
         splits = 1
         while splits < 4 and programs * splits < sms and key_blocks >= 4 * splits:
             splits *= 2
@@ -897,7 +898,7 @@ class SlidingWindowForward(_SlidingWindowTemplate):
         if config.get("TMA", 0) and not config.get("FUSED", 0):
             return "TMA loads are only in the fused key loop (FUSED=1)"
         window = min(shape["W"], shape["T"])
-        if config["SPLITS"] > 1 and triton.cdiv(window + block_m, block_n) < 2 * config["SPLITS"]:
+        if config["SPLITS"] > 1 and cdiv(window + block_m, block_n) < 2 * config["SPLITS"]:
             return f"window of {window} keys is too short for {config['SPLITS']} splits of {block_n}-key blocks"
         return None
 

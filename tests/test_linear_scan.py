@@ -207,6 +207,7 @@ GRID_CASES = [
     ({"B": 2, "T": 37, "D": 24}, {"algorithm": "chunked", **TILE_8x64, "splits": 4}),
     ({"B": 2, "T": 37, "D": 24}, {"algorithm": "lookback", **TILE_8x64, "inclusive_every": 2}),
     ({"B": 3, "T": 32, "D": 64}, {"algorithm": "lookback", **TILE_8x64, "inclusive_every": 3}),
+    ({"B": 2, "T": 37, "D": 24}, {"algorithm": "lookback", **TILE_8x64, "inclusive_every": 2, "ticket": True}),
     ({"B": 3, "T": 32, "D": 128}, {"algorithm": "chunked", "block_t": 8, "block_d": 128, "num_warps": 1, "splits": 4}),
     ({"B": 1, "T": 40, "D": 200}, {"algorithm": "lookback", "block_t": 16, "block_d": 256, "num_warps": 2}),
 ]
@@ -263,6 +264,8 @@ def test_default_configs_are_valid_and_grids_nonempty():
 def test_canonical_drops_parameters_that_do_not_apply():
     config = {"algorithm": "lookback", "block_t": 32, "block_d": 128, "num_warps": 4, "splits": 16, "num_stages": 2}
     assert FWD.canonical(config) == {"algorithm": "lookback", "block_t": 32, "block_d": 128, "num_warps": 4}
+    assert FWD.canonical({**config, "ticket": True})["ticket"] is True
+    assert "ticket" not in FWD.canonical({**config, "ticket": True, "algorithm": "sequential"})
     assert "splits" in FWD.canonical({**config, "algorithm": "chunked"})
     assert "num_stages" in FWD.canonical({**config, "algorithm": "sequential"})
 
@@ -272,6 +275,7 @@ def test_canonical_drops_parameters_that_do_not_apply():
 GPU_CONFIGS = [
     None,   # the heuristic default
     {"algorithm": "lookback", "block_t": 32, "block_d": 256, "num_warps": 4},
+    {"algorithm": "lookback", "block_t": 32, "block_d": 256, "num_warps": 4, "ticket": True},
     {"algorithm": "lookback", "block_t": 8, "block_d": 1024, "num_warps": 4},
     {"algorithm": "sequential", "block_t": 32, "block_d": 256, "num_warps": 4, "num_stages": 2},
     {"algorithm": "chunked", "block_t": 16, "block_d": 512, "num_warps": 4, "splits": 16},
@@ -282,7 +286,8 @@ GPU_CONFIGS = [
 @pytest.mark.parametrize("shape", [{"B": 8, "T": 4096, "D": 2048}, {"B": 1, "T": 65536, "D": 2048},
                                    {"B": 3, "T": 1000, "D": 520}], ids=str)
 @pytest.mark.parametrize("config", GPU_CONFIGS,
-                         ids=lambda c: f"{c['algorithm']}{c['block_t']}x{c['block_d']}" if c else "default")
+                         ids=lambda c: (f"{c['algorithm']}{c['block_t']}x{c['block_d']}"
+                                        f"{'-ticket' if c.get('ticket') else ''}" if c else "default"))
 def test_gpu_templates_bf16(shape, config):
     for template in (FWD, BWD):
         chosen = config or template.default_config(shape)

@@ -88,3 +88,80 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     with multiprocessing.get_context("fork").Pool(4) as pool:
         pool.map(_writer, [(path, T) for T in sizes])
     assert sorted(e.shape["T"] for e in store.load(path).entries) == sizes
+
+
+# --- what a template hash covers --------------------------------------------------------------
+KERNEL_MODULE = '''
+import triton
+import triton.language as tl
+
+SCALE = tl.constexpr(2.0)
+
+
+@triton.jit
+def _kernel(x_ptr, N: tl.constexpr):
+    tl.store(x_ptr + tl.arange(0, N), SCALE)
+
+
+def launch(x):
+    """Host launcher."""
+    _kernel[(1,)](x, N=x.numel())
+'''
+
+
+def _hash_of(tmp_path, source, revision=0, space=None):
+    from kernelgen.template import Template
+    path = tmp_path / "family.py"
+    path.write_text(source)
+
+    class Family(Template):
+        name = "family.fwd"
+
+        def source_files(self):
+            return [path]
+    Family.revision = revision
+    Family.space = space or {"BLOCK": [32, 64]}
+    return Family().source_hash()
+
+
+def test_hash_covers_kernels_constants_space_and_revision_not_host_code(tmp_path):
+    base = _hash_of(tmp_path, KERNEL_MODULE)
+    # Host-side edits (launcher body, docstrings, blank lines moving the kernel) keep stored configs.
+    host_edit = KERNEL_MODULE.replace('"""Host launcher."""', "n = x.numel()  # renamed").replace(
+        "def launch", "\n\ndef launch")
+    assert _hash_of(tmp_path, "# a new header comment\n" + host_edit) == base
+    # Whatever the compiled kernel or the space depends on makes them stale.
+    assert _hash_of(tmp_path, KERNEL_MODULE.replace("tl.arange(0, N)", "tl.arange(0, N) * 1")) != base
+    assert _hash_of(tmp_path, KERNEL_MODULE.replace("constexpr(2.0)", "constexpr(3.0)")) != base
+    assert _hash_of(tmp_path, KERNEL_MODULE.replace("@triton.jit", "@triton.jit(do_not_specialize=['N'])")) != base
+    assert _hash_of(tmp_path, KERNEL_MODULE, revision=1) != base
+    assert _hash_of(tmp_path, KERNEL_MODULE, space={"BLOCK": [32, 64, 128]}) != base
+
+
+def test_cuda_sources_and_their_launchers_hash_whole(tmp_path):
+    from kernelgen.template import Template
+    cu, launcher = tmp_path / "kernel.cu", tmp_path / "kernel_cuda.py"
+    cu.write_text("// comment\n__global__ void k() {}\n")
+    launcher.write_text("OPTIONS = ('-O3',)\n")
+
+    class Cuda(Template):
+        name = "cuda.fwd"
+
+        def source_files(self):
+            return [cu, launcher]
+    before = Cuda().source_hash()
+    cu.write_text("// another comment\n__global__ void k() {}\n")
+    after_cu = Cuda().source_hash()
+    launcher.write_text("OPTIONS = ('-O3', '--use_fast_math')\n")   # no Triton kernels: counts whole
+    assert len({before, after_cu, Cuda().source_hash()}) == 3
+
+
+def test_shipped_entries_match_the_current_kernels():
+    """Every entry in tuned/ was tuned against the kernels as they are (a kernel edit needs a re-tune)."""
+    from pathlib import Path
+    from kernelgen.templates import all_templates
+    templates = all_templates()
+    for path in sorted((Path(__file__).resolve().parents[1] / "tuned").glob("*.json")):
+        for item in store.load(path).entries:
+            template = templates[f"{item.op}.{item.kernel}"]
+            assert item.template_hash == template.source_hash(), (path.name, item.op, item.kernel, item.shape)
