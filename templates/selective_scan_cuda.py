@@ -72,7 +72,7 @@ CUDA_SPACE: dict[str, list] = {
     "state_unroll": [1, 2],             # warp layout
     "occupancy": [8, 16],
     "split": [1, 2, 4],                 # channel layout: threads per channel
-    "chunk": [16, 32, 64, 128],         # channel layout: B/C steps staged in shared memory
+    "chunk": [8, 16, 32, 64, 128],      # channel layout: B/C steps staged in shared memory
     "poly": [0, 1, 2],                  # channel layout: states a thread exps on the FMA pipe
 }
 # Keys each forward layout reads (canonical configs keep only these).
@@ -148,8 +148,9 @@ def chunk_count(config: Mapping[str, Any], length: int) -> int:
 
 
 # H100, bf16, batch 8, dim 2048, L 4096, N 16 (probe, round 7): chunk 32 0.606 ms, 64 0.729, split 2
-# 0.627 / 0.684, poly 1-2 slower (0.92-0.97: the loop is issue-bound, not exp-bound).
-CHANNEL_DEFAULTS = {"split": 1, "chunk": 32, "poly": 0}
+# 0.627 / 0.684, poly 1-2 slower (0.92-0.97: the loop is issue-bound, not exp-bound). Round 34 (B/C
+# read as 16-byte vectors): chunk 16 0.572, 32 0.600 (fewer staged registers), split 4 0.91-1.03.
+CHANNEL_DEFAULTS = {"split": 1, "chunk": 16, "poly": 0}
 
 
 def channel_shared_bytes(n_states: int, chunk: int) -> int:

@@ -521,6 +521,8 @@ EMULATION_HEADER = r"""
 #define __launch_bounds__(...)
 #define __restrict__ __restrict
 #define __shared__ static
+#define __align__(n) __attribute__((aligned(n)))
+inline float __fdividef(float a, float b) { return a / b; }
 
 struct dim3 { unsigned x = 0, y = 0, z = 0; };
 struct alignas(8) uint2 { unsigned x, y; };
