@@ -485,6 +485,33 @@ __device__ __forceinline__ float kg_exp2_poly(float x) {
     return kg_bits_to_float(kg_float_to_bits(p) + (unsigned int)j_bits);
 }
 
+// out[i] = f(in[i]) for a channel's kItems steps, computed once per channel: each of the kSplit
+// threads of the channel (adjacent lanes, `part` = lane % kSplit) takes kItems / kSplit of the
+// steps and shuffles hand the results round, so an f with exps (softplus: an ex2 and a lg2; silu: an
+// ex2 and a reciprocal) costs the exp unit once per step, not kSplit times. Every lane of the warp
+// must call it (the shuffles are full-warp).
+template <int kSplit, int kItems, typename F>
+__device__ __forceinline__ void kg_per_channel(const float (&in)[kItems], float (&out)[kItems], int part, F f) {
+    if constexpr (kSplit > 1 && kItems % kSplit == 0) {
+        constexpr int kOwn = kItems / kSplit;
+        float own[kOwn];
+#pragma unroll
+        for (int j = 0; j < kOwn; ++j) {
+            float x = in[j * kSplit];
+#pragma unroll
+            for (int p = 1; p < kSplit; ++p) x = part == p ? in[j * kSplit + p] : x;
+            own[j] = f(x);
+        }
+        const int first_lane = ((int)threadIdx.x % 32) & ~(kSplit - 1);
+#pragma unroll
+        for (int i = 0; i < kItems; ++i)
+            out[i] = __shfl_sync(KG_FULL_MASK, own[i / kSplit], first_lane + i % kSplit);
+    } else {
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) out[i] = f(in[i]);
+    }
+}
+
 template <typename InT, typename WT, int kN, int kSplit, int kThreads, int kChunk, int kPoly, int kMinBlocks>
 __global__ void __launch_bounds__(kThreads, kMinBlocks)
 selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
@@ -603,8 +630,7 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
         // All 8 steps' dt first (their softplus chains overlap), then the states.
         float step[kItems], step_u[kItems];
         if (delta_softplus) {
-#pragma unroll
-            for (int i = 0; i < kItems; ++i) step[i] = kg_softplus(dt[i] + io.bias);
+            kg_per_channel<kSplit>(dt, step, part, [&](float x) { return kg_softplus(x + io.bias); });
         } else {
 #pragma unroll
             for (int i = 0; i < kItems; ++i) step[i] = dt[i] + io.bias;
@@ -649,8 +675,10 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
             y[i] = fmaf(io.D, uu[i], yi);
         }
         if (io.z) {
+            float gate[kItems];
+            kg_per_channel<kSplit>(zz, gate, part, [](float x) { return kg_silu(x); });
 #pragma unroll
-            for (int i = 0; i < kItems; ++i) y[i] *= kg_silu(zz[i]);
+            for (int i = 0; i < kItems; ++i) y[i] *= gate[i];
         }
         if (active && part == 0) InIO::store(io.out + t0, valid, io.out_vec, y);
         if ((sub + kItems == kChunk || t0 + kItems >= L) && next_chunk) {

@@ -150,7 +150,8 @@ def chunk_count(config: Mapping[str, Any], length: int) -> int:
 # H100, bf16, batch 8, dim 2048, L 4096, N 16 (probe, round 7): chunk 32 0.606 ms, 64 0.729, split 2
 # 0.627 / 0.684, poly 1-2 slower (0.92-0.97: the loop is issue-bound, not exp-bound). Round 34 (B/C
 # read as 16-byte vectors): chunk 16 0.572, 32 0.600 (fewer staged registers), split 4 0.91-1.03.
-CHANNEL_DEFAULTS = {"split": 1, "chunk": 16, "poly": 0}
+# Round 37 (softplus once per channel, shared by shuffles): split 2 chunk 8 0.534, chunk 16 0.560.
+CHANNEL_DEFAULTS = {"split": 2, "chunk": 8, "poly": 0}
 
 
 def channel_shared_bytes(n_states: int, chunk: int) -> int:
@@ -232,8 +233,10 @@ def cuda_default_config(shape: Mapping[str, int], kernel: str | None = None) -> 
     channels = int(shape.get("batch", 1)) * int(shape.get("dim", 1))
     if channels >= 4096 and n_states <= 64:
         # Enough channels to give every scheduler a thread per channel: the channel layout (see
-        # the .cu); split so a thread holds at most 16 states, blocks no wider than a group.
-        split = 1
+        # the .cu). Two threads per channel when the states halve (two warps per scheduler hide
+        # what one leaves exposed of the exp unit's latency), more while a thread would hold
+        # over 16 states; blocks no wider than a group.
+        split = CHANNEL_DEFAULTS["split"] if n_states % CHANNEL_DEFAULTS["split"] == 0 and n_states >= 8 else 1
         while split < 32 and (n_states // split > 16 or n_states % split):
             split *= 2
         if n_states % split or n_states // split > MAX_STATES_PER_THREAD:

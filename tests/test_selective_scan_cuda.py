@@ -294,7 +294,7 @@ def test_default_step_config_is_valid(shape):
 
 def test_channel_layout_default_and_constraints():
     config = ssc.cuda_default_config(TARGET)
-    assert config["layout"] == "channel" and config["split"] == 1
+    assert config["layout"] == "channel" and config["split"] == 2    # two threads per channel at N = 16
     wide = {**TARGET, "N": 64}
     assert ssc.cuda_default_config(wide)["split"] == 4
     for n_states in (17, 33, 63):     # no power-of-two split divides N: the warp layout
@@ -302,8 +302,9 @@ def test_channel_layout_default_and_constraints():
     assert ssc.cuda_default_config({**TARGET, "N": 48})["split"] == 4
     few = {"batch": 2, "dim": 1536, "L": 2048, "N": 16, "G": 1}     # 3072 channels: the warp layout
     assert ssc.cuda_default_config(few)["layout"] == "warp"
-    narrow = {"batch": 64, "dim": 96, "L": 64, "N": 16, "G": 3}     # 32 channels a group
-    assert ssc.cuda_default_config(narrow)["threads"] == 32
+    narrow = {"batch": 64, "dim": 96, "L": 64, "N": 16, "G": 3}     # 32 channels a group, 2 threads each
+    assert ssc.cuda_default_config(narrow)["threads"] == 64
+    assert ssc.cuda_default_config({**TARGET, "N": 4})["split"] == 1
     assert "split" in ssc.cuda_check_config({**config, "split": 3}, TARGET)
     assert "split" in ssc.cuda_check_config({**config, "split": 32}, TARGET)
     assert "spill" in ssc.cuda_check_config({**config, "split": 1}, {**TARGET, "N": 64})
