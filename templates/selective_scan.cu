@@ -128,8 +128,12 @@ __device__ __forceinline__ float kg_softplus(float x) {
 
 __device__ __forceinline__ float kg_silu(float x) {
     // __fdividef: one reciprocal and a multiply (2 ulp), where '/' is an IEEE division of ~10
-    // instructions and a slow-path branch per element.
+    // instructions and a slow-path call per element.
     return __fdividef(x, 1.f + kg_exp2(-x * KG_LOG2E));
+}
+
+__device__ __forceinline__ float kg_sigmoid(float x) {
+    return __fdividef(1.f, 1.f + kg_exp2(-x * KG_LOG2E));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -905,7 +909,7 @@ selective_scan_bwd_kernel(const typename InT::storage* __restrict__ u,
             InIO::load(dout + row * L + t_lane, valid, in_vec, dzz);
 #pragma unroll
             for (int i = 0; i < kItems; ++i) {
-                const float sig = 1.f / (1.f + kg_exp2(-zz[i] * KG_LOG2E));
+                const float sig = kg_sigmoid(zz[i]);
                 dzz[i] *= y[i] * sig * fmaf(zz[i], 1.f - sig, 1.f);
             }
             InIO::store(dz + row * L + t_lane, valid, in_vec, dzz);
@@ -1187,7 +1191,7 @@ selective_scan_bwd_channel_kernel(const typename InT::storage* __restrict__ u,  
                     float dy = go;
                     if (io.z) {
                         const float zz = z_ahead.get(i, L - t);
-                        const float sig = 1.f / (1.f + kg_exp2(-zz * KG_LOG2E));
+                        const float sig = kg_sigmoid(zz);
                         dy *= zz * sig;
                         dz_factor[i] = go * sig * fmaf(zz, 1.f - sig, 1.f);
                     }
