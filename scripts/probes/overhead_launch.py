@@ -4,21 +4,12 @@ Times, per call: torch allocations, the template launcher through Triton's JITFu
 same kernel through its CompiledKernel's launcher directly, the op (no_grad, and fwd+bwd with
 autograd.grad as bench.py runs it), an empty autograd.Function, fla's chunk_hgrn; then eager
 do_bench of fwd+bwd at the target shape, and a cProfile of the op's fwd+bwd."""
-import cProfile, io, pstats, time
+import cProfile, io, pstats
 import torch, triton
 import kernelgen
 import kernelgen.templates.linear_scan as ls
 from kernelgen.dispatch import config_for
-
-
-def per_call(fn, n=400):
-    for _ in range(30):
-        fn()
-    torch.cuda.synchronize(); t = time.perf_counter()
-    for _ in range(n):
-        fn()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - t) / n * 1e6
+from scan_host import Nop, per_call, target_fwd_bwd
 
 
 dev = "cuda"
@@ -75,13 +66,6 @@ def fb():
     out, _ = kernelgen.linear_scan(xr, gr)
     return torch.autograd.grad(out, (xr, gr), do)
 rows["op fwd+bwd (autograd.grad)"] = per_call(fb)
-class Nop(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, a, b):
-        return torch.empty_like(a)
-    @staticmethod
-    def backward(ctx, d):
-        return torch.empty_like(d), torch.empty_like(d)
 def nop():
     out = Nop.apply(xr, gr)
     return torch.autograd.grad(out, (xr, gr), do)
@@ -98,13 +82,7 @@ print("cached launches so far:", cached.hits)
 for name, us in rows.items():
     print(f"{name:42s} {us:8.1f} us")
 
-B, T, D = 8, 4096, 2048
-X = torch.randn(B, T, D, device=dev, dtype=torch.bfloat16, requires_grad=True)
-G = torch.nn.functional.logsigmoid(torch.randn(B, T, D, device=dev)).to(torch.bfloat16).requires_grad_()
-DO = torch.randn(B, T, D, device=dev, dtype=torch.bfloat16)
-def big():
-    out, _ = kernelgen.linear_scan(X, G)
-    return torch.autograd.grad(out, (X, G), DO)
+big = target_fwd_bwd(dev)
 print(f"do_bench eager fwd+bwd B=8 T=4096 D=2048: {triton.testing.do_bench(big, rep=300):.4f} ms")
 pr = cProfile.Profile(); pr.enable()
 for _ in range(400):
