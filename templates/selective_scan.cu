@@ -489,11 +489,54 @@ __device__ __forceinline__ float kg_exp2_poly(float x) {
     return kg_bits_to_float(kg_float_to_bits(p) + (unsigned int)j_bits);
 }
 
+__host__ __device__ constexpr int kg_pow2_ceil(int x) { return x <= 1 ? 1 : 2 * kg_pow2_ceil((x + 1) / 2); }
+__host__ __device__ constexpr int kg_log2_floor(int x) { return x <= 1 ? 0 : 1 + kg_log2_floor(x / 2); }
+
+template <bool kValue>
+struct KgBool { static constexpr bool value = kValue; };
+
+// Transpose-reduce: sums kValues floats per lane over 2^kStages lanes of a warp without replicating
+// the sums. Stage j pairs the lanes kOffset0 << j apart (kOffset0 >> j with kDown); each keeps one
+// half of its values, sends the other and adds what its partner sent: one shuffle per pair, where
+// an all-reduce would take kStages per value. Afterwards a lane holds kValues >> kStages sums, those
+// of the values (block * kLeft + r) for r < kLeft, where block's bit (kStages - 1 - j) is the lane's
+// stage-j bit: with kDown, block = (lane / (kOffset0 >> (kStages - 1))) % 2^kStages.
+template <int kValues, int kOffset0, int kStages, bool kDown>
+struct KgTransposeSum {
+    static_assert((kValues & (kValues - 1)) == 0 && (kValues >> kStages) >= 1, "kValues: a power of two >= 2^kStages");
+    static constexpr int kLeft = kValues >> kStages;
+
+    template <int kStage = 0>
+    static __device__ __forceinline__ void reduce(float (&v)[kValues], int lane) {
+        if constexpr (kStage < kStages) {
+            constexpr int kHalf = (kValues >> kStage) / 2;
+            constexpr int kOffset = kDown ? kOffset0 >> kStage : kOffset0 << kStage;
+            const bool upper = (lane & kOffset) != 0;
+#pragma unroll
+            for (int k = 0; k < kHalf; ++k) {
+                const float send = upper ? v[k] : v[k + kHalf];
+                const float keep = upper ? v[k + kHalf] : v[k];
+                v[k] = keep + __shfl_xor_sync(KG_FULL_MASK, send, kOffset);
+            }
+            reduce<kStage + 1>(v, lane);
+        }
+    }
+
+    // The stage bits a lane needs to hold value block `block` (added to the lane's other bits).
+    static __device__ __forceinline__ int lane_bits(int block) {
+        int bits = 0;
+#pragma unroll
+        for (int j = 0; j < kStages; ++j)
+            if ((block >> (kStages - 1 - j)) & 1) bits |= kDown ? kOffset0 >> j : kOffset0 << j;
+        return bits;
+    }
+};
+
 // out[i] = f(in[i]) for a channel's kItems steps, computed once per channel: each of the kSplit
 // threads of the channel (adjacent lanes, `part` = lane % kSplit) takes kItems / kSplit of the
-// steps and shuffles hand the results round, so an f with exps (softplus: an ex2 and a lg2; silu: an
-// ex2 and a reciprocal) costs the exp unit once per step, not kSplit times. Every lane of the warp
-// must call it (the shuffles are full-warp).
+// steps and shuffles hand the results round, so an f with exps (softplus: an ex2 and a lg2) costs
+// the exp unit once per step, not kSplit times. Every lane of the warp must call it (the shuffles
+// are full-warp).
 template <int kSplit, int kItems, typename F>
 __device__ __forceinline__ void kg_per_channel(const float (&in)[kItems], float (&out)[kItems], int part, F f) {
     if constexpr (kSplit > 1 && kItems % kSplit == 0) {
@@ -672,19 +715,44 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
                 if (s % 2 == 0) y0 = fmaf(c[s], h[s], y0);
                 else y1 = fmaf(c[s], h[s], y1);
             }
-            float yi = y0 + y1;
-#pragma unroll
-            for (int offset = kSplit / 2; offset > 0; offset /= 2)
-                yi += __shfl_xor_sync(KG_FULL_MASK, yi, offset);
-            y[i] = fmaf(io.D, uu[i], yi);
+            y[i] = y0 + y1;                              // this thread's states' share of y_t
         }
-        if (io.z) {
-            float gate[kItems];
-            kg_per_channel<kSplit>(zz, gate, part, [](float x) { return kg_silu(x); });
+        if constexpr (kSplit > 1 && kItems % kSplit == 0) {
+            // The channel's shares meet in a transpose-reduce (one shuffle per pair of values, not
+            // log2(kSplit) per value): thread `part` ends with the whole sums of steps
+            // [part * kMine, (part + 1) * kMine), adds D u, gates them with silu(z), stores them.
+            constexpr int kMine = kItems / kSplit;
+            KgTransposeSum<kItems, kSplit / 2, kg_log2_floor(kSplit), true>::reduce(y, tid % 32);
+            auto own = [&](const float (&v)[kItems], int j) {   // v[part * kMine + j], no local memory
+                float x = v[j];
 #pragma unroll
-            for (int i = 0; i < kItems; ++i) y[i] *= gate[i];
+                for (int p = 1; p < kSplit; ++p) x = part == p ? v[p * kMine + j] : x;
+                return x;
+            };
+            float mine[kMine];
+#pragma unroll
+            for (int j = 0; j < kMine; ++j) mine[j] = fmaf(io.D, own(uu, j), y[j]);
+            if (io.z) {
+#pragma unroll
+                for (int j = 0; j < kMine; ++j) mine[j] *= kg_silu(own(zz, j));
+            }
+            const int first = part * kMine;
+            if (active) KgRowIO<InT, kMine>::store(io.out + t0 + first, valid - first, io.out_vec, mine);
+        } else {
+#pragma unroll
+            for (int i = 0; i < kItems; ++i) {
+                float yi = y[i];
+#pragma unroll
+                for (int offset = kSplit / 2; offset > 0; offset /= 2)
+                    yi += __shfl_xor_sync(KG_FULL_MASK, yi, offset);
+                y[i] = fmaf(io.D, uu[i], yi);
+            }
+            if (io.z) {
+#pragma unroll
+                for (int i = 0; i < kItems; ++i) y[i] *= kg_silu(zz[i]);
+            }
+            if (active && part == 0) InIO::store(io.out + t0, valid, io.out_vec, y);
         }
-        if (active && part == 0) InIO::store(io.out + t0, valid, io.out_vec, y);
         if ((sub + kItems == kChunk || t0 + kItems >= L) && next_chunk) {
             deposit(buffer ^ 1, t0 - sub + kChunk);   // the other buffer: last read a chunk ago
             __syncthreads();
@@ -951,48 +1019,6 @@ selective_scan_bwd_kernel(const typename InT::storage* __restrict__ u,
 // dBC_part; torch sums the partials (deterministic, no atomics). dA, dD, ddelta_bias: per
 // (batch, channel) partials, summed over the batch by torch.
 // ---------------------------------------------------------------------------------------------
-__host__ __device__ constexpr int kg_pow2_ceil(int x) { return x <= 1 ? 1 : 2 * kg_pow2_ceil((x + 1) / 2); }
-__host__ __device__ constexpr int kg_log2_floor(int x) { return x <= 1 ? 0 : 1 + kg_log2_floor(x / 2); }
-
-template <bool kValue>
-struct KgBool { static constexpr bool value = kValue; };
-
-// Transpose-reduce: sums kValues floats per lane over 2^kStages lanes of a warp without replicating
-// the sums. Stage j pairs the lanes kOffset0 << j apart (kOffset0 >> j with kDown); each keeps one
-// half of its values, sends the other and adds what its partner sent: one shuffle per pair, where
-// an all-reduce would take kStages per value. Afterwards a lane holds kValues >> kStages sums, those
-// of the values (block * kLeft + r) for r < kLeft, where block's bit (kStages - 1 - j) is the lane's
-// stage-j bit: with kDown, block = (lane / (kOffset0 >> (kStages - 1))) % 2^kStages.
-template <int kValues, int kOffset0, int kStages, bool kDown>
-struct KgTransposeSum {
-    static_assert((kValues & (kValues - 1)) == 0 && (kValues >> kStages) >= 1, "kValues: a power of two >= 2^kStages");
-    static constexpr int kLeft = kValues >> kStages;
-
-    template <int kStage = 0>
-    static __device__ __forceinline__ void reduce(float (&v)[kValues], int lane) {
-        if constexpr (kStage < kStages) {
-            constexpr int kHalf = (kValues >> kStage) / 2;
-            constexpr int kOffset = kDown ? kOffset0 >> kStage : kOffset0 << kStage;
-            const bool upper = (lane & kOffset) != 0;
-#pragma unroll
-            for (int k = 0; k < kHalf; ++k) {
-                const float send = upper ? v[k] : v[k + kHalf];
-                const float keep = upper ? v[k + kHalf] : v[k];
-                v[k] = keep + __shfl_xor_sync(KG_FULL_MASK, send, kOffset);
-            }
-            reduce<kStage + 1>(v, lane);
-        }
-    }
-
-    // The stage bits a lane needs to hold value block `block` (added to the lane's other bits).
-    static __device__ __forceinline__ int lane_bits(int block) {
-        int bits = 0;
-#pragma unroll
-        for (int j = 0; j < kStages; ++j)
-            if ((block >> (kStages - 1 - j)) & 1) bits |= kDown ? kOffset0 >> j : kOffset0 << j;
-        return bits;
-    }
-};
 
 // kCount consecutive floats of shared memory (16- or 8-byte aligned when kCount allows).
 template <int kCount>
