@@ -13,6 +13,7 @@ import ast
 import hashlib
 import inspect
 import itertools
+import textwrap
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -194,19 +195,21 @@ def _is_constexpr(node: ast.AST) -> bool:
 def kernel_source(path: Path) -> bytes:
     """The text of a Python module's kernels: its ``@triton.jit`` functions (decorators included)
     and module-level ``tl.constexpr`` constants, in file order, each without its position in the
-    file. Everything else (host launchers, templates, docs) is left out of the template hash. A
-    module without Triton kernels (the CuPy launcher of a CUDA source: its compile options and
-    template arguments shape the kernel) counts whole."""
+    file. Kernels defined inside a function (a kernel factory) count too. Everything else (host
+    launchers, templates, docs) is left out of the template hash. A module without Triton kernels
+    (the CuPy launcher of a CUDA source: its compile options and template arguments shape the
+    kernel) counts whole."""
     text = Path(path).read_text()
     lines = text.splitlines()
-    nodes = ast.parse(text).body
-    if not any(_is_kernel(node) for node in nodes):
+    tree = ast.parse(text)
+    kernels = [node for node in ast.walk(tree) if _is_kernel(node)]
+    if not kernels:
         return text.encode()
+    chosen = kernels + [node for node in tree.body if _is_constexpr(node)]
     pieces = []
-    for node in nodes:
-        if _is_kernel(node) or _is_constexpr(node):
-            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-            pieces.append("\n".join(lines[first - 1:node.end_lineno]))
+    for node in sorted(chosen, key=lambda n: n.lineno):
+        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        pieces.append(textwrap.dedent("\n".join(lines[first - 1:node.end_lineno])))
     return "\n\n".join(pieces).encode()
 
 

@@ -138,6 +138,20 @@ def test_hash_covers_kernels_constants_space_and_revision_not_host_code(tmp_path
     assert _hash_of(tmp_path, KERNEL_MODULE, space={"BLOCK": [32, 64, 128]}) != base
 
 
+def test_hash_covers_kernels_built_in_a_factory(tmp_path):
+    factory = KERNEL_MODULE + '''
+
+def make_kernel(scale):
+    @triton.jit
+    def _scaled(x_ptr, N: tl.constexpr):
+        tl.store(x_ptr + tl.arange(0, N), 1.0)
+    return _scaled
+'''
+    base = _hash_of(tmp_path, factory)
+    assert _hash_of(tmp_path, factory.replace("), 1.0)", "), 2.0)")) != base
+    assert _hash_of(tmp_path, factory.replace("    return _scaled", "    return _scaled  # host")) == base
+
+
 def test_cuda_sources_and_their_launchers_hash_whole(tmp_path):
     from kernelgen.template import Template
     cu, launcher = tmp_path / "kernel.cu", tmp_path / "kernel_cuda.py"
