@@ -13,6 +13,7 @@ import ast
 import hashlib
 import inspect
 import itertools
+import re
 import textwrap
 from pathlib import Path
 from typing import Any, Mapping
@@ -149,7 +150,8 @@ class Template:
     def source_hash(self) -> str:
         """What a tuned config was measured against: the kernels of ``source_files()`` (for a
         Python file its ``@triton.jit`` functions and ``tl.constexpr`` constants, see
-        :func:`kernel_source`; a CUDA source or its CuPy launcher whole), the search space and
+        :func:`kernel_source`; a CUDA source without its comments, :func:`c_source_code`; a
+        CuPy launcher module whole), the search space and
         ``revision``. Host code (launchers, models, docs) is left out, so editing it keeps stored
         configs current; an edit that changes what a config *means* bumps ``revision``.
         Computed once per process (dispatch compares it on first use)."""
@@ -158,7 +160,7 @@ class Template:
             digest = hashlib.sha256()
             for path in self.source_files():
                 path = Path(path)
-                digest.update(kernel_source(path) if path.suffix == ".py" else path.read_bytes())
+                digest.update(kernel_source(path) if path.suffix == ".py" else c_source_code(path))
             digest.update(repr(self.subspaces()).encode())
             digest.update(f"revision {self.revision}".encode())
             cached = self.__dict__["_source_hash"] = digest.hexdigest()[:16]
@@ -211,6 +213,20 @@ def kernel_source(path: Path) -> bytes:
         first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
         pieces.append(textwrap.dedent("\n".join(lines[first - 1:node.end_lineno])))
     return "\n\n".join(pieces).encode()
+
+
+# A C/C++/CUDA comment or a string / character literal (kept: "//" inside a literal is not a comment).
+_C_COMMENT_OR_LITERAL = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', re.S)
+
+
+def c_source_code(path: Path) -> bytes:
+    """A CUDA / C++ source without its comments, blank lines and indentation: editing a comment
+    keeps tuned configs current, any change to the code makes them stale."""
+    def keep_literals(match: re.Match) -> str:
+        text = match.group(0)
+        return text if text[0] in "\"'" else ""
+    code = _C_COMMENT_OR_LITERAL.sub(keep_literals, Path(path).read_text())
+    return "\n".join(line.strip() for line in code.splitlines() if line.strip()).encode()
 
 
 # Imported late for type hints only (hardware imports nothing from here).

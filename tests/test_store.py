@@ -152,7 +152,7 @@ def make_kernel(scale):
     assert _hash_of(tmp_path, factory.replace("    return _scaled", "    return _scaled  # host")) == base
 
 
-def test_cuda_sources_and_their_launchers_hash_whole(tmp_path):
+def test_cuda_sources_hash_without_comments_and_launchers_whole(tmp_path):
     from kernelgen.template import Template
     cu, launcher = tmp_path / "kernel.cu", tmp_path / "kernel_cuda.py"
     cu.write_text("// comment\n__global__ void k() {}\n")
@@ -164,7 +164,9 @@ def test_cuda_sources_and_their_launchers_hash_whole(tmp_path):
         def source_files(self):
             return [cu, launcher]
     before = Cuda().source_hash()
-    cu.write_text("// another comment\n__global__ void k() {}\n")
+    cu.write_text("// another comment\n/* and a block\n comment */ __global__ void k() {}\n\n")
+    assert Cuda().source_hash() == before                              # comments do not count
+    cu.write_text("// another comment\n__global__ void k() { int x = 1; }\n")
     after_cu = Cuda().source_hash()
     launcher.write_text("OPTIONS = ('-O3', '--use_fast_math')\n")   # no Triton kernels: counts whole
     assert len({before, after_cu, Cuda().source_hash()}) == 3
