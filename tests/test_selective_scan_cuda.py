@@ -693,6 +693,9 @@ EMU_FWD_CHANNEL = [
                                        "occupancy": 16}),
     (torch.float32, torch.float32, 8, {"layout": "channel", "threads": 32, "split": 4, "chunk": 8, "poly": 0,
                                        "occupancy": 8}),
+    # The H100 default: two threads per channel, 16-byte B/C loads, 8-byte bf16 stores of 4 steps.
+    (torch.bfloat16, torch.bfloat16, 16, {"layout": "channel", "threads": 64, "split": 2, "chunk": 8, "poly": 0,
+                                          "occupancy": 8}),
 ]
 EMU_BWD = [
     (torch.float32, torch.float32, 3, bwd_config(64, 4)),
@@ -808,8 +811,8 @@ def test_emulated_fwd_channel_layout(emulator, case):
     # Ragged L (partial chunks, partial 8-step sub-chunks, scalar loads when L % 8), groups whose
     # channel count leaves idle threads in the last block, every option on or off by case.
     in_dtype, bc_dtype, n_states, config = EMU_FWD_CHANNEL[case]
-    length = (150, 512, 77, 40)[case]
-    dim, groups = (6, 1, 10, 4)[case], (2, 1, 2, 1)[case]
+    length = (150, 512, 77, 40, 520)[case]
+    dim, groups = (6, 1, 10, 4, 40)[case], (2, 1, 2, 1, 2)[case]
     options = case != 1
     inputs = make_scan_inputs(2, dim, length, n_states, groups, in_dtype, bc_dtype, D=options, z=options,
                               bias=options, init=case != 3, seed=30 + case)
