@@ -174,24 +174,22 @@ class Template:
         return f"<Template {self.name}>"
 
 
+def _last_name(node: ast.AST) -> str:
+    """``jit`` for ``triton.jit``, ``jit`` or ``triton.jit(...)``: the name a decorator or call ends in."""
+    target = node.func if isinstance(node, ast.Call) else node
+    return target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+
+
 def _is_kernel(node: ast.AST) -> bool:
     """A ``@triton.jit`` (or ``@jit``, ``@triton.jit(...)``) function definition."""
-    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-        return False
-    for decorator in node.decorator_list:
-        target = decorator.func if isinstance(decorator, ast.Call) else decorator
-        name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
-        if name == "jit":
-            return True
-    return False
+    return isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and \
+        any(_last_name(decorator) == "jit" for decorator in node.decorator_list)
 
 
 def _is_constexpr(node: ast.AST) -> bool:
     """A module-level ``NAME = tl.constexpr(...)``: a value kernels read as a compile-time constant."""
-    if not isinstance(node, (ast.Assign, ast.AnnAssign)) or not isinstance(node.value, ast.Call):
-        return False
-    func = node.value.func
-    return (func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")) == "constexpr"
+    return isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Call) and \
+        _last_name(node.value) == "constexpr"
 
 
 def kernel_source(path: Path) -> bytes:

@@ -908,6 +908,11 @@ class _SelectiveScanTemplate(Template):
     triton_space: dict[str, list] = {}
     cuda_space: dict[str, list] = {}
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # The whole space (Template.space: every knob's values) is the two backends' knobs joined.
+        cls.space = {"backend": ["triton", "cuda"], **cls.triton_space, **cls.cuda_space}
+
     def subspaces(self) -> list[dict[str, list]]:
         # Each backend's knobs vary only under it (canonical drops the other's): one product per
         # backend, not their joint product (~10M configs for the forward, 35 s to walk).
@@ -954,7 +959,6 @@ class SelectiveScanFwd(_SelectiveScanTemplate):
     """out [batch, dim, L] and last_state [batch, dim, N] from u, delta, A, B, C, D, delta_bias (, z)."""
     name = "selective_scan.fwd"
     kernel = "fwd"
-    space = {"backend": ["triton", "cuda"], **FWD_TRITON_SPACE, **CUDA_FWD_SPACE}
     triton_space, cuda_space = FWD_TRITON_SPACE, CUDA_FWD_SPACE
 
     def canonical(self, config: Config) -> Config:
@@ -1101,7 +1105,6 @@ class SelectiveScanBwd(_SelectiveScanTemplate):
     other the Triton one (its configs carry no ``backend`` key)."""
     name = "selective_scan.bwd"
     kernel = "bwd"
-    space = {"backend": ["triton", "cuda"], **BWD_SPACE, **CUDA_BWD_SPACE}
     triton_space, cuda_space = BWD_SPACE, CUDA_BWD_SPACE
 
     def canonical(self, config: Config) -> Config:
@@ -1246,7 +1249,6 @@ class SelectiveScanStep(_SelectiveScanTemplate):
     ]
     quick_workload = [{"batch": 256, "dim": 4096, "N": 16}]
     cpu_workload = [{"batch": 3, "dim": 6, "N": 5}]
-    space = {"backend": ["triton", "cuda"], **STEP_TRITON_SPACE, **CUDA_STEP_SPACE}
     triton_space, cuda_space = STEP_TRITON_SPACE, CUDA_STEP_SPACE
 
     def canonical(self, config: Config) -> Config:

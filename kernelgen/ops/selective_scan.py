@@ -379,12 +379,12 @@ def _packed_sequences(u, delta, A, B, C, D, z, delta_bias, delta_softplus, retur
         return cut(BC, start, stop, 2 if complex_mode else 1)
 
     bounds = [0, *restarts, length]
+    # The whole call is checked above, so its slices go straight to the scan.
+    scan = _complex_scan if complex_mode else _scan_checked
     outs, state = [], None
     for i, (start, stop) in enumerate(zip(bounds, bounds[1:])):
         if stop == start:   # a restart at step 0 drops initial_state; the empty span runs nothing
             continue
-        # The whole call is checked above, so its slices go straight to the scan.
-        scan = _complex_scan if complex_mode else _scan_checked
         out, state = scan(cut(u, start, stop), cut(delta, start, stop), A, cut_bc(B, start, stop),
                           cut_bc(C, start, stop), D, cut(z, start, stop), delta_bias, delta_softplus,
                           initial_state if i == 0 else None)
