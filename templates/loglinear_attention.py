@@ -19,6 +19,11 @@ Forward, two kernels:
      the half ends; in right halves it only tracks the log decay since that block (``ldec``), which
      the output kernel needs. Levels are a grid axis (no per-level code), each program carries one
      state tile, and programs of every level run in parallel. The same pass writes the final state.
+     Sequences that start at position 0 with no state out (training) take
+     ``_fwd_block_stack_kernel`` instead: one program per (K×V tile, sequence·head) walks the
+     chunks once and closes Block(n + 1) after chunk n from chunk n's own k·vᵀ and the live blocks
+     of n's trailing set bits (a Fenwick carry), kept in an fp32 stack: one k·vᵀ per chunk in all,
+     where the per-level scans do one per chunk per level they accumulate. Config ``stack``.
   2. ``_fwd_output_kernel``: one program per (chunk, V tile, head): intra-chunk part plus one
      q·Block matmul per set bit of the chunk index (log2 of the chunk count at most).
 
@@ -225,6 +230,83 @@ def _fwd_level_scan_kernel(
                                                            mask=m_kv, other=0.0)
             if lvl < L_OUT:
                 tl.store(ht + ((state_base * L_OUT + lvl) * K * V) + tile, fin, mask=m_kv)
+
+
+@triton.jit(do_not_specialize=["T", "NC"])
+def _fwd_block_stack_kernel(
+    k, v, g, blocks, ldec, stack, cu_seqlens, seq_slot0, T, NC,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, NJ: tl.constexpr, NJP: tl.constexpr,
+    BK: tl.constexpr, BV: tl.constexpr, NV: tl.constexpr,
+    IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    """Every Block(P) and ldec of one (K×V tile, sequence·head) in one pass over the chunks, for
+    sequences that start at position 0. Block(n + 1) closes after chunk n: chunk n's own k·vᵀ plus
+    the live blocks of n's trailing set bits (the Fenwick children it covers), kept decayed to their
+    own end in an fp32 stack of one tile per level. One k·vᵀ per chunk instead of one per level."""
+    i_kv, i_nh = tl.program_id(0), tl.program_id(1)
+    i_n, i_h = i_nh // H, i_nh % H
+    i_k, i_v = i_kv // NV, i_kv % NV
+    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    length = eos - bos
+    if TABLE:
+        slot0 = tl.load(seq_slot0 + i_n).to(tl.int64)
+    else:
+        slot0 = i_n.to(tl.int64) * NC
+    n_last = ((length + C - 1) // C - 1).to(tl.int32)        # -1 for an empty sequence
+
+    offs_k = i_k * BK + tl.arange(0, BK)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    m_kv = (offs_k < K)[:, None] & (offs_v < V)[None, :]
+    tile = offs_k[:, None] * V + offs_v[None, :]
+    own = tl.arange(0, BK)[:, None] * BV + tl.arange(0, BV)[None, :]
+    stack_base = stack + (i_nh * tl.num_programs(0) + i_kv).to(tl.int64) * NJ * BK * BV
+    lv = tl.arange(0, NJP)
+    ldv = tl.zeros([NJP], tl.float32)       # per level: log decay from its live block's end
+    # chunks before n_last are full; each iteration loads the next chunk's rows while it works
+    rows = bos + tl.arange(0, C)
+    in_seq = (tl.arange(0, C) * 0) < n_last             # [C]: chunk 0 is a full chunk
+    nxt_g = tl.load(g + rows * H + i_h, mask=in_seq, other=0.0).to(tl.float32)
+    nxt_kt = tl.load(k + (rows[None, :] * H + i_h) * K + offs_k[:, None],
+                     mask=(offs_k < K)[:, None] & in_seq[None, :], other=0.0)
+    nxt_v = tl.load(v + (rows[:, None] * H + i_h) * V + offs_v[None, :],
+                    mask=(offs_v < V)[None, :] & in_seq[:, None], other=0.0)
+    # Blocks at level 0 (n even) are merged by the very next chunk: they stay in registers, and
+    # the stack in memory holds levels 1 and up.
+    carry = tl.zeros([BK, BV], dtype=tl.float32)
+    for n in range(0, n_last):
+        b_g, b_kt, b_v = nxt_g, nxt_kt, nxt_v
+        rows += C
+        in_seq = (tl.arange(0, C) * 0 + n + 1) < n_last
+        nxt_g = tl.load(g + rows * H + i_h, mask=in_seq, other=0.0).to(tl.float32)
+        nxt_kt = tl.load(k + (rows[None, :] * H + i_h) * K + offs_k[:, None],
+                         mask=(offs_k < K)[:, None] & in_seq[None, :], other=0.0)
+        nxt_v = tl.load(v + (rows[:, None] * H + i_h) * V + offs_v[None, :],
+                        mask=(offs_v < V)[None, :] & in_seq[:, None], other=0.0)
+        b_G = tl.cumsum(b_g, 0)
+        g_sum = tl.sum(b_g, 0)
+        if i_kv == 0:
+            tl.store(ldec + ((slot0 + n) * H + i_h) * NJ + lv, ldv, mask=lv < NJ)
+        b_vd = (b_v * tl.exp(g_sum - b_G)[:, None]).to(b_kt.dtype)
+        acc = tl.dot(b_kt, b_vd, input_precision=DOT_PREC)
+        # n's trailing set bits 0..z-1 are the levels Block(n + 1) absorbs; it lives at level z
+        low = (n + 1) & (-(n + 1))
+        z = _bit_length(low, NJ + 1) - 1
+        if z > 0:
+            acc += tl.exp(tl.sum(tl.where(lv == 0, ldv, 0.0), 0) + g_sum) * carry
+        for i in tl.static_range(1, NJ):
+            if i < z:
+                decay = tl.sum(tl.where(lv == i, ldv, 0.0), 0) + g_sum
+                acc += tl.exp(decay) * tl.load(stack_base + i * BK * BV + own)
+        tl.store(blocks + ((slot0 + n + 1) * H + i_h) * K * V + tile, acc.to(blocks.dtype.element_ty), mask=m_kv)
+        if z == 0:
+            carry = acc
+        else:
+            tl.store(stack_base + z * BK * BV + own, acc)
+        # the next chunk's threads read what this one's stored
+        tl.debug_barrier()
+        ldv = tl.where(lv == z, 0.0, ldv + g_sum)
+    if (i_kv == 0) & (n_last >= 0):
+        tl.store(ldec + ((slot0 + n_last) * H + i_h) * NJ + lv, ldv, mask=lv < NJ)
 
 
 @triton.jit(do_not_specialize=["T", "NC", "NJ", "L", "L_IN"])
@@ -618,6 +700,7 @@ class ChunkPlan:
     seq_slot0: torch.Tensor | None = None    # [N] int64 first slot of each sequence
     slot_seq: torch.Tensor | None = None     # [S] int32 sequence of each slot
     slot_chunk: torch.Tensor | None = None   # [S] int32 absolute chunk index of each slot
+    from_start: bool = True      # every sequence starts at position 0 (no partial first chunk)
 
 
 def make_plan(batch: int, seq_len: int, chunk: int, lengths: list[int] | None, starts: list[int] | None,
@@ -642,7 +725,8 @@ def make_plan(batch: int, seq_len: int, chunk: int, lengths: list[int] | None, s
     as_tensor = lambda x, dt: torch.tensor(x, dtype=dt, device=device)  # noqa: E731
     return ChunkPlan(chunk, len(lengths), len(slot_seq), levels, 0, True,
                      as_tensor(starts, torch.int64), as_tensor(slot0, torch.int64),
-                     as_tensor(slot_seq, torch.int32), as_tensor(slot_chunk, torch.int32))
+                     as_tensor(slot_seq, torch.int32), as_tensor(slot_chunk, torch.int32),
+                     from_start=not any(starts))
 
 
 def _plan_args(plan: ChunkPlan, dummy):
@@ -668,6 +752,17 @@ def block_states(k, v, g, plan: ChunkPlan, config, cu_seqlens, init=None, final=
     blocks = torch.empty(max(plan.num_slots, 1), H, K, V, device=k.device, dtype=block_dtype(k.dtype))
     ldec = torch.empty(max(plan.num_slots, 1), H, plan.levels, device=k.device, dtype=torch.float32)
     dummy = blocks
+    if plan.from_start and init is None and final is None and int(config.get("stack", 1)):
+        # one pass per tile builds every level
+        nj = plan.levels
+        stack = torch.empty(plan.num_seqs * H * nk * nv, nj, bk, bv, device=k.device, dtype=torch.float32)
+        _fwd_block_stack_kernel[(nk * nv, plan.num_seqs * H)](
+            k, v, g, blocks, ldec, stack, cu_seqlens if cu_seqlens is not None else dummy,
+            plan.seq_slot0 if plan.table else dummy, T, plan.slots_per_seq,
+            H=H, K=K, V=V, C=chunk, NJ=nj, NJP=max(2, triton.next_power_of_2(nj)), BK=bk, BV=bv, NV=nv,
+            IS_VARLEN=cu_seqlens is not None, TABLE=plan.table, DOT_PREC=_dot_precision(k.dtype),
+            num_warps=int(config["scan_warps"]), num_stages=int(config["num_stages"]))
+        return blocks, ldec
     levels_axis = plan.levels + (1 if final is not None else 0)
     _fwd_level_scan_kernel[(nk * nv, levels_axis, plan.num_seqs * H)](
         k, v, g, blocks, ldec, init if init is not None else dummy, final if final is not None else dummy,
@@ -789,8 +884,11 @@ def step(q, k, v, g, lam, states, position, scale: float, config, out=None, new_
 
 # Bound on _estimate's register count per kernel kind, set from ptxas on sm_90 (triton 3.9): above
 # it the kernel spilled. The estimate counts only the named tiles; layouts and addresses roughly
-# double it, differently per kernel.
-MAX_REGISTERS = {"scan": 120, "out": 150, "dqk": 120, "dv": 150}
+# double it, differently per kernel. "out", "dqk" and "dv" from triton 3.6 on the H100 (session 8):
+# out estimates of 328-336 compiled to 202-243 registers without spills; dqk 212 and 264 to 255
+# with 20 and 80 spilled and still the fastest, 424 to 366 spilled (slow); dv 360 to 255 with 2.
+# The bounds drop what cannot fit and leave the rest to the tuner's clock.
+MAX_REGISTERS = {"scan": 120, "out": 340, "dqk": 270, "dv": 370}
 DEFAULT_SHARED_MEMORY = 227 * 1024
 
 
@@ -906,13 +1004,20 @@ class LogLinearForward(_LogLinearTemplate):
     name = "loglinear_attention.fwd"
     kernel = "fwd"
     space = {"chunk": [16, 32, 64, 128], "scan_bk": [32, 64, 128], "scan_bv": [32, 64, 128],
-             "scan_warps": [2, 4, 8], "out_bv": [32, 64, 128], "out_warps": [4, 8], "num_stages": [1, 2, 3]}
+             "scan_warps": [2, 4, 8], "out_bv": [32, 64, 128], "out_warps": [4, 8], "num_stages": [1, 2, 3],
+             "stack": [1, 0]}
 
     def default_config(self, shape, gpu=None) -> Config:
         KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
-        # measured without spills on sm_90 for K = V = 64, 128 (chunk 64) and 256 (chunk 32)
-        return {"chunk": _default_chunk(shape), "scan_bk": min(64, KP), "scan_bv": min(64, VP),
-                "scan_warps": 4, "out_bv": min(64, VP), "out_warps": 8, "num_stages": 2}
+        # H100, bf16 (session 8): the output kernel with the whole V on 4 warps (202 registers, two
+        # programs per SM) 0.50 ms against 0.74 for 64 on 8 warps at K = V = 128, 0.20 vs 0.27 at 64.
+        # The stacked block pass runs one program per (tile, sequence·head): with fewer than 128
+        # sequence·heads, 32-wide V tiles keep the SMs busier (B=1 T=131072: 2.79 vs 3.72 ms).
+        small = KP <= 128 and VP <= 128
+        return {"chunk": _default_chunk(shape), "scan_bk": min(64, KP),
+                "scan_bv": min(64 if shape["B"] * shape["H"] >= 128 else 32, VP), "scan_warps": 4,
+                "out_bv": min(128, VP) if small else 64, "out_warps": 4 if small else 8, "num_stages": 2,
+                "stack": 1}
 
     def check_config(self, config, shape, gpu=None) -> str | None:
         return (self._chunk_ok(config, shape) or self._tile_ok("scan_bk", config, shape["K"])
@@ -954,14 +1059,23 @@ class LogLinearBackward(_LogLinearTemplate):
     workload = _LogLinearTemplate.workload[:3] + _LogLinearTemplate.workload[4:]
     space = {"chunk": [16, 32, 64], "scan_bk": [32, 64, 128], "scan_bv": [32, 64, 128], "scan_warps": [2, 4, 8],
              "dqk_bk": [32, 64, 128], "dqk_bv": [32, 64, 128], "dqk_warps": [4, 8],
-             "dv_bk": [32, 64, 128], "dv_bv": [32, 64, 128], "dv_warps": [4, 8], "num_stages": [1, 2, 3]}
+             "dv_bk": [32, 64, 128], "dv_bv": [32, 64, 128], "dv_warps": [4, 8], "num_stages": [1, 2, 3],
+             "stack": [1, 0]}
 
     def default_config(self, shape, gpu=None) -> Config:
         KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
-        # measured without spills on sm_90 for K = V = 64, 128 (chunk 64) and 256 (chunk 32)
+        if KP > 128 or VP > 128:
+            # measured without spills on sm_90 at K = V = 256 (chunk 32)
+            return {"chunk": _default_chunk(shape), "scan_bk": 64, "scan_bv": 64, "scan_warps": 4,
+                    "dqk_bk": 64, "dqk_bv": 32, "dqk_warps": 8, "dv_bk": 64, "dv_bv": 64, "dv_warps": 8,
+                    "num_stages": 2, "stack": 1}
+        # H100, bf16 (session 8, B=8 T=4096 H=16): K = V = 128 dq/dk on 128 × 64 tiles and 8 warps
+        # 3.37 ms for the whole backward against 5.42 on 64 × 32; dv on whole tiles and 4 warps a
+        # further −0.25. K = V = 64: dq/dk on 4 warps 1.44 against 1.95.
         return {"chunk": _default_chunk(shape), "scan_bk": min(64, KP), "scan_bv": min(64, VP), "scan_warps": 4,
-                "dqk_bk": min(64, KP), "dqk_bv": min(32, VP), "dqk_warps": 8,
-                "dv_bk": min(64, KP), "dv_bv": min(64, VP), "dv_warps": 8, "num_stages": 2}
+                "dqk_bk": KP, "dqk_bv": min(64, VP), "dqk_warps": 8 if KP >= 128 else 4,
+                # one K tile with 32-wide V tiles once gave a wrong dv (triton 3.6, sm_90): not a default
+                "dv_bk": KP if VP >= 64 else min(64, KP), "dv_bv": VP, "dv_warps": 4, "num_stages": 2, "stack": 1}
 
     def check_config(self, config, shape, gpu=None) -> str | None:
         for name, dim in (("scan_bk", "K"), ("scan_bv", "V"), ("dqk_bk", "K"), ("dqk_bv", "V"),

@@ -96,6 +96,64 @@ def test_backward(device, dtype, chunk):
         assert_close(name, got, want, GRAD_TOL[dtype])
 
 
+def _defined_entries(plan, lengths, chunk, levels):
+    """(slots whose Block is defined, (slot, level) pairs whose ldec is) for sequences at 0."""
+    blocks, decays, slot0 = [], [], 0
+    for length in lengths:
+        n_last = -(-length // chunk) - 1
+        blocks += [slot0 + p for p in range(1, n_last + 1)]
+        decays += [(slot0 + n, j) for n in range(n_last + 1) for j in range(levels) if (n >> j) & 1]
+        slot0 += n_last + 1
+    return blocks, decays
+
+
+@pytest.mark.parametrize("T,chunk,tile,lengths", [
+    (45, 8, 16, None), (203, 8, 16, None), (77, 16, 16, None),
+    (45, 8, 8, [5, 0, 25, 15]),           # packed, an empty sequence, several K/V tiles
+])
+def test_block_stack_pass_equals_level_scans(device, T, chunk, tile, lengths):
+    """The one-pass Fenwick stack builds the same blocks and decays as one scan per level."""
+    B = 2 if lengths is None else 1
+    _, k, v, g, _ = _inputs(B=B, T=T, device=device, seed=9)
+    cu = None if lengths is None else torch.tensor([0] + lengths, device=device).cumsum(0)
+    config = _config(chunk, tile if not torch.cuda.is_available() else 16)
+    chunk = config["chunk"]
+    plan = tmpl.make_plan(B, T, chunk, lengths, None, device)
+    stacked, stack_dec = tmpl.block_states(k, v, g, plan, {**config, "stack": 1}, cu)
+    scanned, scan_dec = tmpl.block_states(k, v, g, plan, {**config, "stack": 0}, cu)
+    slots, decays = _defined_entries(plan, lengths or [T] * B, chunk, plan.levels)
+    assert slots
+    assert_close("blocks", stacked[slots], scanned[slots], 1e-5)
+    for slot, level in decays:
+        assert_close(f"ldec[{slot}, {level}]", stack_dec[slot, :, level], scan_dec[slot, :, level], 1e-5)
+
+
+@pytest.mark.parametrize("dtype,chunk,T,tile", [(torch.float32, 8, 203, 16), (torch.float16, 16, 45, 16),
+                                                (torch.float32, 8, 64, 8)])
+def test_forward_without_final_state(device, dtype, chunk, T, tile):
+    """The training path (no states in or out) builds its blocks in one stacked pass. T = 64 with
+    chunk 8 ends on a power of two of chunks."""
+    q, k, v, g, lam = _inputs(T=T, L=9, dtype=dtype, device=device, seed=3)
+    config = _config(chunk, tile if not torch.cuda.is_available() else 16)
+    plan = tmpl.make_plan(2, T, config["chunk"], None, None, device)
+    o, final = tmpl.forward(q, k, v, g, lam, 16 ** -0.5, config, plan, out=_nan_like(v))
+    ro, _ = ref.loglinear_attention_reference(q, k, v, g, lam)
+    assert final is None
+    assert_close("o", o, ro, TOL[dtype])
+
+
+def test_packed_sequences_forward(device):
+    """Packed sequences (one empty) through the stacked block pass."""
+    q, k, v, g, lam = (x[:1].contiguous() for x in _inputs(T=90, L=8, device=device, seed=4))
+    lengths = [5, 0, 61, 24]
+    cu = torch.tensor([0] + lengths, device=device).cumsum(0)
+    config = _config(8)
+    plan = tmpl.make_plan(1, 90, config["chunk"], lengths, None, device)
+    o, _ = tmpl.forward(q, k, v, g, lam, 16 ** -0.5, config, plan, cu_seqlens=cu, out=_nan_like(v))
+    ro, _ = ref.loglinear_attention_reference(q, k, v, g, lam, cu_seqlens=cu)
+    assert_close("o", o, ro, TOL[torch.float32])
+
+
 # Tile combinations: K=32, V=48 (padded 64) with tiles below, equal to and (V) above the head
 # size, so K/V loops run one trip or several and the last V tile is ragged. Each kernel's tiles are
 # chosen apart from the others' (blocks written with one tiling are read with another). The first
