@@ -234,37 +234,46 @@ def _fwd_level_scan_kernel(
 
 @triton.jit(do_not_specialize=["T", "NC"])
 def _fwd_block_stack_kernel(
-    k, v, g, blocks, ldec, stack, cu_seqlens, seq_slot0, T, NC,
+    k, v, g, blocks, ldec, stack, seg_total, seg_decay, cu_seqlens, seq_slot0, T, NC,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, NJ: tl.constexpr, NJP: tl.constexpr,
-    BK: tl.constexpr, BV: tl.constexpr, NV: tl.constexpr,
-    IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, DOT_PREC: tl.constexpr,
+    LOG_S: tl.constexpr, NL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, NV: tl.constexpr,
+    SEGMENTED: tl.constexpr, IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
-    """Every Block(P) and ldec of one (K×V tile, sequence·head) in one pass over the chunks, for
-    sequences that start at position 0. Block(n + 1) closes after chunk n: chunk n's own k·vᵀ plus
-    the live blocks of n's trailing set bits (the Fenwick children it covers), kept decayed to their
-    own end in an fp32 stack of one tile per level. One k·vᵀ per chunk instead of one per level."""
-    i_kv, i_nh = tl.program_id(0), tl.program_id(1)
+    """Block(P) and ldec of one (K×V tile, sequence·head) for the chunks of segment program_id(2)
+    (S = 2^LOG_S chunks), for sequences that start at position 0. Block(n + 1) closes after chunk
+    n: chunk n's own k·vᵀ plus the live blocks of n's trailing set bits (the Fenwick children it
+    covers), kept decayed to their own end in an fp32 stack of NL = min(NJ, LOG_S) levels. One
+    k·vᵀ per chunk instead of one per level. A block that reaches before the segment (its lowbit
+    above S) is finished by ``_fwd_block_segments_kernel`` from the segment totals this writes;
+    the decays of levels above the segment's count from its start, and that kernel adds the rest."""
+    i_kv, i_nh, i_s = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_n, i_h = i_nh // H, i_nh % H
     i_k, i_v = i_kv // NV, i_kv % NV
     bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
     length = eos - bos
+    n_last = ((length + C - 1) // C - 1).to(tl.int32)        # -1 for an empty sequence
+    seg_lo = i_s << LOG_S
+    if seg_lo > n_last:
+        return
     if TABLE:
         slot0 = tl.load(seq_slot0 + i_n).to(tl.int64)
     else:
         slot0 = i_n.to(tl.int64) * NC
-    n_last = ((length + C - 1) // C - 1).to(tl.int32)        # -1 for an empty sequence
+    seg_end = tl.minimum(seg_lo + (1 << LOG_S), n_last)      # Block(n + 1) for n in [seg_lo, seg_end)
 
     offs_k = i_k * BK + tl.arange(0, BK)
     offs_v = i_v * BV + tl.arange(0, BV)
     m_kv = (offs_k < K)[:, None] & (offs_v < V)[None, :]
     tile = offs_k[:, None] * V + offs_v[None, :]
     own = tl.arange(0, BK)[:, None] * BV + tl.arange(0, BV)[None, :]
-    stack_base = stack + (i_nh * tl.num_programs(0) + i_kv).to(tl.int64) * NJ * BK * BV
+    program = (i_nh * tl.num_programs(0) + i_kv).to(tl.int64)
+    stack_base = stack + (program * tl.num_programs(2) + i_s) * NL * BK * BV
     lv = tl.arange(0, NJP)
     ldv = tl.zeros([NJP], tl.float32)       # per level: log decay from its live block's end
+    seg_g = tl.full([], 0.0, tl.float32)      # the segment's log decay (SEGMENTED)
     # chunks before n_last are full; each iteration loads the next chunk's rows while it works
-    rows = bos + tl.arange(0, C)
-    in_seq = (tl.arange(0, C) * 0) < n_last             # [C]: chunk 0 is a full chunk
+    rows = bos + seg_lo * C + tl.arange(0, C)
+    in_seq = (tl.arange(0, C) * 0 + seg_lo) < seg_end
     nxt_g = tl.load(g + rows * H + i_h, mask=in_seq, other=0.0).to(tl.float32)
     nxt_kt = tl.load(k + (rows[None, :] * H + i_h) * K + offs_k[:, None],
                      mask=(offs_k < K)[:, None] & in_seq[None, :], other=0.0)
@@ -273,10 +282,10 @@ def _fwd_block_stack_kernel(
     # Blocks at level 0 (n even) are merged by the very next chunk: they stay in registers, and
     # the stack in memory holds levels 1 and up.
     carry = tl.zeros([BK, BV], dtype=tl.float32)
-    for n in range(0, n_last):
+    for n in range(seg_lo, seg_end):
         b_g, b_kt, b_v = nxt_g, nxt_kt, nxt_v
         rows += C
-        in_seq = (tl.arange(0, C) * 0 + n + 1) < n_last
+        in_seq = (tl.arange(0, C) * 0 + n + 1) < seg_end
         nxt_g = tl.load(g + rows * H + i_h, mask=in_seq, other=0.0).to(tl.float32)
         nxt_kt = tl.load(k + (rows[None, :] * H + i_h) * K + offs_k[:, None],
                          mask=(offs_k < K)[:, None] & in_seq[None, :], other=0.0)
@@ -284,29 +293,115 @@ def _fwd_block_stack_kernel(
                         mask=(offs_v < V)[None, :] & in_seq[:, None], other=0.0)
         b_G = tl.cumsum(b_g, 0)
         g_sum = tl.sum(b_g, 0)
+        seg_g += g_sum
         if i_kv == 0:
             tl.store(ldec + ((slot0 + n) * H + i_h) * NJ + lv, ldv, mask=lv < NJ)
         b_vd = (b_v * tl.exp(g_sum - b_G)[:, None]).to(b_kt.dtype)
         acc = tl.dot(b_kt, b_vd, input_precision=DOT_PREC)
-        # n's trailing set bits 0..z-1 are the levels Block(n + 1) absorbs; it lives at level z
+        # n's trailing set bits 0..z-1 are the levels Block(n + 1) absorbs; it lives at level z.
+        # Inside the segment z stops at LOG_S: there the block is the segment's total.
         low = (n + 1) & (-(n + 1))
-        z = _bit_length(low, NJ + 1) - 1
+        z_all = _bit_length(low, NJ + 1) - 1
+        if SEGMENTED:
+            z = tl.minimum(z_all, LOG_S)
+        else:
+            z = z_all
         if z > 0:
             acc += tl.exp(tl.sum(tl.where(lv == 0, ldv, 0.0), 0) + g_sum) * carry
-        for i in tl.static_range(1, NJ):
+        for i in tl.static_range(1, NL):
             if i < z:
                 decay = tl.sum(tl.where(lv == i, ldv, 0.0), 0) + g_sum
                 acc += tl.exp(decay) * tl.load(stack_base + i * BK * BV + own)
-        tl.store(blocks + ((slot0 + n + 1) * H + i_h) * K * V + tile, acc.to(blocks.dtype.element_ty), mask=m_kv)
-        if z == 0:
-            carry = acc
+        if SEGMENTED:
+            if z_all <= LOG_S:
+                tl.store(blocks + ((slot0 + n + 1) * H + i_h) * K * V + tile, acc.to(blocks.dtype.element_ty),
+                         mask=m_kv)
+            if z == LOG_S:
+                tl.store(seg_total + (program * tl.num_programs(2) + i_s) * BK * BV + own, acc)
+                if i_kv == 0:
+                    tl.store(seg_decay + i_nh.to(tl.int64) * tl.num_programs(2) + i_s, seg_g)
+            elif z == 0:
+                carry = acc
+            else:
+                tl.store(stack_base + z * BK * BV + own, acc)
         else:
-            tl.store(stack_base + z * BK * BV + own, acc)
+            tl.store(blocks + ((slot0 + n + 1) * H + i_h) * K * V + tile, acc.to(blocks.dtype.element_ty),
+                     mask=m_kv)
+            if z == 0:
+                carry = acc
+            else:
+                tl.store(stack_base + z * BK * BV + own, acc)
         # the next chunk's threads read what this one's stored
         tl.debug_barrier()
         ldv = tl.where(lv == z, 0.0, ldv + g_sum)
-    if (i_kv == 0) & (n_last >= 0):
+    if (i_kv == 0) & (n_last < seg_lo + (1 << LOG_S)):    # n_last is this segment's
         tl.store(ldec + ((slot0 + n_last) * H + i_h) * NJ + lv, ldv, mask=lv < NJ)
+
+
+@triton.jit(do_not_specialize=["T", "NC", "NS"])
+def _fwd_block_segments_kernel(
+    blocks, ldec, stack, seg_total, seg_decay, cu_seqlens, seq_slot0, T, NC, NS,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, NJ: tl.constexpr, NJP: tl.constexpr,
+    LOG_S: tl.constexpr, NL2: tl.constexpr, NL2P: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    NV: tl.constexpr, IS_VARLEN: tl.constexpr, TABLE: tl.constexpr,
+):
+    """The levels above the segments for one (K×V tile, sequence·head): the same Fenwick carry
+    over segment totals (no products), writing the blocks that span segments, and each chunk's
+    decay to a live block before its segment completed by the decay from that block to the
+    segment's start."""
+    i_kv, i_nh = tl.program_id(0), tl.program_id(1)
+    i_n, i_h = i_nh // H, i_nh % H
+    i_k, i_v = i_kv // NV, i_kv % NV
+    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    length = eos - bos
+    n_last = ((length + C - 1) // C - 1).to(tl.int32)
+    if TABLE:
+        slot0 = tl.load(seq_slot0 + i_n).to(tl.int64)
+    else:
+        slot0 = i_n.to(tl.int64) * NC
+    offs_k = i_k * BK + tl.arange(0, BK)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    m_kv = (offs_k < K)[:, None] & (offs_v < V)[None, :]
+    tile = offs_k[:, None] * V + offs_v[None, :]
+    own = tl.arange(0, BK)[:, None] * BV + tl.arange(0, BV)[None, :]
+    program = (i_nh * tl.num_programs(0) + i_kv).to(tl.int64)
+    stack_base = stack + program * NL2 * BK * BV
+    ls = tl.arange(0, NL2P)
+    ldvs = tl.zeros([NL2P], tl.float32)     # per segment level: log decay from its live block's end
+    cols = tl.arange(0, NJP)
+    in_chunk = tl.arange(0, 1 << LOG_S)
+    carry = tl.zeros([BK, BV], dtype=tl.float32)
+    for s in range(0, (n_last >> LOG_S) + 1):
+        seg_lo = s << LOG_S
+        if (i_kv == 0) & (s > 0):
+            # level LOG_S + i of a chunk in segment s: add the decay before the segment (bit i of s)
+            lvl = cols - LOG_S
+            before = tl.sum(tl.where(ls[None, :] == lvl[:, None], ldvs[None, :], 0.0), 1)
+            before = tl.where((lvl >= 0) & (((s >> tl.maximum(lvl, 0)) & 1) == 1), before, 0.0)
+            n = seg_lo + in_chunk
+            at = ((slot0 + n) * H + i_h)[:, None] * NJ + cols[None, :]
+            m = (n <= n_last)[:, None] & (cols < NJ)[None, :]
+            tl.store(ldec + at, tl.load(ldec + at, mask=m, other=0.0) + before[None, :], mask=m)
+        if seg_lo + (1 << LOG_S) <= n_last:
+            acc = tl.load(seg_total + (program * NS + s) * BK * BV + own)
+            g_seg = tl.load(seg_decay + i_nh.to(tl.int64) * NS + s)
+            low = (s + 1) & (-(s + 1))
+            z = _bit_length(low, NL2 + 1) - 1
+            if z > 0:
+                acc += tl.exp(tl.sum(tl.where(ls == 0, ldvs, 0.0), 0) + g_seg) * carry
+            for i in tl.static_range(1, NL2):
+                if i < z:
+                    decay = tl.sum(tl.where(ls == i, ldvs, 0.0), 0) + g_seg
+                    acc += tl.exp(decay) * tl.load(stack_base + i * BK * BV + own)
+            if z > 0:       # z == 0: the segment's own total, written by the segment's program
+                tl.store(blocks + ((slot0 + ((s + 1) << LOG_S)) * H + i_h) * K * V + tile,
+                         acc.to(blocks.dtype.element_ty), mask=m_kv)
+                if z < NL2:
+                    tl.store(stack_base + z * BK * BV + own, acc)
+            else:
+                carry = acc
+            tl.debug_barrier()
+            ldvs = tl.where(ls == z, 0.0, ldvs + g_seg)
 
 
 @triton.jit(do_not_specialize=["T", "NC", "NJ", "L", "L_IN"])
@@ -753,15 +848,32 @@ def block_states(k, v, g, plan: ChunkPlan, config, cu_seqlens, init=None, final=
     ldec = torch.empty(max(plan.num_slots, 1), H, plan.levels, device=k.device, dtype=torch.float32)
     dummy = blocks
     if plan.from_start and init is None and final is None and int(config.get("stack", 1)):
-        # one pass per tile builds every level
+        # one pass per tile builds every level (per segment of chunks, then across segments)
         nj = plan.levels
-        stack = torch.empty(plan.num_seqs * H * nk * nv, nj, bk, bv, device=k.device, dtype=torch.float32)
-        _fwd_block_stack_kernel[(nk * nv, plan.num_seqs * H)](
-            k, v, g, blocks, ldec, stack, cu_seqlens if cu_seqlens is not None else dummy,
-            plan.seq_slot0 if plan.table else dummy, T, plan.slots_per_seq,
-            H=H, K=K, V=V, C=chunk, NJ=nj, NJP=max(2, triton.next_power_of_2(nj)), BK=bk, BV=bv, NV=nv,
-            IS_VARLEN=cu_seqlens is not None, TABLE=plan.table, DOT_PREC=_dot_precision(k.dtype),
-            num_warps=int(config["scan_warps"]), num_stages=int(config["num_stages"]))
+        nc_max = plan.slots_per_seq if not plan.table else cdiv(T, chunk)
+        seg = int(config.get("stack_segment", 0)) or triton.next_power_of_2(max(nc_max, 2))
+        log_s = seg.bit_length() - 1
+        ns = cdiv(nc_max, seg)
+        nl = max(1, min(nj, log_s))
+        programs = plan.num_seqs * H * nk * nv
+        stack = torch.empty(programs * ns, nl, bk, bv, device=k.device, dtype=torch.float32)
+        seg_total = torch.empty(programs, ns, bk, bv, device=k.device, dtype=torch.float32) if ns > 1 else stack
+        seg_decay = torch.empty(plan.num_seqs * H, ns, device=k.device, dtype=torch.float32) if ns > 1 else stack
+        common = dict(H=H, K=K, V=V, C=chunk, NJ=nj, NJP=max(2, triton.next_power_of_2(nj)), LOG_S=log_s,
+                      BK=bk, BV=bv, NV=nv, IS_VARLEN=cu_seqlens is not None, TABLE=plan.table,
+                      num_warps=int(config["scan_warps"]))
+        cu = cu_seqlens if cu_seqlens is not None else dummy
+        slot0 = plan.seq_slot0 if plan.table else dummy
+        _fwd_block_stack_kernel[(nk * nv, plan.num_seqs * H, ns)](
+            k, v, g, blocks, ldec, stack, seg_total, seg_decay, cu, slot0, T, plan.slots_per_seq,
+            NL=nl, SEGMENTED=ns > 1, DOT_PREC=_dot_precision(k.dtype), num_stages=int(config["num_stages"]),
+            **common)
+        if ns > 1:
+            nl2 = max(1, nj - log_s)
+            stack2 = torch.empty(programs, nl2, bk, bv, device=k.device, dtype=torch.float32)
+            _fwd_block_segments_kernel[(nk * nv, plan.num_seqs * H)](
+                blocks, ldec, stack2, seg_total, seg_decay, cu, slot0, T, plan.slots_per_seq, ns,
+                NL2=nl2, NL2P=max(2, triton.next_power_of_2(nl2)), num_stages=1, **common)
         return blocks, ldec
     levels_axis = plan.levels + (1 if final is not None else 0)
     _fwd_level_scan_kernel[(nk * nv, levels_axis, plan.num_seqs * H)](
@@ -991,6 +1103,12 @@ def _fits(kinds, config, shape, gpu, dtype_bytes: int = 2) -> str | None:
     return None
 
 
+def _default_segment(shape) -> int:
+    # The stacked block pass has one program per (tile, sequence·head), whole sequences at 128
+    # sequence·heads and more; fewer get one per segment of 32 chunks as well (0: whole).
+    return 0 if shape["B"] * shape["H"] >= 128 else 32
+
+
 def _default_chunk(shape) -> int:
     # 64 fills tensor cores and keeps the level count low; short sequences get smaller chunks
     chunk = 64 if shape["K"] <= 128 and shape["V"] <= 128 else 32
@@ -1005,19 +1123,20 @@ class LogLinearForward(_LogLinearTemplate):
     kernel = "fwd"
     space = {"chunk": [16, 32, 64, 128], "scan_bk": [32, 64, 128], "scan_bv": [32, 64, 128],
              "scan_warps": [2, 4, 8], "out_bv": [32, 64, 128], "out_warps": [4, 8], "num_stages": [1, 2, 3],
-             "stack": [1, 0]}
+             "stack": [1, 0], "stack_segment": [0, 8, 16, 32]}
 
     def default_config(self, shape, gpu=None) -> Config:
         KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
         # H100, bf16 (session 8): the output kernel with the whole V on 4 warps (202 registers, two
         # programs per SM) 0.50 ms against 0.74 for 64 on 8 warps at K = V = 128, 0.20 vs 0.27 at 64.
-        # The stacked block pass runs one program per (tile, sequence·head): with fewer than 128
-        # sequence·heads, 32-wide V tiles keep the SMs busier (B=1 T=131072: 2.79 vs 3.72 ms).
+        # The stacked block pass runs one program per (tile, sequence·head). With fewer than 128
+        # sequence·heads it also runs one per segment of 32 chunks (B=2 T=16384 K=V=64: 0.146 vs
+        # 0.546 ms; B=1 T=131072 K=V=128: 1.67 vs 4.04) on 32-wide V tiles (0.137 at T=16384).
         small = KP <= 128 and VP <= 128
-        return {"chunk": _default_chunk(shape), "scan_bk": min(64, KP),
-                "scan_bv": min(64 if shape["B"] * shape["H"] >= 128 else 32, VP), "scan_warps": 4,
-                "out_bv": min(128, VP) if small else 64, "out_warps": 4 if small else 8, "num_stages": 2,
-                "stack": 1}
+        many = shape["B"] * shape["H"] >= 128
+        return {"chunk": _default_chunk(shape), "scan_bk": min(64, KP), "scan_bv": min(64 if many else 32, VP),
+                "scan_warps": 4, "out_bv": min(128, VP) if small else 64, "out_warps": 4 if small else 8,
+                "num_stages": 2, "stack": 1, "stack_segment": _default_segment(shape)}
 
     def check_config(self, config, shape, gpu=None) -> str | None:
         return (self._chunk_ok(config, shape) or self._tile_ok("scan_bk", config, shape["K"])
@@ -1060,7 +1179,7 @@ class LogLinearBackward(_LogLinearTemplate):
     space = {"chunk": [16, 32, 64], "scan_bk": [32, 64, 128], "scan_bv": [32, 64, 128], "scan_warps": [2, 4, 8],
              "dqk_bk": [32, 64, 128], "dqk_bv": [32, 64, 128], "dqk_warps": [4, 8],
              "dv_bk": [32, 64, 128], "dv_bv": [32, 64, 128], "dv_warps": [4, 8], "num_stages": [1, 2, 3],
-             "stack": [1, 0]}
+             "stack": [1, 0], "stack_segment": [0, 8, 16, 32]}
 
     def default_config(self, shape, gpu=None) -> Config:
         KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
@@ -1068,14 +1187,15 @@ class LogLinearBackward(_LogLinearTemplate):
             # measured without spills on sm_90 at K = V = 256 (chunk 32)
             return {"chunk": _default_chunk(shape), "scan_bk": 64, "scan_bv": 64, "scan_warps": 4,
                     "dqk_bk": 64, "dqk_bv": 32, "dqk_warps": 8, "dv_bk": 64, "dv_bv": 64, "dv_warps": 8,
-                    "num_stages": 2, "stack": 1}
+                    "num_stages": 2, "stack": 1, "stack_segment": _default_segment(shape)}
         # H100, bf16 (session 8, B=8 T=4096 H=16): K = V = 128 dq/dk on 128 × 64 tiles and 8 warps
         # 3.37 ms for the whole backward against 5.42 on 64 × 32; dv on whole tiles and 4 warps a
         # further −0.25. K = V = 64: dq/dk on 4 warps 1.44 against 1.95.
         return {"chunk": _default_chunk(shape), "scan_bk": min(64, KP), "scan_bv": min(64, VP), "scan_warps": 4,
                 "dqk_bk": KP, "dqk_bv": min(64, VP), "dqk_warps": 8 if KP >= 128 else 4,
                 # one K tile with 32-wide V tiles once gave a wrong dv (triton 3.6, sm_90): not a default
-                "dv_bk": KP if VP >= 64 else min(64, KP), "dv_bv": VP, "dv_warps": 4, "num_stages": 2, "stack": 1}
+                "dv_bk": KP if VP >= 64 else min(64, KP), "dv_bv": VP, "dv_warps": 4, "num_stages": 2, "stack": 1,
+                "stack_segment": _default_segment(shape)}
 
     def check_config(self, config, shape, gpu=None) -> str | None:
         for name, dim in (("scan_bk", "K"), ("scan_bv", "V"), ("dqk_bk", "K"), ("dqk_bv", "V"),

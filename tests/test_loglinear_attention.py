@@ -33,7 +33,7 @@ def _config(chunk, tile=16):
     chunk = chunk if not torch.cuda.is_available() else max(chunk, 16)
     return {"chunk": chunk, "scan_bk": tile, "scan_bv": tile, "scan_warps": 4, "out_bv": tile, "out_warps": 4,
             "num_stages": 1, "dqk_bk": tile, "dqk_bv": tile, "dqk_warps": 4, "dv_bk": tile, "dv_bv": tile,
-            "dv_warps": 4}
+            "dv_warps": 4, "stack_segment": 2}     # segments of 2 chunks: the carry across segments too
 
 
 def _ref_grads(inputs, do, **kwargs):
@@ -107,19 +107,22 @@ def _defined_entries(plan, lengths, chunk, levels):
     return blocks, decays
 
 
-@pytest.mark.parametrize("T,chunk,tile,lengths", [
-    (45, 8, 16, None), (203, 8, 16, None), (77, 16, 16, None),
-    (45, 8, 8, [5, 0, 25, 15]),           # packed, an empty sequence, several K/V tiles
+@pytest.mark.parametrize("T,chunk,tile,lengths,segment", [
+    (45, 8, 16, None, 0), (203, 8, 16, None, 0), (77, 16, 16, None, 0),
+    (45, 8, 8, [5, 0, 25, 15], 0),        # packed, an empty sequence, several K/V tiles
+    (203, 8, 16, None, 2), (203, 8, 16, None, 4), (128, 8, 16, None, 4),   # segments: 13, 7 and 4
+    (90, 8, 8, [5, 0, 61, 24], 2),
 ])
-def test_block_stack_pass_equals_level_scans(device, T, chunk, tile, lengths):
-    """The one-pass Fenwick stack builds the same blocks and decays as one scan per level."""
+def test_block_stack_pass_equals_level_scans(device, T, chunk, tile, lengths, segment):
+    """The one-pass Fenwick stack (whole sequences, or segments of chunks then the levels across
+    them) builds the same blocks and decays as one scan per level."""
     B = 2 if lengths is None else 1
     _, k, v, g, _ = _inputs(B=B, T=T, device=device, seed=9)
     cu = None if lengths is None else torch.tensor([0] + lengths, device=device).cumsum(0)
     config = _config(chunk, tile if not torch.cuda.is_available() else 16)
     chunk = config["chunk"]
     plan = tmpl.make_plan(B, T, chunk, lengths, None, device)
-    stacked, stack_dec = tmpl.block_states(k, v, g, plan, {**config, "stack": 1}, cu)
+    stacked, stack_dec = tmpl.block_states(k, v, g, plan, {**config, "stack": 1, "stack_segment": segment}, cu)
     scanned, scan_dec = tmpl.block_states(k, v, g, plan, {**config, "stack": 0}, cu)
     slots, decays = _defined_entries(plan, lengths or [T] * B, chunk, plan.levels)
     assert slots

@@ -16,6 +16,10 @@ if "--short" in sys.argv:     # round 47: the candidates for new defaults
            dict(out_bv=128, out_warps=8, chunk=64), dict(out_bv=128, out_warps=4, chunk=32)]
     SCAN = [dict(scan_bk=64, scan_bv=64, scan_warps=4), dict(scan_bk=128, scan_bv=32, scan_warps=4),
             dict(scan_bk=64, scan_bv=32, scan_warps=4), dict(scan_bk=128, scan_bv=64, scan_warps=4)]
+if "--seg" in sys.argv:       # round 50: the stacked pass per segment of chunks
+    sys.argv.remove("--seg")
+    OUT = [{}]
+    SCAN = [dict(scan_bk=64, scan_bv=bv, scan_warps=4, stack_segment=sg) for bv in (64, 32) for sg in (0, 8, 16, 32)]
 if "--bv32" in sys.argv:      # the tile that met an illegal address at K = V = 64 in round 46
     sys.argv.remove("--bv32")
     OUT = [dict(out_bv=32, out_warps=4, chunk=64), dict(out_bv=32, out_warps=8, chunk=64)]
@@ -62,6 +66,8 @@ for si in map(int, sys.argv[1:] or ["0"]):
             continue
         row = []
         for stack, fn in ((1, tmpl._fwd_block_stack_kernel), (0, tmpl._fwd_level_scan_kernel)):
+            if stack == 0 and var.get("stack_segment"):
+                continue
             c = {**cfg, "stack": stack}
             ms = bench(lambda: tmpl.block_states(k, v, g, plan, c, None))
             row.append(f"stack={stack} {ms:.3f} {stats(fn)}")
