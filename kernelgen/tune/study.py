@@ -174,8 +174,10 @@ class StudyRunner:
             tpe = optuna.samplers.TPESampler(seed=self.seed, multivariate=True,
                                              n_startup_trials=max(4, min(10, n_trials // 3)))
             study = self._study(tpe)
-            queue = [default] + [c for c in self.warm_start
-                                 if self.template.check_config(c, self.shape, self.gpu) is None]
+            # A shipped config from before a knob was added gets the default's value for it, so
+            # every stored winner names every knob.
+            warm = [{**default, **c} for c in self.warm_start]
+            queue = [default] + [c for c in warm if self.template.check_config(c, self.shape, self.gpu) is None]
         else:
             raise ValueError(f"sampler must be 'tpe' or 'grid'; got {sampler!r}")
         for config in queue:
