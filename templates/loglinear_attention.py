@@ -836,6 +836,14 @@ def _tile(size: int, block: int) -> int:
     return min(int(block), max(16, triton.next_power_of_2(size)))
 
 
+def _auto_segment(programs: int) -> int:
+    """Chunks per segment of the stacked block pass for ``stack_segment`` 0: whole sequences when
+    the (tile, sequence·head) programs alone fill the GPU, else 32-chunk segments, one program each
+    (H100, bf16: 512 programs whole 0.34-0.40 ms vs 0.39 in segments; 32 programs at B=2 T=16384
+    K=V=64 0.546 whole vs 0.146; 64 at B=1 T=131072 K=V=128 4.04 vs 1.67)."""
+    return 1 << 30 if programs >= 512 else 32
+
+
 def block_states(k, v, g, plan: ChunkPlan, config, cu_seqlens, init=None, final=None):
     """Kernel 1: Block(P) for every chunk slot [S, H, K, V] and the log decays ldec [S, H, NJ];
     writes ``final`` [N, H, L_out, K, V] (fp32, zero-filled) when given."""
@@ -851,11 +859,12 @@ def block_states(k, v, g, plan: ChunkPlan, config, cu_seqlens, init=None, final=
         # one pass per tile builds every level (per segment of chunks, then across segments)
         nj = plan.levels
         nc_max = plan.slots_per_seq if not plan.table else cdiv(T, chunk)
-        seg = int(config.get("stack_segment", 0)) or triton.next_power_of_2(max(nc_max, 2))
+        programs = plan.num_seqs * H * nk * nv
+        seg = int(config.get("stack_segment", 0)) or _auto_segment(programs)
+        seg = min(seg, triton.next_power_of_2(max(nc_max, 2)))
         log_s = seg.bit_length() - 1
         ns = cdiv(nc_max, seg)
         nl = max(1, min(nj, log_s))
-        programs = plan.num_seqs * H * nk * nv
         stack = torch.empty(programs * ns, nl, bk, bv, device=k.device, dtype=torch.float32)
         seg_total = torch.empty(programs, ns, bk, bv, device=k.device, dtype=torch.float32) if ns > 1 else stack
         seg_decay = torch.empty(plan.num_seqs * H, ns, device=k.device, dtype=torch.float32) if ns > 1 else stack
@@ -1103,12 +1112,6 @@ def _fits(kinds, config, shape, gpu, dtype_bytes: int = 2) -> str | None:
     return None
 
 
-def _default_segment(shape) -> int:
-    # The stacked block pass has one program per (tile, sequence·head), whole sequences at 128
-    # sequence·heads and more; fewer get one per segment of 32 chunks as well (0: whole).
-    return 0 if shape["B"] * shape["H"] >= 128 else 32
-
-
 def _default_chunk(shape) -> int:
     # 64 fills tensor cores and keeps the level count low; short sequences get smaller chunks
     chunk = 64 if shape["K"] <= 128 and shape["V"] <= 128 else 32
@@ -1129,14 +1132,14 @@ class LogLinearForward(_LogLinearTemplate):
         KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
         # H100, bf16 (session 8): the output kernel with the whole V on 4 warps (202 registers, two
         # programs per SM) 0.50 ms against 0.74 for 64 on 8 warps at K = V = 128, 0.20 vs 0.27 at 64.
-        # The stacked block pass runs one program per (tile, sequence·head). With fewer than 128
-        # sequence·heads it also runs one per segment of 32 chunks (B=2 T=16384 K=V=64: 0.146 vs
-        # 0.546 ms; B=1 T=131072 K=V=128: 1.67 vs 4.04) on 32-wide V tiles (0.137 at T=16384).
+        # The stacked block pass runs one program per (tile, sequence·head), and per segment of
+        # chunks when those are few (stack_segment 0: see _auto_segment); below 128 sequence·heads
+        # on 32-wide V tiles (B=2 T=16384 K=V=64: 0.137 vs 0.146 ms).
         small = KP <= 128 and VP <= 128
         many = shape["B"] * shape["H"] >= 128
         return {"chunk": _default_chunk(shape), "scan_bk": min(64, KP), "scan_bv": min(64 if many else 32, VP),
                 "scan_warps": 4, "out_bv": min(128, VP) if small else 64, "out_warps": 4 if small else 8,
-                "num_stages": 2, "stack": 1, "stack_segment": _default_segment(shape)}
+                "num_stages": 2, "stack": 1, "stack_segment": 0}
 
     def check_config(self, config, shape, gpu=None) -> str | None:
         return (self._chunk_ok(config, shape) or self._tile_ok("scan_bk", config, shape["K"])
@@ -1187,7 +1190,7 @@ class LogLinearBackward(_LogLinearTemplate):
             # measured without spills on sm_90 at K = V = 256 (chunk 32)
             return {"chunk": _default_chunk(shape), "scan_bk": 64, "scan_bv": 64, "scan_warps": 4,
                     "dqk_bk": 64, "dqk_bv": 32, "dqk_warps": 8, "dv_bk": 64, "dv_bv": 64, "dv_warps": 8,
-                    "num_stages": 2, "stack": 1, "stack_segment": _default_segment(shape)}
+                    "num_stages": 2, "stack": 1, "stack_segment": 0}
         # H100, bf16 (session 8, B=8 T=4096 H=16): K = V = 128 dq/dk on 128 × 64 tiles and 8 warps
         # 3.37 ms for the whole backward against 5.42 on 64 × 32; dv on whole tiles and 4 warps a
         # further −0.25. K = V = 64: dq/dk on 4 warps 1.44 against 1.95.
@@ -1195,7 +1198,7 @@ class LogLinearBackward(_LogLinearTemplate):
                 "dqk_bk": KP, "dqk_bv": min(64, VP), "dqk_warps": 8 if KP >= 128 else 4,
                 # one K tile with 32-wide V tiles once gave a wrong dv (triton 3.6, sm_90): not a default
                 "dv_bk": KP if VP >= 64 else min(64, KP), "dv_bv": VP, "dv_warps": 4, "num_stages": 2, "stack": 1,
-                "stack_segment": _default_segment(shape)}
+                "stack_segment": 0}
 
     def check_config(self, config, shape, gpu=None) -> str | None:
         for name, dim in (("scan_bk", "K"), ("scan_bv", "V"), ("dqk_bk", "K"), ("dqk_bv", "V"),

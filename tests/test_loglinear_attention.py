@@ -108,10 +108,10 @@ def _defined_entries(plan, lengths, chunk, levels):
 
 
 @pytest.mark.parametrize("T,chunk,tile,lengths,segment", [
-    (45, 8, 16, None, 0), (203, 8, 16, None, 0), (77, 16, 16, None, 0),
+    (45, 8, 16, None, 0), (203, 8, 16, None, 0), (77, 16, 16, None, 0),   # 0: automatic (here whole)
     (45, 8, 8, [5, 0, 25, 15], 0),        # packed, an empty sequence, several K/V tiles
     (203, 8, 16, None, 2), (203, 8, 16, None, 4), (128, 8, 16, None, 4),   # segments: 13, 7 and 4
-    (90, 8, 8, [5, 0, 61, 24], 2),
+    (90, 8, 8, [5, 0, 61, 24], 2), (203, 8, 16, None, 64),               # a segment longer than T
 ])
 def test_block_stack_pass_equals_level_scans(device, T, chunk, tile, lengths, segment):
     """The one-pass Fenwick stack (whole sequences, or segments of chunks then the levels across
@@ -129,6 +129,11 @@ def test_block_stack_pass_equals_level_scans(device, T, chunk, tile, lengths, se
     assert_close("blocks", stacked[slots], scanned[slots], 1e-5)
     for slot, level in decays:
         assert_close(f"ldec[{slot}, {level}]", stack_dec[slot, :, level], scan_dec[slot, :, level], 1e-5)
+
+
+def test_automatic_segments_follow_the_program_count():
+    assert tmpl._auto_segment(512) >= 1 << 20          # enough (tile, sequence·head) programs: whole
+    assert tmpl._auto_segment(64) == 32
 
 
 @pytest.mark.parametrize("dtype,chunk,T,tile", [(torch.float32, 8, 203, 16), (torch.float16, 16, 45, 16),
