@@ -103,23 +103,16 @@ def test_a_broken_job_does_not_stop_the_others(tmp_path):
 def test_retuning_measures_the_shipped_winner_second(tmp_path):
     """A stored winner (stale or not) is measured right after the default in a fresh study, so
     re-tuning after a template or Triton change never ships worse than before."""
-    out = tmp_path / "tuned" / "cpu-interpreter.json"
     shipped = {"block": 32, "variant": "a"}
-    entry = store.Entry(op="fake_scale_shift", kernel="fwd", dtype="fp32", flags="", shape=dict(SHAPE),
-                        config=shipped, ms=1.0, default_ms=1.0, trials=1, template_hash="old")
-    store.merge_write(out, Target.cpu_interpreter().identity, [entry], {"fake_scale_shift.fwd": "old"})
-    events = []
-    tune_jobs([Job(SCALE_SHIFT, SHAPE, "fp32")], Target.cpu_interpreter(), out, n_trials=3, sampler="tpe",
-              trial_timeout_s=20, storage_url=str(tmp_path / "fresh.journal"),
-              on_trial=lambda job, n, config, reply: events.append(config))
+    events, _ = _retune_over(tmp_path, shipped)
     assert events[0] == SCALE_SHIFT.default_config(SHAPE)
     assert events[1] == shipped
 
 
-def test_a_shipped_winner_without_a_new_knob_gets_the_default_for_it(tmp_path):
+def _retune_over(tmp_path, shipped):
+    """Tune (3 TPE trials, a fresh study) over a tuned file holding a stale entry with ``shipped``:
+    the configs measured, in order, and the file."""
     out = tmp_path / "tuned" / "cpu-interpreter.json"
-    default = SCALE_SHIFT.default_config(SHAPE)
-    shipped = {"block": 32 if default["block"] != 32 else 64}          # stored before "variant" existed
     entry = store.Entry(op="fake_scale_shift", kernel="fwd", dtype="fp32", flags="", shape=dict(SHAPE),
                         config=shipped, ms=1.0, default_ms=1.0, trials=1, template_hash="old")
     store.merge_write(out, Target.cpu_interpreter().identity, [entry], {"fake_scale_shift.fwd": "old"})
@@ -127,5 +120,12 @@ def test_a_shipped_winner_without_a_new_knob_gets_the_default_for_it(tmp_path):
     tune_jobs([Job(SCALE_SHIFT, SHAPE, "fp32")], Target.cpu_interpreter(), out, n_trials=3, sampler="tpe",
               trial_timeout_s=20, storage_url=str(tmp_path / "fresh.journal"),
               on_trial=lambda job, n, config, reply: events.append(config))
+    return events, out
+
+
+def test_a_shipped_winner_without_a_new_knob_gets_the_default_for_it(tmp_path):
+    default = SCALE_SHIFT.default_config(SHAPE)
+    shipped = {"block": 32 if default["block"] != 32 else 64}          # stored before "variant" existed
+    events, out = _retune_over(tmp_path, shipped)
     assert events[1] == {**default, **shipped}
     assert all(set(e.config) == set(default) for e in store.load(out).entries)

@@ -5,20 +5,12 @@ default's."""
 import sys
 import torch, triton
 from kernelgen.templates import loglinear_attention as tmpl
+from ll_out import stats
 
 SHAPES = [dict(B=8, T=4096, H=16, K=128, V=128, L=13), dict(B=8, T=4096, H=16, K=64, V=64, L=13)]
 DQK = [dict(dqk_bk=bk, dqk_bv=bv, dqk_warps=w) for bk in (32, 64, 128) for bv in (32, 64) for w in (4, 8)]
 DV = [dict(dv_bk=bk, dv_bv=bv, dv_warps=w) for bk in (64, 128) for bv in (64, 128) for w in (4, 8)]
 SCAN = [dict(scan_bk=bk, scan_bv=bv, scan_warps=w) for bk in (64, 128) for bv in (32, 64) for w in (4,)]
-
-
-def stats(fn):
-    rows = []
-    for cache in fn.device_caches.values():
-        for kernel in cache[0].values():
-            rows.append((kernel.n_regs, kernel.n_spills, kernel.metadata.shared))
-        cache[0].clear()
-    return rows
 
 
 bwd_t = tmpl.LogLinearBackward()
@@ -33,7 +25,8 @@ for si in map(int, sys.argv[1:] or ["0"]):
     want = [x.float() for x in tmpl.backward(*args, scale, base, plan)]
     ms = triton.testing.do_bench(lambda: tmpl.backward(*args, scale, base, plan), warmup=5, rep=60)
     print(f"== {shape} default {base}: {ms:.3f} ms", flush=True)
-    for kernel, variants in ((tmpl._bwd_dqk_kernel, DQK), (tmpl._bwd_dv_kernel, DV), (tmpl._bwd_level_scan_kernel, SCAN)):
+    kernels = ((tmpl._bwd_dqk_kernel, DQK), (tmpl._bwd_dv_kernel, DV), (tmpl._bwd_level_scan_kernel, SCAN))
+    for kernel, variants in kernels:
         for var in variants:
             cfg = {**base, **var}
             if any(cfg[n] > max(16, triton.next_power_of_2(shape["K" if n.endswith("bk") else "V"]))
@@ -42,7 +35,9 @@ for si in map(int, sys.argv[1:] or ["0"]):
             stats(kernel)
             got = tmpl.backward(*args, scale, cfg, plan)
             torch.cuda.synchronize()
-            err = max(((a.float() - b).abs().max() / b.abs().max().clamp_min(1e-6)).item() for a, b in zip(got, want))
+            err = max(((a.float() - b).abs().max() / b.abs().max().clamp_min(1e-6)).item()
+                      for a, b in zip(got, want))
             regs = stats(kernel)
             ms = triton.testing.do_bench(lambda: tmpl.backward(*args, scale, cfg, plan), warmup=5, rep=60)
-            print(f"  {kernel.fn.__name__ if hasattr(kernel, 'fn') else ''} {var}: {ms:.3f} ms  max rel diff {err:.1e}  regs/spills/smem {regs}", flush=True)
+            print(f"  {kernel.fn.__name__} {var}: {ms:.3f} ms  max rel diff {err:.1e}  "
+                  f"regs/spills/smem {regs}", flush=True)

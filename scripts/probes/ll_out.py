@@ -27,6 +27,7 @@ if "--bv32" in sys.argv:      # the tile that met an illegal address at K = V = 
 
 
 def stats(fn):
+    """(registers, spills, shared bytes) of every compiled variant of ``fn``; forgets them."""
     rows = []
     for cache in fn.device_caches.values():
         for kernel in cache[0].values():
@@ -39,36 +40,41 @@ def bench(fn):
     return triton.testing.do_bench(fn, warmup=10, rep=80)
 
 
-fwd_t = tmpl.LogLinearForward()
-for si in map(int, sys.argv[1:] or ["0"]):
-    shape = SHAPES[si]
-    inputs = fwd_t.make_inputs(shape, "bf16", "", "cuda", torch.Generator().manual_seed(0))
-    q, k, v, g, lam = (inputs[n] for n in ("q", "k", "v", "g", "level_scales"))
-    B, T = q.shape[:2]
-    scale = q.shape[-1] ** -0.5
-    base = fwd_t.default_config(shape)
-    print(f"== {shape}", flush=True)
-    for var in OUT:
-        cfg = {**base, **var}
-        if cfg["out_bv"] > max(16, triton.next_power_of_2(shape["V"])):
-            continue
-        plan = tmpl.make_plan(B, T, int(cfg["chunk"]), None, None, q.device)
-        blocks_ms = bench(lambda: tmpl.block_states(k, v, g, plan, cfg, None))
-        stats(tmpl._fwd_output_kernel)
-        total = bench(lambda: tmpl.forward(q, k, v, g, lam, scale, cfg, plan))
-        est = tmpl._estimate("out", cfg, shape, 2)[0]
-        print(f"  out {var}: output ~{total - blocks_ms:.3f} (fwd {total:.3f}, blocks {blocks_ms:.3f}) "
-              f"regs/spills/smem {stats(tmpl._fwd_output_kernel)} model {est:.0f}", flush=True)
-    plan = tmpl.make_plan(B, T, int(base["chunk"]), None, None, q.device)
-    for var in SCAN:
-        cfg = {**base, **var}
-        if cfg["scan_bk"] > max(16, triton.next_power_of_2(shape["K"])):
-            continue
-        row = []
-        for stack, fn in ((1, tmpl._fwd_block_stack_kernel), (0, tmpl._fwd_level_scan_kernel)):
-            if stack == 0 and var.get("stack_segment"):
+def main():
+    fwd_t = tmpl.LogLinearForward()
+    for si in map(int, sys.argv[1:] or ["0"]):
+        shape = SHAPES[si]
+        inputs = fwd_t.make_inputs(shape, "bf16", "", "cuda", torch.Generator().manual_seed(0))
+        q, k, v, g, lam = (inputs[n] for n in ("q", "k", "v", "g", "level_scales"))
+        B, T = q.shape[:2]
+        scale = q.shape[-1] ** -0.5
+        base = fwd_t.default_config(shape)
+        print(f"== {shape}", flush=True)
+        for var in OUT:
+            cfg = {**base, **var}
+            if cfg["out_bv"] > max(16, triton.next_power_of_2(shape["V"])):
                 continue
-            c = {**cfg, "stack": stack}
-            ms = bench(lambda: tmpl.block_states(k, v, g, plan, c, None))
-            row.append(f"stack={stack} {ms:.3f} {stats(fn)}")
-        print(f"  blocks {var}: " + " | ".join(row), flush=True)
+            plan = tmpl.make_plan(B, T, int(cfg["chunk"]), None, None, q.device)
+            blocks_ms = bench(lambda: tmpl.block_states(k, v, g, plan, cfg, None))
+            stats(tmpl._fwd_output_kernel)
+            total = bench(lambda: tmpl.forward(q, k, v, g, lam, scale, cfg, plan))
+            est = tmpl._estimate("out", cfg, shape, 2)[0]
+            print(f"  out {var}: output ~{total - blocks_ms:.3f} (fwd {total:.3f}, blocks {blocks_ms:.3f}) "
+                  f"regs/spills/smem {stats(tmpl._fwd_output_kernel)} model {est:.0f}", flush=True)
+        plan = tmpl.make_plan(B, T, int(base["chunk"]), None, None, q.device)
+        for var in SCAN:
+            cfg = {**base, **var}
+            if cfg["scan_bk"] > max(16, triton.next_power_of_2(shape["K"])):
+                continue
+            row = []
+            for stack, fn in ((1, tmpl._fwd_block_stack_kernel), (0, tmpl._fwd_level_scan_kernel)):
+                if stack == 0 and var.get("stack_segment"):
+                    continue
+                c = {**cfg, "stack": stack}
+                ms = bench(lambda: tmpl.block_states(k, v, g, plan, c, None))
+                row.append(f"stack={stack} {ms:.3f} {stats(fn)}")
+            print(f"  blocks {var}: " + " | ".join(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
