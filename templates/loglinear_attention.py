@@ -24,6 +24,8 @@ Forward, two kernels:
      chunks once and closes Block(n + 1) after chunk n from chunk n's own k·vᵀ and the live blocks
      of n's trailing set bits (a Fenwick carry), kept in an fp32 stack: one k·vᵀ per chunk in all,
      where the per-level scans do one per chunk per level they accumulate. Config ``stack``.
+     With few (tile, sequence·head) programs the pass also splits into segments of chunks
+     (``stack_segment``), and ``_fwd_block_segments_kernel`` carries the segment totals across.
   2. ``_fwd_output_kernel``: one program per (chunk, V tile, head): intra-chunk part plus one
      q·Block matmul per set bit of the chunk index (log2 of the chunk count at most).
 
@@ -1064,7 +1066,20 @@ class _LogLinearTemplate(Template):
         # the float64 reference is O(T^2): verify one sequence and two heads at the full length
         return {**shape, "B": 1, "H": min(shape["H"], 2)}
 
+    def _powers_ok(self, config) -> str | None:
+        """Chunks, tiles and segments index bits and aranges: each must be a power of two (a
+        segment of 0 means automatic). Catches hand-edited tuned files before a launch does."""
+        for name in self.space:
+            if name.endswith(("_bk", "_bv")) or name in ("chunk", "stack_segment"):
+                value = int(config.get(name, 0 if name == "stack_segment" else 16))
+                if not (value == 0 and name == "stack_segment") and (value < 2 or value & (value - 1)):
+                    return f"{name}={value} is not a power of two"
+        return None
+
     def _chunk_ok(self, config, shape) -> str | None:
+        problem = self._powers_ok(config)
+        if problem:
+            return problem
         chunk, T = int(config["chunk"]), shape["T"]
         if chunk > max(min(self.space["chunk"]), triton.next_power_of_2(T)):
             return f"chunk {chunk} > next power of two of T={T}"

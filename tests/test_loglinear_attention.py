@@ -498,6 +498,10 @@ def test_check_config_rejects_impossible():
     assert "chunk" in bwd.check_config({**bwd.default_config(shape), "chunk": 64}, {**shape, "T": 20})
     assert fwd.check_config(fwd.default_config(shape), shape) is None
     assert bwd.check_config(bwd.default_config(shape), shape) is None
+    # what a hand-edited tuned file may hold: refused, so dispatch runs the default instead
+    for name, bad in (("stack_segment", 24), ("chunk", 48), ("out_bv", 96)):
+        assert "power of two" in fwd.check_config({**fwd.default_config(shape), name: bad}, shape)
+    assert "power of two" in bwd.check_config({**bwd.default_config(shape), "dqk_bv": 48}, shape)
 
 
 # --------------------------------------------------------------------------------------------
