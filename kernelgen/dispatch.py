@@ -87,7 +87,7 @@ def _resolve(template: Template, shape: dict[str, int], dtype: str, flags: str,
         fresh = [e for e in candidates if store.stale_reason(e, template.source_hash(), triton.__version__) is None]
         entry = store.nearest(fresh, shape)
         if entry is not None:
-            reason = template.check_config(entry.config, shape, profile)
+            reason = _outside_space(template, entry, profile) or template.check_config(entry.config, shape, profile)
             if reason is None:
                 return dict(entry.config)
             problem = f"nearest tuned config {entry.config} (bucket {entry.shape}) does not fit: {reason}"
@@ -99,6 +99,23 @@ def _resolve(template: Template, shape: dict[str, int], dtype: str, flags: str,
                f"kernelgen: {template.name} ({dtype}{', ' + flags if flags else ''}) runs its heuristic "
                f"default config: {problem}. Run `kernelgen tune --gpu {gpu.key} --op {template.op}` to tune it.")
     return default
+
+
+def _outside_space(template: Template, entry: store.Entry, profile) -> str | None:
+    """Why a stored config holds a value the tuner could not have produced, or None. Trials come
+    from the template's space, or are its default at the entry's shape; anything else is a
+    hand-edited or corrupt file, caught here rather than by a failed launch."""
+    default = None
+    for name, value in entry.config.items():
+        known = [space[name] for space in template.subspaces() if name in space]
+        if not known or any(value in values for values in known):
+            continue
+        if default is None:
+            default = template.default_for(entry.shape, profile, entry.flags)
+        if value != default.get(name):
+            choices = sorted({v for values in known for v in values}, key=str)
+            return f"{name}={value!r} is not one of the template's values {choices}"
+    return None
 
 
 def _warn_once(key: tuple, message: str) -> None:

@@ -84,6 +84,13 @@ def test_config_that_does_not_fit_the_shape_falls_back(tuned):
         assert lookup() == DEFAULT
 
 
+def test_value_outside_the_space_falls_back(tuned):
+    """A hand-edited entry (block 48: no trial could have run it) is refused before any launch."""
+    tuned([entry(1000, 48)])
+    with pytest.warns(dispatch.TuningWarning, match="block=48 is not one of the template's values"):
+        assert lookup() == DEFAULT
+
+
 def test_no_file_read_after_first_call(tuned, monkeypatch):
     tuned([entry(1000, 32)])
     assert lookup()["block"] == 32

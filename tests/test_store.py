@@ -4,7 +4,7 @@ import multiprocessing
 
 import pytest
 
-from kernelgen import store
+from kernelgen import dispatch, store
 
 GPU = {"name": "NVIDIA H100 80GB HBM3", "key": "h100", "compute_capability": [9, 0], "sms": 132, "memory_gb": 79.1}
 TOOLS = {"torch": "2.11.0", "triton": "3.6.0", "cuda": "12.8"}
@@ -181,3 +181,5 @@ def test_shipped_entries_match_the_current_kernels():
         for item in store.load(path).entries:
             template = templates[f"{item.op}.{item.kernel}"]
             assert item.template_hash == template.source_hash(), (path.name, item.op, item.kernel, item.shape)
+            # and dispatch takes it: every value one the tuner could have run
+            assert dispatch._outside_space(template, item, None) is None, (path.name, item.op, item.shape)
