@@ -846,6 +846,44 @@ def _auto_segment(programs: int) -> int:
     return 1 << 30 if programs >= 512 else 32
 
 
+def _stacked_block_states(k, v, g, blocks, ldec, plan: ChunkPlan, config, cu_seqlens, bk: int,
+                          bv: int) -> None:
+    """Kernel 1 for sequences that start at position 0 with no state in or out: one Fenwick-carry
+    pass per tile (per segment of chunks, then a carry across segments) writes ``blocks`` and
+    ``ldec``."""
+    T, H, K = k.shape[1:]
+    V = v.shape[-1]
+    chunk = plan.chunk
+    nk, nv = cdiv(K, bk), cdiv(V, bv)
+    dummy = blocks
+    nj = plan.levels
+    nc_max = plan.slots_per_seq if not plan.table else cdiv(T, chunk)
+    programs = plan.num_seqs * H * nk * nv
+    seg = int(config.get("stack_segment", 0)) or _auto_segment(programs)
+    seg = min(seg, triton.next_power_of_2(max(nc_max, 2)))
+    log_s = seg.bit_length() - 1
+    ns = cdiv(nc_max, seg)
+    nl = max(1, min(nj, log_s))
+    stack = torch.empty(programs * ns, nl, bk, bv, device=k.device, dtype=torch.float32)
+    seg_total = torch.empty(programs, ns, bk, bv, device=k.device, dtype=torch.float32) if ns > 1 else stack
+    seg_decay = torch.empty(plan.num_seqs * H, ns, device=k.device, dtype=torch.float32) if ns > 1 else stack
+    common = dict(H=H, K=K, V=V, C=chunk, NJ=nj, NJP=max(2, triton.next_power_of_2(nj)), LOG_S=log_s,
+                  BK=bk, BV=bv, NV=nv, IS_VARLEN=cu_seqlens is not None, TABLE=plan.table,
+                  num_warps=int(config["scan_warps"]))
+    cu = cu_seqlens if cu_seqlens is not None else dummy
+    slot0 = plan.seq_slot0 if plan.table else dummy
+    _fwd_block_stack_kernel[(nk * nv, plan.num_seqs * H, ns)](
+        k, v, g, blocks, ldec, stack, seg_total, seg_decay, cu, slot0, T, plan.slots_per_seq,
+        NL=nl, SEGMENTED=ns > 1, DOT_PREC=_dot_precision(k.dtype), num_stages=int(config["num_stages"]),
+        **common)
+    if ns > 1:
+        nl2 = max(1, nj - log_s)
+        stack2 = torch.empty(programs, nl2, bk, bv, device=k.device, dtype=torch.float32)
+        _fwd_block_segments_kernel[(nk * nv, plan.num_seqs * H)](
+            blocks, ldec, stack2, seg_total, seg_decay, cu, slot0, T, plan.slots_per_seq, ns,
+            NL2=nl2, NL2P=max(2, triton.next_power_of_2(nl2)), num_stages=1, **common)
+
+
 def block_states(k, v, g, plan: ChunkPlan, config, cu_seqlens, init=None, final=None):
     """Kernel 1: Block(P) for every chunk slot [S, H, K, V] and the log decays ldec [S, H, NJ];
     writes ``final`` [N, H, L_out, K, V] (fp32, zero-filled) when given."""
@@ -858,33 +896,7 @@ def block_states(k, v, g, plan: ChunkPlan, config, cu_seqlens, init=None, final=
     ldec = torch.empty(max(plan.num_slots, 1), H, plan.levels, device=k.device, dtype=torch.float32)
     dummy = blocks
     if plan.from_start and init is None and final is None and int(config.get("stack", 1)):
-        # one pass per tile builds every level (per segment of chunks, then across segments)
-        nj = plan.levels
-        nc_max = plan.slots_per_seq if not plan.table else cdiv(T, chunk)
-        programs = plan.num_seqs * H * nk * nv
-        seg = int(config.get("stack_segment", 0)) or _auto_segment(programs)
-        seg = min(seg, triton.next_power_of_2(max(nc_max, 2)))
-        log_s = seg.bit_length() - 1
-        ns = cdiv(nc_max, seg)
-        nl = max(1, min(nj, log_s))
-        stack = torch.empty(programs * ns, nl, bk, bv, device=k.device, dtype=torch.float32)
-        seg_total = torch.empty(programs, ns, bk, bv, device=k.device, dtype=torch.float32) if ns > 1 else stack
-        seg_decay = torch.empty(plan.num_seqs * H, ns, device=k.device, dtype=torch.float32) if ns > 1 else stack
-        common = dict(H=H, K=K, V=V, C=chunk, NJ=nj, NJP=max(2, triton.next_power_of_2(nj)), LOG_S=log_s,
-                      BK=bk, BV=bv, NV=nv, IS_VARLEN=cu_seqlens is not None, TABLE=plan.table,
-                      num_warps=int(config["scan_warps"]))
-        cu = cu_seqlens if cu_seqlens is not None else dummy
-        slot0 = plan.seq_slot0 if plan.table else dummy
-        _fwd_block_stack_kernel[(nk * nv, plan.num_seqs * H, ns)](
-            k, v, g, blocks, ldec, stack, seg_total, seg_decay, cu, slot0, T, plan.slots_per_seq,
-            NL=nl, SEGMENTED=ns > 1, DOT_PREC=_dot_precision(k.dtype), num_stages=int(config["num_stages"]),
-            **common)
-        if ns > 1:
-            nl2 = max(1, nj - log_s)
-            stack2 = torch.empty(programs, nl2, bk, bv, device=k.device, dtype=torch.float32)
-            _fwd_block_segments_kernel[(nk * nv, plan.num_seqs * H)](
-                blocks, ldec, stack2, seg_total, seg_decay, cu, slot0, T, plan.slots_per_seq, ns,
-                NL2=nl2, NL2P=max(2, triton.next_power_of_2(nl2)), num_stages=1, **common)
+        _stacked_block_states(k, v, g, blocks, ldec, plan, config, cu_seqlens, bk, bv)
         return blocks, ldec
     levels_axis = plan.levels + (1 if final is not None else 0)
     _fwd_level_scan_kernel[(nk * nv, levels_axis, plan.num_seqs * H)](

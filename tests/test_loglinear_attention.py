@@ -96,7 +96,7 @@ def test_backward(device, dtype, chunk):
         assert_close(name, got, want, GRAD_TOL[dtype])
 
 
-def _defined_entries(plan, lengths, chunk, levels):
+def _defined_entries(lengths, chunk, levels):
     """(slots whose Block is defined, (slot, level) pairs whose ldec is) for sequences at 0."""
     blocks, decays, slot0 = [], [], 0
     for length in lengths:
@@ -124,7 +124,7 @@ def test_block_stack_pass_equals_level_scans(device, T, chunk, tile, lengths, se
     plan = tmpl.make_plan(B, T, chunk, lengths, None, device)
     stacked, stack_dec = tmpl.block_states(k, v, g, plan, {**config, "stack": 1, "stack_segment": segment}, cu)
     scanned, scan_dec = tmpl.block_states(k, v, g, plan, {**config, "stack": 0}, cu)
-    slots, decays = _defined_entries(plan, lengths or [T] * B, chunk, plan.levels)
+    slots, decays = _defined_entries(lengths or [T] * B, chunk, plan.levels)
     assert slots
     assert_close("blocks", stacked[slots], scanned[slots], 1e-5)
     for slot, level in decays:
