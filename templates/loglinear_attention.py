@@ -65,6 +65,10 @@ from . import register
 # =============================================================================================
 
 
+# chunk indices stay below 2^INDEX_BITS (int32 positions over chunks of 16 or more)
+INDEX_BITS = tl.constexpr(28)
+
+
 @triton.jit
 def _bit_length(x, NBITS: tl.constexpr):
     """bit_length of a non-negative integer tensor whose value is below 2^NBITS."""
@@ -72,6 +76,22 @@ def _bit_length(x, NBITS: tl.constexpr):
     for bit in tl.static_range(NBITS):
         out = tl.where((x >> bit) > 0, bit + 1, out)
     return out
+
+
+@triton.jit
+def _popcount(x, NBITS: tl.constexpr):
+    """Set bits of a non-negative integer scalar below 2^NBITS."""
+    out = x * 0
+    for bit in tl.static_range(NBITS):
+        out += (x >> bit) & 1
+    return out
+
+
+@triton.jit
+def _pop_lowest(m):
+    """(the lowest set bit of ``m``, ``m`` without it, that bit's level: its index + 1)."""
+    low = m & -m
+    return low, m ^ low, _bit_length(low, INDEX_BITS)
 
 
 @triton.jit
@@ -97,37 +117,37 @@ def _chunk_rows(n, start, end, bos, C: tl.constexpr):
 
 
 @triton.jit
+def _lam_column(lam, row_base, valid, level, L):
+    """λ[t, level] of each row as [C] fp32 (0 past L or outside the chunk), gathered. Picking a
+    column out of a loaded [C, LP] tile costs a cross-thread reduction per column (sm_90 SASS:
+    the output kernel's shuffles 261 -> 5 with gathers)."""
+    return tl.load(lam + row_base + level, mask=tl.where(valid, level, L) < L, other=0.0).to(tl.float32)
+
+
+@triton.jit
 def _level_column(b_lam, cols, level):
     """Column ``level`` (a scalar) of a [C, LP] level-scale tile, as [C]."""
     return tl.sum(tl.where(cols[None, :] == level, b_lam, 0.0), 1)
 
 
 @triton.jit
-def _level_column_rows(b_lam, cols, levels):
-    """Row t's entry at column ``levels[t]`` of a [C, LP] level-scale tile, as [C]."""
-    return tl.sum(tl.where(cols[None, :] == levels[:, None], b_lam, 0.0), 1)
-
-
-@triton.jit
-def _intra_level_weights(b_lam, cols, offs, C: tl.constexpr, LOG_C: tl.constexpr, TRANSPOSED: tl.constexpr = False):
+def _intra_level_weights(lam, row_base, valid, L, offs, C: tl.constexpr, LOG_C: tl.constexpr,
+                         TRANSPOSED: tl.constexpr = False):
     """[C, C]: λ[t, bit_length(t XOR s)] for in-chunk offsets t (rows) and s (columns), or the
-    transpose (rows s, columns t) with TRANSPOSED, for key-major products."""
-    x = offs[:, None] ^ offs[None, :]               # symmetric in t and s
+    transpose (rows s, columns t) with TRANSPOSED, for key-major products. Rows gather their λ
+    columns (``lam``, ``row_base``: the level-scale pointer and each row's offset); TRANSPOSED
+    picks them out of the chunk's [C, LP] tile (``lam``; ``row_base``: its column indices), since
+    a gathered column laid along rows is loaded once per thread that holds it (H100, dv kernel
+    at K = V = 128: 0.62 vs 0.49 ms)."""
+    x = offs[:, None] ^ offs[None, :]
     w = tl.zeros([C, C], tl.float32)
     for lvl in tl.static_range(0, LOG_C + 1):
-        lam_t = _level_column(b_lam, cols, lvl)
         if TRANSPOSED:
-            lam_ts = lam_t[None, :]
+            lam_ts = _level_column(lam, row_base, lvl)[None, :]
         else:
-            lam_ts = lam_t[:, None]
-        # x ≥ 2^(lvl−1) ⇔ bit_length(x) ≥ lvl (level 0: every pair); later levels overwrite earlier ones
+            lam_ts = _lam_column(lam, row_base, valid, lvl, L)[:, None]
         w = tl.where(x >= ((1 << lvl) >> 1), lam_ts, w)
     return w
-
-
-# =============================================================================================
-# forward
-# =============================================================================================
 
 
 @triton.jit(do_not_specialize=["T", "NC", "NJ", "L_IN", "L_OUT"])
@@ -411,7 +431,7 @@ def _fwd_output_kernel(
     q, k, v, g, lam, blocks, ldec, h0, o, cu_seqlens, seq_pos, seq_slot0, slot_seq, slot_chunk,
     scale, T, NC, NJ, L, L_IN,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, KP: tl.constexpr, C: tl.constexpr,
-    LOG_C: tl.constexpr, BV: tl.constexpr, LP: tl.constexpr,
+    LOG_C: tl.constexpr, BV: tl.constexpr,
     IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, HAS_INIT: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
     """o for one (chunk slot, V tile, head): intra-chunk part + one q·Block per set bit of n."""
@@ -428,20 +448,18 @@ def _fwd_output_kernel(
     offs_k = tl.arange(0, KP)
     offs_v = i_v * BV + tl.arange(0, BV)
     m_k, m_v = offs_k < K, offs_v < V
-    cols = tl.arange(0, LP)
     m_qk = valid[:, None] & m_k[None, :]
     b_q = tl.load(q + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_qk, other=0.0)
     b_k = tl.load(k + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_qk, other=0.0)
     b_v = tl.load(v + (tok[:, None] * H + i_h) * V + offs_v[None, :], mask=valid[:, None] & m_v[None, :], other=0.0)
-    b_lam = tl.load(lam + (tok[:, None] * H + i_h) * L + cols[None, :],
-                    mask=valid[:, None] & (cols < L)[None, :], other=0.0).to(tl.float32)
+    lam_row = (tok * H + i_h) * L
     b_g = load_log_decay(g, tok * H + i_h, valid, 0.0, True, False)
     b_G = tl.cumsum(b_g, 0)
     dt = b_q.dtype
 
     # intra-chunk: level-weighted, decayed causal scores
     b_s = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PREC)
-    b_s = b_s * causal_decay(b_G, C, True) * _intra_level_weights(b_lam, cols, offs, C, LOG_C)
+    b_s = b_s * causal_decay(b_G, C, True) * _intra_level_weights(lam, lam_row, valid, L, offs, C, LOG_C)
     b_o = tl.dot(b_s.to(dt), b_v, input_precision=DOT_PREC)
 
     # inter-chunk: one state per set bit of n (the initial state's levels on a continued first chunk)
@@ -454,24 +472,32 @@ def _fwd_output_kernel(
     if n == n_first:
         dist = _bit_length((pos ^ start) & (C - 1), LOG_C)
         for lvl in range(1, tl.minimum(L_IN, L)):
-            w = _level_column_rows(b_lam, cols, tl.maximum(dist, lvl)) * e_q
+            w = _lam_column(lam, lam_row, valid, tl.maximum(dist, lvl), L) * e_q
             b_h = tl.load(h0 + (((i_n * H + i_h).to(tl.int64) * L_IN + lvl) * K + offs_k[:, None]) * V
                           + offs_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
             b_o += w[:, None] * tl.dot(b_q, b_h.to(dt), input_precision=DOT_PREC)
     else:
-        for j in range(1, NJ + 1):
-            if ((n >> (j - 1)) & 1) == 1:
-                src = (n >> (j - 1)) << (j - 1)          # Block(src) ends where n's level-j bucket ends
-                decay = tl.load(ldec + (slot * H + i_h) * NJ + (j - 1))
-                w = _level_column(b_lam, cols, LOG_C + j) * tl.exp(b_G + decay)
-                if src <= n_first:
-                    b_h = tl.load(h0 + (((i_n * H + i_h).to(tl.int64) * L_IN + LOG_C + j) * K + offs_k[:, None]) * V
-                                  + offs_v[None, :], mask=(m_k & (offs_k * 0 + LOG_C + j < L_IN))[:, None]
-                                  & m_v[None, :], other=0.0).to(dt)
-                else:
-                    b_h = tl.load(blocks + (((slot0 + src - n0) * H + i_h) * K + offs_k[:, None]) * V
-                                  + offs_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0).to(dt)
-                b_o += w[:, None] * tl.dot(b_q, b_h, input_precision=DOT_PREC)
+        # one q·Block per set bit of n, lowest first, in a loop without branches: its block loads
+        # pipeline (behind a per-level `if`, each load waited for the previous product)
+        m = n
+        for _ in range(0, _popcount(n, INDEX_BITS)):
+            src = m                                      # Block(src) ends where n's level-j bucket ends
+            low, m, j = _pop_lowest(m)
+            decay = tl.load(ldec + (slot * H + i_h) * NJ + (j - 1))
+            w = _lam_column(lam, lam_row, valid, LOG_C + j, L) * tl.exp(b_G + decay)
+            m_kv = m_k[:, None] & m_v[None, :]
+            if HAS_INIT:
+                from_init = src <= n_first
+                b_h = tl.where(from_init, tl.load(
+                    h0 + (((i_n * H + i_h).to(tl.int64) * L_IN + LOG_C + j) * K + offs_k[:, None]) * V
+                    + offs_v[None, :], mask=m_kv & (offs_k * 0 + src <= n_first)[:, None]
+                    & (offs_k * 0 + LOG_C + j < L_IN)[:, None], other=0.0).to(dt),
+                    tl.load(blocks + (((slot0 + src - n0) * H + i_h) * K + offs_k[:, None]) * V + offs_v[None, :],
+                            mask=m_kv & (offs_k * 0 + src > n_first)[:, None], other=0.0).to(dt))
+            else:
+                b_h = tl.load(blocks + (((slot0 + src - n0) * H + i_h) * K + offs_k[:, None]) * V + offs_v[None, :],
+                              mask=m_kv, other=0.0).to(dt)
+            b_o += w[:, None] * tl.dot(b_q, b_h, input_precision=DOT_PREC)
     tl.store(o + (tok[:, None] * H + i_h) * V + offs_v[None, :], (b_o * scale).to(o.dtype.element_ty),
              mask=valid[:, None] & m_v[None, :])
 
@@ -542,6 +568,25 @@ def _bwd_level_scan_kernel(
             rld += g_sum
 
 
+@triton.jit
+def _later_query_states(rblocks, rdec, n, n_last, slot, slot0, n0, i_h, NJ, offs_k, offs_v, m_kv,
+                        H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
+    """Σ_j e^{rdec_j}·RBlock(R_j) over the later chunks chunk n's keys see at level c + j, one per
+    unset bit j − 1 of n below NJ: the right half starting at R_j = n with bit j − 1 set and the
+    bits below cleared, where it exists (R_j grows with j, so the missing ones are the last)."""
+    b_rs = tl.zeros([BK, BV], dtype=tl.float32)
+    u = ~n & ((1 << NJ) - 1)
+    for _ in range(0, _popcount(u, INDEX_BITS)):
+        low, u, j = _pop_lowest(u)
+        rsrc = (n | low) & ~(low - 1)
+        live = (offs_k * 0 + rsrc) <= n_last             # [BK]: the interpreter masks with tensors only
+        decay = tl.load(rdec + (slot * H + i_h) * NJ + (j - 1))
+        b_rs += tl.where(live[:, None], tl.exp(decay), 0.0) * tl.load(
+            rblocks + (((slot0 + rsrc - n0) * H + i_h) * K + offs_k[:, None]) * V + offs_v[None, :],
+            mask=m_kv & live[:, None], other=0.0).to(tl.float32)
+    return b_rs
+
+
 @triton.jit(do_not_specialize=["T", "NC", "NJ", "L", "TOKENS"])
 def _bwd_dqk_kernel(
     q, k, v, g, lam, do, blocks, ldec, rblocks, rdec, dq, dk, dlam, dG,
@@ -570,8 +615,7 @@ def _bwd_dqk_kernel(
     m_qk = valid[:, None] & m_k[None, :]
     b_q = tl.load(q + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_qk, other=0.0)
     b_k = tl.load(k + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_qk, other=0.0)
-    b_lam = tl.load(lam + (tok[:, None] * H + i_h) * L + cols[None, :],
-                    mask=valid[:, None] & (cols < L)[None, :], other=0.0).to(tl.float32)
+    lam_row = (tok * H + i_h) * L
     b_g = load_log_decay(g, tok * H + i_h, valid, 0.0, True, False)
     b_G = tl.cumsum(b_g, 0)
     g_sum = tl.sum(b_g, 0)
@@ -592,37 +636,30 @@ def _bwd_dqk_kernel(
         b_do = tl.load(do + (tok[:, None] * H + i_h) * V + offs_v[None, :], mask=m_tv, other=0.0)
         b_v = tl.load(v + (tok[:, None] * H + i_h) * V + offs_v[None, :], mask=m_tv, other=0.0)
         b_dA += tl.dot(b_do, tl.trans(b_v), input_precision=DOT_PREC)
-        b_rs = tl.zeros([BK, BV], dtype=tl.float32)
-        for j in range(1, NJ + 1):
-            if ((n >> (j - 1)) & 1) == 1:
-                # earlier chunks at level c + j: dq and dλ through Block(src). A block that ends
-                # at or before the call's first chunk holds none of its tokens (a continued call:
-                # the op differentiates the initial state's share itself)
-                src = (n >> (j - 1)) << (j - 1)
-                if src > n0:
-                    decay = tl.load(ldec + (slot * H + i_h) * NJ + (j - 1))
-                    b_h = tl.load(blocks + (((slot0 + src - n0) * H + i_h) * K + offs_k[:, None]) * V
-                                  + offs_v[None, :], mask=m_kv, other=0.0).to(dt)
-                    b_r = tl.dot(b_do, tl.trans(b_h), input_precision=DOT_PREC)      # [C, BK]
-                    e_j = scale * tl.exp(b_G + decay)
-                    b_dq += (_level_column(b_lam, cols, LOG_C + j) * e_j)[:, None] * b_r
-                    part = tl.sum(b_q.to(tl.float32) * b_r, 1) * e_j
-                    b_dlam += tl.where(cols[None, :] == LOG_C + j, part[:, None], 0.0)
-            else:
-                # later chunks at level c + j: the right half starting at rsrc, if it exists
-                rsrc = ((n >> (j - 1)) | 1) << (j - 1)
-                if rsrc <= n_last:
-                    decay = tl.load(rdec + (slot * H + i_h) * NJ + (j - 1))
-                    b_rs += tl.exp(decay) * tl.load(
-                        rblocks + (((slot0 + rsrc - n0) * H + i_h) * K + offs_k[:, None]) * V + offs_v[None, :],
-                        mask=m_kv, other=0.0).to(tl.float32)
+        # earlier chunks at level c + j, one per set bit of n: dq and dλ through Block(src). A
+        # block that ends at or before the call's first chunk holds none of its tokens (a
+        # continued call: the op differentiates the initial state's share itself)
+        m = n
+        for _ in range(0, _popcount(n, INDEX_BITS)):
+            src = m
+            low, m, j = _pop_lowest(m)
+            live = (offs_k * 0 + src) > n0
+            decay = tl.load(ldec + (slot * H + i_h) * NJ + (j - 1))
+            b_h = tl.load(blocks + (((slot0 + src - n0) * H + i_h) * K + offs_k[:, None]) * V
+                          + offs_v[None, :], mask=m_kv & live[:, None], other=0.0).to(dt)
+            b_r = tl.dot(b_do, tl.trans(b_h), input_precision=DOT_PREC)      # [C, BK]
+            e_j = tl.where((offs * 0 + src) > n0, scale * tl.exp(b_G + decay), 0.0)
+            b_dq += (_lam_column(lam, lam_row, valid, LOG_C + j, L) * e_j)[:, None] * b_r
+            part = tl.sum(b_q.to(tl.float32) * b_r, 1) * e_j
+            b_dlam += tl.where(cols[None, :] == LOG_C + j, part[:, None], 0.0)
+        b_rs = _later_query_states(rblocks, rdec, n, n_last, slot, slot0, n0, i_h, NJ, offs_k, offs_v, m_kv, H, K, V, BK, BV)
         b_vd = (b_v * e_k[:, None]).to(dt)
         b_dk += tl.dot(b_vd, tl.trans(b_rs.to(dt)), input_precision=DOT_PREC)
 
     # intra-chunk
     b_s = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PREC)
     b_D = causal_decay(b_G, C, True) * scale
-    b_W = _intra_level_weights(b_lam, cols, offs, C, LOG_C)
+    b_W = _intra_level_weights(lam, lam_row, valid, L, offs, C, LOG_C)
     b_dAM = b_dA * b_D * b_W
     # Each token's own pair (t, t) is in both q·dq and k·dk and cancels in dG exactly; under strong
     # decay it is nearly all of them, so it is left out of the sums dG is taken from and added to
@@ -695,6 +732,8 @@ def _bwd_dv_kernel(
         b_q = tl.load(q + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_tk, other=0.0)
         b_k = tl.load(k + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_tk, other=0.0)
         b_st += tl.dot(b_k, tl.trans(b_q), input_precision=DOT_PREC)
+        # the same sum as _later_query_states, as a branch per level: its loop without branches
+        # made this kernel slower (H100, K = V = 128: 0.58 vs 0.49 ms), unlike dq/dk's
         b_rs = tl.zeros([BK, BV], dtype=tl.float32)
         for j in range(1, NJ + 1):
             if ((n >> (j - 1)) & 1) == 0:
@@ -709,7 +748,7 @@ def _bwd_dv_kernel(
     # Aᵀ is built key-major, never transposed in registers: with one K tile and 8 warps, triton 3.6
     # gave the C×C accumulator a warp-replicated wgmma layout, and tl.trans of it left dv NaN on H100
     b_At = (b_st * causal_decay(b_G, C, True, True)
-            * _intra_level_weights(b_lam, cols, offs, C, LOG_C, True) * scale)
+            * _intra_level_weights(b_lam, cols, valid, L, offs, C, LOG_C, True) * scale)
     b_dv += tl.dot(b_At.to(dt), b_do, input_precision=DOT_PREC)
     tl.store(dv + (tok[:, None] * H + i_h) * V + offs_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
 
@@ -930,7 +969,7 @@ def forward(q, k, v, g, lam, scale: float, config, plan: ChunkPlan, cu_seqlens=N
         cu_seqlens if cu_seqlens is not None else dummy, *_plan_args(plan, dummy), *_slot_args(plan, dummy),
         float(scale), T, plan.slots_per_seq, plan.levels, L, init.shape[2] if init is not None else 0,
         H=H, K=K, V=V, KP=max(16, triton.next_power_of_2(K)), C=plan.chunk,
-        LOG_C=plan.chunk.bit_length() - 1, BV=bv, LP=max(2, triton.next_power_of_2(L)),
+        LOG_C=plan.chunk.bit_length() - 1, BV=bv,
         IS_VARLEN=cu_seqlens is not None, TABLE=plan.table, HAS_INIT=init is not None,
         DOT_PREC=_dot_precision(q.dtype),
         num_warps=int(config["out_warps"]), num_stages=int(config["num_stages"]))
@@ -1059,7 +1098,8 @@ class _LogLinearTemplate(Template):
         {"B": 1, "T": 131072, "H": 16, "K": 128, "V": 128, "L": 18},
         {"B": 4, "T": 2048, "H": 8, "K": 256, "V": 256, "L": 12},
     ]
-    quick_workload = [{"B": 8, "T": 4096, "H": 16, "K": 128, "V": 128, "L": 13}]
+    quick_workload = [{"B": 8, "T": 4096, "H": 16, "K": 128, "V": 128, "L": 13},
+                      {"B": 8, "T": 4096, "H": 16, "K": 64, "V": 64, "L": 13}]
     cpu_workload = [{"B": 2, "T": 45, "H": 2, "K": 16, "V": 16, "L": 7}]
 
     def source_files(self) -> list[Path]:
@@ -1115,7 +1155,7 @@ def _estimate(kind: str, config, shape, elt: int) -> tuple[float, int]:
         smem = stages * elt * C * (bk + bv)
     elif kind == "out":
         bv, warps = min(int(config["out_bv"]), VP), int(config["out_warps"])
-        regs = 2 * elt * C * KP + elt * C * bv + 3 * 4 * C * C + 4 * C * bv + elt * KP * bv + 4 * C * LP
+        regs = 2 * elt * C * KP + elt * C * bv + 3 * 4 * C * C + 4 * C * bv + elt * KP * bv
         smem = elt * (2 * C * KP + C * bv + C * C) + stages * elt * KP * bv
     elif kind == "dqk":
         bk, bv, warps = min(int(config["dqk_bk"]), KP), min(int(config["dqk_bv"]), VP), int(config["dqk_warps"])
@@ -1123,7 +1163,7 @@ def _estimate(kind: str, config, shape, elt: int) -> tuple[float, int]:
         smem = elt * (2 * C * bk + C * C) + stages * elt * (2 * C * bv + bk * bv)
     else:   # dv
         bk, bv, warps = min(int(config["dv_bk"]), KP), min(int(config["dv_bv"]), VP), int(config["dv_warps"])
-        regs = elt * C * bv + 4 * C * bv + 2 * 4 * C * C + 2 * elt * C * bk + 4 * bk * bv + 4 * C * LP
+        regs = elt * C * bv + 4 * C * bv + 2 * 4 * C * C + 2 * elt * C * bk + 4 * bk * bv
         smem = elt * (C * bv + C * C) + stages * elt * (2 * C * bk + bk * bv)
     return regs / 4 / (32 * warps), smem
 
@@ -1161,12 +1201,14 @@ class LogLinearForward(_LogLinearTemplate):
         # programs per SM) 0.50 ms against 0.74 for 64 on 8 warps at K = V = 128, 0.20 vs 0.27 at 64.
         # The stacked block pass runs one program per (tile, sequence·head), and per segment of
         # chunks when those are few (stack_segment 0: see _auto_segment); below 128 sequence·heads
-        # on 32-wide V tiles (B=2 T=16384 K=V=64: 0.137 vs 0.146 ms).
+        # on 32-wide V tiles (B=2 T=16384 K=V=64: 0.137 vs 0.146 ms). One stage (session 9): the
+        # output kernel's pipelined block loads need shared memory for a second block, which leaves
+        # one program per SM (0.62 vs 0.44 ms at K = V = 128).
         small = KP <= 128 and VP <= 128
         many = shape["B"] * shape["H"] >= 128
         return {"chunk": _default_chunk(shape), "scan_bk": min(64, KP), "scan_bv": min(64 if many else 32, VP),
                 "scan_warps": 4, "out_bv": min(128, VP) if small else 64, "out_warps": 4 if small else 8,
-                "num_stages": 2, "stack": 1, "stack_segment": 0}
+                "num_stages": 1, "stack": 1, "stack_segment": 0}
 
     def check_config(self, config, shape, gpu=None) -> str | None:
         return (self._chunk_ok(config, shape) or self._tile_ok("scan_bk", config, shape["K"])
@@ -1220,12 +1262,13 @@ class LogLinearBackward(_LogLinearTemplate):
                     "num_stages": 2, "stack": 1, "stack_segment": 0}
         # H100, bf16 (session 8, B=8 T=4096 H=16): K = V = 128 dq/dk on 128 × 64 tiles and 8 warps
         # 3.37 ms for the whole backward against 5.42 on 64 × 32; dv on whole tiles and 4 warps a
-        # further −0.25. K = V = 64: dq/dk on 4 warps 1.44 against 1.95.
+        # further −0.25. K = V = 64: dq/dk on 4 warps 1.44 against 1.95. Session 9: one stage at
+        # K = V = 64 (1.16 vs 1.23 ms; dq/dk spills less), two at 128 (3.13 vs 3.17).
         return {"chunk": _default_chunk(shape), "scan_bk": min(64, KP), "scan_bv": min(64, VP), "scan_warps": 4,
                 "dqk_bk": KP, "dqk_bv": min(64, VP), "dqk_warps": 8 if KP >= 128 else 4,
                 # one K tile with 32-wide V tiles once gave a wrong dv (triton 3.6, sm_90): not a default
-                "dv_bk": KP if VP >= 64 else min(64, KP), "dv_bv": VP, "dv_warps": 4, "num_stages": 2, "stack": 1,
-                "stack_segment": 0}
+                "dv_bk": KP if VP >= 64 else min(64, KP), "dv_bv": VP, "dv_warps": 4,
+                "num_stages": 2 if KP >= 128 else 1, "stack": 1, "stack_segment": 0}
 
     def check_config(self, config, shape, gpu=None) -> str | None:
         for name, dim in (("scan_bk", "K"), ("scan_bv", "V"), ("dqk_bk", "K"), ("dqk_bv", "V"),
