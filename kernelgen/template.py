@@ -71,6 +71,12 @@ class Template:
         tiles differ between its variants (e.g. when a variant takes other kernels)."""
         return self.default_config(shape, gpu)
 
+    def candidates(self, shape: Shape, gpu: "GPUProfile | None" = None) -> list[Config]:
+        """Partial configs (merged over the default) that every TPE study measures right after the
+        default and the shipped winner: alternatives the sampler would rarely draw, e.g. another
+        algorithm behind a knob that only pays with its own tiles."""
+        return []
+
     def check_config(self, config: Config, shape: Shape, gpu: "GPUProfile | None" = None) -> str | None:
         """Why ``config`` cannot run ``shape`` on ``gpu`` (divisibility, shared memory, registers),
         or None when it can. Called before compiling, and by dispatch on every new shape."""

@@ -593,10 +593,11 @@ def _bwd_dqk_kernel(
     cu_seqlens, seq_pos, seq_slot0, slot_seq, slot_chunk,
     scale, T, NC, NJ, L, TOKENS,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LOG_C: tl.constexpr,
-    BK: tl.constexpr, BV: tl.constexpr, LP: tl.constexpr,
+    BK: tl.constexpr, BV: tl.constexpr, LP: tl.constexpr, WITH_DK: tl.constexpr,
     IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
-    """dq, dk for one (chunk slot, K tile, head), and this K tile's share of dλ and dG."""
+    """dq (and dk with WITH_DK; else the dv kernel writes it) for one (chunk slot, K tile, head),
+    and this K tile's share of dλ and of dG (q·dq, minus k·dk with WITH_DK)."""
     i_s, i_k, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     if TABLE:
         i_n = tl.load(slot_seq + i_s)
@@ -652,9 +653,11 @@ def _bwd_dqk_kernel(
             b_dq += (_lam_column(lam, lam_row, valid, LOG_C + j, L) * e_j)[:, None] * b_r
             part = tl.sum(b_q.to(tl.float32) * b_r, 1) * e_j
             b_dlam += tl.where(cols[None, :] == LOG_C + j, part[:, None], 0.0)
-        b_rs = _later_query_states(rblocks, rdec, n, n_last, slot, slot0, n0, i_h, NJ, offs_k, offs_v, m_kv, H, K, V, BK, BV)
-        b_vd = (b_v * e_k[:, None]).to(dt)
-        b_dk += tl.dot(b_vd, tl.trans(b_rs.to(dt)), input_precision=DOT_PREC)
+        if WITH_DK:
+            b_rs = _later_query_states(rblocks, rdec, n, n_last, slot, slot0, n0, i_h, NJ, offs_k, offs_v, m_kv,
+                                       H, K, V, BK, BV)
+            b_vd = (b_v * e_k[:, None]).to(dt)
+            b_dk += tl.dot(b_vd, tl.trans(b_rs.to(dt)), input_precision=DOT_PREC)
 
     # intra-chunk
     b_s = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PREC)
@@ -668,7 +671,8 @@ def _bwd_dqk_kernel(
     b_diag = tl.sum(tl.where(on_diag, b_dAM, 0.0), 1)
     b_dAM = tl.where(on_diag, 0.0, b_dAM)
     b_dq += tl.dot(b_dAM.to(dt), b_k, input_precision=DOT_PREC)
-    b_dk += tl.dot(tl.trans(b_dAM.to(dt)), b_q, input_precision=DOT_PREC)
+    if WITH_DK:
+        b_dk += tl.dot(tl.trans(b_dAM.to(dt)), b_q, input_precision=DOT_PREC)
     b_P = b_dA * b_s * b_D                              # dλ[t, lvl(t,s)] gathers these per row
     x = offs[:, None] ^ offs[None, :]
     for lvl in tl.static_range(0, LOG_C + 1):
@@ -676,11 +680,13 @@ def _bwd_dqk_kernel(
         part = tl.sum(tl.where(in_lvl, b_P, 0.0), 1)
         b_dlam += tl.where(cols[None, :] == lvl, part[:, None], 0.0)
 
-    b_dG = tl.sum(b_q.to(tl.float32) * b_dq, 1) - tl.sum(b_k.to(tl.float32) * b_dk, 1)
+    b_dG = tl.sum(b_q.to(tl.float32) * b_dq, 1)
     b_dq += b_diag[:, None] * b_k.to(tl.float32)
-    b_dk += b_diag[:, None] * b_q.to(tl.float32)
     tl.store(dq + (tok[:, None] * H + i_h) * K + offs_k[None, :], b_dq.to(dq.dtype.element_ty), mask=m_qk)
-    tl.store(dk + (tok[:, None] * H + i_h) * K + offs_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_qk)
+    if WITH_DK:
+        b_dG -= tl.sum(b_k.to(tl.float32) * b_dk, 1)
+        b_dk += b_diag[:, None] * b_q.to(tl.float32)
+        tl.store(dk + (tok[:, None] * H + i_h) * K + offs_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_qk)
     part_base = i_k.to(tl.int64) * TOKENS * H
     tl.store(dlam + (part_base + tok[:, None] * H + i_h) * L + cols[None, :], b_dlam.to(dlam.dtype.element_ty),
              mask=valid[:, None] & (cols < L)[None, :])
@@ -689,13 +695,15 @@ def _bwd_dqk_kernel(
 
 @triton.jit(do_not_specialize=["T", "NC", "NJ", "L"])
 def _bwd_dv_kernel(
-    q, k, g, lam, do, rblocks, rdec, dv, cu_seqlens, seq_pos, seq_slot0, slot_seq, slot_chunk,
+    q, k, v, g, lam, do, rblocks, rdec, dv, dk, dG, cu_seqlens, seq_pos, seq_slot0, slot_seq, slot_chunk,
     scale, T, NC, NJ, L,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LOG_C: tl.constexpr,
-    BK: tl.constexpr, BV: tl.constexpr, LP: tl.constexpr,
+    BK: tl.constexpr, BV: tl.constexpr, LP: tl.constexpr, WITH_DK: tl.constexpr,
     IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
-    """dv for one (chunk slot, V tile, head): Aᵀ·dO inside the chunk + (k decayed)·ΣRBlock."""
+    """dv for one (chunk slot, V tile, head): Aᵀ·dO inside the chunk + (k decayed)·ΣRBlock.
+    WITH_DK (one V tile spans V): also dk = (dA masked)ᵀ·q + (v decayed)·ΣRBlockᵀ per K tile,
+    from the same ΣRBlock tiles, and −k·dk into dG's last partial."""
     i_s, i_v, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     if TABLE:
         i_n = tl.load(slot_seq + i_s)
@@ -724,6 +732,18 @@ def _bwd_dv_kernel(
 
     b_st = tl.zeros([C, C], dtype=tl.float32)      # key-major scores: [s, t] = k_s·q_t
     b_dv = tl.zeros([C, BV], dtype=tl.float32)
+    if WITH_DK:
+        b_v = tl.load(v + (tok[:, None] * H + i_h) * V + offs_v[None, :], mask=m_tv, other=0.0)
+        # key-major dA masked like A: [s, t] = dO_t·v_s · D · W · scale; the (t, t) pairs stay out
+        # of the sum dG takes from k·dk (see _bwd_dqk_kernel) and join dk afterwards. The weights
+        # are computed again for A below rather than held through the K loop (registers).
+        b_dAt = (tl.dot(b_v, tl.trans(b_do), input_precision=DOT_PREC) * causal_decay(b_G, C, True, True)
+                 * _intra_level_weights(b_lam, cols, valid, L, offs, C, LOG_C, True) * scale)
+        on_diag = offs[:, None] == offs[None, :]
+        b_diag = tl.sum(tl.where(on_diag, b_dAt, 0.0), 1)
+        b_dAt = tl.where(on_diag, 0.0, b_dAt).to(dt)
+        b_vd = (b_v * e_k[:, None]).to(dt)
+        b_dG = tl.zeros([C], dtype=tl.float32)
     for k0 in range(0, K, BK):
         offs_k = k0 + tl.arange(0, BK)
         m_k = offs_k < K
@@ -745,12 +765,20 @@ def _bwd_dv_kernel(
                         mask=m_kv, other=0.0).to(tl.float32)
         b_kd = (b_k * e_k[:, None]).to(dt)
         b_dv += tl.dot(b_kd, b_rs.to(dt), input_precision=DOT_PREC)
+        if WITH_DK:
+            b_dk = tl.dot(b_vd, tl.trans(b_rs.to(dt)), input_precision=DOT_PREC)
+            b_dk = tl.dot(b_dAt, b_q, b_dk, input_precision=DOT_PREC)
+            b_dG -= tl.sum(b_k.to(tl.float32) * b_dk, 1)
+            b_dk += b_diag[:, None] * b_q.to(tl.float32)
+            tl.store(dk + (tok[:, None] * H + i_h) * K + offs_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
     # Aᵀ is built key-major, never transposed in registers: with one K tile and 8 warps, triton 3.6
     # gave the C×C accumulator a warp-replicated wgmma layout, and tl.trans of it left dv NaN on H100
     b_At = (b_st * causal_decay(b_G, C, True, True)
             * _intra_level_weights(b_lam, cols, valid, L, offs, C, LOG_C, True) * scale)
     b_dv += tl.dot(b_At.to(dt), b_do, input_precision=DOT_PREC)
     tl.store(dv + (tok[:, None] * H + i_h) * V + offs_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
+    if WITH_DK:
+        tl.store(dG + tok * H + i_h, b_dG, mask=valid)
 
 
 # =============================================================================================
@@ -1011,27 +1039,31 @@ def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seql
         float(scale), T, plan.slots_per_seq, plan.levels, L,
         BK=sbk, BV=sbv, NV=snv, num_warps=int(config["scan_warps"]), **common)
 
-    # 4: dq, dk, dλ and dG (partial over K tiles)
+    # 4: dq (and dk), dλ and dG (partial over K tiles)
     kbk, kbv = _tile(K, config["dqk_bk"]), _tile(V, config["dqk_bv"])
     nk = cdiv(K, kbk)
+    vbk, vbv = _tile(K, config["dv_bk"]), _tile(V, config["dv_bv"])
+    # dk_with_dv: the dv kernel also writes dk (it needs the whole V per program; check_config
+    # refuses the rest, and a config that slips through keeps dk in the dq/dk kernel)
+    dk_with_dv = bool(int(config.get("dk_with_dv", 0))) and cdiv(V, vbv) == 1
     # K tiles each hold a share of dλ and dG; one tile writes dλ straight into the output
     dlam_part = dlam_out if nk == 1 else torch.empty(nk, tokens, H, L, device=device, dtype=torch.float32)
-    dG_part = torch.empty(nk, tokens, H, device=device, dtype=torch.float32)
+    dG_part = torch.empty(nk + dk_with_dv, tokens, H, device=device, dtype=torch.float32)
     _bwd_dqk_kernel[(plan.num_slots, nk, H)](
         q, k, v, g, lam, do, blocks, ldec, rblocks, rdec, dq, dk, dlam_part, dG_part,
         cu, *_plan_args(plan, dummy), *_slot_args(plan, dummy),
         float(scale), T, plan.slots_per_seq, plan.levels, L, tokens,
-        BK=kbk, BV=kbv, LP=lp, num_warps=int(config["dqk_warps"]), **common)
+        BK=kbk, BV=kbv, LP=lp, WITH_DK=not dk_with_dv, num_warps=int(config["dqk_warps"]), **common)
 
-    # 5: dv
-    vbk, vbv = _tile(K, config["dv_bk"]), _tile(V, config["dv_bv"])
+    # 5: dv (and dk)
     _bwd_dv_kernel[(plan.num_slots, cdiv(V, vbv), H)](
-        q, k, g, lam, do, rblocks, rdec, dv, cu, *_plan_args(plan, dummy), *_slot_args(plan, dummy),
+        q, k, v, g, lam, do, rblocks, rdec, dv, dk, dG_part[nk] if dk_with_dv else dummy,
+        cu, *_plan_args(plan, dummy), *_slot_args(plan, dummy),
         float(scale), T, plan.slots_per_seq, plan.levels, L,
-        BK=vbk, BV=vbv, LP=lp, num_warps=int(config["dv_warps"]), **common)
+        BK=vbk, BV=vbv, LP=lp, WITH_DK=dk_with_dv, num_warps=int(config["dv_warps"]), **common)
 
     # 6: dg = reverse cumsum of dG inside each sequence
-    reverse_cumsum(dG_part, dg, cu_seqlens, plan.num_seqs, T, H, partials=nk)
+    reverse_cumsum(dG_part, dg, cu_seqlens, plan.num_seqs, T, H, partials=nk + dk_with_dv)
     if nk > 1:
         dlam_out.copy_(dlam_part.sum(0).view_as(dlam_out))
     return dq, dk, dv, dg, dlam_out
@@ -1149,6 +1181,7 @@ def _estimate(kind: str, config, shape, elt: int) -> tuple[float, int]:
     are staged in shared memory (num_stages copies of what a loop streams)."""
     C, KP, VP, LP = int(config["chunk"]), _pow2(shape["K"]), _pow2(shape["V"]), _pow2(shape["L"])
     stages = max(1, int(config.get("num_stages", 1)))
+    dk_with_dv = int(config.get("dk_with_dv", 0))
     if kind == "scan":
         bk, bv, warps = min(int(config["scan_bk"]), KP), min(int(config["scan_bv"]), VP), int(config["scan_warps"])
         regs = 4 * bk * bv + elt * C * (bk + bv)
@@ -1160,10 +1193,14 @@ def _estimate(kind: str, config, shape, elt: int) -> tuple[float, int]:
     elif kind == "dqk":
         bk, bv, warps = min(int(config["dqk_bk"]), KP), min(int(config["dqk_bv"]), VP), int(config["dqk_warps"])
         regs = 2 * elt * C * bk + 3 * 4 * C * bk + 2 * 4 * C * C + 2 * elt * C * bv + 4 * bk * bv + 4 * C * LP
+        if dk_with_dv:      # no dk accumulator, no ΣRBlock tile
+            regs -= 4 * C * bk + 4 * bk * bv
         smem = elt * (2 * C * bk + C * C) + stages * elt * (2 * C * bv + bk * bv)
     else:   # dv
         bk, bv, warps = min(int(config["dv_bk"]), KP), min(int(config["dv_bv"]), VP), int(config["dv_warps"])
         regs = elt * C * bv + 4 * C * bv + 2 * 4 * C * C + 2 * elt * C * bk + 4 * bk * bv
+        if dk_with_dv:      # v, the masked dAᵀ and its weights, a dk tile
+            regs += elt * C * bv + (elt + 4) * C * C + 4 * C * bk
         smem = elt * (C * bv + C * C) + stages * elt * (2 * C * bk + bk * bv)
     return regs / 4 / (32 * warps), smem
 
@@ -1251,7 +1288,7 @@ class LogLinearBackward(_LogLinearTemplate):
     space = {"chunk": [16, 32, 64], "scan_bk": [32, 64, 128], "scan_bv": [32, 64, 128], "scan_warps": [2, 4, 8],
              "dqk_bk": [32, 64, 128], "dqk_bv": [32, 64, 128], "dqk_warps": [4, 8],
              "dv_bk": [32, 64, 128], "dv_bv": [32, 64, 128], "dv_warps": [4, 8], "num_stages": [1, 2, 3],
-             "stack": [1, 0], "stack_segment": [0, 8, 16, 32]}
+             "stack": [1, 0], "stack_segment": [0, 8, 16, 32], "dk_with_dv": [0, 1]}
 
     def default_config(self, shape, gpu=None) -> Config:
         KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
@@ -1259,7 +1296,7 @@ class LogLinearBackward(_LogLinearTemplate):
             # measured without spills on sm_90 at K = V = 256 (chunk 32)
             return {"chunk": _default_chunk(shape), "scan_bk": 64, "scan_bv": 64, "scan_warps": 4,
                     "dqk_bk": 64, "dqk_bv": 32, "dqk_warps": 8, "dv_bk": 64, "dv_bv": 64, "dv_warps": 8,
-                    "num_stages": 2, "stack": 1, "stack_segment": 0}
+                    "num_stages": 2, "stack": 1, "stack_segment": 0, "dk_with_dv": 0}
         # H100, bf16 (session 8, B=8 T=4096 H=16): K = V = 128 dq/dk on 128 × 64 tiles and 8 warps
         # 3.37 ms for the whole backward against 5.42 on 64 × 32; dv on whole tiles and 4 warps a
         # further −0.25. K = V = 64: dq/dk on 4 warps 1.44 against 1.95. Session 9: one stage at
@@ -1268,7 +1305,15 @@ class LogLinearBackward(_LogLinearTemplate):
                 "dqk_bk": KP, "dqk_bv": min(64, VP), "dqk_warps": 8 if KP >= 128 else 4,
                 # one K tile with 32-wide V tiles once gave a wrong dv (triton 3.6, sm_90): not a default
                 "dv_bk": KP if VP >= 64 else min(64, KP), "dv_bv": VP, "dv_warps": 4,
-                "num_stages": 2 if KP >= 128 else 1, "stack": 1, "stack_segment": 0}
+                "num_stages": 2 if KP >= 128 else 1, "stack": 1, "stack_segment": 0, "dk_with_dv": 0}
+
+    def candidates(self, shape, gpu=None) -> list[Config]:
+        # dk written by the dv kernel (the whole V per program, so K in tiles, and more warps than
+        # dv alone): the dq/dk kernel then runs without spills on sm_90 (243 registers at K = V =
+        # 128, 8 warps); the dv kernel's tiles it pays with are the open question these measure
+        VP = _pow2(shape["V"])
+        return [{"dk_with_dv": 1, "dv_bv": VP, "dv_bk": bk, "dv_warps": warps}
+                for bk, warps in ((32, 4), (32, 8), (64, 8))]
 
     def check_config(self, config, shape, gpu=None) -> str | None:
         for name, dim in (("scan_bk", "K"), ("scan_bv", "V"), ("dqk_bk", "K"), ("dqk_bv", "V"),
@@ -1276,6 +1321,8 @@ class LogLinearBackward(_LogLinearTemplate):
             problem = self._tile_ok(name, config, shape[dim])
             if problem:
                 return problem
+        if int(config.get("dk_with_dv", 0)) and int(config["dv_bv"]) < _pow2(shape["V"]):
+            return f"dk_with_dv needs the whole V in one dv tile (dv_bv={config['dv_bv']} < {_pow2(shape['V'])})"
         return self._chunk_ok(config, shape) or _fits(("scan", "dqk", "dv"), config, shape, gpu)
 
     def flops(self, shape, dtype: str, flags: str = "") -> float:

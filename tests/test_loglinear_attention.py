@@ -83,12 +83,13 @@ def test_forward_and_final_state(device, dtype, chunk):
     assert_close("final_state", final, rs, TOL[dtype])
 
 
-@pytest.mark.parametrize("dtype,chunk", [(torch.float32, 8), (torch.float16, 16)])
-def test_backward(device, dtype, chunk):
+@pytest.mark.parametrize("dtype,chunk,dk_with_dv", [(torch.float32, 8, 0), (torch.float16, 16, 0),
+                                                    (torch.float32, 8, 1), (torch.float16, 16, 1)])
+def test_backward(device, dtype, chunk, dk_with_dv):
     inputs = _inputs(dtype=dtype, device=device, seed=1)
     do = torch.randn(2, 45, 2, 16).to(device=device, dtype=dtype)
     _, grads = _ref_grads(inputs, do)
-    config = _config(chunk)
+    config = {**_config(chunk), "dk_with_dv": dk_with_dv}
     plan = tmpl.make_plan(2, 45, config["chunk"], None, None, device)
     out = tmpl.backward(*inputs, do, 16 ** -0.5, config, plan)
     for name, got, want in zip(("dq", "dk", "dv", "dg", "dlevel_scales"), out, grads):
@@ -201,6 +202,22 @@ def test_backward_tile_combinations(device, dv_bk, dv_bv, dqk_bk, dqk_bv, scan_b
         assert_close(name, got, want, GRAD_TOL[torch.float32])
 
 
+@pytest.mark.parametrize("dv_bk", [16, 32])
+def test_backward_dk_with_dv(device, dv_bk):
+    """dk written by the dv kernel (whole V per program, K in one or two tiles, V ragged)."""
+    B, T, H, K, V, L = TILE_SHAPE.values()
+    inputs = _inputs(B=B, T=T, H=H, K=K, V=V, L=L, device=device, seed=11)
+    do = torch.randn(B, T, H, V, generator=torch.Generator().manual_seed(12)).to(device)
+    _, grads = _ref_grads(inputs, do)
+    config = _tile_config(tmpl.LogLinearBackward(), dv_bk=dv_bk, dv_bv=64, dqk_bk=16, dqk_bv=32, dk_with_dv=1)
+    plan = tmpl.make_plan(B, T, config["chunk"], None, None, device)
+    out = tuple(_nan_like(x) for x in inputs)
+    tmpl.backward(*inputs, do, K ** -0.5, config, plan, out=out)
+    for name, got, want in zip(("dq", "dk", "dv", "dg", "dlevel_scales"), out, grads):
+        assert_close(name, got, want, GRAD_TOL[torch.float32])
+    assert "whole V" in tmpl.LogLinearBackward().check_config({**config, "dv_bv": 32}, TILE_SHAPE)
+
+
 @pytest.mark.parametrize("out_bv,scan_bk,scan_bv", FWD_TILES)
 def test_forward_tile_combinations(device, out_bv, scan_bk, scan_bv):
     B, T, H, K, V, L = TILE_SHAPE.values()
@@ -306,10 +323,11 @@ def test_varlen_forward_backward_and_state(device):
 # --------------------------------------------------------------------------------------------
 # gradients through the states (initial_state in, final_state out)
 # --------------------------------------------------------------------------------------------
-def _force_chunk(monkeypatch, chunk):
+def _force_chunk(monkeypatch, chunk, **extra):
     """The op's forward and backward run with chunks of ``chunk`` (16-wide tiles)."""
     original = llops.config_for
-    monkeypatch.setattr(llops, "config_for", lambda template, *args: {**original(template, *args), **_config(chunk)})
+    monkeypatch.setattr(llops, "config_for",
+                        lambda template, *args: {**original(template, *args), **_config(chunk), **extra})
 
 
 def _prefix_states(positions, H=2, K=16, V=32, L=8, seed=10):
@@ -334,11 +352,12 @@ def _grads(loss, leaves):
 NAMES = ("dq", "dk", "dv", "dg", "dlevel_scales", "dinitial_state")
 
 
-@pytest.mark.parametrize("T,cut,chunk", [(37, 13, 8), (37, 16, 16), (70, 23, 16), (70, 64, 16)])
-def test_split_sequence_gradients_equal_one_call(device, monkeypatch, T, cut, chunk):
+@pytest.mark.parametrize("T,cut,chunk,dk_with_dv", [(37, 13, 8, 0), (37, 16, 16, 0), (70, 23, 16, 0), (70, 64, 16, 0),
+                                                   (70, 23, 16, 1)])
+def test_split_sequence_gradients_equal_one_call(device, monkeypatch, T, cut, chunk, dk_with_dv):
     # the second half continues from the first half's final state: Σ of both losses has the
     # gradients of one call over the whole sequence (the state carries them back to the first half)
-    _force_chunk(monkeypatch, chunk)
+    _force_chunk(monkeypatch, chunk, dk_with_dv=dk_with_dv, dv_bv=32)
     inputs = _inputs(B=2, T=T, V=32, L=8, device=device, seed=7)
     do = torch.randn(2, T, 2, 32, generator=torch.Generator().manual_seed(8)).to(device)
     leaves = [x.requires_grad_() for x in inputs]

@@ -129,3 +129,41 @@ def test_a_shipped_winner_without_a_new_knob_gets_the_default_for_it(tmp_path):
     events, out = _retune_over(tmp_path, shipped)
     assert events[1] == {**default, **shipped}
     assert all(set(e.config) == set(default) for e in store.load(out).entries)
+
+
+def test_a_templates_candidates_are_measured_after_the_shipped_winner(tmp_path, monkeypatch):
+    """Template.candidates: configs every TPE study measures (merged over the default) before the
+    sampler draws; one that cannot run is skipped, not measured."""
+    default = SCALE_SHIFT.default_config(SHAPE)
+    monkeypatch.setattr(type(SCALE_SHIFT), "candidates",
+                        lambda self, shape, gpu=None: [{"block": 16}, {"block": 8192}], raising=False)
+    shipped = {"block": 32, "variant": "a"}
+    events, _ = _retune_over(tmp_path, shipped)
+    assert events[:3] == [default, shipped, {**default, "block": 16}]
+    assert all(e["block"] <= 4096 for e in events)
+
+
+class _FixedTimes:
+    """A worker stand-in that times each config by its block size (no kernel runs)."""
+    timeout_s = 20
+
+    def __init__(self, ms_by_block):
+        self.ms_by_block = ms_by_block
+
+    def run(self, request):
+        return {"ok": True, "ms": self.ms_by_block[request["config"]["block"]]}
+
+
+def test_a_tie_with_the_default_ships_the_default(tmp_path):
+    """Configs re-timed within 2% of the best: the default wins the tie, even against one the
+    complexity rule calls simpler; without the default among them, the simpler one wins."""
+    from kernelgen.tune.study import StudyRunner
+    default = SCALE_SHIFT.default_config(SHAPE)                     # block 64
+    for times, want in (({16: 1.00, 32: 1.50, 64: 1.01, 128: 2.0}, default),
+                        ({16: 1.00, 32: 1.01, 64: 1.50, 128: 2.0}, {**default, "block": 16})):
+        runner = StudyRunner(SCALE_SHIFT, SHAPE, "fp32", "", worker=_FixedTimes(times),
+                             storage=open_storage(str(tmp_path / f"s{want['block']}.journal")), gpu_key="cpu",
+                             gpu=None, device="cpu")
+        runner.results = {json.dumps({**default, "block": b}, sort_keys=True): {"ms": ms, "reason": None}
+                          for b, ms in times.items()}
+        assert runner.finish().config == want
