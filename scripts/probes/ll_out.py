@@ -36,6 +36,15 @@ def stats(fn):
     return rows
 
 
+def backward_case(shape):
+    """bf16 inputs of ``shape`` with an output gradient (seed 0), the scale, and the template
+    defaults (forward, backward)."""
+    inputs = tmpl.LogLinearBackward().make_inputs(shape, "bf16", "", "cuda", torch.Generator().manual_seed(0))
+    tensors = tuple(inputs[n] for n in ("q", "k", "v", "g", "level_scales", "do"))
+    return (tensors, tensors[0].shape[-1] ** -0.5, tmpl.LogLinearForward().default_config(shape),
+            tmpl.LogLinearBackward().default_config(shape))
+
+
 def bench(fn):
     return triton.testing.do_bench(fn, warmup=10, rep=80)
 

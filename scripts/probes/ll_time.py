@@ -4,7 +4,7 @@ with a candidate template copied over templates/loglinear_attention.py, to compa
 import sys
 import torch, triton
 from kernelgen.templates import loglinear_attention as tmpl
-from ll_out import stats
+from ll_out import backward_case, stats
 
 SHAPES = [dict(B=8, T=4096, H=16, K=128, V=128, L=13), dict(B=8, T=4096, H=16, K=64, V=64, L=13),
           dict(B=2, T=16384, H=16, K=64, V=64, L=15)]
@@ -16,14 +16,10 @@ def bench(fn):
     return triton.testing.do_bench(fn, warmup=10, rep=100)
 
 
-fwd_t, bwd_t = tmpl.LogLinearForward(), tmpl.LogLinearBackward()
 for si in map(int, sys.argv[1:] or ["0", "1"]):
     shape = SHAPES[si]
-    inputs = bwd_t.make_inputs(shape, "bf16", "", "cuda", torch.Generator().manual_seed(0))
-    q, k, v, g, lam, do = (inputs[n] for n in ("q", "k", "v", "g", "level_scales", "do"))
+    (q, k, v, g, lam, do), scale, fc, bc = backward_case(shape)
     B, T = q.shape[:2]
-    scale = q.shape[-1] ** -0.5
-    fc, bc = fwd_t.default_config(shape), bwd_t.default_config(shape)
     plan = tmpl.make_plan(B, T, int(fc["chunk"]), None, None, q.device)
     for name in KERNELS:
         stats(getattr(tmpl, name))

@@ -7,7 +7,7 @@ import sys
 import torch, triton
 from torch.profiler import ProfilerActivity, profile
 from kernelgen.templates import loglinear_attention as tmpl
-from ll_out import stats
+from ll_out import backward_case, stats
 
 SHAPES = [dict(B=8, T=4096, H=16, K=128, V=128, L=13), dict(B=8, T=4096, H=16, K=64, V=64, L=13),
           dict(B=2, T=16384, H=16, K=64, V=64, L=15)]
@@ -38,14 +38,10 @@ def rel(a, b):
     return ((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-6)).item()
 
 
-fwd_t, bwd_t = tmpl.LogLinearForward(), tmpl.LogLinearBackward()
 for si in map(int, sys.argv[1:] or ["0", "1"]):
     shape = SHAPES[si]
-    inputs = bwd_t.make_inputs(shape, "bf16", "", "cuda", torch.Generator().manual_seed(0))
-    q, k, v, g, lam, do = (inputs[n] for n in ("q", "k", "v", "g", "level_scales", "do"))
+    (q, k, v, g, lam, do), scale, fc, bc = backward_case(shape)
     B, T = q.shape[:2]
-    scale = q.shape[-1] ** -0.5
-    fc, bc = fwd_t.default_config(shape), bwd_t.default_config(shape)
     print(f"== {shape}", flush=True)
     want = None
     for var in FWD:
