@@ -12,9 +12,11 @@ from __future__ import annotations
 import ast
 import hashlib
 import inspect
+import io
 import itertools
 import re
 import textwrap
+import tokenize
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -199,9 +201,9 @@ def _is_constexpr(node: ast.AST) -> bool:
 
 
 def kernel_source(path: Path) -> bytes:
-    """The text of a Python module's kernels: its ``@triton.jit`` functions (decorators included)
-    and module-level ``tl.constexpr`` constants, in file order, each without its position in the
-    file. Kernels defined inside a function (a kernel factory) count too. Everything else (host
+    """The code of a Python module's kernels: its ``@triton.jit`` functions (decorators included,
+    comments, docstrings and blank lines not) and module-level ``tl.constexpr`` constants, in file
+    order, each without its position in the file. Kernels defined inside a function (a kernel factory) count too. Everything else (host
     launchers, templates, docs) is left out of the template hash. A module without Triton kernels
     (the CuPy launcher of a CUDA source: its compile options and template arguments shape the
     kernel) counts whole."""
@@ -215,8 +217,33 @@ def kernel_source(path: Path) -> bytes:
     pieces = []
     for node in sorted(chosen, key=lambda n: n.lineno):
         first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-        pieces.append(textwrap.dedent("\n".join(lines[first - 1:node.end_lineno])))
+        pieces.append(_python_code(textwrap.dedent("\n".join(lines[first - 1:node.end_lineno]))))
     return "\n\n".join(pieces).encode()
+
+
+def _python_code(source: str) -> str:
+    """A kernel's source without its comments, docstrings and blank lines (indentation kept: it is
+    code in Python), so editing a kernel's prose keeps tuned configs current."""
+    lines = source.splitlines()
+    docstrings = set()
+    for node in ast.walk(ast.parse(source)):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            docstrings.update(range(body[0].lineno, body[0].end_lineno + 1))
+    comments = {}
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            row, col = token.start
+            comments[row] = min(col, comments.get(row, col))
+    kept = []
+    for row, line in enumerate(lines, start=1):
+        if row in docstrings:
+            continue
+        line = line[:comments[row]] if row in comments else line
+        if line.strip():
+            kept.append(line.rstrip())
+    return "\n".join(kept)
 
 
 # A C/C++/CUDA comment or a string / character literal (kept: "//" inside a literal is not a comment).

@@ -139,15 +139,21 @@ def _intra_level_weights(lam, row_base, valid, L, offs, C: tl.constexpr, LOG_C: 
     picks them out of the chunk's [C, LP] tile (``lam``; ``row_base``: its column indices), since
     a gathered column laid along rows is loaded once per thread that holds it (H100, dv kernel
     at K = V = 128: 0.62 vs 0.49 ms)."""
-    x = offs[:, None] ^ offs[None, :]
+    x = offs[:, None] ^ offs[None, :]               # symmetric in t and s
     w = tl.zeros([C, C], tl.float32)
     for lvl in tl.static_range(0, LOG_C + 1):
         if TRANSPOSED:
             lam_ts = _level_column(lam, row_base, lvl)[None, :]
         else:
             lam_ts = _lam_column(lam, row_base, valid, lvl, L)[:, None]
+        # x ≥ 2^(lvl−1) ⇔ bit_length(x) ≥ lvl (level 0: every pair); later levels overwrite earlier ones
         w = tl.where(x >= ((1 << lvl) >> 1), lam_ts, w)
     return w
+
+
+# =============================================================================================
+# forward
+# =============================================================================================
 
 
 @triton.jit(do_not_specialize=["T", "NC", "NJ", "L_IN", "L_OUT"])

@@ -130,6 +130,13 @@ def test_hash_covers_kernels_constants_space_and_revision_not_host_code(tmp_path
     host_edit = KERNEL_MODULE.replace('"""Host launcher."""', "n = x.numel()  # renamed").replace(
         "def launch", "\n\ndef launch")
     assert _hash_of(tmp_path, "# a new header comment\n" + host_edit) == base
+    # So do a kernel's comments, docstring and blank lines (its prose).
+    prose = KERNEL_MODULE.replace("def _kernel(x_ptr, N: tl.constexpr):\n",
+                                  'def _kernel(x_ptr, N: tl.constexpr):\n    """Fill x."""\n    # why\n\n') \
+        .replace("SCALE)\n", "SCALE)  # the scale\n")
+    assert prose != KERNEL_MODULE and _hash_of(tmp_path, prose) == base
+    # A string that is code (not a docstring, not a comment) counts.
+    assert _hash_of(tmp_path, KERNEL_MODULE.replace("SCALE)\n", "SCALE)\n    x = '# not a comment'\n")) != base
     # Whatever the compiled kernel or the space depends on makes them stale.
     assert _hash_of(tmp_path, KERNEL_MODULE.replace("tl.arange(0, N)", "tl.arange(0, N) * 1")) != base
     assert _hash_of(tmp_path, KERNEL_MODULE.replace("constexpr(2.0)", "constexpr(3.0)")) != base
