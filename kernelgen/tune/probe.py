@@ -6,7 +6,8 @@ the search space?" before a full study.
         --flags plain --configs '[{"scan": "tile"}, {"block_d": 16}]'
 
 Each config given is merged over the template's default for the shape (so a row names only what
-it changes); the default itself is always the first row.
+it changes); the default itself is always the first row. ``--kernels`` adds, under each row, every
+GPU kernel's share of the launch and the registers / spills / shared memory it compiled to.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from kernelgen import hardware
 from kernelgen.templates import get_template
+from kernelgen.tune.breakdown import format_split
 from kernelgen.tune.pool import TrialWorker
 
 
@@ -24,8 +26,9 @@ def parse_shape(text: str) -> dict[str, int]:
 
 
 def probe(template_name: str, shape: dict[str, int], dtype: str, flags: str,
-          overrides: list[dict], timeout_s: float = 180.0) -> list[dict]:
-    """One reply per config (default first): config, ok, ms, reason, errors."""
+          overrides: list[dict], timeout_s: float = 180.0, kernels: bool = False) -> list[dict]:
+    """One reply per config (default first): config, ok, ms, reason, errors (and with ``kernels``
+    the per-kernel split, see :mod:`kernelgen.tune.breakdown`)."""
     template = get_template(template_name)
     gpu = hardware.detect_gpu()
     if gpu is None:
@@ -37,13 +40,17 @@ def probe(template_name: str, shape: dict[str, int], dtype: str, flags: str,
         for seed, config in enumerate(configs):
             reply = worker.run({"module": type(template).__module__, "template": template.name,
                                 "shape": shape, "dtype": dtype, "flags": flags, "config": config,
-                                "device": "cuda:0", "seed": 1000 + seed})
+                                "device": "cuda:0", "seed": 1000 + seed, "kernels": kernels})
             row = {"config": config, "ok": reply["ok"], "ms": reply["ms"], "reason": reply.get("reason"),
                    "errors": reply.get("errors")}
+            if kernels:
+                row["kernels"] = reply.get("kernels") or {}
             rows.append(row)
             ms = f"{row['ms']:.4f}" if row["ms"] is not None else "-"
             print(f"{ms:>9} ms  {'ok  ' if row['ok'] else 'FAIL'}  {json.dumps(config, sort_keys=True)}"
                   f"{'  ' + str(row['reason']) if row['reason'] else ''}", flush=True)
+            if row.get("kernels"):
+                print(format_split(row["kernels"]), flush=True)
     return rows
 
 
@@ -55,12 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flags", default="plain", help="'plain' for the variant without flags")
     parser.add_argument("--configs", default="[]", help="JSON list of partial configs, or @file.json")
     parser.add_argument("--json", default=None, help="append the rows to this JSON-lines file")
+    parser.add_argument("--kernels", action="store_true",
+                        help="also each GPU kernel's time and registers/spills/shared memory per config")
     args = parser.parse_args(argv)
     text = Path(args.configs[1:]).read_text() if args.configs.startswith("@") else args.configs
     flags = "" if args.flags == "plain" else args.flags
     shape = parse_shape(args.shape)
     print(f"== {args.template} {shape} {args.dtype} flags={flags or 'plain'}", flush=True)
-    rows = probe(args.template, shape, args.dtype, flags, json.loads(text))
+    rows = probe(args.template, shape, args.dtype, flags, json.loads(text), kernels=args.kernels)
     if args.json:
         with open(args.json, "a") as handle:
             for row in rows:

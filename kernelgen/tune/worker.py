@@ -18,6 +18,7 @@ import torch
 
 from kernelgen import hardware
 from kernelgen.template import Template
+from kernelgen.tune.breakdown import kernel_split
 from kernelgen.tune.timing import time_ms
 from kernelgen.tune.verify import verify
 
@@ -79,6 +80,9 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
             outputs = template.allocate_outputs(inputs, shape, dtype, flags)
             reply["ms"] = time_ms(lambda: template.launch(config, inputs, outputs, shape, flags), device,
                                   rep_ms=int(request.get("rep_ms", 100)))
+            if request.get("kernels"):
+                reply["kernels"] = kernel_split(lambda: template.launch(config, inputs, outputs, shape, flags),
+                                                device)
         reply["ok"] = True
     except Exception as error:  # noqa: BLE001 - every failure becomes the trial's reason
         first_line = (str(error).strip().splitlines() or [""])[0][:300]
