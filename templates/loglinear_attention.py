@@ -1318,6 +1318,8 @@ class LogLinearBackward(_LogLinearTemplate):
         # dv alone): the dq/dk kernel then runs without spills on sm_90 (243 registers at K = V =
         # 128, 8 warps); the dv kernel's tiles it pays with are the open question these measure
         VP = _pow2(shape["V"])
+        if VP > max(self.space["dv_bv"]):
+            return []
         return [{"dk_with_dv": 1, "dv_bv": VP, "dv_bk": bk, "dv_warps": warps}
                 for bk, warps in ((32, 4), (32, 8), (64, 8))]
 

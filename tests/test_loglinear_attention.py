@@ -521,6 +521,12 @@ def test_check_config_rejects_impossible():
     for name, bad in (("stack_segment", 24), ("chunk", 48), ("out_bv", 96)):
         assert "power of two" in fwd.check_config({**fwd.default_config(shape), name: bad}, shape)
     assert "power of two" in bwd.check_config({**bwd.default_config(shape), "dqk_bv": 48}, shape)
+    # the tuning candidates (dk written by the dv kernel) run where they are offered, inside the space
+    assert bwd.candidates(shape) == []                                   # V = 256: no dv tile spans it
+    for small in bwd.quick_workload:
+        offered = bwd.candidates(small)
+        assert offered and all(bwd.check_config({**bwd.default_config(small), **c}, small) is None for c in offered)
+        assert all(v in bwd.space[k] for c in offered for k, v in c.items())
 
 
 # --------------------------------------------------------------------------------------------

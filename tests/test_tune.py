@@ -133,14 +133,15 @@ def test_a_shipped_winner_without_a_new_knob_gets_the_default_for_it(tmp_path):
 
 def test_a_templates_candidates_are_measured_after_the_shipped_winner(tmp_path, monkeypatch):
     """Template.candidates: configs every TPE study measures (merged over the default) before the
-    sampler draws; one that cannot run is skipped, not measured."""
+    sampler draws; one that cannot run, or lies outside the space, is skipped, not measured."""
     default = SCALE_SHIFT.default_config(SHAPE)
     monkeypatch.setattr(type(SCALE_SHIFT), "candidates",
-                        lambda self, shape, gpu=None: [{"block": 16}, {"block": 8192}], raising=False)
+                        lambda self, shape, gpu=None: [{"block": 16}, {"block": 8192}, {"block": 48}],
+                        raising=False)
     shipped = {"block": 32, "variant": "a"}
     events, _ = _retune_over(tmp_path, shipped)
     assert events[:3] == [default, shipped, {**default, "block": 16}]
-    assert all(e["block"] <= 4096 for e in events)
+    assert all(e["block"] in (16, 32, 64, 128) for e in events)
 
 
 class _FixedTimes:

@@ -177,7 +177,10 @@ class StudyRunner:
             # A shipped config from before a knob was added gets the default's value for it, so
             # every stored winner names every knob.
             warm = [{**default, **c} for c in self.warm_start]
-            warm += [{**default, **c} for c in self.template.candidates(self.shape, self.gpu)]
+            # a candidate is measured only inside the space: a winner outside it would be refused
+            # by dispatch
+            warm += [{**default, **c} for c in self.template.candidates(self.shape, self.gpu)
+                     if all(v in self.template.space.get(k, ()) for k, v in c.items())]
             queue = [default] + [c for c in warm if self.template.check_config(c, self.shape, self.gpu) is None]
         else:
             raise ValueError(f"sampler must be 'tpe' or 'grid'; got {sampler!r}")
