@@ -203,10 +203,10 @@ def _is_constexpr(node: ast.AST) -> bool:
 def kernel_source(path: Path) -> bytes:
     """The code of a Python module's kernels: its ``@triton.jit`` functions (decorators included,
     comments, docstrings and blank lines not) and module-level ``tl.constexpr`` constants, in file
-    order, each without its position in the file. Kernels defined inside a function (a kernel factory) count too. Everything else (host
-    launchers, templates, docs) is left out of the template hash. A module without Triton kernels
-    (the CuPy launcher of a CUDA source: its compile options and template arguments shape the
-    kernel) counts whole."""
+    order, each without its position in the file. Kernels defined inside a function (a kernel
+    factory) count too. Everything else (host launchers, templates, docs) is left out of the
+    template hash. A module without Triton kernels (the CuPy launcher of a CUDA source: its compile
+    options and template arguments shape the kernel) counts whole."""
     text = Path(path).read_text()
     lines = text.splitlines()
     tree = ast.parse(text)

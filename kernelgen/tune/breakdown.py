@@ -82,6 +82,7 @@ def format_split(split: dict[str, dict]) -> str:
     """One line per kernel: time, launches per call, and how it compiled."""
     lines = []
     for name, row in split.items():
-        built = ", ".join(f"{c['regs']} regs {c['spills']} spilled {c['smem'] // 1024} KB smem" for c in row["compiled"])
+        built = ", ".join(f"{c['regs']} regs {c['spills']} spilled {c['smem'] // 1024} KB smem"
+                          for c in row["compiled"])
         lines.append(f"    {row['ms']:8.4f} ms  x{row['launches']:g}  {name}" + (f"  ({built})" if built else ""))
     return "\n".join(lines)
