@@ -1,5 +1,5 @@
 """Where one launch's time goes: each GPU kernel's mean time over a few profiled launches, with
-the registers, spilled bytes and shared memory Triton compiled it with.
+the registers, spills (Triton's n_spills) and shared memory Triton compiled it with.
 
 A template launch is often a pipeline (a block pass, then outputs; a backward of five kernels), and a
 config knob moves one kernel while the total hides it. ``kernelgen.tune.probe --kernels`` prints
