@@ -102,20 +102,9 @@ def _resolve(template: Template, shape: dict[str, int], dtype: str, flags: str,
 
 
 def _outside_space(template: Template, entry: store.Entry, profile) -> str | None:
-    """Why a stored config holds a value the tuner could not have produced, or None. Trials come
-    from the template's space, or are its default at the entry's shape; anything else is a
+    """Why a stored config holds a value the tuner could not have produced, or None: a
     hand-edited or corrupt file, caught here rather than by a failed launch."""
-    default = None
-    for name, value in entry.config.items():
-        known = [space[name] for space in template.subspaces() if name in space]
-        if not known or any(value in values for values in known):
-            continue
-        if default is None:
-            default = template.default_for(entry.shape, profile, entry.flags)
-        if value != default.get(name):
-            choices = sorted({v for values in known for v in values}, key=str)
-            return f"{name}={value!r} is not one of the template's values {choices}"
-    return None
+    return template.outside_space(entry.config, entry.shape, profile, entry.flags)
 
 
 def _warn_once(key: tuple, message: str) -> None:

@@ -79,6 +79,22 @@ class Template:
         algorithm behind a knob that only pays with its own tiles."""
         return []
 
+    def outside_space(self, config: Config, shape: Shape, gpu: "GPUProfile | None" = None,
+                      flags: str = "") -> str | None:
+        """Why ``config`` holds a value no trial could have run (not in the space, and not the
+        default's at ``shape``), or None. Knobs the space does not name are not judged here."""
+        default = None
+        for name, value in config.items():
+            known = [space[name] for space in self.subspaces() if name in space]
+            if not known or any(value in values for values in known):
+                continue
+            if default is None:
+                default = self.default_for(shape, gpu, flags)
+            if value != default.get(name):
+                choices = sorted({v for values in known for v in values}, key=str)
+                return f"{name}={value!r} is not one of the template's values {choices}"
+        return None
+
     def check_config(self, config: Config, shape: Shape, gpu: "GPUProfile | None" = None) -> str | None:
         """Why ``config`` cannot run ``shape`` on ``gpu`` (divisibility, shared memory, registers),
         or None when it can. Called before compiling, and by dispatch on every new shape."""

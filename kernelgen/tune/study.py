@@ -180,7 +180,7 @@ class StudyRunner:
             # a candidate is measured only inside the space: a winner outside it would be refused
             # by dispatch
             warm += [{**default, **c} for c in self.template.candidates(self.shape, self.gpu)
-                     if all(v in self.template.space.get(k, ()) for k, v in c.items())]
+                     if self.template.outside_space({**default, **c}, self.shape, self.gpu, self.flags) is None]
             queue = [default] + [c for c in warm if self.template.check_config(c, self.shape, self.gpu) is None]
         else:
             raise ValueError(f"sampler must be 'tpe' or 'grid'; got {sampler!r}")
