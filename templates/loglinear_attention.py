@@ -26,6 +26,8 @@ Forward, two kernels:
      where the per-level scans do one per chunk per level they accumulate. Config ``stack``.
      With few (tile, sequence·head) programs the pass also splits into segments of chunks
      (``stack_segment``), and ``_fwd_block_segments_kernel`` carries the segment totals across.
+     ``stack_pairs`` walks the chunks two a step: half as many dependent steps, and the level-0
+     block never leaves registers.
   2. ``_fwd_output_kernel``: one program per (chunk, V tile, head): intra-chunk part plus one
      q·Block matmul per set bit of the chunk index (log2 of the chunk count at most).
 
@@ -260,12 +262,69 @@ def _fwd_level_scan_kernel(
                 tl.store(ht + ((state_base * L_OUT + lvl) * K * V) + tile, fin, mask=m_kv)
 
 
+@triton.jit
+def _load_chunk(k, v, g, rows, present, offs_k, offs_v, i_h, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr):
+    """One chunk's log decays [C], keys transposed [BK, C] and values [C, BV] (zeros unless
+    ``present``)."""
+    in_seq = (rows * 0 + present.to(tl.int32)) > 0     # [C]: the interpreter masks with tensors only
+    b_g = tl.load(g + rows * H + i_h, mask=in_seq, other=0.0).to(tl.float32)
+    b_kt = tl.load(k + (rows[None, :] * H + i_h) * K + offs_k[:, None],
+                   mask=(offs_k < K)[:, None] & in_seq[None, :], other=0.0)
+    b_v = tl.load(v + (rows[:, None] * H + i_h) * V + offs_v[None, :],
+                  mask=(offs_v < V)[None, :] & in_seq[:, None], other=0.0)
+    return b_g, b_kt, b_v
+
+
+@triton.jit
+def _own_block(b_g, b_kt, b_v, DOT_PREC: tl.constexpr):
+    """(the chunk's total log decay, its k·vᵀ decayed to the chunk's end) in fp32."""
+    b_G = tl.cumsum(b_g, 0)
+    g_sum = tl.sum(b_g, 0)
+    b_vd = (b_v * tl.exp(g_sum - b_G)[:, None]).to(b_kt.dtype)
+    return g_sum, tl.dot(b_kt, b_vd, input_precision=DOT_PREC)
+
+
+@triton.jit
+def _close_block(acc, z, z_all, carry, ldv, lv, g_sum, seg_g, block_at, m_kv, stack_base, own, seg_total_at,
+                 seg_decay_at, i_kv, CARRY: tl.constexpr, NL: tl.constexpr, LOG_S: tl.constexpr,
+                 BK: tl.constexpr, BV: tl.constexpr, SEGMENTED: tl.constexpr):
+    """Block(n + 1) at level z: ``acc`` (what closes it, decayed to chunk n's end) plus the live
+    blocks of the levels below z, the one at level CARRY from registers (``carry``), the ones above
+    from the stack; stored to ``block_at``, and kept live at level z (registers, stack, or the
+    segment's total at LOG_S). Returns the register carry."""
+    if z > CARRY:
+        acc += tl.exp(tl.sum(tl.where(lv == CARRY, ldv, 0.0), 0) + g_sum) * carry
+    for i in tl.static_range(CARRY + 1, NL):
+        if i < z:
+            decay = tl.sum(tl.where(lv == i, ldv, 0.0), 0) + g_sum
+            acc += tl.exp(decay) * tl.load(stack_base + i * BK * BV + own)
+    if SEGMENTED:
+        if z_all <= LOG_S:
+            tl.store(block_at, acc.to(block_at.dtype.element_ty), mask=m_kv)
+        if z == LOG_S:
+            tl.store(seg_total_at, acc)
+            if i_kv == 0:
+                tl.store(seg_decay_at, seg_g)
+        elif z == CARRY:
+            carry = acc
+        else:
+            tl.store(stack_base + z * BK * BV + own, acc)
+    else:
+        tl.store(block_at, acc.to(block_at.dtype.element_ty), mask=m_kv)
+        if z == CARRY:
+            carry = acc
+        else:
+            tl.store(stack_base + z * BK * BV + own, acc)
+    return carry
+
+
 @triton.jit(do_not_specialize=["T", "NC"])
 def _fwd_block_stack_kernel(
     k, v, g, blocks, ldec, stack, seg_total, seg_decay, cu_seqlens, seq_slot0, T, NC,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, NJ: tl.constexpr, NJP: tl.constexpr,
     LOG_S: tl.constexpr, NL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, NV: tl.constexpr,
-    SEGMENTED: tl.constexpr, IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, DOT_PREC: tl.constexpr,
+    SEGMENTED: tl.constexpr, PAIRS: tl.constexpr, IS_VARLEN: tl.constexpr, TABLE: tl.constexpr,
+    DOT_PREC: tl.constexpr,
 ):
     """Block(P) and ldec of one (K×V tile, sequence·head) for the chunks of segment program_id(2)
     (S = 2^LOG_S chunks), for sequences that start at position 0. Block(n + 1) closes after chunk
@@ -273,7 +332,8 @@ def _fwd_block_stack_kernel(
     covers), kept decayed to their own end in an fp32 stack of NL = min(NJ, LOG_S) levels. One
     k·vᵀ per chunk instead of one per level. A block that reaches before the segment (its lowbit
     above S) is finished by ``_fwd_block_segments_kernel`` from the segment totals this writes;
-    the decays of levels above the segment's count from its start, and that kernel adds the rest."""
+    the decays of levels above the segment's count from its start, and that kernel adds the rest.
+    PAIRS: two chunks a step (config ``stack_pairs``)."""
     i_kv, i_nh, i_s = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_n, i_h = i_nh // H, i_nh % H
     i_k, i_v = i_kv // NV, i_kv % NV
@@ -299,69 +359,76 @@ def _fwd_block_stack_kernel(
     lv = tl.arange(0, NJP)
     ldv = tl.zeros([NJP], tl.float32)       # per level: log decay from its live block's end
     seg_g = tl.full([], 0.0, tl.float32)      # the segment's log decay (SEGMENTED)
-    # chunks before n_last are full; each iteration loads the next chunk's rows while it works
+    # chunks before n_last are full; each step loads the next step's rows while it works
     rows = bos + seg_lo * C + tl.arange(0, C)
-    in_seq = (tl.arange(0, C) * 0 + seg_lo) < seg_end
-    nxt_g = tl.load(g + rows * H + i_h, mask=in_seq, other=0.0).to(tl.float32)
-    nxt_kt = tl.load(k + (rows[None, :] * H + i_h) * K + offs_k[:, None],
-                     mask=(offs_k < K)[:, None] & in_seq[None, :], other=0.0)
-    nxt_v = tl.load(v + (rows[:, None] * H + i_h) * V + offs_v[None, :],
-                    mask=(offs_v < V)[None, :] & in_seq[:, None], other=0.0)
-    # Blocks at level 0 (n even) are merged by the very next chunk: they stay in registers, and
-    # the stack in memory holds levels 1 and up.
+    nxt_g, nxt_kt, nxt_v = _load_chunk(k, v, g, rows, seg_lo < seg_end, offs_k, offs_v, i_h, H, K, V)
+    if PAIRS:
+        nxt_g2, nxt_kt2, nxt_v2 = _load_chunk(k, v, g, rows + C, seg_lo + 1 < seg_end, offs_k, offs_v, i_h, H, K, V)
+    # The most frequently merged live blocks stay in registers: level 0 (merged by the very next
+    # chunk), or with PAIRS level 1 (level 0 never outlives its pair); the stack in memory holds
+    # the levels above.
     carry = tl.zeros([BK, BV], dtype=tl.float32)
-    for n in range(seg_lo, seg_end):
-        b_g, b_kt, b_v = nxt_g, nxt_kt, nxt_v
-        rows += C
-        in_seq = (tl.arange(0, C) * 0 + n + 1) < seg_end
-        nxt_g = tl.load(g + rows * H + i_h, mask=in_seq, other=0.0).to(tl.float32)
-        nxt_kt = tl.load(k + (rows[None, :] * H + i_h) * K + offs_k[:, None],
-                         mask=(offs_k < K)[:, None] & in_seq[None, :], other=0.0)
-        nxt_v = tl.load(v + (rows[:, None] * H + i_h) * V + offs_v[None, :],
-                        mask=(offs_v < V)[None, :] & in_seq[:, None], other=0.0)
-        b_G = tl.cumsum(b_g, 0)
-        g_sum = tl.sum(b_g, 0)
-        seg_g += g_sum
-        if i_kv == 0:
-            tl.store(ldec + ((slot0 + n) * H + i_h) * NJ + lv, ldv, mask=lv < NJ)
-        b_vd = (b_v * tl.exp(g_sum - b_G)[:, None]).to(b_kt.dtype)
-        acc = tl.dot(b_kt, b_vd, input_precision=DOT_PREC)
-        # n's trailing set bits 0..z-1 are the levels Block(n + 1) absorbs; it lives at level z.
-        # Inside the segment z stops at LOG_S: there the block is the segment's total.
-        low = (n + 1) & (-(n + 1))
-        z_all = _bit_length(low, NJ + 1) - 1
-        if SEGMENTED:
-            z = tl.minimum(z_all, LOG_S)
-        else:
-            z = z_all
-        if z > 0:
-            acc += tl.exp(tl.sum(tl.where(lv == 0, ldv, 0.0), 0) + g_sum) * carry
-        for i in tl.static_range(1, NL):
-            if i < z:
-                decay = tl.sum(tl.where(lv == i, ldv, 0.0), 0) + g_sum
-                acc += tl.exp(decay) * tl.load(stack_base + i * BK * BV + own)
-        if SEGMENTED:
-            if z_all <= LOG_S:
-                tl.store(blocks + ((slot0 + n + 1) * H + i_h) * K * V + tile, acc.to(blocks.dtype.element_ty),
-                         mask=m_kv)
-            if z == LOG_S:
-                tl.store(seg_total + (program * tl.num_programs(2) + i_s) * BK * BV + own, acc)
-                if i_kv == 0:
-                    tl.store(seg_decay + i_nh.to(tl.int64) * tl.num_programs(2) + i_s, seg_g)
-            elif z == 0:
-                carry = acc
-            else:
-                tl.store(stack_base + z * BK * BV + own, acc)
-        else:
-            tl.store(blocks + ((slot0 + n + 1) * H + i_h) * K * V + tile, acc.to(blocks.dtype.element_ty),
+    if PAIRS:
+        # Two chunks a step: A = 2a closes Block(A + 1) from its own k·vᵀ alone, B = 2a + 1 closes
+        # Block(B + 1) from its own, A's and the live blocks above. The two products are independent
+        # and the chain of dependent steps is half as long.
+        for a in range(seg_lo // 2, (seg_end + 1) // 2):
+            n_a = 2 * a
+            b_g, b_kt, b_v = nxt_g, nxt_kt, nxt_v
+            b_g2, b_kt2, b_v2 = nxt_g2, nxt_kt2, nxt_v2
+            rows += 2 * C
+            nxt_g, nxt_kt, nxt_v = _load_chunk(k, v, g, rows, n_a + 2 < seg_end, offs_k, offs_v, i_h, H, K, V)
+            nxt_g2, nxt_kt2, nxt_v2 = _load_chunk(k, v, g, rows + C, n_a + 3 < seg_end, offs_k, offs_v, i_h,
+                                                  H, K, V)
+            g_a, kv_a = _own_block(b_g, b_kt, b_v, DOT_PREC)
+            g_b, kv_b = _own_block(b_g2, b_kt2, b_v2, DOT_PREC)
+            seg_g += g_a
+            if i_kv == 0:
+                tl.store(ldec + ((slot0 + n_a) * H + i_h) * NJ + lv, ldv, mask=lv < NJ)
+            tl.store(blocks + ((slot0 + n_a + 1) * H + i_h) * K * V + tile, kv_a.to(blocks.dtype.element_ty),
                      mask=m_kv)
-            if z == 0:
-                carry = acc
+            ldv = tl.where(lv == 0, 0.0, ldv + g_a)
+            if n_a + 1 < seg_end:
+                seg_g += g_b
+                if i_kv == 0:
+                    tl.store(ldec + ((slot0 + n_a + 1) * H + i_h) * NJ + lv, ldv, mask=lv < NJ)
+                z_all = _bit_length((n_a + 2) & (-(n_a + 2)), NJ + 1) - 1
+                if SEGMENTED:
+                    z = tl.minimum(z_all, LOG_S)
+                else:
+                    z = z_all
+                carry = _close_block(kv_b + tl.exp(g_b) * kv_a, z, z_all, carry, ldv, lv, g_b, seg_g,
+                                     blocks + ((slot0 + n_a + 2) * H + i_h) * K * V + tile, m_kv, stack_base, own,
+                                     seg_total + (program * tl.num_programs(2) + i_s) * BK * BV + own,
+                                     seg_decay + i_nh.to(tl.int64) * tl.num_programs(2) + i_s, i_kv,
+                                     1, NL, LOG_S, BK, BV, SEGMENTED)
+                # the next step's threads read what this one's stored
+                tl.debug_barrier()
+                ldv = tl.where(lv == z, 0.0, ldv + g_b)
+    else:
+        for n in range(seg_lo, seg_end):
+            b_g, b_kt, b_v = nxt_g, nxt_kt, nxt_v
+            rows += C
+            nxt_g, nxt_kt, nxt_v = _load_chunk(k, v, g, rows, n + 1 < seg_end, offs_k, offs_v, i_h, H, K, V)
+            g_sum, acc = _own_block(b_g, b_kt, b_v, DOT_PREC)
+            seg_g += g_sum
+            if i_kv == 0:
+                tl.store(ldec + ((slot0 + n) * H + i_h) * NJ + lv, ldv, mask=lv < NJ)
+            # n's trailing set bits 0..z-1 are the levels Block(n + 1) absorbs; it lives at level z.
+            # Inside the segment z stops at LOG_S: there the block is the segment's total.
+            z_all = _bit_length((n + 1) & (-(n + 1)), NJ + 1) - 1
+            if SEGMENTED:
+                z = tl.minimum(z_all, LOG_S)
             else:
-                tl.store(stack_base + z * BK * BV + own, acc)
-        # the next chunk's threads read what this one's stored
-        tl.debug_barrier()
-        ldv = tl.where(lv == z, 0.0, ldv + g_sum)
+                z = z_all
+            carry = _close_block(acc, z, z_all, carry, ldv, lv, g_sum, seg_g,
+                                 blocks + ((slot0 + n + 1) * H + i_h) * K * V + tile, m_kv, stack_base, own,
+                                 seg_total + (program * tl.num_programs(2) + i_s) * BK * BV + own,
+                                 seg_decay + i_nh.to(tl.int64) * tl.num_programs(2) + i_s, i_kv,
+                                 0, NL, LOG_S, BK, BV, SEGMENTED)
+            # the next chunk's threads read what this one's stored
+            tl.debug_barrier()
+            ldv = tl.where(lv == z, 0.0, ldv + g_sum)
     if (i_kv == 0) & (n_last < seg_lo + (1 << LOG_S)):    # n_last is this segment's
         tl.store(ldec + ((slot0 + n_last) * H + i_h) * NJ + lv, ldv, mask=lv < NJ)
 
@@ -947,7 +1014,8 @@ def _stacked_block_states(k, v, g, blocks, ldec, plan: ChunkPlan, config, cu_seq
     slot0 = plan.seq_slot0 if plan.table else dummy
     _fwd_block_stack_kernel[(nk * nv, plan.num_seqs * H, ns)](
         k, v, g, blocks, ldec, stack, seg_total, seg_decay, cu, slot0, T, plan.slots_per_seq,
-        NL=nl, SEGMENTED=ns > 1, DOT_PREC=_dot_precision(k.dtype), num_stages=int(config["num_stages"]),
+        NL=nl, SEGMENTED=ns > 1, PAIRS=bool(int(config.get("stack_pairs", 0))), DOT_PREC=_dot_precision(k.dtype),
+        num_stages=int(config["num_stages"]),
         **common)
     if ns > 1:
         nl2 = max(1, nj - log_s)
@@ -1191,6 +1259,8 @@ def _estimate(kind: str, config, shape, elt: int) -> tuple[float, int]:
     if kind == "scan":
         bk, bv, warps = min(int(config["scan_bk"]), KP), min(int(config["scan_bv"]), VP), int(config["scan_warps"])
         regs = 4 * bk * bv + elt * C * (bk + bv)
+        if int(config.get("stack_pairs", 0)):    # a second chunk's product and prefetched rows
+            regs += 4 * bk * bv + elt * C * (bk + bv)
         smem = stages * elt * C * (bk + bv)
     elif kind == "out":
         bv, warps = min(int(config["out_bv"]), VP), int(config["out_warps"])
@@ -1236,7 +1306,12 @@ class LogLinearForward(_LogLinearTemplate):
     kernel = "fwd"
     space = {"chunk": [16, 32, 64, 128], "scan_bk": [32, 64, 128], "scan_bv": [32, 64, 128],
              "scan_warps": [2, 4, 8], "out_bv": [32, 64, 128], "out_warps": [4, 8], "num_stages": [1, 2, 3],
-             "stack": [1, 0], "stack_segment": [0, 8, 16, 32]}
+             "stack": [1, 0], "stack_segment": [0, 8, 16, 32], "stack_pairs": [0, 1]}
+
+    def candidates(self, shape, gpu=None) -> list[Config]:
+        # the stacked block pass two chunks a step (half the dependent steps; its registers ask
+        # for more warps or narrower tiles)
+        return [{"stack_pairs": 1, "scan_warps": 8}, {"stack_pairs": 1, "scan_bv": 32}]
 
     def default_config(self, shape, gpu=None) -> Config:
         KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
@@ -1251,7 +1326,7 @@ class LogLinearForward(_LogLinearTemplate):
         many = shape["B"] * shape["H"] >= 128
         return {"chunk": _default_chunk(shape), "scan_bk": min(64, KP), "scan_bv": min(64 if many else 32, VP),
                 "scan_warps": 4, "out_bv": min(128, VP) if small else 64, "out_warps": 4 if small else 8,
-                "num_stages": 1, "stack": 1, "stack_segment": 0}
+                "num_stages": 1, "stack": 1, "stack_segment": 0, "stack_pairs": 0}
 
     def check_config(self, config, shape, gpu=None) -> str | None:
         return (self._chunk_ok(config, shape) or self._tile_ok("scan_bk", config, shape["K"])
@@ -1294,7 +1369,7 @@ class LogLinearBackward(_LogLinearTemplate):
     space = {"chunk": [16, 32, 64], "scan_bk": [32, 64, 128], "scan_bv": [32, 64, 128], "scan_warps": [2, 4, 8],
              "dqk_bk": [32, 64, 128], "dqk_bv": [32, 64, 128], "dqk_warps": [4, 8],
              "dv_bk": [32, 64, 128], "dv_bv": [32, 64, 128], "dv_warps": [4, 8], "num_stages": [1, 2, 3],
-             "stack": [1, 0], "stack_segment": [0, 8, 16, 32], "dk_with_dv": [0, 1]}
+             "stack": [1, 0], "stack_segment": [0, 8, 16, 32], "dk_with_dv": [0, 1], "stack_pairs": [0, 1]}
 
     def default_config(self, shape, gpu=None) -> Config:
         KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
@@ -1302,7 +1377,7 @@ class LogLinearBackward(_LogLinearTemplate):
             # measured without spills on sm_90 at K = V = 256 (chunk 32)
             return {"chunk": _default_chunk(shape), "scan_bk": 64, "scan_bv": 64, "scan_warps": 4,
                     "dqk_bk": 64, "dqk_bv": 32, "dqk_warps": 8, "dv_bk": 64, "dv_bv": 64, "dv_warps": 8,
-                    "num_stages": 2, "stack": 1, "stack_segment": 0, "dk_with_dv": 0}
+                    "num_stages": 2, "stack": 1, "stack_segment": 0, "dk_with_dv": 0, "stack_pairs": 0}
         # H100, bf16 (session 8, B=8 T=4096 H=16): K = V = 128 dq/dk on 128 × 64 tiles and 8 warps
         # 3.37 ms for the whole backward against 5.42 on 64 × 32; dv on whole tiles and 4 warps a
         # further −0.25. K = V = 64: dq/dk on 4 warps 1.44 against 1.95. Session 9: one stage at
@@ -1311,7 +1386,7 @@ class LogLinearBackward(_LogLinearTemplate):
                 "dqk_bk": KP, "dqk_bv": min(64, VP), "dqk_warps": 8 if KP >= 128 else 4,
                 # one K tile with 32-wide V tiles once gave a wrong dv (triton 3.6, sm_90): not a default
                 "dv_bk": KP if VP >= 64 else min(64, KP), "dv_bv": VP, "dv_warps": 4,
-                "num_stages": 2 if KP >= 128 else 1, "stack": 1, "stack_segment": 0, "dk_with_dv": 0}
+                "num_stages": 2 if KP >= 128 else 1, "stack": 1, "stack_segment": 0, "dk_with_dv": 0, "stack_pairs": 0}
 
     def candidates(self, shape, gpu=None) -> list[Config]:
         # dk written by the dv kernel (the whole V per program, so K in tiles, and more warps than
@@ -1319,9 +1394,9 @@ class LogLinearBackward(_LogLinearTemplate):
         # 128, 8 warps); the dv kernel's tiles it pays with are the open question these measure
         VP = _pow2(shape["V"])
         if VP > max(self.space["dv_bv"]):
-            return []
+            return [{"stack_pairs": 1, "scan_warps": 8}]
         return [{"dk_with_dv": 1, "dv_bv": VP, "dv_bk": bk, "dv_warps": warps}
-                for bk, warps in ((32, 4), (32, 8), (64, 8))]
+                for bk, warps in ((32, 4), (32, 8), (64, 8))] + [{"stack_pairs": 1, "scan_warps": 8}]
 
     def check_config(self, config, shape, gpu=None) -> str | None:
         for name, dim in (("scan_bk", "K"), ("scan_bv", "V"), ("dqk_bk", "K"), ("dqk_bv", "V"),

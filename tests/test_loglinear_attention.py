@@ -114,16 +114,18 @@ def _defined_entries(lengths, chunk, levels):
     (203, 8, 16, None, 2), (203, 8, 16, None, 4), (128, 8, 16, None, 4),   # segments: 13, 7 and 4
     (90, 8, 8, [5, 0, 61, 24], 2), (203, 8, 16, None, 64),               # a segment longer than T
 ])
-def test_block_stack_pass_equals_level_scans(device, T, chunk, tile, lengths, segment):
+@pytest.mark.parametrize("pairs", [0, 1])
+def test_block_stack_pass_equals_level_scans(device, T, chunk, tile, lengths, segment, pairs):
     """The one-pass Fenwick stack (whole sequences, or segments of chunks then the levels across
-    them) builds the same blocks and decays as one scan per level."""
+    them; a chunk a step or two) builds the same blocks and decays as one scan per level."""
     B = 2 if lengths is None else 1
     _, k, v, g, _ = _inputs(B=B, T=T, device=device, seed=9)
     cu = None if lengths is None else torch.tensor([0] + lengths, device=device).cumsum(0)
     config = _config(chunk, tile if not torch.cuda.is_available() else 16)
     chunk = config["chunk"]
     plan = tmpl.make_plan(B, T, chunk, lengths, None, device)
-    stacked, stack_dec = tmpl.block_states(k, v, g, plan, {**config, "stack": 1, "stack_segment": segment}, cu)
+    stacked, stack_dec = tmpl.block_states(k, v, g, plan, {**config, "stack": 1, "stack_segment": segment,
+                                                           "stack_pairs": pairs}, cu)
     scanned, scan_dec = tmpl.block_states(k, v, g, plan, {**config, "stack": 0}, cu)
     slots, decays = _defined_entries(lengths or [T] * B, chunk, plan.levels)
     assert slots
@@ -137,13 +139,14 @@ def test_automatic_segments_follow_the_program_count():
     assert tmpl._auto_segment(64) == 32
 
 
-@pytest.mark.parametrize("dtype,chunk,T,tile", [(torch.float32, 8, 203, 16), (torch.float16, 16, 45, 16),
-                                                (torch.float32, 8, 64, 8)])
-def test_forward_without_final_state(device, dtype, chunk, T, tile):
-    """The training path (no states in or out) builds its blocks in one stacked pass. T = 64 with
-    chunk 8 ends on a power of two of chunks."""
+@pytest.mark.parametrize("dtype,chunk,T,tile,pairs", [(torch.float32, 8, 203, 16, 0), (torch.float16, 16, 45, 16, 0),
+                                                      (torch.float32, 8, 64, 8, 0), (torch.float32, 8, 203, 16, 1),
+                                                      (torch.float16, 16, 45, 16, 1)])
+def test_forward_without_final_state(device, dtype, chunk, T, tile, pairs):
+    """The training path (no states in or out) builds its blocks in one stacked pass (a chunk a
+    step or two). T = 64 with chunk 8 ends on a power of two of chunks."""
     q, k, v, g, lam = _inputs(T=T, L=9, dtype=dtype, device=device, seed=3)
-    config = _config(chunk, tile if not torch.cuda.is_available() else 16)
+    config = {**_config(chunk, tile if not torch.cuda.is_available() else 16), "stack_pairs": pairs}
     plan = tmpl.make_plan(2, T, config["chunk"], None, None, device)
     o, final = tmpl.forward(q, k, v, g, lam, 16 ** -0.5, config, plan, out=_nan_like(v))
     ro, _ = ref.loglinear_attention_reference(q, k, v, g, lam)
@@ -521,12 +524,15 @@ def test_check_config_rejects_impossible():
     for name, bad in (("stack_segment", 24), ("chunk", 48), ("out_bv", 96)):
         assert "power of two" in fwd.check_config({**fwd.default_config(shape), name: bad}, shape)
     assert "power of two" in bwd.check_config({**bwd.default_config(shape), "dqk_bv": 48}, shape)
-    # the tuning candidates (dk written by the dv kernel) run where they are offered, inside the space
-    assert bwd.candidates(shape) == []                                   # V = 256: no dv tile spans it
-    for small in bwd.quick_workload:
-        offered = bwd.candidates(small)
-        assert offered and all(bwd.check_config({**bwd.default_config(small), **c}, small) is None for c in offered)
-        assert all(v in bwd.space[k] for c in offered for k, v in c.items())
+    # the tuning candidates run where they are offered, inside the space; none writes dk in the dv
+    # kernel at V = 256 (no dv tile spans it)
+    assert not any(c.get("dk_with_dv") for c in bwd.candidates(shape))
+    for template in (fwd, bwd):
+        for small in template.quick_workload:
+            offered = template.candidates(small)
+            assert offered and all(template.check_config({**template.default_config(small), **c}, small) is None
+                                   for c in offered)
+            assert all(v in template.space[k] for c in offered for k, v in c.items())
 
 
 # --------------------------------------------------------------------------------------------
