@@ -285,9 +285,19 @@ def _own_block(b_g, b_kt, b_v, DOT_PREC: tl.constexpr):
 
 
 @triton.jit
+def _store_block(block_at, acc, m_kv, z_all, SKIP_L1: tl.constexpr):
+    """Store a closed block, unless SKIP_L1 and it is a level-1 block (z_all = 0: one chunk's own)."""
+    if SKIP_L1:
+        if z_all > 0:
+            tl.store(block_at, acc.to(block_at.dtype.element_ty), mask=m_kv)
+    else:
+        tl.store(block_at, acc.to(block_at.dtype.element_ty), mask=m_kv)
+
+
+@triton.jit
 def _close_block(acc, z, z_all, carry, ldv, lv, g_sum, seg_g, block_at, m_kv, stack_base, own, seg_total_at,
                  seg_decay_at, i_kv, CARRY: tl.constexpr, NL: tl.constexpr, LOG_S: tl.constexpr,
-                 BK: tl.constexpr, BV: tl.constexpr, SEGMENTED: tl.constexpr):
+                 BK: tl.constexpr, BV: tl.constexpr, SEGMENTED: tl.constexpr, SKIP_L1: tl.constexpr):
     """Block(n + 1) at level z: ``acc`` (what closes it, decayed to chunk n's end) plus the live
     blocks of the levels below z, the one at level CARRY from registers (``carry``), the ones above
     from the stack; stored to ``block_at``, and kept live at level z (registers, stack, or the
@@ -300,7 +310,7 @@ def _close_block(acc, z, z_all, carry, ldv, lv, g_sum, seg_g, block_at, m_kv, st
             acc += tl.exp(decay) * tl.load(stack_base + i * BK * BV + own)
     if SEGMENTED:
         if z_all <= LOG_S:
-            tl.store(block_at, acc.to(block_at.dtype.element_ty), mask=m_kv)
+            _store_block(block_at, acc, m_kv, z_all, SKIP_L1)
         if z == LOG_S:
             tl.store(seg_total_at, acc)
             if i_kv == 0:
@@ -310,7 +320,7 @@ def _close_block(acc, z, z_all, carry, ldv, lv, g_sum, seg_g, block_at, m_kv, st
         else:
             tl.store(stack_base + z * BK * BV + own, acc)
     else:
-        tl.store(block_at, acc.to(block_at.dtype.element_ty), mask=m_kv)
+        _store_block(block_at, acc, m_kv, z_all, SKIP_L1)
         if z == CARRY:
             carry = acc
         else:
@@ -323,8 +333,8 @@ def _fwd_block_stack_kernel(
     k, v, g, blocks, ldec, stack, seg_total, seg_decay, cu_seqlens, seq_slot0, T, NC,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, NJ: tl.constexpr, NJP: tl.constexpr,
     LOG_S: tl.constexpr, NL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, NV: tl.constexpr,
-    SEGMENTED: tl.constexpr, PAIRS: tl.constexpr, IS_VARLEN: tl.constexpr, TABLE: tl.constexpr,
-    DOT_PREC: tl.constexpr,
+    SEGMENTED: tl.constexpr, PAIRS: tl.constexpr, SKIP_L1: tl.constexpr, IS_VARLEN: tl.constexpr,
+    TABLE: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
     """Block(P) and ldec of one (K×V tile, sequence·head) for the chunks of segment program_id(2)
     (S = 2^LOG_S chunks), for sequences that start at position 0. Block(n + 1) closes after chunk
@@ -333,7 +343,8 @@ def _fwd_block_stack_kernel(
     k·vᵀ per chunk instead of one per level. A block that reaches before the segment (its lowbit
     above S) is finished by ``_fwd_block_segments_kernel`` from the segment totals this writes;
     the decays of levels above the segment's count from its start, and that kernel adds the rest.
-    PAIRS: two chunks a step (config ``stack_pairs``)."""
+    PAIRS: two chunks a step (config ``stack_pairs``). SKIP_L1: level-1 blocks (Block(P), P odd:
+    one chunk's own k·vᵀ) are not stored; the output kernel builds them (``out_inline_l1``)."""
     i_kv, i_nh, i_s = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_n, i_h = i_nh // H, i_nh % H
     i_k, i_v = i_kv // NV, i_kv % NV
@@ -385,8 +396,9 @@ def _fwd_block_stack_kernel(
             seg_g += g_a
             if i_kv == 0:
                 tl.store(ldec + ((slot0 + n_a) * H + i_h) * NJ + lv, ldv, mask=lv < NJ)
-            tl.store(blocks + ((slot0 + n_a + 1) * H + i_h) * K * V + tile, kv_a.to(blocks.dtype.element_ty),
-                     mask=m_kv)
+            if not SKIP_L1:
+                tl.store(blocks + ((slot0 + n_a + 1) * H + i_h) * K * V + tile, kv_a.to(blocks.dtype.element_ty),
+                         mask=m_kv)
             ldv = tl.where(lv == 0, 0.0, ldv + g_a)
             if n_a + 1 < seg_end:
                 seg_g += g_b
@@ -401,7 +413,7 @@ def _fwd_block_stack_kernel(
                                      blocks + ((slot0 + n_a + 2) * H + i_h) * K * V + tile, m_kv, stack_base, own,
                                      seg_total + (program * tl.num_programs(2) + i_s) * BK * BV + own,
                                      seg_decay + i_nh.to(tl.int64) * tl.num_programs(2) + i_s, i_kv,
-                                     1, NL, LOG_S, BK, BV, SEGMENTED)
+                                     1, NL, LOG_S, BK, BV, SEGMENTED, SKIP_L1)
                 # the next step's threads read what this one's stored
                 tl.debug_barrier()
                 ldv = tl.where(lv == z, 0.0, ldv + g_b)
@@ -425,7 +437,7 @@ def _fwd_block_stack_kernel(
                                  blocks + ((slot0 + n + 1) * H + i_h) * K * V + tile, m_kv, stack_base, own,
                                  seg_total + (program * tl.num_programs(2) + i_s) * BK * BV + own,
                                  seg_decay + i_nh.to(tl.int64) * tl.num_programs(2) + i_s, i_kv,
-                                 0, NL, LOG_S, BK, BV, SEGMENTED)
+                                 0, NL, LOG_S, BK, BV, SEGMENTED, SKIP_L1)
             # the next chunk's threads read what this one's stored
             tl.debug_barrier()
             ldv = tl.where(lv == z, 0.0, ldv + g_sum)
@@ -504,10 +516,12 @@ def _fwd_output_kernel(
     q, k, v, g, lam, blocks, ldec, h0, o, cu_seqlens, seq_pos, seq_slot0, slot_seq, slot_chunk,
     scale, T, NC, NJ, L, L_IN,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, KP: tl.constexpr, C: tl.constexpr,
-    LOG_C: tl.constexpr, BV: tl.constexpr,
+    LOG_C: tl.constexpr, BV: tl.constexpr, INLINE_L1: tl.constexpr,
     IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, HAS_INIT: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
-    """o for one (chunk slot, V tile, head): intra-chunk part + one q·Block per set bit of n."""
+    """o for one (chunk slot, V tile, head): intra-chunk part + one q·Block per set bit of n.
+    INLINE_L1 (sequences from position 0, no initial state): an odd chunk's level-1 block, chunk
+    n − 1's own k·vᵀ, comes from that chunk's rows here; the block pass then never stores it."""
     i_s, i_v, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     if TABLE:
         i_n = tl.load(slot_seq + i_s)
@@ -553,7 +567,21 @@ def _fwd_output_kernel(
         # one q·Block per set bit of n, lowest first, in a loop without branches: its block loads
         # pipeline (behind a per-level `if`, each load waited for the previous product)
         m = n
-        for _ in range(0, _popcount(n, INDEX_BITS)):
+        if INLINE_L1:
+            if (n & 1) == 1:
+                # Block(n) = Σ_s e^{G_end(n−1) − G_s}·k_s·v_sᵀ over chunk n − 1 (full: the sequence
+                # starts at 0), ending where chunk n starts: q·Block(n) = (q·kᵀ weighted)·v
+                rows_p = tok - C
+                b_kp = tl.load(k + (rows_p[:, None] * H + i_h) * K + offs_k[None, :], mask=m_k[None, :], other=0.0)
+                b_vp = tl.load(v + (rows_p[:, None] * H + i_h) * V + offs_v[None, :], mask=m_v[None, :], other=0.0)
+                b_gp = load_log_decay(g, rows_p * H + i_h, rows_p >= 0, 0.0, True, False)
+                b_Gp = tl.cumsum(b_gp, 0)
+                w_1 = _lam_column(lam, lam_row, valid, LOG_C + 1, L) * e_q
+                b_sp = (tl.dot(b_q, tl.trans(b_kp), input_precision=DOT_PREC) * w_1[:, None]
+                        * tl.exp(tl.sum(b_gp, 0) - b_Gp)[None, :])
+                b_o += tl.dot(b_sp.to(dt), b_vp, input_precision=DOT_PREC)
+            m = n & -2
+        for _ in range(0, _popcount(m, INDEX_BITS)):
             src = m                                      # Block(src) ends where n's level-j bucket ends
             low, m, j = _pop_lowest(m)
             decay = tl.load(ldec + (slot * H + i_h) * NJ + (j - 1))
@@ -987,7 +1015,7 @@ def _auto_segment(programs: int) -> int:
 
 
 def _stacked_block_states(k, v, g, blocks, ldec, plan: ChunkPlan, config, cu_seqlens, bk: int,
-                          bv: int) -> None:
+                          bv: int, skip_level1: bool = False) -> None:
     """Kernel 1 for sequences that start at position 0 with no state in or out: one Fenwick-carry
     pass per tile (per segment of chunks, then a carry across segments) writes ``blocks`` and
     ``ldec``."""
@@ -1014,7 +1042,8 @@ def _stacked_block_states(k, v, g, blocks, ldec, plan: ChunkPlan, config, cu_seq
     slot0 = plan.seq_slot0 if plan.table else dummy
     _fwd_block_stack_kernel[(nk * nv, plan.num_seqs * H, ns)](
         k, v, g, blocks, ldec, stack, seg_total, seg_decay, cu, slot0, T, plan.slots_per_seq,
-        NL=nl, SEGMENTED=ns > 1, PAIRS=bool(int(config.get("stack_pairs", 0))), DOT_PREC=_dot_precision(k.dtype),
+        NL=nl, SEGMENTED=ns > 1, PAIRS=bool(int(config.get("stack_pairs", 0))), SKIP_L1=skip_level1,
+        DOT_PREC=_dot_precision(k.dtype),
         num_stages=int(config["num_stages"]),
         **common)
     if ns > 1:
@@ -1025,9 +1054,10 @@ def _stacked_block_states(k, v, g, blocks, ldec, plan: ChunkPlan, config, cu_seq
             NL2=nl2, NL2P=max(2, triton.next_power_of_2(nl2)), num_stages=1, **common)
 
 
-def block_states(k, v, g, plan: ChunkPlan, config, cu_seqlens, init=None, final=None):
+def block_states(k, v, g, plan: ChunkPlan, config, cu_seqlens, init=None, final=None, skip_level1=False):
     """Kernel 1: Block(P) for every chunk slot [S, H, K, V] and the log decays ldec [S, H, NJ];
-    writes ``final`` [N, H, L_out, K, V] (fp32, zero-filled) when given."""
+    writes ``final`` [N, H, L_out, K, V] (fp32, zero-filled) when given. ``skip_level1``: the
+    stacked pass may leave the level-1 blocks (P odd) unwritten."""
     B, T, H, K = k.shape
     V = v.shape[-1]
     chunk = plan.chunk
@@ -1037,7 +1067,7 @@ def block_states(k, v, g, plan: ChunkPlan, config, cu_seqlens, init=None, final=
     ldec = torch.empty(max(plan.num_slots, 1), H, plan.levels, device=k.device, dtype=torch.float32)
     dummy = blocks
     if plan.from_start and init is None and final is None and int(config.get("stack", 1)):
-        _stacked_block_states(k, v, g, blocks, ldec, plan, config, cu_seqlens, bk, bv)
+        _stacked_block_states(k, v, g, blocks, ldec, plan, config, cu_seqlens, bk, bv, skip_level1)
         return blocks, ldec
     levels_axis = plan.levels + (1 if final is not None else 0)
     _fwd_level_scan_kernel[(nk * nv, levels_axis, plan.num_seqs * H)](
@@ -1061,7 +1091,9 @@ def forward(q, k, v, g, lam, scale: float, config, plan: ChunkPlan, cu_seqlens=N
     o = torch.empty_like(v) if out is None else out
     final = (torch.zeros(plan.num_seqs, H, final_levels, K, V, device=q.device, dtype=torch.float32)
              if final_levels else None)
-    blocks, ldec = block_states(k, v, g, plan, config, cu_seqlens, init, final)
+    # an odd chunk's level-1 block from the previous chunk's rows (sequences from position 0)
+    inline_level1 = bool(int(config.get("out_inline_l1", 0))) and plan.from_start and init is None
+    blocks, ldec = block_states(k, v, g, plan, config, cu_seqlens, init, final, skip_level1=inline_level1)
     if plan.num_slots == 0:
         return o, final
     bv = _tile(V, config["out_bv"])
@@ -1071,7 +1103,7 @@ def forward(q, k, v, g, lam, scale: float, config, plan: ChunkPlan, cu_seqlens=N
         cu_seqlens if cu_seqlens is not None else dummy, *_plan_args(plan, dummy), *_slot_args(plan, dummy),
         float(scale), T, plan.slots_per_seq, plan.levels, L, init.shape[2] if init is not None else 0,
         H=H, K=K, V=V, KP=max(16, triton.next_power_of_2(K)), C=plan.chunk,
-        LOG_C=plan.chunk.bit_length() - 1, BV=bv,
+        LOG_C=plan.chunk.bit_length() - 1, BV=bv, INLINE_L1=inline_level1,
         IS_VARLEN=cu_seqlens is not None, TABLE=plan.table, HAS_INIT=init is not None,
         DOT_PREC=_dot_precision(q.dtype),
         num_warps=int(config["out_warps"]), num_stages=int(config["num_stages"]))
@@ -1306,12 +1338,13 @@ class LogLinearForward(_LogLinearTemplate):
     kernel = "fwd"
     space = {"chunk": [16, 32, 64, 128], "scan_bk": [32, 64, 128], "scan_bv": [32, 64, 128],
              "scan_warps": [2, 4, 8], "out_bv": [32, 64, 128], "out_warps": [4, 8], "num_stages": [1, 2, 3],
-             "stack": [1, 0], "stack_segment": [0, 8, 16, 32], "stack_pairs": [0, 1]}
+             "stack": [1, 0], "stack_segment": [0, 8, 16, 32], "stack_pairs": [0, 1], "out_inline_l1": [0, 1]}
 
     def candidates(self, shape, gpu=None) -> list[Config]:
         # the stacked block pass two chunks a step (half the dependent steps; its registers ask
-        # for more warps or narrower tiles)
-        return [{"stack_pairs": 1, "scan_warps": 8}, {"stack_pairs": 1, "scan_bv": 32}]
+        # for more warps or narrower tiles), and level-1 blocks built by the output kernel
+        return [{"stack_pairs": 1, "scan_warps": 8}, {"stack_pairs": 1, "scan_bv": 32}, {"out_inline_l1": 1},
+                {"stack_pairs": 1, "scan_warps": 8, "out_inline_l1": 1}]
 
     def default_config(self, shape, gpu=None) -> Config:
         KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
@@ -1326,7 +1359,7 @@ class LogLinearForward(_LogLinearTemplate):
         many = shape["B"] * shape["H"] >= 128
         return {"chunk": _default_chunk(shape), "scan_bk": min(64, KP), "scan_bv": min(64 if many else 32, VP),
                 "scan_warps": 4, "out_bv": min(128, VP) if small else 64, "out_warps": 4 if small else 8,
-                "num_stages": 1, "stack": 1, "stack_segment": 0, "stack_pairs": 0}
+                "num_stages": 1, "stack": 1, "stack_segment": 0, "stack_pairs": 0, "out_inline_l1": 0}
 
     def check_config(self, config, shape, gpu=None) -> str | None:
         return (self._chunk_ok(config, shape) or self._tile_ok("scan_bk", config, shape["K"])

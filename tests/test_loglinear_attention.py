@@ -72,10 +72,10 @@ def test_lambda_one_is_decayed_linear_attention_in_the_reference():
 # --------------------------------------------------------------------------------------------
 # kernels vs the references
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("dtype,chunk", [(torch.float32, 8), (torch.float16, 16)])
-def test_forward_and_final_state(device, dtype, chunk):
+@pytest.mark.parametrize("dtype,chunk,inline", [(torch.float32, 8, 0), (torch.float16, 16, 0), (torch.float32, 8, 1)])
+def test_forward_and_final_state(device, dtype, chunk, inline):
     q, k, v, g, lam = _inputs(dtype=dtype, device=device)
-    config = _config(chunk)
+    config = {**_config(chunk), "out_inline_l1": inline}
     plan = tmpl.make_plan(2, 45, config["chunk"], None, None, device)
     o, final = tmpl.forward(q, k, v, g, lam, 16 ** -0.5, config, plan, final_levels=7)
     ro, (rs, _) = ref.loglinear_attention_reference(q, k, v, g, lam, output_final_state=True)
@@ -139,14 +139,18 @@ def test_automatic_segments_follow_the_program_count():
     assert tmpl._auto_segment(64) == 32
 
 
-@pytest.mark.parametrize("dtype,chunk,T,tile,pairs", [(torch.float32, 8, 203, 16, 0), (torch.float16, 16, 45, 16, 0),
-                                                      (torch.float32, 8, 64, 8, 0), (torch.float32, 8, 203, 16, 1),
-                                                      (torch.float16, 16, 45, 16, 1)])
-def test_forward_without_final_state(device, dtype, chunk, T, tile, pairs):
+@pytest.mark.parametrize("dtype,chunk,T,tile,extra", [
+    (torch.float32, 8, 203, 16, {}), (torch.float16, 16, 45, 16, {}), (torch.float32, 8, 64, 8, {}),
+    (torch.float32, 8, 203, 16, {"stack_pairs": 1}), (torch.float16, 16, 45, 16, {"stack_pairs": 1}),
+    (torch.float32, 8, 203, 16, {"out_inline_l1": 1}), (torch.float16, 16, 45, 16, {"out_inline_l1": 1}),
+    (torch.float32, 8, 64, 8, {"stack_pairs": 1, "out_inline_l1": 1}),
+])
+def test_forward_without_final_state(device, dtype, chunk, T, tile, extra):
     """The training path (no states in or out) builds its blocks in one stacked pass (a chunk a
-    step or two). T = 64 with chunk 8 ends on a power of two of chunks."""
+    step or two; level-1 blocks there or in the output kernel). T = 64 with chunk 8 ends on a
+    power of two of chunks."""
     q, k, v, g, lam = _inputs(T=T, L=9, dtype=dtype, device=device, seed=3)
-    config = {**_config(chunk, tile if not torch.cuda.is_available() else 16), "stack_pairs": pairs}
+    config = {**_config(chunk, tile if not torch.cuda.is_available() else 16), **extra}
     plan = tmpl.make_plan(2, T, config["chunk"], None, None, device)
     o, final = tmpl.forward(q, k, v, g, lam, 16 ** -0.5, config, plan, out=_nan_like(v))
     ro, _ = ref.loglinear_attention_reference(q, k, v, g, lam)
@@ -154,12 +158,13 @@ def test_forward_without_final_state(device, dtype, chunk, T, tile, pairs):
     assert_close("o", o, ro, TOL[dtype])
 
 
-def test_packed_sequences_forward(device):
+@pytest.mark.parametrize("extra", [{}, {"stack_pairs": 1, "out_inline_l1": 1}])
+def test_packed_sequences_forward(device, extra):
     """Packed sequences (one empty) through the stacked block pass."""
     q, k, v, g, lam = (x[:1].contiguous() for x in _inputs(T=90, L=8, device=device, seed=4))
     lengths = [5, 0, 61, 24]
     cu = torch.tensor([0] + lengths, device=device).cumsum(0)
-    config = _config(8)
+    config = {**_config(8), **extra}
     plan = tmpl.make_plan(1, 90, config["chunk"], lengths, None, device)
     o, _ = tmpl.forward(q, k, v, g, lam, 16 ** -0.5, config, plan, cu_seqlens=cu, out=_nan_like(v))
     ro, _ = ref.loglinear_attention_reference(q, k, v, g, lam, cu_seqlens=cu)
