@@ -328,6 +328,31 @@ def _close_block(acc, z, z_all, carry, ldv, lv, g_sum, seg_g, block_at, m_kv, st
     return carry
 
 
+@triton.jit
+def _close_chunk(n, acc, g_sum, carry, ldv, lv, seg_g, blocks, ldec, slot0, i_h, tile, m_kv, stack_base, own,
+                 seg_total_at, seg_decay_at, i_kv, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+                 NJ: tl.constexpr, CARRY: tl.constexpr, NL: tl.constexpr, LOG_S: tl.constexpr, BK: tl.constexpr,
+                 BV: tl.constexpr, SEGMENTED: tl.constexpr, SKIP_L1: tl.constexpr):
+    """Chunk n's step once ``acc`` holds what closes Block(n + 1): n's decays to the live blocks
+    (ldec), the block closed and kept live (``_close_block``), the live decays moved past n.
+    Returns (the register carry, the live decays)."""
+    if i_kv == 0:
+        tl.store(ldec + ((slot0 + n) * H + i_h) * NJ + lv, ldv, mask=lv < NJ)
+    # n's trailing set bits 0..z-1 are the levels Block(n + 1) absorbs; it lives at level z.
+    # Inside a segment z stops at LOG_S: there the block is the segment's total.
+    z_all = _bit_length((n + 1) & (-(n + 1)), NJ + 1) - 1
+    if SEGMENTED:
+        z = tl.minimum(z_all, LOG_S)
+    else:
+        z = z_all
+    block_at = blocks + ((slot0 + n + 1) * H + i_h) * K * V + tile
+    carry = _close_block(acc, z, z_all, carry, ldv, lv, g_sum, seg_g, block_at, m_kv, stack_base, own, seg_total_at,
+                         seg_decay_at, i_kv, CARRY, NL, LOG_S, BK, BV, SEGMENTED, SKIP_L1)
+    # the next step's threads read what this one stored
+    tl.debug_barrier()
+    return carry, tl.where(lv == z, 0.0, ldv + g_sum)
+
+
 @triton.jit(do_not_specialize=["T", "NC"])
 def _fwd_block_stack_kernel(
     k, v, g, blocks, ldec, stack, seg_total, seg_decay, cu_seqlens, seq_slot0, T, NC,
@@ -370,6 +395,8 @@ def _fwd_block_stack_kernel(
     lv = tl.arange(0, NJP)
     ldv = tl.zeros([NJP], tl.float32)       # per level: log decay from its live block's end
     seg_g = tl.full([], 0.0, tl.float32)      # the segment's log decay (SEGMENTED)
+    seg_total_at = seg_total + (program * tl.num_programs(2) + i_s) * BK * BV + own
+    seg_decay_at = seg_decay + i_nh.to(tl.int64) * tl.num_programs(2) + i_s
     # chunks before n_last are full; each step loads the next step's rows while it works
     rows = bos + seg_lo * C + tl.arange(0, C)
     nxt_g, nxt_kt, nxt_v = _load_chunk(k, v, g, rows, seg_lo < seg_end, offs_k, offs_v, i_h, H, K, V)
@@ -402,21 +429,10 @@ def _fwd_block_stack_kernel(
             ldv = tl.where(lv == 0, 0.0, ldv + g_a)
             if n_a + 1 < seg_end:
                 seg_g += g_b
-                if i_kv == 0:
-                    tl.store(ldec + ((slot0 + n_a + 1) * H + i_h) * NJ + lv, ldv, mask=lv < NJ)
-                z_all = _bit_length((n_a + 2) & (-(n_a + 2)), NJ + 1) - 1
-                if SEGMENTED:
-                    z = tl.minimum(z_all, LOG_S)
-                else:
-                    z = z_all
-                carry = _close_block(kv_b + tl.exp(g_b) * kv_a, z, z_all, carry, ldv, lv, g_b, seg_g,
-                                     blocks + ((slot0 + n_a + 2) * H + i_h) * K * V + tile, m_kv, stack_base, own,
-                                     seg_total + (program * tl.num_programs(2) + i_s) * BK * BV + own,
-                                     seg_decay + i_nh.to(tl.int64) * tl.num_programs(2) + i_s, i_kv,
-                                     1, NL, LOG_S, BK, BV, SEGMENTED, SKIP_L1)
-                # the next step's threads read what this one's stored
-                tl.debug_barrier()
-                ldv = tl.where(lv == z, 0.0, ldv + g_b)
+                carry, ldv = _close_chunk(n_a + 1, kv_b + tl.exp(g_b) * kv_a, g_b, carry, ldv, lv, seg_g, blocks,
+                                          ldec, slot0, i_h, tile, m_kv, stack_base, own, seg_total_at,
+                                          seg_decay_at, i_kv, H, K, V, NJ, 1, NL, LOG_S, BK, BV, SEGMENTED,
+                                          SKIP_L1)
     else:
         for n in range(seg_lo, seg_end):
             b_g, b_kt, b_v = nxt_g, nxt_kt, nxt_v
@@ -424,23 +440,9 @@ def _fwd_block_stack_kernel(
             nxt_g, nxt_kt, nxt_v = _load_chunk(k, v, g, rows, n + 1 < seg_end, offs_k, offs_v, i_h, H, K, V)
             g_sum, acc = _own_block(b_g, b_kt, b_v, DOT_PREC)
             seg_g += g_sum
-            if i_kv == 0:
-                tl.store(ldec + ((slot0 + n) * H + i_h) * NJ + lv, ldv, mask=lv < NJ)
-            # n's trailing set bits 0..z-1 are the levels Block(n + 1) absorbs; it lives at level z.
-            # Inside the segment z stops at LOG_S: there the block is the segment's total.
-            z_all = _bit_length((n + 1) & (-(n + 1)), NJ + 1) - 1
-            if SEGMENTED:
-                z = tl.minimum(z_all, LOG_S)
-            else:
-                z = z_all
-            carry = _close_block(acc, z, z_all, carry, ldv, lv, g_sum, seg_g,
-                                 blocks + ((slot0 + n + 1) * H + i_h) * K * V + tile, m_kv, stack_base, own,
-                                 seg_total + (program * tl.num_programs(2) + i_s) * BK * BV + own,
-                                 seg_decay + i_nh.to(tl.int64) * tl.num_programs(2) + i_s, i_kv,
-                                 0, NL, LOG_S, BK, BV, SEGMENTED, SKIP_L1)
-            # the next chunk's threads read what this one's stored
-            tl.debug_barrier()
-            ldv = tl.where(lv == z, 0.0, ldv + g_sum)
+            carry, ldv = _close_chunk(n, acc, g_sum, carry, ldv, lv, seg_g, blocks, ldec, slot0, i_h, tile, m_kv,
+                                      stack_base, own, seg_total_at, seg_decay_at, i_kv, H, K, V, NJ, 0, NL, LOG_S,
+                                      BK, BV, SEGMENTED, SKIP_L1)
     if (i_kv == 0) & (n_last < seg_lo + (1 << LOG_S)):    # n_last is this segment's
         tl.store(ldec + ((slot0 + n_last) * H + i_h) * NJ + lv, ldv, mask=lv < NJ)
 
