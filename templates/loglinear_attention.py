@@ -119,6 +119,25 @@ def _chunk_rows(n, start, end, bos, C: tl.constexpr):
 
 
 @triton.jit
+def _slot_chunk(i_s, slot_seq, slot_chunk, cu_seqlens, seq_pos, seq_slot0, T, NC, C: tl.constexpr,
+                LOG_C: tl.constexpr, IS_VARLEN: tl.constexpr, TABLE: tl.constexpr):
+    """Chunk slot ``i_s`` of a per-chunk kernel: (sequence, absolute chunk index n, first token
+    row, start position, first slot, first and last chunk index, and chunk n's rows as
+    ``_chunk_rows`` gives them)."""
+    if TABLE:
+        i_n = tl.load(slot_seq + i_s)
+        n = tl.load(slot_chunk + i_s)
+    else:
+        i_n = i_s // NC
+        n = i_s % NC
+    bos, length, start, slot0 = _sequence(i_n, cu_seqlens, seq_pos, seq_slot0, T, NC, IS_VARLEN, TABLE)
+    end = start + length
+    offs, pos, valid, tok = _chunk_rows(n, start, end, bos, C)
+    return (i_n, n, bos, start, slot0, (start >> LOG_C).to(tl.int32), ((end - 1) >> LOG_C).to(tl.int32),
+            offs, pos, valid, tok)
+
+
+@triton.jit
 def _lam_column(lam, row_base, valid, level, L):
     """λ[t, level] of each row as [C] fp32 (0 past L or outside the chunk), gathered. Picking a
     column out of a loaded [C, LP] tile costs a cross-thread reduction per column (sm_90 SASS:
@@ -525,15 +544,8 @@ def _fwd_output_kernel(
     INLINE_L1 (sequences from position 0, no initial state): an odd chunk's level-1 block, chunk
     n − 1's own k·vᵀ, comes from that chunk's rows here; the block pass then never stores it."""
     i_s, i_v, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    if TABLE:
-        i_n = tl.load(slot_seq + i_s)
-        n = tl.load(slot_chunk + i_s)
-    else:
-        i_n = i_s // NC
-        n = i_s % NC
-    bos, length, start, slot0 = _sequence(i_n, cu_seqlens, seq_pos, seq_slot0, T, NC, IS_VARLEN, TABLE)
-    n0 = (start >> LOG_C).to(tl.int32)
-    offs, pos, valid, tok = _chunk_rows(n, start, start + length, bos, C)
+    i_n, n, bos, start, slot0, n0, n_last, offs, pos, valid, tok = _slot_chunk(
+        i_s, slot_seq, slot_chunk, cu_seqlens, seq_pos, seq_slot0, T, NC, C, LOG_C, IS_VARLEN, TABLE)
     offs_k = tl.arange(0, KP)
     offs_v = i_v * BV + tl.arange(0, BV)
     m_k, m_v = offs_k < K, offs_v < V
@@ -702,17 +714,8 @@ def _bwd_dqk_kernel(
     """dq (and dk with WITH_DK; else the dv kernel writes it) for one (chunk slot, K tile, head),
     and this K tile's share of dλ and of dG (q·dq, minus k·dk with WITH_DK)."""
     i_s, i_k, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    if TABLE:
-        i_n = tl.load(slot_seq + i_s)
-        n = tl.load(slot_chunk + i_s)
-    else:
-        i_n = i_s // NC
-        n = i_s % NC
-    bos, length, start, slot0 = _sequence(i_n, cu_seqlens, seq_pos, seq_slot0, T, NC, IS_VARLEN, TABLE)
-    end = start + length
-    n0 = (start >> LOG_C).to(tl.int32)
-    n_last = ((end - 1) >> LOG_C).to(tl.int32)
-    offs, pos, valid, tok = _chunk_rows(n, start, end, bos, C)
+    i_n, n, bos, start, slot0, n0, n_last, offs, pos, valid, tok = _slot_chunk(
+        i_s, slot_seq, slot_chunk, cu_seqlens, seq_pos, seq_slot0, T, NC, C, LOG_C, IS_VARLEN, TABLE)
     offs_k = i_k * BK + tl.arange(0, BK)
     m_k = offs_k < K
     cols = tl.arange(0, LP)
@@ -808,17 +811,8 @@ def _bwd_dv_kernel(
     WITH_DK (one V tile spans V): also dk = (dA masked)ᵀ·q + (v decayed)·ΣRBlockᵀ per K tile,
     from the same ΣRBlock tiles, and −k·dk into dG's last partial."""
     i_s, i_v, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    if TABLE:
-        i_n = tl.load(slot_seq + i_s)
-        n = tl.load(slot_chunk + i_s)
-    else:
-        i_n = i_s // NC
-        n = i_s % NC
-    bos, length, start, slot0 = _sequence(i_n, cu_seqlens, seq_pos, seq_slot0, T, NC, IS_VARLEN, TABLE)
-    end = start + length
-    n0 = (start >> LOG_C).to(tl.int32)
-    n_last = ((end - 1) >> LOG_C).to(tl.int32)
-    offs, pos, valid, tok = _chunk_rows(n, start, end, bos, C)
+    i_n, n, bos, start, slot0, n0, n_last, offs, pos, valid, tok = _slot_chunk(
+        i_s, slot_seq, slot_chunk, cu_seqlens, seq_pos, seq_slot0, T, NC, C, LOG_C, IS_VARLEN, TABLE)
     offs_v = i_v * BV + tl.arange(0, BV)
     m_v = offs_v < V
     m_tv = valid[:, None] & m_v[None, :]
