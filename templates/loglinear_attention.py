@@ -282,6 +282,29 @@ def _fwd_level_scan_kernel(
 
 
 @triton.jit
+def _tile_program(i_kv, i_nh, cu_seqlens, seq_slot0, T, NC, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+                  C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, NV: tl.constexpr, IS_VARLEN: tl.constexpr,
+                  TABLE: tl.constexpr):
+    """A (K×V tile, sequence·head) program of the stacked block pass: (head, first token row, last
+    chunk index (-1 for an empty sequence), first slot, the tile's K and V offsets, its mask, its
+    offsets in a [K, V] block and in a [BK, BV] scratch tile, the program's index)."""
+    i_n, i_h = i_nh // H, i_nh % H
+    i_k, i_v = i_kv // NV, i_kv % NV
+    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    n_last = ((eos - bos + C - 1) // C - 1).to(tl.int32)
+    if TABLE:
+        slot0 = tl.load(seq_slot0 + i_n).to(tl.int64)
+    else:
+        slot0 = i_n.to(tl.int64) * NC
+    offs_k = i_k * BK + tl.arange(0, BK)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    m_kv = (offs_k < K)[:, None] & (offs_v < V)[None, :]
+    tile = offs_k[:, None] * V + offs_v[None, :]
+    own = tl.arange(0, BK)[:, None] * BV + tl.arange(0, BV)[None, :]
+    return i_h, bos, n_last, slot0, offs_k, offs_v, m_kv, tile, own, (i_nh * tl.num_programs(0) + i_kv).to(tl.int64)
+
+
+@triton.jit
 def _load_chunk(k, v, g, rows, present, offs_k, offs_v, i_h, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr):
     """One chunk's log decays [C], keys transposed [BK, C] and values [C, BV] (zeros unless
     ``present``)."""
@@ -390,26 +413,13 @@ def _fwd_block_stack_kernel(
     PAIRS: two chunks a step (config ``stack_pairs``). SKIP_L1: level-1 blocks (Block(P), P odd:
     one chunk's own k·vᵀ) are not stored; the output kernel builds them (``out_inline_l1``)."""
     i_kv, i_nh, i_s = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    i_n, i_h = i_nh // H, i_nh % H
-    i_k, i_v = i_kv // NV, i_kv % NV
-    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
-    length = eos - bos
-    n_last = ((length + C - 1) // C - 1).to(tl.int32)        # -1 for an empty sequence
+    i_h, bos, n_last, slot0, offs_k, offs_v, m_kv, tile, own, program = _tile_program(
+        i_kv, i_nh, cu_seqlens, seq_slot0, T, NC, H, K, V, C, BK, BV, NV, IS_VARLEN, TABLE)
     seg_lo = i_s << LOG_S
     if seg_lo > n_last:
         return
-    if TABLE:
-        slot0 = tl.load(seq_slot0 + i_n).to(tl.int64)
-    else:
-        slot0 = i_n.to(tl.int64) * NC
     seg_end = tl.minimum(seg_lo + (1 << LOG_S), n_last)      # Block(n + 1) for n in [seg_lo, seg_end)
 
-    offs_k = i_k * BK + tl.arange(0, BK)
-    offs_v = i_v * BV + tl.arange(0, BV)
-    m_kv = (offs_k < K)[:, None] & (offs_v < V)[None, :]
-    tile = offs_k[:, None] * V + offs_v[None, :]
-    own = tl.arange(0, BK)[:, None] * BV + tl.arange(0, BV)[None, :]
-    program = (i_nh * tl.num_programs(0) + i_kv).to(tl.int64)
     stack_base = stack + (program * tl.num_programs(2) + i_s) * NL * BK * BV
     lv = tl.arange(0, NJP)
     ldv = tl.zeros([NJP], tl.float32)       # per level: log decay from its live block's end
@@ -478,21 +488,8 @@ def _fwd_block_segments_kernel(
     decay to a live block before its segment completed by the decay from that block to the
     segment's start."""
     i_kv, i_nh = tl.program_id(0), tl.program_id(1)
-    i_n, i_h = i_nh // H, i_nh % H
-    i_k, i_v = i_kv // NV, i_kv % NV
-    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
-    length = eos - bos
-    n_last = ((length + C - 1) // C - 1).to(tl.int32)
-    if TABLE:
-        slot0 = tl.load(seq_slot0 + i_n).to(tl.int64)
-    else:
-        slot0 = i_n.to(tl.int64) * NC
-    offs_k = i_k * BK + tl.arange(0, BK)
-    offs_v = i_v * BV + tl.arange(0, BV)
-    m_kv = (offs_k < K)[:, None] & (offs_v < V)[None, :]
-    tile = offs_k[:, None] * V + offs_v[None, :]
-    own = tl.arange(0, BK)[:, None] * BV + tl.arange(0, BV)[None, :]
-    program = (i_nh * tl.num_programs(0) + i_kv).to(tl.int64)
+    i_h, bos, n_last, slot0, offs_k, offs_v, m_kv, tile, own, program = _tile_program(
+        i_kv, i_nh, cu_seqlens, seq_slot0, T, NC, H, K, V, C, BK, BV, NV, IS_VARLEN, TABLE)
     stack_base = stack + program * NL2 * BK * BV
     ls = tl.arange(0, NL2P)
     ldvs = tl.zeros([NL2P], tl.float32)     # per segment level: log decay from its live block's end
