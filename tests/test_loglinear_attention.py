@@ -529,6 +529,11 @@ def test_check_config_rejects_impossible():
     for name, bad in (("stack_segment", 24), ("chunk", 48), ("out_bv", 96)):
         assert "power of two" in fwd.check_config({**fwd.default_config(shape), name: bad}, shape)
     assert "power of two" in bwd.check_config({**bwd.default_config(shape), "dqk_bv": 48}, shape)
+    # the pair-pass layout Triton 3.6 miscompiles is refused in both; its neighbours run
+    miscompiled = {"stack_pairs": 1, "scan_bk": 64, "scan_bv": 32, "scan_warps": 4}
+    for template in (fwd, bwd):
+        assert "miscompiled" in template.check_config({**template.default_config(shape), **miscompiled}, shape)
+        assert template.check_config({**template.default_config(shape), **miscompiled, "scan_warps": 8}, shape) is None
     # the tuning candidates run where they are offered, inside the space; none writes dk in the dv
     # kernel at V = 256 (no dv tile spans it)
     assert not any(c.get("dk_with_dv") for c in bwd.candidates(shape))
