@@ -642,42 +642,45 @@ def _bwd_level_scan_kernel(
     offs_v = i_v * BV + tl.arange(0, BV)
     m_kv = (offs_k < K)[:, None] & (offs_v < V)[None, :]
     acc = tl.zeros([BK, BV], dtype=tl.float32)
+    # Right halves (the chunks with bit j - 1 set), last chunk first, as one flat loop whose loads
+    # do not wait on the running sum, so they pipeline: iteration i is chunk n of run a = n >> j,
+    # at offset o from the run's top; a run's sum restarts at its top and is stored at its
+    # bottom (mid). Chunks past n_last at the top are skipped, those before n0 load nothing.
     a_hi = n_last >> j
-    for i_a in range(0, a_hi - (n0 >> j) + 1):
-        a = a_hi - i_a
-        base = a << j
-        mid = base + half
-        # right half, last chunk first: queries weighted by their level-(c + j) scale
-        r_lo = tl.maximum(mid, n0)
-        r_hi = tl.minimum(base + 2 * half, n_last + 1)
-        acc = acc * 0.0
-        for i_r in range(0, r_hi - r_lo):
-            n = r_hi - 1 - i_r
-            offs, pos, valid, tok = _chunk_rows(n, start, end, bos, C)
-            b_g = load_log_decay(g, tok * H + i_h, valid, 0.0, True, False)
-            b_G = tl.cumsum(b_g, 0)
-            g_sum = tl.sum(b_g, 0)
-            b_lj = tl.load(lam + (tok * H + i_h) * L + LOG_C + j, mask=valid, other=0.0).to(tl.float32)
-            b_qt = tl.load(q + (tok[None, :] * H + i_h) * K + offs_k[:, None],
-                           mask=(offs_k < K)[:, None] & valid[None, :], other=0.0)
-            b_do = tl.load(do + (tok[:, None] * H + i_h) * V + offs_v[None, :],
-                           mask=valid[:, None] & (offs_v < V)[None, :], other=0.0)
-            b_qw = (b_qt * (scale * b_lj * tl.exp(b_G))[None, :]).to(b_do.dtype)
-            acc = acc * tl.exp(g_sum) + tl.dot(b_qw, b_do, input_precision=DOT_PREC)
-        if (r_lo == mid) & (r_hi > r_lo):
-            tl.store(rblocks + (((slot0 + (mid - n0)) * H + i_h) * K + offs_k[:, None]) * V + offs_v[None, :],
+    top = (a_hi << j) + 2 * half - 1
+    first = tl.minimum(half, top - n_last)
+    count = (a_hi - (n0 >> j) + 1) * half
+    for i in range(first, count):
+        o = i & (half - 1)
+        n = top - (i >> (j - 1) << j) - o
+        offs, pos, valid, tok = _chunk_rows(n, start, end, bos, C)
+        b_g = load_log_decay(g, tok * H + i_h, valid, 0.0, True, False)
+        b_G = tl.cumsum(b_g, 0)
+        g_sum = tl.sum(b_g, 0)
+        b_lj = tl.load(lam + (tok * H + i_h) * L + LOG_C + j, mask=valid, other=0.0).to(tl.float32)
+        b_qt = tl.load(q + (tok[None, :] * H + i_h) * K + offs_k[:, None],
+                       mask=(offs_k < K)[:, None] & valid[None, :], other=0.0)
+        b_do = tl.load(do + (tok[:, None] * H + i_h) * V + offs_v[None, :],
+                       mask=valid[:, None] & (offs_v < V)[None, :], other=0.0)
+        b_qw = (b_qt * (scale * b_lj * tl.exp(b_G))[None, :]).to(b_do.dtype)
+        acc = acc * tl.where(o == 0, 0.0, tl.exp(g_sum)) + tl.dot(b_qw, b_do, input_precision=DOT_PREC)
+        # the run's bottom is mid; its RBlock is this call's when mid is (a run cut by n0 is not)
+        if (o == half - 1) & (n >= n0):
+            tl.store(rblocks + (((slot0 + (n - n0)) * H + i_h) * K + offs_k[:, None]) * V + offs_v[None, :],
                      acc.to(rblocks.dtype.element_ty), mask=m_kv)
-        # left half, last chunk first: decay from the right half's start back to each chunk's end
-        l_lo = tl.maximum(base, n0)
-        l_hi = tl.minimum(mid, n_last + 1)
-        rld = tl.full([], 0.0, tl.float32)
-        for i_l in range(0, l_hi - l_lo):
-            n = l_hi - 1 - i_l
-            offs, pos, valid, tok = _chunk_rows(n, start, end, bos, C)
-            g_sum = tl.sum(load_log_decay(g, tok * H + i_h, valid, 0.0, True, False), 0)
-            if i_kv == 0:
+    if i_kv == 0:
+        # left halves, last chunk first: decay from the right half's start back to each chunk's end
+        for i_a in range(0, a_hi - (n0 >> j) + 1):
+            base = (a_hi - i_a) << j
+            l_lo = tl.maximum(base, n0)
+            l_hi = tl.minimum(base + half, n_last + 1)
+            rld = tl.full([], 0.0, tl.float32)
+            for i_l in range(0, l_hi - l_lo):
+                n = l_hi - 1 - i_l
+                offs, pos, valid, tok = _chunk_rows(n, start, end, bos, C)
+                g_sum = tl.sum(load_log_decay(g, tok * H + i_h, valid, 0.0, True, False), 0)
                 tl.store(rdec + ((slot0 + (n - n0)) * H + i_h) * NJ + (j - 1), rld)
-            rld += g_sum
+                rld += g_sum
 
 
 @triton.jit
@@ -1136,7 +1139,8 @@ def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seql
     _bwd_level_scan_kernel[(cdiv(K, sbk) * snv, plan.levels, plan.num_seqs * H)](
         q, do, g, lam, rblocks, rdec, cu, *_plan_args(plan, dummy),
         float(scale), T, plan.slots_per_seq, plan.levels, L,
-        BK=sbk, BV=sbv, NV=snv, num_warps=int(config["scan_warps"]), **common)
+        BK=sbk, BV=sbv, NV=snv, num_warps=int(config["scan_warps"]),
+        **{**common, "num_stages": int(config.get("scan_stages", config["num_stages"]))})
 
     # 4: dq (and dk), dλ and dG (partial over K tiles)
     kbk, kbv = _tile(K, config["dqk_bk"]), _tile(V, config["dqk_bv"])
@@ -1405,15 +1409,19 @@ class LogLinearBackward(_LogLinearTemplate):
     space = {"chunk": [16, 32, 64], "scan_bk": [32, 64, 128], "scan_bv": [32, 64, 128], "scan_warps": [2, 4, 8],
              "dqk_bk": [32, 64, 128], "dqk_bv": [32, 64, 128], "dqk_warps": [4, 8],
              "dv_bk": [32, 64, 128], "dv_bv": [32, 64, 128], "dv_warps": [4, 8], "num_stages": [1, 2, 3],
-             "stack": [1, 0], "stack_segment": [0, 8, 16, 32], "dk_with_dv": [0, 1], "stack_pairs": [0, 1]}
+             "stack": [1, 0], "stack_segment": [0, 8, 16, 32], "dk_with_dv": [0, 1], "stack_pairs": [0, 1],
+             "scan_stages": [1, 2, 3]}
 
     def default_config(self, shape, gpu=None) -> Config:
         KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
+        # scan_stages: the level scans' pipelined loads (their loop is one flat walk since session
+        # 10: H100 bf16 K = V = 128, 0.52 -> 0.40 ms at two stages)
         if KP > 128 or VP > 128:
             # measured without spills on sm_90 at K = V = 256 (chunk 32)
             return {"chunk": _default_chunk(shape), "scan_bk": 64, "scan_bv": 64, "scan_warps": 4,
                     "dqk_bk": 64, "dqk_bv": 32, "dqk_warps": 8, "dv_bk": 64, "dv_bv": 64, "dv_warps": 8,
-                    "num_stages": 2, "stack": 1, "stack_segment": 0, "dk_with_dv": 0, "stack_pairs": 0}
+                    "num_stages": 2, "stack": 1, "stack_segment": 0, "dk_with_dv": 0, "stack_pairs": 0,
+                    "scan_stages": 2}
         # H100, bf16 (session 8, B=8 T=4096 H=16): K = V = 128 dq/dk on 128 × 64 tiles and 8 warps
         # 3.37 ms for the whole backward against 5.42 on 64 × 32; dv on whole tiles and 4 warps a
         # further −0.25. K = V = 64: dq/dk on 4 warps 1.44 against 1.95. Session 9: one stage at
@@ -1422,7 +1430,8 @@ class LogLinearBackward(_LogLinearTemplate):
                 "dqk_bk": KP, "dqk_bv": min(64, VP), "dqk_warps": 8 if KP >= 128 else 4,
                 # one K tile with 32-wide V tiles once gave a wrong dv (triton 3.6, sm_90): not a default
                 "dv_bk": KP if VP >= 64 else min(64, KP), "dv_bv": VP, "dv_warps": 4,
-                "num_stages": 2 if KP >= 128 else 1, "stack": 1, "stack_segment": 0, "dk_with_dv": 0, "stack_pairs": 0}
+                "num_stages": 2 if KP >= 128 else 1, "stack": 1, "stack_segment": 0, "dk_with_dv": 0, "stack_pairs": 0,
+                "scan_stages": 2}
 
     def candidates(self, shape, gpu=None) -> list[Config]:
         # dk written by the dv kernel (the whole V per program, so K in tiles, and more warps than
@@ -1430,9 +1439,9 @@ class LogLinearBackward(_LogLinearTemplate):
         # 128, 8 warps); the dv kernel's tiles it pays with are the open question these measure
         VP = _pow2(shape["V"])
         if VP > max(self.space["dv_bv"]):
-            return []
-        return [{"dk_with_dv": 1, "dv_bv": VP, "dv_bk": bk, "dv_warps": warps}
-                for bk, warps in ((32, 4), (32, 8), (64, 8))]
+            return [{"scan_stages": 1}]
+        return [{"scan_stages": 1}] + [{"dk_with_dv": 1, "dv_bv": VP, "dv_bk": bk, "dv_warps": warps}
+                                       for bk, warps in ((32, 4), (32, 8), (64, 8))]
 
     def check_config(self, config, shape, gpu=None) -> str | None:
         for name, dim in (("scan_bk", "K"), ("scan_bv", "V"), ("dqk_bk", "K"), ("dqk_bv", "V"),

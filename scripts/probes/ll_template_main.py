@@ -1,0 +1,1563 @@
+"""Chunked Fenwick-tree log-linear attention: Triton kernels, launchers and the tunable templates.
+
+Math (kernelgen/reference/loglinear_attention.py): o_t = scale·Σ_{s≤t} λ[t, lvl(t,s)]·e^{G_t−G_s}·(q_t·k_s)·v_s
+with lvl(t,s) = bit_length(t XOR s). Tokens are cut into aligned chunks of C = 2^c positions.
+
+Inside a chunk every pair has level ≤ c: a dense causal q·kᵀ, weighted by λ[t, bit_length(i XOR j)]
+and the decay, times v (tensor cores). Between chunks m < n the level is c + j with the *chunk
+level* j = bit_length(n XOR m), so the earlier chunks seen by chunk n at level j form one aligned
+block: the left half [P − 2^(j−1), P) of n's aligned 2^j block, P = n with its low j−1 bits cleared
+(non-empty when bit j−1 of n is set). That block is the Fenwick-tree node of index P, so there is
+exactly one block state per chunk index P, its level fixed by lowbit(P):
+
+    Block(P) = Σ_{s in chunks [P − lowbit(P), P)} e^{G_end(P−1) − G_s} k_s v_sᵀ          [K, V]
+    o_t    += scale·λ[t, c+j]·e^{G_t − G_end(P_j−1)}·q_t·Block(P_j)   for every set bit j−1 of n
+
+Forward, two kernels:
+  1. ``_fwd_level_scan_kernel``: one program per (K×V tile, chunk level j, sequence·head) walks the
+     chunks once: in left halves it accumulates k·vᵀ into a 2D register tile and emits Block(P) when
+     the half ends; in right halves it only tracks the log decay since that block (``ldec``), which
+     the output kernel needs. Levels are a grid axis (no per-level code), each program carries one
+     state tile, and programs of every level run in parallel. The same pass writes the final state.
+     Sequences that start at position 0 with no state out (training) take
+     ``_fwd_block_stack_kernel`` instead: one program per (K×V tile, sequence·head) walks the
+     chunks once and closes Block(n + 1) after chunk n from chunk n's own k·vᵀ and the live blocks
+     of n's trailing set bits (a Fenwick carry), kept in an fp32 stack: one k·vᵀ per chunk in all,
+     where the per-level scans do one per chunk per level they accumulate. Config ``stack``.
+     With few (tile, sequence·head) programs the pass also splits into segments of chunks
+     (``stack_segment``), and ``_fwd_block_segments_kernel`` carries the segment totals across.
+     ``stack_pairs`` walks the chunks two a step: half as many dependent steps, and the level-0
+     block never leaves registers.
+  2. ``_fwd_output_kernel``: one program per (chunk, V tile, head): intra-chunk part plus one
+     q·Block matmul per set bit of the chunk index (log2 of the chunk count at most).
+
+Backward: the blocks are recomputed (kernel 1), then
+  3. ``_bwd_level_scan_kernel``: the mirror image. Keys in chunk m see later chunks at level j in
+     the right half [R, R + lowbit(R)) of m's aligned 2^j block; its λ-weighted query state
+     RBlock(R) = Σ_t scale·λ[t, c+j]·e^{G_t − G_end(R−1)}·q_t·dO_tᵀ is accumulated per level
+     (λ depends on the level, so levels never merge here) and emitted at R.
+  4. ``_bwd_dqk_kernel``: dq (intra + do·Blockᵀ per level), dk (intra + v·ΣRBlockᵀ), dλ, and the
+     per-token dG = q·dq − k·dk (λ does not depend on g, so the identity of decayed linear
+     attention holds); 5. ``_bwd_dv_kernel``: dv; 6. ``reverse_cumsum`` (chunk_common): dg = Σ_{t'≥t} dG.
+
+Sequences may start at any position (an initial state at position P0): chunks stay aligned to
+absolute positions, the first chunk is partial, the initial per-level states seed each level's
+accumulator (levels below the level's own merge into it), and the first chunk reads them with the
+per-row weight λ[t, max(l, bit_length(t XOR P0))].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import triton
+import triton.language as tl
+
+from kernelgen.launch import cdiv
+from kernelgen.template import DTYPES, Config, Template, Tensors
+from kernelgen.reference import loglinear_attention as ref
+
+from .chunk_common import causal_decay, load_log_decay, reverse_cumsum, sequence_bounds
+from . import register
+
+
+# =============================================================================================
+# building blocks
+# =============================================================================================
+
+
+# chunk indices stay below 2^INDEX_BITS (int32 positions over chunks of 16 or more)
+INDEX_BITS = tl.constexpr(28)
+
+
+@triton.jit
+def _bit_length(x, NBITS: tl.constexpr):
+    """bit_length of a non-negative integer tensor whose value is below 2^NBITS."""
+    out = x * 0
+    for bit in tl.static_range(NBITS):
+        out = tl.where((x >> bit) > 0, bit + 1, out)
+    return out
+
+
+@triton.jit
+def _popcount(x, NBITS: tl.constexpr):
+    """Set bits of a non-negative integer scalar below 2^NBITS."""
+    out = x * 0
+    for bit in tl.static_range(NBITS):
+        out += (x >> bit) & 1
+    return out
+
+
+@triton.jit
+def _pop_lowest(m):
+    """(the lowest set bit of ``m``, ``m`` without it, that bit's level: its index + 1)."""
+    low = m & -m
+    return low, m ^ low, _bit_length(low, INDEX_BITS)
+
+
+@triton.jit
+def _sequence(i_n, cu_seqlens, seq_pos, seq_slot0, T, NC, IS_VARLEN: tl.constexpr, TABLE: tl.constexpr):
+    """(first token row, length, start position, first chunk slot) of sequence ``i_n``, int64."""
+    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    if TABLE:
+        start = tl.load(seq_pos + i_n).to(tl.int64)
+        slot0 = tl.load(seq_slot0 + i_n).to(tl.int64)
+    else:
+        start = bos * 0
+        slot0 = i_n.to(tl.int64) * NC
+    return bos, eos - bos, start, slot0
+
+
+@triton.jit
+def _chunk_rows(n, start, end, bos, C: tl.constexpr):
+    """Rows of absolute chunk ``n``: in-chunk offsets, validity (inside [start, end)) and token row."""
+    offs = tl.arange(0, C)
+    pos = offs.to(tl.int64) + n * C             # n may be a plain int under the interpreter
+    valid = (pos >= start) & (pos < end)
+    return offs, pos, valid, bos + pos - start
+
+
+@triton.jit
+def _slot_chunk(i_s, slot_seq, slot_chunk, cu_seqlens, seq_pos, seq_slot0, T, NC, C: tl.constexpr,
+                LOG_C: tl.constexpr, IS_VARLEN: tl.constexpr, TABLE: tl.constexpr):
+    """Chunk slot ``i_s`` of a per-chunk kernel: (sequence, absolute chunk index n, first token
+    row, start position, first slot, first and last chunk index, and chunk n's rows as
+    ``_chunk_rows`` gives them)."""
+    if TABLE:
+        i_n = tl.load(slot_seq + i_s)
+        n = tl.load(slot_chunk + i_s)
+    else:
+        i_n = i_s // NC
+        n = i_s % NC
+    bos, length, start, slot0 = _sequence(i_n, cu_seqlens, seq_pos, seq_slot0, T, NC, IS_VARLEN, TABLE)
+    end = start + length
+    offs, pos, valid, tok = _chunk_rows(n, start, end, bos, C)
+    return (i_n, n, bos, start, slot0, (start >> LOG_C).to(tl.int32), ((end - 1) >> LOG_C).to(tl.int32),
+            offs, pos, valid, tok)
+
+
+@triton.jit
+def _lam_column(lam, row_base, valid, level, L):
+    """λ[t, level] of each row as [C] fp32 (0 past L or outside the chunk), gathered. Picking a
+    column out of a loaded [C, LP] tile costs a cross-thread reduction per column (sm_90 SASS:
+    the output kernel's shuffles 261 -> 5 with gathers)."""
+    return tl.load(lam + row_base + level, mask=tl.where(valid, level, L) < L, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _level_column(b_lam, cols, level):
+    """Column ``level`` (a scalar) of a [C, LP] level-scale tile, as [C]."""
+    return tl.sum(tl.where(cols[None, :] == level, b_lam, 0.0), 1)
+
+
+@triton.jit
+def _intra_level_weights(lam, row_base, valid, L, offs, C: tl.constexpr, LOG_C: tl.constexpr,
+                         TRANSPOSED: tl.constexpr = False):
+    """[C, C]: λ[t, bit_length(t XOR s)] for in-chunk offsets t (rows) and s (columns), or the
+    transpose (rows s, columns t) with TRANSPOSED, for key-major products. Rows gather their λ
+    columns (``lam``, ``row_base``: the level-scale pointer and each row's offset); TRANSPOSED
+    picks them out of the chunk's [C, LP] tile (``lam``; ``row_base``: its column indices), since
+    a gathered column laid along rows is loaded once per thread that holds it (H100, dv kernel
+    at K = V = 128: 0.62 vs 0.49 ms)."""
+    x = offs[:, None] ^ offs[None, :]               # symmetric in t and s
+    w = tl.zeros([C, C], tl.float32)
+    for lvl in tl.static_range(0, LOG_C + 1):
+        if TRANSPOSED:
+            lam_ts = _level_column(lam, row_base, lvl)[None, :]
+        else:
+            lam_ts = _lam_column(lam, row_base, valid, lvl, L)[:, None]
+        # x ≥ 2^(lvl−1) ⇔ bit_length(x) ≥ lvl (level 0: every pair); later levels overwrite earlier ones
+        w = tl.where(x >= ((1 << lvl) >> 1), lam_ts, w)
+    return w
+
+
+# =============================================================================================
+# forward
+# =============================================================================================
+
+
+@triton.jit(do_not_specialize=["T", "NC", "NJ", "L_IN", "L_OUT"])
+def _fwd_level_scan_kernel(
+    k, v, g, blocks, ldec, h0, ht, cu_seqlens, seq_pos, seq_slot0,
+    T, NC, NJ, L_IN, L_OUT,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LOG_C: tl.constexpr,
+    BK: tl.constexpr, BV: tl.constexpr, NV: tl.constexpr,
+    IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, HAS_INIT: tl.constexpr, STORE_FINAL: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+):
+    """Block states of chunk level j = program_id(1) + 1 for one (K×V tile, sequence·head).
+    program_id(1) == NJ (only with STORE_FINAL) writes the final state's in-chunk levels instead."""
+    i_kv, i_lv, i_nh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_n, i_h = i_nh // H, i_nh % H
+    i_k, i_v = i_kv // NV, i_kv % NV
+    bos, length, start, slot0 = _sequence(i_n, cu_seqlens, seq_pos, seq_slot0, T, NC, IS_VARLEN, TABLE)
+    end = start + length
+    n0 = (start >> LOG_C).to(tl.int32)
+    n_last = tl.where(length > 0, (end - 1) >> LOG_C, (start >> LOG_C) - 1).to(tl.int32)
+    n_full = (end >> LOG_C).to(tl.int32)     # chunks below n_full are complete
+
+    offs_k = i_k * BK + tl.arange(0, BK)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    m_kv = (offs_k < K)[:, None] & (offs_v < V)[None, :]
+    tile = offs_k[:, None] * V + offs_v[None, :]
+    state_base = (i_n * H + i_h).to(tl.int64)          # [N, H, L, K, V] states
+
+    if i_lv < NJ:
+        j = i_lv + 1
+        half = 1 << (j - 1)
+        acc = tl.zeros([BK, BV], dtype=tl.float32)
+        ld = tl.full([], 0.0, tl.float32)               # log decay since the current block ended
+        if HAS_INIT:
+            if ((n0 >> (j - 1)) & 1) == 1:
+                # the call starts in a right half: the block is the initial state's level c + j
+                if LOG_C + j < L_IN:
+                    acc = tl.load(h0 + ((state_base * L_IN + LOG_C + j) * K * V) + tile, mask=m_kv, other=0.0)
+            else:
+                # inside a left half: every earlier token of it sits at a lower level of the state
+                for lvl in range(1, tl.minimum(LOG_C + j, L_IN)):
+                    acc += tl.load(h0 + ((state_base * L_IN + lvl) * K * V) + tile, mask=m_kv, other=0.0)
+        # aligned 2^j-chunk blocks: accumulate the left half, then walk the right half's decays.
+        # Loads sit in plain loops (no per-chunk branch) so the compiler can pipeline them.
+        for a in range(n0 >> j, (n_last >> j) + 1):
+            base = a << j
+            mid = base + half
+            if a > (n0 >> j):
+                acc = acc * 0.0                         # a new left half begins
+            for n in range(tl.maximum(base, n0), tl.minimum(mid, n_last + 1)):
+                offs, pos, valid, tok = _chunk_rows(n, start, end, bos, C)
+                b_g = load_log_decay(g, tok * H + i_h, valid, 0.0, True, False)
+                b_G = tl.cumsum(b_g, 0)
+                g_sum = tl.sum(b_g, 0)
+                b_kt = tl.load(k + (tok[None, :] * H + i_h) * K + offs_k[:, None],
+                               mask=(offs_k < K)[:, None] & valid[None, :], other=0.0)
+                b_v = tl.load(v + (tok[:, None] * H + i_h) * V + offs_v[None, :],
+                              mask=valid[:, None] & (offs_v < V)[None, :], other=0.0)
+                b_vd = (b_v * tl.exp(g_sum - b_G)[:, None]).to(b_kt.dtype)
+                acc = acc * tl.exp(g_sum) + tl.dot(b_kt, b_vd, input_precision=DOT_PREC)
+            if (mid - 1 >= n0) & (mid <= n_full):
+                # the left half ended inside this call: it is Block(mid), read by the right half
+                if mid <= n_last:
+                    tl.store(blocks + ((slot0 + (mid - n0)) * H + i_h) * K * V + tile,
+                             acc.to(blocks.dtype.element_ty), mask=m_kv)
+                ld = ld * 0.0
+            for n in range(tl.maximum(mid, n0), tl.minimum(base + 2 * half, n_last + 1)):
+                offs, pos, valid, tok = _chunk_rows(n, start, end, bos, C)
+                g_sum = tl.sum(load_log_decay(g, tok * H + i_h, valid, 0.0, True, False), 0)
+                if i_kv == 0:
+                    tl.store(ldec + ((slot0 + (n - n0)) * H + i_h) * NJ + (j - 1), ld)
+                ld += g_sum
+        if STORE_FINAL:
+            if LOG_C + j < L_OUT:
+                if ((n_full >> (j - 1)) & 1) == 1:
+                    fin = acc * tl.exp(ld)
+                else:
+                    fin = acc * 0.0
+                tl.store(ht + ((state_base * L_OUT + LOG_C + j) * K * V) + tile, fin, mask=m_kv)
+    else:
+        # final state, levels 1..c: the tokens of the open (partial) chunk, by their level
+        # relative to the end position, plus the initial state's in-chunk levels re-bucketed
+        n_open = n_full
+        offs, pos, valid, tok = _chunk_rows(n_open, start, end, bos, C)
+        b_g = load_log_decay(g, tok * H + i_h, valid, 0.0, True, False)
+        b_G = tl.cumsum(b_g, 0)
+        g_sum = tl.sum(b_g, 0)
+        lvl_end = _bit_length(pos ^ end, LOG_C)
+        b_kt = tl.load(k + (tok[None, :] * H + i_h) * K + offs_k[:, None],
+                       mask=(offs_k < K)[:, None] & valid[None, :], other=0.0)
+        b_v = tl.load(v + (tok[:, None] * H + i_h) * V + offs_v[None, :],
+                      mask=valid[:, None] & (offs_v < V)[None, :], other=0.0)
+        d_end = _bit_length((end ^ start) & (C - 1), LOG_C)
+        for lvl in tl.static_range(1, LOG_C + 1):
+            w = tl.where(valid & (lvl_end == lvl), tl.exp(g_sum - b_G), 0.0)
+            fin = tl.dot(b_kt, (b_v * w[:, None]).to(b_kt.dtype), input_precision=DOT_PREC)
+            if HAS_INIT:
+                if n_open == n0:
+                    for lp in range(1, tl.minimum(LOG_C + 1, L_IN)):
+                        if tl.maximum(lp, d_end) == lvl:
+                            fin += tl.exp(g_sum) * tl.load(h0 + ((state_base * L_IN + lp) * K * V) + tile,
+                                                           mask=m_kv, other=0.0)
+            if lvl < L_OUT:
+                tl.store(ht + ((state_base * L_OUT + lvl) * K * V) + tile, fin, mask=m_kv)
+
+
+@triton.jit
+def _tile_program(i_kv, i_nh, cu_seqlens, seq_slot0, T, NC, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+                  C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, NV: tl.constexpr, IS_VARLEN: tl.constexpr,
+                  TABLE: tl.constexpr):
+    """A (K×V tile, sequence·head) program of the stacked block pass: (head, first token row, last
+    chunk index (-1 for an empty sequence), first slot, the tile's K and V offsets, its mask, its
+    offsets in a [K, V] block and in a [BK, BV] scratch tile, the program's index)."""
+    i_n, i_h = i_nh // H, i_nh % H
+    i_k, i_v = i_kv // NV, i_kv % NV
+    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    n_last = ((eos - bos + C - 1) // C - 1).to(tl.int32)
+    if TABLE:
+        slot0 = tl.load(seq_slot0 + i_n).to(tl.int64)
+    else:
+        slot0 = i_n.to(tl.int64) * NC
+    offs_k = i_k * BK + tl.arange(0, BK)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    m_kv = (offs_k < K)[:, None] & (offs_v < V)[None, :]
+    tile = offs_k[:, None] * V + offs_v[None, :]
+    own = tl.arange(0, BK)[:, None] * BV + tl.arange(0, BV)[None, :]
+    return i_h, bos, n_last, slot0, offs_k, offs_v, m_kv, tile, own, (i_nh * tl.num_programs(0) + i_kv).to(tl.int64)
+
+
+@triton.jit
+def _load_chunk(k, v, g, rows, present, offs_k, offs_v, i_h, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr):
+    """One chunk's log decays [C], keys transposed [BK, C] and values [C, BV] (zeros unless
+    ``present``)."""
+    in_seq = (rows * 0 + present.to(tl.int32)) > 0     # [C]: the interpreter masks with tensors only
+    b_g = tl.load(g + rows * H + i_h, mask=in_seq, other=0.0).to(tl.float32)
+    b_kt = tl.load(k + (rows[None, :] * H + i_h) * K + offs_k[:, None],
+                   mask=(offs_k < K)[:, None] & in_seq[None, :], other=0.0)
+    b_v = tl.load(v + (rows[:, None] * H + i_h) * V + offs_v[None, :],
+                  mask=(offs_v < V)[None, :] & in_seq[:, None], other=0.0)
+    return b_g, b_kt, b_v
+
+
+@triton.jit
+def _own_block(b_g, b_kt, b_v, DOT_PREC: tl.constexpr):
+    """(the chunk's total log decay, its k·vᵀ decayed to the chunk's end) in fp32."""
+    b_G = tl.cumsum(b_g, 0)
+    g_sum = tl.sum(b_g, 0)
+    b_vd = (b_v * tl.exp(g_sum - b_G)[:, None]).to(b_kt.dtype)
+    return g_sum, tl.dot(b_kt, b_vd, input_precision=DOT_PREC)
+
+
+@triton.jit
+def _store_block(block_at, acc, m_kv, z_all, SKIP_L1: tl.constexpr):
+    """Store a closed block, unless SKIP_L1 and it is a level-1 block (z_all = 0: one chunk's own)."""
+    if SKIP_L1:
+        if z_all > 0:
+            tl.store(block_at, acc.to(block_at.dtype.element_ty), mask=m_kv)
+    else:
+        tl.store(block_at, acc.to(block_at.dtype.element_ty), mask=m_kv)
+
+
+@triton.jit
+def _close_block(acc, z, z_all, carry, ldv, lv, g_sum, seg_g, block_at, m_kv, stack_base, own, seg_total_at,
+                 seg_decay_at, i_kv, CARRY: tl.constexpr, NL: tl.constexpr, LOG_S: tl.constexpr,
+                 BK: tl.constexpr, BV: tl.constexpr, SEGMENTED: tl.constexpr, SKIP_L1: tl.constexpr):
+    """Block(n + 1) at level z: ``acc`` (what closes it, decayed to chunk n's end) plus the live
+    blocks of the levels below z, the one at level CARRY from registers (``carry``), the ones above
+    from the stack; stored to ``block_at``, and kept live at level z (registers, stack, or the
+    segment's total at LOG_S). Returns the register carry."""
+    if z > CARRY:
+        acc += tl.exp(tl.sum(tl.where(lv == CARRY, ldv, 0.0), 0) + g_sum) * carry
+    for i in tl.static_range(CARRY + 1, NL):
+        if i < z:
+            decay = tl.sum(tl.where(lv == i, ldv, 0.0), 0) + g_sum
+            acc += tl.exp(decay) * tl.load(stack_base + i * BK * BV + own)
+    if SEGMENTED:
+        if z_all <= LOG_S:
+            _store_block(block_at, acc, m_kv, z_all, SKIP_L1)
+        if z == LOG_S:
+            tl.store(seg_total_at, acc)
+            if i_kv == 0:
+                tl.store(seg_decay_at, seg_g)
+        elif z == CARRY:
+            carry = acc
+        else:
+            tl.store(stack_base + z * BK * BV + own, acc)
+    else:
+        _store_block(block_at, acc, m_kv, z_all, SKIP_L1)
+        if z == CARRY:
+            carry = acc
+        else:
+            tl.store(stack_base + z * BK * BV + own, acc)
+    return carry
+
+
+@triton.jit
+def _close_chunk(n, acc, g_sum, carry, ldv, lv, seg_g, blocks, ldec, slot0, i_h, tile, m_kv, stack_base, own,
+                 seg_total_at, seg_decay_at, i_kv, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+                 NJ: tl.constexpr, CARRY: tl.constexpr, NL: tl.constexpr, LOG_S: tl.constexpr, BK: tl.constexpr,
+                 BV: tl.constexpr, SEGMENTED: tl.constexpr, SKIP_L1: tl.constexpr):
+    """Chunk n's step once ``acc`` holds what closes Block(n + 1): n's decays to the live blocks
+    (ldec), the block closed and kept live (``_close_block``), the live decays moved past n.
+    Returns (the register carry, the live decays)."""
+    if i_kv == 0:
+        tl.store(ldec + ((slot0 + n) * H + i_h) * NJ + lv, ldv, mask=lv < NJ)
+    # n's trailing set bits 0..z-1 are the levels Block(n + 1) absorbs; it lives at level z.
+    # Inside a segment z stops at LOG_S: there the block is the segment's total.
+    z_all = _bit_length((n + 1) & (-(n + 1)), NJ + 1) - 1
+    if SEGMENTED:
+        z = tl.minimum(z_all, LOG_S)
+    else:
+        z = z_all
+    block_at = blocks + ((slot0 + n + 1) * H + i_h) * K * V + tile
+    carry = _close_block(acc, z, z_all, carry, ldv, lv, g_sum, seg_g, block_at, m_kv, stack_base, own, seg_total_at,
+                         seg_decay_at, i_kv, CARRY, NL, LOG_S, BK, BV, SEGMENTED, SKIP_L1)
+    # the next step's threads read what this one stored
+    tl.debug_barrier()
+    return carry, tl.where(lv == z, 0.0, ldv + g_sum)
+
+
+@triton.jit(do_not_specialize=["T", "NC"])
+def _fwd_block_stack_kernel(
+    k, v, g, blocks, ldec, stack, seg_total, seg_decay, cu_seqlens, seq_slot0, T, NC,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, NJ: tl.constexpr, NJP: tl.constexpr,
+    LOG_S: tl.constexpr, NL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, NV: tl.constexpr,
+    SEGMENTED: tl.constexpr, PAIRS: tl.constexpr, SKIP_L1: tl.constexpr, IS_VARLEN: tl.constexpr,
+    TABLE: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    """Block(P) and ldec of one (K×V tile, sequence·head) for the chunks of segment program_id(2)
+    (S = 2^LOG_S chunks), for sequences that start at position 0. Block(n + 1) closes after chunk
+    n: chunk n's own k·vᵀ plus the live blocks of n's trailing set bits (the Fenwick children it
+    covers), kept decayed to their own end in an fp32 stack of NL = min(NJ, LOG_S) levels. One
+    k·vᵀ per chunk instead of one per level. A block that reaches before the segment (its lowbit
+    above S) is finished by ``_fwd_block_segments_kernel`` from the segment totals this writes;
+    the decays of levels above the segment's count from its start, and that kernel adds the rest.
+    PAIRS: two chunks a step (config ``stack_pairs``). SKIP_L1: level-1 blocks (Block(P), P odd:
+    one chunk's own k·vᵀ) are not stored; the output kernel builds them (``out_inline_l1``)."""
+    i_kv, i_nh, i_s = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_h, bos, n_last, slot0, offs_k, offs_v, m_kv, tile, own, program = _tile_program(
+        i_kv, i_nh, cu_seqlens, seq_slot0, T, NC, H, K, V, C, BK, BV, NV, IS_VARLEN, TABLE)
+    seg_lo = i_s << LOG_S
+    if seg_lo > n_last:
+        return
+    seg_end = tl.minimum(seg_lo + (1 << LOG_S), n_last)      # Block(n + 1) for n in [seg_lo, seg_end)
+
+    stack_base = stack + (program * tl.num_programs(2) + i_s) * NL * BK * BV
+    lv = tl.arange(0, NJP)
+    ldv = tl.zeros([NJP], tl.float32)       # per level: log decay from its live block's end
+    seg_g = tl.full([], 0.0, tl.float32)      # the segment's log decay (SEGMENTED)
+    seg_total_at = seg_total + (program * tl.num_programs(2) + i_s) * BK * BV + own
+    seg_decay_at = seg_decay + i_nh.to(tl.int64) * tl.num_programs(2) + i_s
+    # chunks before n_last are full; each step loads the next step's rows while it works
+    rows = bos + seg_lo * C + tl.arange(0, C)
+    nxt_g, nxt_kt, nxt_v = _load_chunk(k, v, g, rows, seg_lo < seg_end, offs_k, offs_v, i_h, H, K, V)
+    if PAIRS:
+        nxt_g2, nxt_kt2, nxt_v2 = _load_chunk(k, v, g, rows + C, seg_lo + 1 < seg_end, offs_k, offs_v, i_h, H, K, V)
+    # The most frequently merged live blocks stay in registers: level 0 (merged by the very next
+    # chunk), or with PAIRS level 1 (level 0 never outlives its pair); the stack in memory holds
+    # the levels above.
+    carry = tl.zeros([BK, BV], dtype=tl.float32)
+    if PAIRS:
+        # Two chunks a step: A = 2a closes Block(A + 1) from its own k·vᵀ alone, B = 2a + 1 closes
+        # Block(B + 1) from its own, A's and the live blocks above. The two products are independent
+        # and the chain of dependent steps is half as long.
+        for a in range(seg_lo // 2, (seg_end + 1) // 2):
+            n_a = 2 * a
+            b_g, b_kt, b_v = nxt_g, nxt_kt, nxt_v
+            b_g2, b_kt2, b_v2 = nxt_g2, nxt_kt2, nxt_v2
+            rows += 2 * C
+            nxt_g, nxt_kt, nxt_v = _load_chunk(k, v, g, rows, n_a + 2 < seg_end, offs_k, offs_v, i_h, H, K, V)
+            nxt_g2, nxt_kt2, nxt_v2 = _load_chunk(k, v, g, rows + C, n_a + 3 < seg_end, offs_k, offs_v, i_h,
+                                                  H, K, V)
+            g_a, kv_a = _own_block(b_g, b_kt, b_v, DOT_PREC)
+            g_b, kv_b = _own_block(b_g2, b_kt2, b_v2, DOT_PREC)
+            seg_g += g_a
+            if i_kv == 0:
+                tl.store(ldec + ((slot0 + n_a) * H + i_h) * NJ + lv, ldv, mask=lv < NJ)
+            if not SKIP_L1:
+                tl.store(blocks + ((slot0 + n_a + 1) * H + i_h) * K * V + tile, kv_a.to(blocks.dtype.element_ty),
+                         mask=m_kv)
+            ldv = tl.where(lv == 0, 0.0, ldv + g_a)
+            if n_a + 1 < seg_end:
+                seg_g += g_b
+                carry, ldv = _close_chunk(n_a + 1, kv_b + tl.exp(g_b) * kv_a, g_b, carry, ldv, lv, seg_g, blocks,
+                                          ldec, slot0, i_h, tile, m_kv, stack_base, own, seg_total_at,
+                                          seg_decay_at, i_kv, H, K, V, NJ, 1, NL, LOG_S, BK, BV, SEGMENTED,
+                                          SKIP_L1)
+    else:
+        for n in range(seg_lo, seg_end):
+            b_g, b_kt, b_v = nxt_g, nxt_kt, nxt_v
+            rows += C
+            nxt_g, nxt_kt, nxt_v = _load_chunk(k, v, g, rows, n + 1 < seg_end, offs_k, offs_v, i_h, H, K, V)
+            g_sum, acc = _own_block(b_g, b_kt, b_v, DOT_PREC)
+            seg_g += g_sum
+            carry, ldv = _close_chunk(n, acc, g_sum, carry, ldv, lv, seg_g, blocks, ldec, slot0, i_h, tile, m_kv,
+                                      stack_base, own, seg_total_at, seg_decay_at, i_kv, H, K, V, NJ, 0, NL, LOG_S,
+                                      BK, BV, SEGMENTED, SKIP_L1)
+    if (i_kv == 0) & (n_last < seg_lo + (1 << LOG_S)):    # n_last is this segment's
+        tl.store(ldec + ((slot0 + n_last) * H + i_h) * NJ + lv, ldv, mask=lv < NJ)
+
+
+@triton.jit(do_not_specialize=["T", "NC", "NS"])
+def _fwd_block_segments_kernel(
+    blocks, ldec, stack, seg_total, seg_decay, cu_seqlens, seq_slot0, T, NC, NS,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, NJ: tl.constexpr, NJP: tl.constexpr,
+    LOG_S: tl.constexpr, NL2: tl.constexpr, NL2P: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    NV: tl.constexpr, IS_VARLEN: tl.constexpr, TABLE: tl.constexpr,
+):
+    """The levels above the segments for one (K×V tile, sequence·head): the same Fenwick carry
+    over segment totals (no products), writing the blocks that span segments, and each chunk's
+    decay to a live block before its segment completed by the decay from that block to the
+    segment's start."""
+    i_kv, i_nh = tl.program_id(0), tl.program_id(1)
+    i_h, bos, n_last, slot0, offs_k, offs_v, m_kv, tile, own, program = _tile_program(
+        i_kv, i_nh, cu_seqlens, seq_slot0, T, NC, H, K, V, C, BK, BV, NV, IS_VARLEN, TABLE)
+    stack_base = stack + program * NL2 * BK * BV
+    ls = tl.arange(0, NL2P)
+    ldvs = tl.zeros([NL2P], tl.float32)     # per segment level: log decay from its live block's end
+    cols = tl.arange(0, NJP)
+    in_chunk = tl.arange(0, 1 << LOG_S)
+    carry = tl.zeros([BK, BV], dtype=tl.float32)
+    for s in range(0, (n_last >> LOG_S) + 1):
+        seg_lo = s << LOG_S
+        if (i_kv == 0) & (s > 0):
+            # level LOG_S + i of a chunk in segment s: add the decay before the segment (bit i of s)
+            lvl = cols - LOG_S
+            before = tl.sum(tl.where(ls[None, :] == lvl[:, None], ldvs[None, :], 0.0), 1)
+            before = tl.where((lvl >= 0) & (((s >> tl.maximum(lvl, 0)) & 1) == 1), before, 0.0)
+            n = seg_lo + in_chunk
+            at = ((slot0 + n) * H + i_h)[:, None] * NJ + cols[None, :]
+            m = (n <= n_last)[:, None] & (cols < NJ)[None, :]
+            tl.store(ldec + at, tl.load(ldec + at, mask=m, other=0.0) + before[None, :], mask=m)
+        if seg_lo + (1 << LOG_S) <= n_last:
+            acc = tl.load(seg_total + (program * NS + s) * BK * BV + own)
+            g_seg = tl.load(seg_decay + i_nh.to(tl.int64) * NS + s)
+            low = (s + 1) & (-(s + 1))
+            z = _bit_length(low, NL2 + 1) - 1
+            if z > 0:
+                acc += tl.exp(tl.sum(tl.where(ls == 0, ldvs, 0.0), 0) + g_seg) * carry
+            for i in tl.static_range(1, NL2):
+                if i < z:
+                    decay = tl.sum(tl.where(ls == i, ldvs, 0.0), 0) + g_seg
+                    acc += tl.exp(decay) * tl.load(stack_base + i * BK * BV + own)
+            if z > 0:       # z == 0: the segment's own total, written by the segment's program
+                tl.store(blocks + ((slot0 + ((s + 1) << LOG_S)) * H + i_h) * K * V + tile,
+                         acc.to(blocks.dtype.element_ty), mask=m_kv)
+                if z < NL2:
+                    tl.store(stack_base + z * BK * BV + own, acc)
+            else:
+                carry = acc
+            tl.debug_barrier()
+            ldvs = tl.where(ls == z, 0.0, ldvs + g_seg)
+
+
+@triton.jit(do_not_specialize=["T", "NC", "NJ", "L", "L_IN"])
+def _fwd_output_kernel(
+    q, k, v, g, lam, blocks, ldec, h0, o, cu_seqlens, seq_pos, seq_slot0, slot_seq, slot_chunk,
+    scale, T, NC, NJ, L, L_IN,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, KP: tl.constexpr, C: tl.constexpr,
+    LOG_C: tl.constexpr, BV: tl.constexpr, INLINE_L1: tl.constexpr,
+    IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, HAS_INIT: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    """o for one (chunk slot, V tile, head): intra-chunk part + one q·Block per set bit of n.
+    INLINE_L1 (sequences from position 0, no initial state): an odd chunk's level-1 block, chunk
+    n − 1's own k·vᵀ, comes from that chunk's rows here; the block pass then never stores it."""
+    i_s, i_v, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_n, n, bos, start, slot0, n0, n_last, offs, pos, valid, tok = _slot_chunk(
+        i_s, slot_seq, slot_chunk, cu_seqlens, seq_pos, seq_slot0, T, NC, C, LOG_C, IS_VARLEN, TABLE)
+    offs_k = tl.arange(0, KP)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    m_k, m_v = offs_k < K, offs_v < V
+    m_qk = valid[:, None] & m_k[None, :]
+    b_q = tl.load(q + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_qk, other=0.0)
+    b_k = tl.load(k + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_qk, other=0.0)
+    b_v = tl.load(v + (tok[:, None] * H + i_h) * V + offs_v[None, :], mask=valid[:, None] & m_v[None, :], other=0.0)
+    lam_row = (tok * H + i_h) * L
+    b_g = load_log_decay(g, tok * H + i_h, valid, 0.0, True, False)
+    b_G = tl.cumsum(b_g, 0)
+    dt = b_q.dtype
+
+    # intra-chunk: level-weighted, decayed causal scores
+    b_s = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PREC)
+    b_s = b_s * causal_decay(b_G, C, True) * _intra_level_weights(lam, lam_row, valid, L, offs, C, LOG_C)
+    b_o = tl.dot(b_s.to(dt), b_v, input_precision=DOT_PREC)
+
+    # inter-chunk: one state per set bit of n (the initial state's levels on a continued first chunk)
+    e_q = tl.exp(b_G)
+    slot = slot0 + (n - n0)
+    if HAS_INIT:
+        n_first = n0
+    else:
+        n_first = n0 * 0 - 1                             # no chunk is a continued first chunk
+    if n == n_first:
+        dist = _bit_length((pos ^ start) & (C - 1), LOG_C)
+        for lvl in range(1, tl.minimum(L_IN, L)):
+            w = _lam_column(lam, lam_row, valid, tl.maximum(dist, lvl), L) * e_q
+            b_h = tl.load(h0 + (((i_n * H + i_h).to(tl.int64) * L_IN + lvl) * K + offs_k[:, None]) * V
+                          + offs_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
+            b_o += w[:, None] * tl.dot(b_q, b_h.to(dt), input_precision=DOT_PREC)
+    else:
+        # one q·Block per set bit of n, lowest first, in a loop without branches: its block loads
+        # pipeline (behind a per-level `if`, each load waited for the previous product)
+        m = n
+        if INLINE_L1:
+            if (n & 1) == 1:
+                # Block(n) = Σ_s e^{G_end(n−1) − G_s}·k_s·v_sᵀ over chunk n − 1 (full: the sequence
+                # starts at 0), ending where chunk n starts: q·Block(n) = (q·kᵀ weighted)·v
+                rows_p = tok - C
+                b_kp = tl.load(k + (rows_p[:, None] * H + i_h) * K + offs_k[None, :], mask=m_k[None, :], other=0.0)
+                b_vp = tl.load(v + (rows_p[:, None] * H + i_h) * V + offs_v[None, :], mask=m_v[None, :], other=0.0)
+                b_gp = load_log_decay(g, rows_p * H + i_h, rows_p >= 0, 0.0, True, False)
+                b_Gp = tl.cumsum(b_gp, 0)
+                w_1 = _lam_column(lam, lam_row, valid, LOG_C + 1, L) * e_q
+                b_sp = (tl.dot(b_q, tl.trans(b_kp), input_precision=DOT_PREC) * w_1[:, None]
+                        * tl.exp(tl.sum(b_gp, 0) - b_Gp)[None, :])
+                b_o += tl.dot(b_sp.to(dt), b_vp, input_precision=DOT_PREC)
+            m = n & -2
+        for _ in range(0, _popcount(m, INDEX_BITS)):
+            src = m                                      # Block(src) ends where n's level-j bucket ends
+            low, m, j = _pop_lowest(m)
+            decay = tl.load(ldec + (slot * H + i_h) * NJ + (j - 1))
+            w = _lam_column(lam, lam_row, valid, LOG_C + j, L) * tl.exp(b_G + decay)
+            m_kv = m_k[:, None] & m_v[None, :]
+            if HAS_INIT:
+                from_init = src <= n_first
+                b_h = tl.where(from_init, tl.load(
+                    h0 + (((i_n * H + i_h).to(tl.int64) * L_IN + LOG_C + j) * K + offs_k[:, None]) * V
+                    + offs_v[None, :], mask=m_kv & (offs_k * 0 + src <= n_first)[:, None]
+                    & (offs_k * 0 + LOG_C + j < L_IN)[:, None], other=0.0).to(dt),
+                    tl.load(blocks + (((slot0 + src - n0) * H + i_h) * K + offs_k[:, None]) * V + offs_v[None, :],
+                            mask=m_kv & (offs_k * 0 + src > n_first)[:, None], other=0.0).to(dt))
+            else:
+                b_h = tl.load(blocks + (((slot0 + src - n0) * H + i_h) * K + offs_k[:, None]) * V + offs_v[None, :],
+                              mask=m_kv, other=0.0).to(dt)
+            b_o += w[:, None] * tl.dot(b_q, b_h, input_precision=DOT_PREC)
+    tl.store(o + (tok[:, None] * H + i_h) * V + offs_v[None, :], (b_o * scale).to(o.dtype.element_ty),
+             mask=valid[:, None] & m_v[None, :])
+
+
+# =============================================================================================
+# backward
+# =============================================================================================
+
+
+@triton.jit(do_not_specialize=["T", "NC", "NJ", "L"])
+def _bwd_level_scan_kernel(
+    q, do, g, lam, rblocks, rdec, cu_seqlens, seq_pos, seq_slot0,
+    scale, T, NC, NJ, L,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LOG_C: tl.constexpr,
+    BK: tl.constexpr, BV: tl.constexpr, NV: tl.constexpr,
+    IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    """RBlock(R) of chunk level j = program_id(1) + 1, walking the chunks backwards: the right half
+    [R, R + 2^(j−1)) of each aligned 2^j block, as Σ scale·λ[t, c+j]·e^{G_t − G_end(R−1)}·q_t·dO_tᵀ."""
+    i_kv, i_lv, i_nh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_n, i_h = i_nh // H, i_nh % H
+    i_k, i_v = i_kv // NV, i_kv % NV
+    bos, length, start, slot0 = _sequence(i_n, cu_seqlens, seq_pos, seq_slot0, T, NC, IS_VARLEN, TABLE)
+    end = start + length
+    n0 = (start >> LOG_C).to(tl.int32)
+    n_last = tl.where(length > 0, (end - 1) >> LOG_C, (start >> LOG_C) - 1).to(tl.int32)
+    j = i_lv + 1
+    half = 1 << (j - 1)
+    offs_k = i_k * BK + tl.arange(0, BK)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    m_kv = (offs_k < K)[:, None] & (offs_v < V)[None, :]
+    acc = tl.zeros([BK, BV], dtype=tl.float32)
+    a_hi = n_last >> j
+    for i_a in range(0, a_hi - (n0 >> j) + 1):
+        a = a_hi - i_a
+        base = a << j
+        mid = base + half
+        # right half, last chunk first: queries weighted by their level-(c + j) scale
+        r_lo = tl.maximum(mid, n0)
+        r_hi = tl.minimum(base + 2 * half, n_last + 1)
+        acc = acc * 0.0
+        for i_r in range(0, r_hi - r_lo):
+            n = r_hi - 1 - i_r
+            offs, pos, valid, tok = _chunk_rows(n, start, end, bos, C)
+            b_g = load_log_decay(g, tok * H + i_h, valid, 0.0, True, False)
+            b_G = tl.cumsum(b_g, 0)
+            g_sum = tl.sum(b_g, 0)
+            b_lj = tl.load(lam + (tok * H + i_h) * L + LOG_C + j, mask=valid, other=0.0).to(tl.float32)
+            b_qt = tl.load(q + (tok[None, :] * H + i_h) * K + offs_k[:, None],
+                           mask=(offs_k < K)[:, None] & valid[None, :], other=0.0)
+            b_do = tl.load(do + (tok[:, None] * H + i_h) * V + offs_v[None, :],
+                           mask=valid[:, None] & (offs_v < V)[None, :], other=0.0)
+            b_qw = (b_qt * (scale * b_lj * tl.exp(b_G))[None, :]).to(b_do.dtype)
+            acc = acc * tl.exp(g_sum) + tl.dot(b_qw, b_do, input_precision=DOT_PREC)
+        if (r_lo == mid) & (r_hi > r_lo):
+            tl.store(rblocks + (((slot0 + (mid - n0)) * H + i_h) * K + offs_k[:, None]) * V + offs_v[None, :],
+                     acc.to(rblocks.dtype.element_ty), mask=m_kv)
+        # left half, last chunk first: decay from the right half's start back to each chunk's end
+        l_lo = tl.maximum(base, n0)
+        l_hi = tl.minimum(mid, n_last + 1)
+        rld = tl.full([], 0.0, tl.float32)
+        for i_l in range(0, l_hi - l_lo):
+            n = l_hi - 1 - i_l
+            offs, pos, valid, tok = _chunk_rows(n, start, end, bos, C)
+            g_sum = tl.sum(load_log_decay(g, tok * H + i_h, valid, 0.0, True, False), 0)
+            if i_kv == 0:
+                tl.store(rdec + ((slot0 + (n - n0)) * H + i_h) * NJ + (j - 1), rld)
+            rld += g_sum
+
+
+@triton.jit
+def _later_query_states(rblocks, rdec, n, n_last, slot, slot0, n0, i_h, NJ, offs_k, offs_v, m_kv,
+                        H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
+    """Σ_j e^{rdec_j}·RBlock(R_j) over the later chunks chunk n's keys see at level c + j, one per
+    unset bit j − 1 of n below NJ: the right half starting at R_j = n with bit j − 1 set and the
+    bits below cleared, where it exists (R_j grows with j, so the missing ones are the last)."""
+    b_rs = tl.zeros([BK, BV], dtype=tl.float32)
+    u = ~n & ((1 << NJ) - 1)
+    for _ in range(0, _popcount(u, INDEX_BITS)):
+        low, u, j = _pop_lowest(u)
+        rsrc = (n | low) & ~(low - 1)
+        live = (offs_k * 0 + rsrc) <= n_last             # [BK]: the interpreter masks with tensors only
+        decay = tl.load(rdec + (slot * H + i_h) * NJ + (j - 1))
+        b_rs += tl.where(live[:, None], tl.exp(decay), 0.0) * tl.load(
+            rblocks + (((slot0 + rsrc - n0) * H + i_h) * K + offs_k[:, None]) * V + offs_v[None, :],
+            mask=m_kv & live[:, None], other=0.0).to(tl.float32)
+    return b_rs
+
+
+@triton.jit(do_not_specialize=["T", "NC", "NJ", "L", "TOKENS"])
+def _bwd_dqk_kernel(
+    q, k, v, g, lam, do, blocks, ldec, rblocks, rdec, dq, dk, dlam, dG,
+    cu_seqlens, seq_pos, seq_slot0, slot_seq, slot_chunk,
+    scale, T, NC, NJ, L, TOKENS,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LOG_C: tl.constexpr,
+    BK: tl.constexpr, BV: tl.constexpr, LP: tl.constexpr, WITH_DK: tl.constexpr,
+    IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    """dq (and dk with WITH_DK; else the dv kernel writes it) for one (chunk slot, K tile, head),
+    and this K tile's share of dλ and of dG (q·dq, minus k·dk with WITH_DK)."""
+    i_s, i_k, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_n, n, bos, start, slot0, n0, n_last, offs, pos, valid, tok = _slot_chunk(
+        i_s, slot_seq, slot_chunk, cu_seqlens, seq_pos, seq_slot0, T, NC, C, LOG_C, IS_VARLEN, TABLE)
+    offs_k = i_k * BK + tl.arange(0, BK)
+    m_k = offs_k < K
+    cols = tl.arange(0, LP)
+    m_qk = valid[:, None] & m_k[None, :]
+    b_q = tl.load(q + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_qk, other=0.0)
+    b_k = tl.load(k + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_qk, other=0.0)
+    lam_row = (tok * H + i_h) * L
+    b_g = load_log_decay(g, tok * H + i_h, valid, 0.0, True, False)
+    b_G = tl.cumsum(b_g, 0)
+    g_sum = tl.sum(b_g, 0)
+    dt = b_q.dtype
+    slot = slot0 + (n - n0)
+    e_q = tl.exp(b_G)
+    e_k = tl.exp(g_sum - b_G)
+
+    b_dA = tl.zeros([C, C], dtype=tl.float32)
+    b_dq = tl.zeros([C, BK], dtype=tl.float32)
+    b_dk = tl.zeros([C, BK], dtype=tl.float32)
+    b_dlam = tl.zeros([C, LP], dtype=tl.float32)
+    for v0 in range(0, V, BV):
+        offs_v = v0 + tl.arange(0, BV)
+        m_v = offs_v < V
+        m_tv = valid[:, None] & m_v[None, :]
+        m_kv = m_k[:, None] & m_v[None, :]
+        b_do = tl.load(do + (tok[:, None] * H + i_h) * V + offs_v[None, :], mask=m_tv, other=0.0)
+        b_v = tl.load(v + (tok[:, None] * H + i_h) * V + offs_v[None, :], mask=m_tv, other=0.0)
+        b_dA += tl.dot(b_do, tl.trans(b_v), input_precision=DOT_PREC)
+        # earlier chunks at level c + j, one per set bit of n: dq and dλ through Block(src). A
+        # block that ends at or before the call's first chunk holds none of its tokens (a
+        # continued call: the op differentiates the initial state's share itself)
+        m = n
+        for _ in range(0, _popcount(n, INDEX_BITS)):
+            src = m
+            low, m, j = _pop_lowest(m)
+            live = (offs_k * 0 + src) > n0
+            decay = tl.load(ldec + (slot * H + i_h) * NJ + (j - 1))
+            b_h = tl.load(blocks + (((slot0 + src - n0) * H + i_h) * K + offs_k[:, None]) * V
+                          + offs_v[None, :], mask=m_kv & live[:, None], other=0.0).to(dt)
+            b_r = tl.dot(b_do, tl.trans(b_h), input_precision=DOT_PREC)      # [C, BK]
+            e_j = tl.where((offs * 0 + src) > n0, scale * tl.exp(b_G + decay), 0.0)
+            b_dq += (_lam_column(lam, lam_row, valid, LOG_C + j, L) * e_j)[:, None] * b_r
+            part = tl.sum(b_q.to(tl.float32) * b_r, 1) * e_j
+            b_dlam += tl.where(cols[None, :] == LOG_C + j, part[:, None], 0.0)
+        if WITH_DK:
+            b_rs = _later_query_states(rblocks, rdec, n, n_last, slot, slot0, n0, i_h, NJ, offs_k, offs_v, m_kv,
+                                       H, K, V, BK, BV)
+            b_vd = (b_v * e_k[:, None]).to(dt)
+            b_dk += tl.dot(b_vd, tl.trans(b_rs.to(dt)), input_precision=DOT_PREC)
+
+    # intra-chunk
+    b_s = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PREC)
+    b_D = causal_decay(b_G, C, True) * scale
+    b_W = _intra_level_weights(lam, lam_row, valid, L, offs, C, LOG_C)
+    b_dAM = b_dA * b_D * b_W
+    # Each token's own pair (t, t) is in both q·dq and k·dk and cancels in dG exactly; under strong
+    # decay it is nearly all of them, so it is left out of the sums dG is taken from and added to
+    # dq, dk afterwards (otherwise dG keeps only its rounding: fp32, g = -20, 60x relative error).
+    on_diag = offs[:, None] == offs[None, :]
+    b_diag = tl.sum(tl.where(on_diag, b_dAM, 0.0), 1)
+    b_dAM = tl.where(on_diag, 0.0, b_dAM)
+    b_dq += tl.dot(b_dAM.to(dt), b_k, input_precision=DOT_PREC)
+    if WITH_DK:
+        b_dk += tl.dot(tl.trans(b_dAM.to(dt)), b_q, input_precision=DOT_PREC)
+    b_P = b_dA * b_s * b_D                              # dλ[t, lvl(t,s)] gathers these per row
+    x = offs[:, None] ^ offs[None, :]
+    for lvl in tl.static_range(0, LOG_C + 1):
+        in_lvl = (x < (1 << lvl)) & (x >= ((1 << lvl) >> 1))     # bit_length(x) == lvl
+        part = tl.sum(tl.where(in_lvl, b_P, 0.0), 1)
+        b_dlam += tl.where(cols[None, :] == lvl, part[:, None], 0.0)
+
+    b_dG = tl.sum(b_q.to(tl.float32) * b_dq, 1)
+    b_dq += b_diag[:, None] * b_k.to(tl.float32)
+    tl.store(dq + (tok[:, None] * H + i_h) * K + offs_k[None, :], b_dq.to(dq.dtype.element_ty), mask=m_qk)
+    if WITH_DK:
+        b_dG -= tl.sum(b_k.to(tl.float32) * b_dk, 1)
+        b_dk += b_diag[:, None] * b_q.to(tl.float32)
+        tl.store(dk + (tok[:, None] * H + i_h) * K + offs_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_qk)
+    part_base = i_k.to(tl.int64) * TOKENS * H
+    tl.store(dlam + (part_base + tok[:, None] * H + i_h) * L + cols[None, :], b_dlam.to(dlam.dtype.element_ty),
+             mask=valid[:, None] & (cols < L)[None, :])
+    tl.store(dG + part_base + tok * H + i_h, b_dG, mask=valid)
+
+
+@triton.jit(do_not_specialize=["T", "NC", "NJ", "L"])
+def _bwd_dv_kernel(
+    q, k, v, g, lam, do, rblocks, rdec, dv, dk, dG, cu_seqlens, seq_pos, seq_slot0, slot_seq, slot_chunk,
+    scale, T, NC, NJ, L,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LOG_C: tl.constexpr,
+    BK: tl.constexpr, BV: tl.constexpr, LP: tl.constexpr, WITH_DK: tl.constexpr,
+    IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    """dv for one (chunk slot, V tile, head): Aᵀ·dO inside the chunk + (k decayed)·ΣRBlock.
+    WITH_DK (one V tile spans V): also dk = (dA masked)ᵀ·q + (v decayed)·ΣRBlockᵀ per K tile,
+    from the same ΣRBlock tiles, and −k·dk into dG's last partial."""
+    i_s, i_v, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_n, n, bos, start, slot0, n0, n_last, offs, pos, valid, tok = _slot_chunk(
+        i_s, slot_seq, slot_chunk, cu_seqlens, seq_pos, seq_slot0, T, NC, C, LOG_C, IS_VARLEN, TABLE)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    m_v = offs_v < V
+    m_tv = valid[:, None] & m_v[None, :]
+    cols = tl.arange(0, LP)
+    b_do = tl.load(do + (tok[:, None] * H + i_h) * V + offs_v[None, :], mask=m_tv, other=0.0)
+    b_lam = tl.load(lam + (tok[:, None] * H + i_h) * L + cols[None, :],
+                    mask=valid[:, None] & (cols < L)[None, :], other=0.0).to(tl.float32)
+    b_g = load_log_decay(g, tok * H + i_h, valid, 0.0, True, False)
+    b_G = tl.cumsum(b_g, 0)
+    g_sum = tl.sum(b_g, 0)
+    dt = b_do.dtype
+    slot = slot0 + (n - n0)
+    e_k = tl.exp(g_sum - b_G)
+
+    b_st = tl.zeros([C, C], dtype=tl.float32)      # key-major scores: [s, t] = k_s·q_t
+    b_dv = tl.zeros([C, BV], dtype=tl.float32)
+    if WITH_DK:
+        b_v = tl.load(v + (tok[:, None] * H + i_h) * V + offs_v[None, :], mask=m_tv, other=0.0)
+        # key-major dA masked like A: [s, t] = dO_t·v_s · D · W · scale; the (t, t) pairs stay out
+        # of the sum dG takes from k·dk (see _bwd_dqk_kernel) and join dk afterwards. The weights
+        # are computed again for A below rather than held through the K loop (registers).
+        b_dAt = (tl.dot(b_v, tl.trans(b_do), input_precision=DOT_PREC) * causal_decay(b_G, C, True, True)
+                 * _intra_level_weights(b_lam, cols, valid, L, offs, C, LOG_C, True) * scale)
+        on_diag = offs[:, None] == offs[None, :]
+        b_diag = tl.sum(tl.where(on_diag, b_dAt, 0.0), 1)
+        b_dAt = tl.where(on_diag, 0.0, b_dAt).to(dt)
+        b_vd = (b_v * e_k[:, None]).to(dt)
+        b_dG = tl.zeros([C], dtype=tl.float32)
+    for k0 in range(0, K, BK):
+        offs_k = k0 + tl.arange(0, BK)
+        m_k = offs_k < K
+        m_tk = valid[:, None] & m_k[None, :]
+        m_kv = m_k[:, None] & m_v[None, :]
+        b_q = tl.load(q + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_tk, other=0.0)
+        b_k = tl.load(k + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_tk, other=0.0)
+        b_st += tl.dot(b_k, tl.trans(b_q), input_precision=DOT_PREC)
+        # the same sum as _later_query_states, as a branch per level: its loop without branches
+        # made this kernel slower (H100, K = V = 128: 0.58 vs 0.49 ms), unlike dq/dk's
+        b_rs = tl.zeros([BK, BV], dtype=tl.float32)
+        for j in range(1, NJ + 1):
+            if ((n >> (j - 1)) & 1) == 0:
+                rsrc = ((n >> (j - 1)) | 1) << (j - 1)
+                if rsrc <= n_last:
+                    decay = tl.load(rdec + (slot * H + i_h) * NJ + (j - 1))
+                    b_rs += tl.exp(decay) * tl.load(
+                        rblocks + (((slot0 + rsrc - n0) * H + i_h) * K + offs_k[:, None]) * V + offs_v[None, :],
+                        mask=m_kv, other=0.0).to(tl.float32)
+        b_kd = (b_k * e_k[:, None]).to(dt)
+        b_dv += tl.dot(b_kd, b_rs.to(dt), input_precision=DOT_PREC)
+        if WITH_DK:
+            b_dk = tl.dot(b_vd, tl.trans(b_rs.to(dt)), input_precision=DOT_PREC)
+            b_dk = tl.dot(b_dAt, b_q, b_dk, input_precision=DOT_PREC)
+            b_dG -= tl.sum(b_k.to(tl.float32) * b_dk, 1)
+            b_dk += b_diag[:, None] * b_q.to(tl.float32)
+            tl.store(dk + (tok[:, None] * H + i_h) * K + offs_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
+    # Aᵀ is built key-major, never transposed in registers: with one K tile and 8 warps, triton 3.6
+    # gave the C×C accumulator a warp-replicated wgmma layout, and tl.trans of it left dv NaN on H100
+    b_At = (b_st * causal_decay(b_G, C, True, True)
+            * _intra_level_weights(b_lam, cols, valid, L, offs, C, LOG_C, True) * scale)
+    b_dv += tl.dot(b_At.to(dt), b_do, input_precision=DOT_PREC)
+    tl.store(dv + (tok[:, None] * H + i_h) * V + offs_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
+    if WITH_DK:
+        tl.store(dG + tok * H + i_h, b_dG, mask=valid)
+
+
+# =============================================================================================
+# decode step
+# =============================================================================================
+
+
+@triton.jit
+def _step_kernel(q, k, v, g, lam, states, new_states, position, o, scale, L, LS,
+                 H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, KP: tl.constexpr, BV: tl.constexpr,
+                 LP: tl.constexpr, ALL_LEVELS: tl.constexpr):
+    """One token at position P for one (V tile, sequence·head). Reads every level (o), then merges
+    levels 1..p (p = trailing ones of P) and the token into level p + 1; other levels decay.
+    ``new_states`` may be ``states`` (in place: levels above P + 1's bit length are zero and stay
+    untouched) or another buffer (ALL_LEVELS: every level is written)."""
+    i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    i_n = i_nh // H
+    offs_k = tl.arange(0, KP)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    m_k, m_v = offs_k < K, offs_v < V
+    m_kv = m_k[:, None] & m_v[None, :]
+    cols = tl.arange(0, LP)
+    b_q = tl.load(q + i_nh * K + offs_k, mask=m_k, other=0.0).to(tl.float32)
+    b_k = tl.load(k + i_nh * K + offs_k, mask=m_k, other=0.0).to(tl.float32)
+    b_v = tl.load(v + i_nh * V + offs_v, mask=m_v, other=0.0).to(tl.float32)
+    b_lam = tl.load(lam + i_nh * L + cols, mask=cols < L, other=0.0).to(tl.float32)
+    decay = tl.exp(tl.load(g + i_nh).to(tl.float32))
+    p = tl.load(position + i_n)
+    target = _bit_length(p ^ (p + 1), 63)               # p + 1 in the docstring's terms
+    top = _bit_length(p + 1, 63)                        # levels above this stay zero
+    b_o = tl.sum(tl.where(cols == 0, b_lam, 0.0), 0) * tl.sum(b_q * b_k, 0) * b_v
+    merged = tl.zeros([KP, BV], dtype=tl.float32)
+    base = i_nh.to(tl.int64) * LS
+    if ALL_LEVELS:
+        last = top * 0 + LS
+    else:
+        last = tl.minimum(top + 1, LS)
+    tile = offs_k[:, None] * V + offs_v[None, :]
+    if ALL_LEVELS:
+        tl.store(new_states + base * K * V + tile, tl.zeros([KP, BV], tl.float32), mask=m_kv)
+    for lvl in range(1, last):
+        b_h = tl.load(states + (base + lvl) * K * V + tile, mask=m_kv, other=0.0)
+        lam_l = tl.sum(tl.where(cols == lvl, b_lam, 0.0), 0)
+        b_o += (lam_l * decay) * tl.sum(b_q[:, None] * b_h, 0)
+        if lvl < target:
+            merged += b_h
+            b_h = b_h * 0.0
+        elif lvl == target:
+            b_h = decay * merged + b_k[:, None] * b_v[None, :]
+        else:
+            b_h = b_h * decay
+        tl.store(new_states + (base + lvl) * K * V + tile, b_h, mask=m_kv)
+    tl.store(o + i_nh * V + offs_v, (b_o * scale).to(o.dtype.element_ty), mask=m_v)
+
+
+# =============================================================================================
+# launchers
+# =============================================================================================
+
+
+def _dot_precision(dtype: torch.dtype) -> str:
+    # fp32 inputs get exact fp32 products (tf32 would cost ~1e-3 relative error); halves ignore it
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def block_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Storage of the per-chunk block states: bf16 inputs keep bf16 (the tensor-core operand it
+    becomes anyway; accumulation stays fp32 in registers), fp16 and fp32 keep fp32 (range)."""
+    return torch.bfloat16 if dtype == torch.bfloat16 else torch.float32
+
+
+@dataclass
+class ChunkPlan:
+    """Where the sequences and chunks of one call live. Dense calls (batch rows starting at
+    position 0) need no tables; continued or packed sequences get small device tables."""
+    chunk: int
+    num_seqs: int                # N
+    num_slots: int               # chunk slots over all sequences
+    levels: int                  # NJ: chunk levels (bit length of the largest chunk index reached)
+    slots_per_seq: int           # dense only
+    table: bool
+    seq_pos: torch.Tensor | None = None      # [N] int64 start positions
+    seq_slot0: torch.Tensor | None = None    # [N] int64 first slot of each sequence
+    slot_seq: torch.Tensor | None = None     # [S] int32 sequence of each slot
+    slot_chunk: torch.Tensor | None = None   # [S] int32 absolute chunk index of each slot
+    from_start: bool = True      # every sequence starts at position 0 (no partial first chunk)
+
+
+def make_plan(batch: int, seq_len: int, chunk: int, lengths: list[int] | None, starts: list[int] | None,
+              device) -> ChunkPlan:
+    """Plan for ``lengths`` (packed sequences; None: ``batch`` rows of ``seq_len``) starting at
+    ``starts`` (None: all at position 0)."""
+    log_c = chunk.bit_length() - 1
+    if lengths is None and starts is None:
+        nc = cdiv(seq_len, chunk)
+        return ChunkPlan(chunk, batch, batch * nc, max(1, (seq_len >> log_c).bit_length()), nc, False)
+    lengths = lengths if lengths is not None else [seq_len] * batch
+    starts = starts if starts is not None else [0] * len(lengths)
+    slot0, slot_seq, slot_chunk = [], [], []
+    levels = 1
+    for i, (n, p0) in enumerate(zip(lengths, starts)):
+        slot0.append(len(slot_seq))
+        if n > 0:
+            first, last = p0 >> log_c, (p0 + n - 1) >> log_c
+            slot_seq.extend([i] * (last - first + 1))
+            slot_chunk.extend(range(first, last + 1))
+        levels = max(levels, ((p0 + n) >> log_c).bit_length())
+    as_tensor = lambda x, dt: torch.tensor(x, dtype=dt, device=device)  # noqa: E731
+    return ChunkPlan(chunk, len(lengths), len(slot_seq), levels, 0, True,
+                     as_tensor(starts, torch.int64), as_tensor(slot0, torch.int64),
+                     as_tensor(slot_seq, torch.int32), as_tensor(slot_chunk, torch.int32),
+                     from_start=not any(starts))
+
+
+def _plan_args(plan: ChunkPlan, dummy):
+    return (plan.seq_pos if plan.table else dummy, plan.seq_slot0 if plan.table else dummy)
+
+
+def _slot_args(plan: ChunkPlan, dummy):
+    return (plan.slot_seq if plan.table else dummy, plan.slot_chunk if plan.table else dummy)
+
+
+def _tile(size: int, block: int) -> int:
+    return min(int(block), max(16, triton.next_power_of_2(size)))
+
+
+def _auto_segment(programs: int) -> int:
+    """Chunks per segment of the stacked block pass for ``stack_segment`` 0: whole sequences when
+    the (tile, sequence·head) programs alone fill the GPU, else 32-chunk segments, one program each
+    (H100, bf16: 512 programs whole 0.34-0.40 ms vs 0.39 in segments; 32 programs at B=2 T=16384
+    K=V=64 0.546 whole vs 0.146; 64 at B=1 T=131072 K=V=128 4.04 vs 1.67)."""
+    return 1 << 30 if programs >= 512 else 32
+
+
+def _stacked_block_states(k, v, g, blocks, ldec, plan: ChunkPlan, config, cu_seqlens, bk: int,
+                          bv: int, skip_level1: bool = False) -> None:
+    """Kernel 1 for sequences that start at position 0 with no state in or out: one Fenwick-carry
+    pass per tile (per segment of chunks, then a carry across segments) writes ``blocks`` and
+    ``ldec``."""
+    T, H, K = k.shape[1:]
+    V = v.shape[-1]
+    chunk = plan.chunk
+    nk, nv = cdiv(K, bk), cdiv(V, bv)
+    dummy = blocks
+    nj = plan.levels
+    nc_max = plan.slots_per_seq if not plan.table else cdiv(T, chunk)
+    programs = plan.num_seqs * H * nk * nv
+    seg = int(config.get("stack_segment", 0)) or _auto_segment(programs)
+    seg = min(seg, triton.next_power_of_2(max(nc_max, 2)))
+    log_s = seg.bit_length() - 1
+    ns = cdiv(nc_max, seg)
+    nl = max(1, min(nj, log_s))
+    stack = torch.empty(programs * ns, nl, bk, bv, device=k.device, dtype=torch.float32)
+    seg_total = torch.empty(programs, ns, bk, bv, device=k.device, dtype=torch.float32) if ns > 1 else stack
+    seg_decay = torch.empty(plan.num_seqs * H, ns, device=k.device, dtype=torch.float32) if ns > 1 else stack
+    common = dict(H=H, K=K, V=V, C=chunk, NJ=nj, NJP=max(2, triton.next_power_of_2(nj)), LOG_S=log_s,
+                  BK=bk, BV=bv, NV=nv, IS_VARLEN=cu_seqlens is not None, TABLE=plan.table,
+                  num_warps=int(config["scan_warps"]))
+    cu = cu_seqlens if cu_seqlens is not None else dummy
+    slot0 = plan.seq_slot0 if plan.table else dummy
+    _fwd_block_stack_kernel[(nk * nv, plan.num_seqs * H, ns)](
+        k, v, g, blocks, ldec, stack, seg_total, seg_decay, cu, slot0, T, plan.slots_per_seq,
+        NL=nl, SEGMENTED=ns > 1, PAIRS=bool(int(config.get("stack_pairs", 0))), SKIP_L1=skip_level1,
+        DOT_PREC=_dot_precision(k.dtype),
+        num_stages=int(config["num_stages"]),
+        **common)
+    if ns > 1:
+        nl2 = max(1, nj - log_s)
+        stack2 = torch.empty(programs, nl2, bk, bv, device=k.device, dtype=torch.float32)
+        _fwd_block_segments_kernel[(nk * nv, plan.num_seqs * H)](
+            blocks, ldec, stack2, seg_total, seg_decay, cu, slot0, T, plan.slots_per_seq, ns,
+            NL2=nl2, NL2P=max(2, triton.next_power_of_2(nl2)), num_stages=1, **common)
+
+
+def block_states(k, v, g, plan: ChunkPlan, config, cu_seqlens, init=None, final=None, skip_level1=False):
+    """Kernel 1: Block(P) for every chunk slot [S, H, K, V] and the log decays ldec [S, H, NJ];
+    writes ``final`` [N, H, L_out, K, V] (fp32, zero-filled) when given. ``skip_level1``: the
+    stacked pass may leave the level-1 blocks (P odd) unwritten."""
+    B, T, H, K = k.shape
+    V = v.shape[-1]
+    chunk = plan.chunk
+    bk, bv = _tile(K, config["scan_bk"]), _tile(V, config["scan_bv"])
+    nk, nv = cdiv(K, bk), cdiv(V, bv)
+    blocks = torch.empty(max(plan.num_slots, 1), H, K, V, device=k.device, dtype=block_dtype(k.dtype))
+    ldec = torch.empty(max(plan.num_slots, 1), H, plan.levels, device=k.device, dtype=torch.float32)
+    dummy = blocks
+    if plan.from_start and init is None and final is None and int(config.get("stack", 1)):
+        _stacked_block_states(k, v, g, blocks, ldec, plan, config, cu_seqlens, bk, bv, skip_level1)
+        return blocks, ldec
+    levels_axis = plan.levels + (1 if final is not None else 0)
+    _fwd_level_scan_kernel[(nk * nv, levels_axis, plan.num_seqs * H)](
+        k, v, g, blocks, ldec, init if init is not None else dummy, final if final is not None else dummy,
+        cu_seqlens if cu_seqlens is not None else dummy, *_plan_args(plan, dummy),
+        T, plan.slots_per_seq, plan.levels,
+        init.shape[2] if init is not None else 0, final.shape[2] if final is not None else 0,
+        H=H, K=K, V=V, C=chunk, LOG_C=chunk.bit_length() - 1, BK=bk, BV=bv, NV=nv,
+        IS_VARLEN=cu_seqlens is not None, TABLE=plan.table, HAS_INIT=init is not None,
+        STORE_FINAL=final is not None, DOT_PREC=_dot_precision(k.dtype),
+        num_warps=int(config["scan_warps"]), num_stages=int(config["num_stages"]))
+    return blocks, ldec
+
+
+def forward(q, k, v, g, lam, scale: float, config, plan: ChunkPlan, cu_seqlens=None, init=None,
+            final_levels: int = 0, out=None):
+    """o [B, T, H, V] (q's dtype) and the final states [N, H, final_levels, K, V] fp32 (or None).
+    All tensors contiguous; ``init`` [N, H, L_in, K, V] fp32 or None."""
+    B, T, H, K = q.shape
+    V, L = v.shape[-1], lam.shape[-1]
+    o = torch.empty_like(v) if out is None else out
+    final = (torch.zeros(plan.num_seqs, H, final_levels, K, V, device=q.device, dtype=torch.float32)
+             if final_levels else None)
+    # an odd chunk's level-1 block from the previous chunk's rows (sequences from position 0)
+    inline_level1 = bool(int(config.get("out_inline_l1", 0))) and plan.from_start and init is None
+    blocks, ldec = block_states(k, v, g, plan, config, cu_seqlens, init, final, skip_level1=inline_level1)
+    if plan.num_slots == 0:
+        return o, final
+    bv = _tile(V, config["out_bv"])
+    dummy = blocks
+    _fwd_output_kernel[(plan.num_slots, cdiv(V, bv), H)](
+        q, k, v, g, lam, blocks, ldec, init if init is not None else dummy, o,
+        cu_seqlens if cu_seqlens is not None else dummy, *_plan_args(plan, dummy), *_slot_args(plan, dummy),
+        float(scale), T, plan.slots_per_seq, plan.levels, L, init.shape[2] if init is not None else 0,
+        H=H, K=K, V=V, KP=max(16, triton.next_power_of_2(K)), C=plan.chunk,
+        LOG_C=plan.chunk.bit_length() - 1, BV=bv, INLINE_L1=inline_level1,
+        IS_VARLEN=cu_seqlens is not None, TABLE=plan.table, HAS_INIT=init is not None,
+        DOT_PREC=_dot_precision(q.dtype),
+        num_warps=int(config["out_warps"]), num_stages=int(config["num_stages"]))
+    return o, final
+
+
+def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seqlens=None, out=None):
+    """(dq, dk, dv, dg, dλ) of the call's own tokens (sequences may start at the plan's positions;
+    an initial state's share is not included); dq/dk/dv in q's dtype, dg and dλ in the dtypes of
+    g and level_scales. ``out``: the five buffers to write, or None."""
+    B, T, H, K = q.shape
+    V, L = v.shape[-1], lam.shape[-1]
+    device = q.device
+    tokens = B * T
+    chunk, log_c = plan.chunk, plan.chunk.bit_length() - 1
+    if out is None:
+        out = (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), torch.empty_like(g),
+               torch.empty_like(lam))
+    dq, dk, dv, dg, dlam_out = out
+    if plan.num_slots == 0:
+        for x in out:
+            x.zero_()
+        return out
+    blocks, ldec = block_states(k, v, g, plan, config, cu_seqlens)
+    dot_prec = _dot_precision(q.dtype)
+    lp = max(2, triton.next_power_of_2(L))
+    common = dict(H=H, K=K, V=V, C=chunk, LOG_C=log_c, IS_VARLEN=cu_seqlens is not None,
+                  TABLE=plan.table, DOT_PREC=dot_prec, num_stages=int(config["num_stages"]))
+    dummy = blocks
+    cu = cu_seqlens if cu_seqlens is not None else dummy
+
+    # 3: λ-weighted query states of right halves, per level
+    sbk, sbv = _tile(K, config["scan_bk"]), _tile(V, config["scan_bv"])
+    snv = cdiv(V, sbv)
+    rblocks = torch.empty(plan.num_slots, H, K, V, device=device, dtype=block_dtype(q.dtype))
+    rdec = torch.empty(plan.num_slots, H, plan.levels, device=device, dtype=torch.float32)
+    _bwd_level_scan_kernel[(cdiv(K, sbk) * snv, plan.levels, plan.num_seqs * H)](
+        q, do, g, lam, rblocks, rdec, cu, *_plan_args(plan, dummy),
+        float(scale), T, plan.slots_per_seq, plan.levels, L,
+        BK=sbk, BV=sbv, NV=snv, num_warps=int(config["scan_warps"]), **common)
+
+    # 4: dq (and dk), dλ and dG (partial over K tiles)
+    kbk, kbv = _tile(K, config["dqk_bk"]), _tile(V, config["dqk_bv"])
+    nk = cdiv(K, kbk)
+    vbk, vbv = _tile(K, config["dv_bk"]), _tile(V, config["dv_bv"])
+    # dk_with_dv: the dv kernel also writes dk (it needs the whole V per program; check_config
+    # refuses the rest, and a config that slips through keeps dk in the dq/dk kernel)
+    dk_with_dv = bool(int(config.get("dk_with_dv", 0))) and cdiv(V, vbv) == 1
+    # K tiles each hold a share of dλ and dG; one tile writes dλ straight into the output
+    dlam_part = dlam_out if nk == 1 else torch.empty(nk, tokens, H, L, device=device, dtype=torch.float32)
+    dG_part = torch.empty(nk + dk_with_dv, tokens, H, device=device, dtype=torch.float32)
+    _bwd_dqk_kernel[(plan.num_slots, nk, H)](
+        q, k, v, g, lam, do, blocks, ldec, rblocks, rdec, dq, dk, dlam_part, dG_part,
+        cu, *_plan_args(plan, dummy), *_slot_args(plan, dummy),
+        float(scale), T, plan.slots_per_seq, plan.levels, L, tokens,
+        BK=kbk, BV=kbv, LP=lp, WITH_DK=not dk_with_dv, num_warps=int(config["dqk_warps"]), **common)
+
+    # 5: dv (and dk)
+    _bwd_dv_kernel[(plan.num_slots, cdiv(V, vbv), H)](
+        q, k, v, g, lam, do, rblocks, rdec, dv, dk, dG_part[nk] if dk_with_dv else dummy,
+        cu, *_plan_args(plan, dummy), *_slot_args(plan, dummy),
+        float(scale), T, plan.slots_per_seq, plan.levels, L,
+        BK=vbk, BV=vbv, LP=lp, WITH_DK=dk_with_dv, num_warps=int(config["dv_warps"]), **common)
+
+    # 6: dg = reverse cumsum of dG inside each sequence
+    reverse_cumsum(dG_part, dg, cu_seqlens, plan.num_seqs, T, H, partials=nk + dk_with_dv)
+    if nk > 1:
+        dlam_out.copy_(dlam_part.sum(0).view_as(dlam_out))
+    return dq, dk, dv, dg, dlam_out
+
+
+def step(q, k, v, g, lam, states, position, scale: float, config, out=None, new_states=None):
+    """One decode token per sequence. q, k [N, H, K]; v [N, H, V]; g [N, H]; lam [N, H, L];
+    states [N, H, LS, K, V] fp32, updated in place unless ``new_states`` is given; position [N]
+    int64 (not advanced here)."""
+    N, H, K = q.shape
+    V, L, LS = v.shape[-1], lam.shape[-1], states.shape[2]
+    o = torch.empty_like(v) if out is None else out
+    bv = _tile(V, config["block_v"])
+    _step_kernel[(cdiv(V, bv), N * H)](
+        q, k, v, g, lam, states, states if new_states is None else new_states, position, o, float(scale), L, LS,
+        H=H, K=K, V=V, KP=max(16, triton.next_power_of_2(K)), BV=bv, LP=max(2, triton.next_power_of_2(L)),
+        ALL_LEVELS=new_states is not None, num_warps=int(config["num_warps"]))
+    return o
+
+
+# =============================================================================================
+# templates
+# =============================================================================================
+
+# Bound on _estimate's register count per kernel kind, set from ptxas on sm_90 (triton 3.9): above
+# it the kernel spilled. The estimate counts only the named tiles; layouts and addresses roughly
+# double it, differently per kernel. "out", "dqk" and "dv" from triton 3.6 on the H100 (session 8):
+# out estimates of 328-336 compiled to 202-243 registers without spills; dqk 212 and 264 to 255
+# with 20 and 80 spilled and still the fastest, 424 to 366 spilled (slow); dv 360 to 255 with 2.
+# The bounds drop what cannot fit and leave the rest to the tuner's clock.
+MAX_REGISTERS = {"scan": 120, "out": 340, "dqk": 270, "dv": 370}
+DEFAULT_SHARED_MEMORY = 227 * 1024
+
+
+def _pow2(x: int) -> int:
+    return max(16, triton.next_power_of_2(int(x)))
+
+
+def chunk_levels(seq_len: int, chunk: int) -> int:
+    """NJ: chunk levels a sequence of ``seq_len`` tokens reaches (the level-axis grid size)."""
+    return max(1, (seq_len // chunk).bit_length())
+
+
+def _randn(shape, dtype: torch.dtype, device, generator: torch.Generator, scale: float = 1.0) -> torch.Tensor:
+    return (torch.randn(*shape, generator=generator) * scale).to(device=device, dtype=dtype)
+
+
+def make_gates(shape, device, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model-like fp32 log decays (log-sigmoid, mostly near 0) and level scales in (0.5, 1.5)."""
+    B, T, H, L = shape
+    g = torch.nn.functional.logsigmoid(torch.randn(B, T, H, generator=generator) + 4.0)
+    lam = torch.rand(B, T, H, L, generator=generator) + 0.5
+    return g.to(device), lam.to(device)
+
+
+class _LogLinearTemplate(Template):
+    op = "loglinear_attention"
+    dims = ("B", "T", "H", "K", "V", "L")
+    dtypes = ("bf16", "fp16")
+    workload = [
+        {"B": 8, "T": 4096, "H": 16, "K": 128, "V": 128, "L": 13},      # issue targets
+        {"B": 8, "T": 4096, "H": 16, "K": 64, "V": 64, "L": 13},
+        {"B": 2, "T": 16384, "H": 16, "K": 64, "V": 64, "L": 15},
+        {"B": 1, "T": 131072, "H": 16, "K": 128, "V": 128, "L": 18},
+        {"B": 4, "T": 2048, "H": 8, "K": 256, "V": 256, "L": 12},
+    ]
+    quick_workload = [{"B": 8, "T": 4096, "H": 16, "K": 128, "V": 128, "L": 13},
+                      {"B": 8, "T": 4096, "H": 16, "K": 64, "V": 64, "L": 13}]
+    cpu_workload = [{"B": 2, "T": 45, "H": 2, "K": 16, "V": 16, "L": 7}]
+
+    def source_files(self) -> list[Path]:
+        # The kernels inline chunk_common's helpers: a change there is a change here.
+        return [Path(__file__), Path(__file__).with_name("chunk_common.py")]
+
+    def make_inputs(self, shape, dtype: str, flags: str, device, generator: torch.Generator) -> Tensors:
+        B, T, H, K, V, L = (shape[d] for d in self.dims)
+        g, lam = make_gates((B, T, H, L), device, generator)
+        return {"q": _randn((B, T, H, K), DTYPES[dtype], device, generator),
+                "k": _randn((B, T, H, K), DTYPES[dtype], device, generator),
+                "v": _randn((B, T, H, V), DTYPES[dtype], device, generator),
+                "g": g, "level_scales": lam}
+
+    def verification_shape(self, shape) -> dict[str, int]:
+        # the float64 reference is O(T^2): verify one sequence and two heads at the full length
+        return {**shape, "B": 1, "H": min(shape["H"], 2)}
+
+    def _powers_ok(self, config) -> str | None:
+        """Chunks, tiles and segments index bits and aranges: each must be a power of two (a
+        segment of 0 means automatic). Catches hand-edited tuned files before a launch does."""
+        for name in self.space:
+            if name.endswith(("_bk", "_bv")) or name in ("chunk", "stack_segment"):
+                value = int(config.get(name, 0 if name == "stack_segment" else 16))
+                if not (value == 0 and name == "stack_segment") and (value < 2 or value & (value - 1)):
+                    return f"{name}={value} is not a power of two"
+        return None
+
+    def _chunk_ok(self, config, shape) -> str | None:
+        problem = self._powers_ok(config)
+        if problem:
+            return problem
+        chunk, T = int(config["chunk"]), shape["T"]
+        if chunk > max(min(self.space["chunk"]), triton.next_power_of_2(T)):
+            return f"chunk {chunk} > next power of two of T={T}"
+        return None
+
+    def _pairs_ok(self, config) -> str | None:
+        # H100, Triton 3.6: this one stacked pair-pass layout hits an out-of-range shared address
+        # (compute-sanitizer, round 61); 32x32, 32x64, 128x64 and 8 warps run clean
+        if (int(config.get("stack_pairs", 0)) and int(config["scan_bv"]) == 32 and int(config["scan_bk"]) >= 64
+                and int(config["scan_warps"]) <= 4):
+            return "stack_pairs with scan_bv=32 under scan_bk>=64 on <=4 warps is miscompiled by Triton 3.6 (sm_90)"
+        return None
+
+    def _tile_ok(self, name: str, config, size: int) -> str | None:
+        tile = int(config[name])
+        if tile > max(min(self.space[name]), _pow2(size)):
+            return f"{name}={tile} > padded size {_pow2(size)}"
+        return None
+
+
+def _estimate(kind: str, config, shape, elt: int) -> tuple[float, int]:
+    """(fp32 registers per thread, shared-memory bytes) of one kernel's live tiles. Dot operands
+    are staged in shared memory (num_stages copies of what a loop streams)."""
+    C, KP, VP, LP = int(config["chunk"]), _pow2(shape["K"]), _pow2(shape["V"]), _pow2(shape["L"])
+    stages = max(1, int(config.get("num_stages", 1)))
+    dk_with_dv = int(config.get("dk_with_dv", 0))
+    if kind == "scan":
+        bk, bv, warps = min(int(config["scan_bk"]), KP), min(int(config["scan_bv"]), VP), int(config["scan_warps"])
+        regs = 4 * bk * bv + elt * C * (bk + bv)
+        if int(config.get("stack_pairs", 0)):    # a second chunk's product and prefetched rows
+            regs += 4 * bk * bv + elt * C * (bk + bv)
+        smem = stages * elt * C * (bk + bv)
+    elif kind == "out":
+        bv, warps = min(int(config["out_bv"]), VP), int(config["out_warps"])
+        regs = 2 * elt * C * KP + elt * C * bv + 3 * 4 * C * C + 4 * C * bv + elt * KP * bv
+        smem = elt * (2 * C * KP + C * bv + C * C) + stages * elt * KP * bv
+    elif kind == "dqk":
+        bk, bv, warps = min(int(config["dqk_bk"]), KP), min(int(config["dqk_bv"]), VP), int(config["dqk_warps"])
+        regs = 2 * elt * C * bk + 3 * 4 * C * bk + 2 * 4 * C * C + 2 * elt * C * bv + 4 * bk * bv + 4 * C * LP
+        if dk_with_dv:      # no dk accumulator, no ΣRBlock tile
+            regs -= 4 * C * bk + 4 * bk * bv
+        smem = elt * (2 * C * bk + C * C) + stages * elt * (2 * C * bv + bk * bv)
+    else:   # dv
+        bk, bv, warps = min(int(config["dv_bk"]), KP), min(int(config["dv_bv"]), VP), int(config["dv_warps"])
+        regs = elt * C * bv + 4 * C * bv + 2 * 4 * C * C + 2 * elt * C * bk + 4 * bk * bv
+        if dk_with_dv:      # v, the masked dAᵀ and its weights, a dk tile
+            regs += elt * C * bv + (elt + 4) * C * C + 4 * C * bk
+        smem = elt * (C * bv + C * C) + stages * elt * (2 * C * bk + bk * bv)
+    return regs / 4 / (32 * warps), smem
+
+
+def _fits(kinds, config, shape, gpu, dtype_bytes: int = 2) -> str | None:
+    shared = gpu.shared_memory_per_block if gpu is not None else DEFAULT_SHARED_MEMORY
+    for kind in kinds:
+        regs, smem = _estimate(kind, config, shape, dtype_bytes)
+        if regs > MAX_REGISTERS[kind]:
+            return f"{kind} kernel needs ~{regs:.0f} registers per thread > {MAX_REGISTERS[kind]}"
+        if smem > shared:
+            return f"{kind} kernel needs ~{smem} B of shared memory > {shared} B"
+    return None
+
+
+def _default_chunk(shape) -> int:
+    # 64 fills tensor cores and keeps the level count low; short sequences get smaller chunks
+    chunk = 64 if shape["K"] <= 128 and shape["V"] <= 128 else 32
+    return max(16, min(chunk, triton.next_power_of_2(max(1, shape["T"])) // 4))
+
+
+
+
+class LogLinearForward(_LogLinearTemplate):
+    """o of log-linear attention: level scans (block states) + chunk outputs; tuned together."""
+    name = "loglinear_attention.fwd"
+    kernel = "fwd"
+    space = {"chunk": [16, 32, 64, 128], "scan_bk": [32, 64, 128], "scan_bv": [32, 64, 128],
+             "scan_warps": [2, 4, 8], "out_bv": [32, 64, 128], "out_warps": [4, 8], "num_stages": [1, 2, 3],
+             "stack": [1, 0], "stack_segment": [0, 8, 16, 32], "stack_pairs": [0, 1], "out_inline_l1": [0, 1]}
+
+    def candidates(self, shape, gpu=None) -> list[Config]:
+        # level-1 blocks stored by the block pass instead of built by the output kernel, and the
+        # stacked block pass two chunks a step (its registers ask for 8 warps; at K = V = 64 with
+        # level-1 blocks inline: 0.276 ms against 0.329, H100 bf16)
+        return [{"out_inline_l1": 0}, {"stack_pairs": 1, "scan_warps": 8},
+                {"stack_pairs": 1, "scan_warps": 8, "out_inline_l1": 1}]
+
+    def default_config(self, shape, gpu=None) -> Config:
+        KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
+        # H100, bf16 (session 8): the output kernel with the whole V on 4 warps (202 registers, two
+        # programs per SM) 0.50 ms against 0.74 for 64 on 8 warps at K = V = 128, 0.20 vs 0.27 at 64.
+        # The stacked block pass runs one program per (tile, sequence·head), and per segment of
+        # chunks when those are few (stack_segment 0: see _auto_segment); below 128 sequence·heads
+        # on 32-wide V tiles (B=2 T=16384 K=V=64: 0.137 vs 0.146 ms). One stage (session 9): the
+        # output kernel's pipelined block loads need shared memory for a second block, which leaves
+        # one program per SM (0.62 vs 0.44 ms at K = V = 128). Level-1 blocks built by the output
+        # kernel (session 10): forward 0.84 -> 0.69 ms at K = V = 128, 0.33 -> 0.28 at 64.
+        small = KP <= 128 and VP <= 128
+        many = shape["B"] * shape["H"] >= 128
+        return {"chunk": _default_chunk(shape), "scan_bk": min(64, KP), "scan_bv": min(64 if many else 32, VP),
+                "scan_warps": 4, "out_bv": min(128, VP) if small else 64, "out_warps": 4 if small else 8,
+                "num_stages": 1, "stack": 1, "stack_segment": 0, "stack_pairs": 0, "out_inline_l1": int(small)}
+
+    def check_config(self, config, shape, gpu=None) -> str | None:
+        return (self._chunk_ok(config, shape) or self._tile_ok("scan_bk", config, shape["K"])
+                or self._tile_ok("scan_bv", config, shape["V"]) or self._tile_ok("out_bv", config, shape["V"])
+                or self._pairs_ok(config) or _fits(("scan", "out"), config, shape, gpu))
+
+    def flops(self, shape, dtype: str, flags: str = "") -> float:
+        B, T, H, K, V, _ = (shape[d] for d in self.dims)
+        chunk = 64
+        levels = chunk_levels(T, chunk)
+        # intra-chunk (causal half of C×C, q·k and ·v) + per-level q·Block + the level scans' k·vᵀ
+        return B * T * H * (chunk * (K + V) + 2.0 * levels * K * V)
+
+    def bytes(self, shape, dtype: str, flags: str = "") -> float:
+        B, T, H, K, V, L = (shape[d] for d in self.dims)
+        size = DTYPES[dtype].itemsize
+        return B * T * H * (size * (2 * K + 2 * V) + 4 * (1 + L))
+
+    def allocate_outputs(self, inputs, shape, dtype: str, flags: str) -> Tensors:
+        return {"o": torch.empty_like(inputs["v"])}
+
+    def launch(self, config, inputs, outputs, shape, flags: str) -> None:
+        q = inputs["q"]
+        B, T = q.shape[:2]
+        plan = make_plan(B, T, int(config["chunk"]), None, None, q.device)
+        forward(q, inputs["k"], inputs["v"], inputs["g"], inputs["level_scales"], q.shape[-1] ** -0.5,
+                config, plan, out=outputs["o"])
+
+    def reference(self, inputs, shape, flags: str) -> Tensors:
+        o, _ = ref.loglinear_attention_reference(inputs["q"], inputs["k"], inputs["v"], inputs["g"],
+                                                 inputs["level_scales"])
+        return {"o": o}
+
+
+class LogLinearBackward(_LogLinearTemplate):
+    """dq, dk, dv, dg, dλ: block recompute, reverse level scans, a dq/dk/dλ kernel, a dv kernel."""
+    name = "loglinear_attention.bwd"
+    kernel = "bwd"
+    workload = _LogLinearTemplate.workload[:3] + _LogLinearTemplate.workload[4:]
+    space = {"chunk": [16, 32, 64], "scan_bk": [32, 64, 128], "scan_bv": [32, 64, 128], "scan_warps": [2, 4, 8],
+             "dqk_bk": [32, 64, 128], "dqk_bv": [32, 64, 128], "dqk_warps": [4, 8],
+             "dv_bk": [32, 64, 128], "dv_bv": [32, 64, 128], "dv_warps": [4, 8], "num_stages": [1, 2, 3],
+             "stack": [1, 0], "stack_segment": [0, 8, 16, 32], "dk_with_dv": [0, 1], "stack_pairs": [0, 1]}
+
+    def default_config(self, shape, gpu=None) -> Config:
+        KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
+        if KP > 128 or VP > 128:
+            # measured without spills on sm_90 at K = V = 256 (chunk 32)
+            return {"chunk": _default_chunk(shape), "scan_bk": 64, "scan_bv": 64, "scan_warps": 4,
+                    "dqk_bk": 64, "dqk_bv": 32, "dqk_warps": 8, "dv_bk": 64, "dv_bv": 64, "dv_warps": 8,
+                    "num_stages": 2, "stack": 1, "stack_segment": 0, "dk_with_dv": 0, "stack_pairs": 0}
+        # H100, bf16 (session 8, B=8 T=4096 H=16): K = V = 128 dq/dk on 128 × 64 tiles and 8 warps
+        # 3.37 ms for the whole backward against 5.42 on 64 × 32; dv on whole tiles and 4 warps a
+        # further −0.25. K = V = 64: dq/dk on 4 warps 1.44 against 1.95. Session 9: one stage at
+        # K = V = 64 (1.16 vs 1.23 ms; dq/dk spills less), two at 128 (3.13 vs 3.17).
+        return {"chunk": _default_chunk(shape), "scan_bk": min(64, KP), "scan_bv": min(64, VP), "scan_warps": 4,
+                "dqk_bk": KP, "dqk_bv": min(64, VP), "dqk_warps": 8 if KP >= 128 else 4,
+                # one K tile with 32-wide V tiles once gave a wrong dv (triton 3.6, sm_90): not a default
+                "dv_bk": KP if VP >= 64 else min(64, KP), "dv_bv": VP, "dv_warps": 4,
+                "num_stages": 2 if KP >= 128 else 1, "stack": 1, "stack_segment": 0, "dk_with_dv": 0, "stack_pairs": 0}
+
+    def candidates(self, shape, gpu=None) -> list[Config]:
+        # dk written by the dv kernel (the whole V per program, so K in tiles, and more warps than
+        # dv alone): the dq/dk kernel then runs without spills on sm_90 (243 registers at K = V =
+        # 128, 8 warps); the dv kernel's tiles it pays with are the open question these measure
+        VP = _pow2(shape["V"])
+        if VP > max(self.space["dv_bv"]):
+            return []
+        return [{"dk_with_dv": 1, "dv_bv": VP, "dv_bk": bk, "dv_warps": warps}
+                for bk, warps in ((32, 4), (32, 8), (64, 8))]
+
+    def check_config(self, config, shape, gpu=None) -> str | None:
+        for name, dim in (("scan_bk", "K"), ("scan_bv", "V"), ("dqk_bk", "K"), ("dqk_bv", "V"),
+                          ("dv_bk", "K"), ("dv_bv", "V")):
+            problem = self._tile_ok(name, config, shape[dim])
+            if problem:
+                return problem
+        if int(config.get("dk_with_dv", 0)) and int(config["dv_bv"]) < _pow2(shape["V"]):
+            return f"dk_with_dv needs the whole V in one dv tile (dv_bv={config['dv_bv']} < {_pow2(shape['V'])})"
+        return (self._chunk_ok(config, shape) or self._pairs_ok(config)
+                or _fits(("scan", "dqk", "dv"), config, shape, gpu))
+
+    def flops(self, shape, dtype: str, flags: str = "") -> float:
+        return 2.5 * LogLinearForward.flops(self, shape, dtype, flags)
+
+    def bytes(self, shape, dtype: str, flags: str = "") -> float:
+        B, T, H, K, V, L = (shape[d] for d in self.dims)
+        size = DTYPES[dtype].itemsize
+        return B * T * H * (size * (4 * K + 4 * V) + 4 * (2 + 2 * L))
+
+    def tolerance(self, dtype: str, output: str) -> float:
+        # dg is a suffix sum of q·dq − k·dk whose full sum is exactly 0: rounding of the terms
+        # shows more in it than in the other gradients
+        scale = 2.0 if output == "dg" else 1.0
+        return scale * {"fp32": 1e-4, "fp16": 1e-2, "bf16": 5e-2}[dtype]
+
+    def make_inputs(self, shape, dtype: str, flags: str, device, generator: torch.Generator) -> Tensors:
+        inputs = super().make_inputs(shape, dtype, flags, device, generator)
+        inputs["do"] = _randn(inputs["v"].shape, DTYPES[dtype], device, generator)
+        return inputs
+
+    def allocate_outputs(self, inputs, shape, dtype: str, flags: str) -> Tensors:
+        return {"dq": torch.empty_like(inputs["q"]), "dk": torch.empty_like(inputs["k"]),
+                "dv": torch.empty_like(inputs["v"]), "dg": torch.empty_like(inputs["g"]),
+                "dlevel_scales": torch.empty_like(inputs["level_scales"])}
+
+    def launch(self, config, inputs, outputs, shape, flags: str) -> None:
+        q = inputs["q"]
+        B, T = q.shape[:2]
+        plan = make_plan(B, T, int(config["chunk"]), None, None, q.device)
+        backward(q, inputs["k"], inputs["v"], inputs["g"], inputs["level_scales"], inputs["do"],
+                 q.shape[-1] ** -0.5, config, plan,
+                 out=tuple(outputs[n] for n in ("dq", "dk", "dv", "dg", "dlevel_scales")))
+
+    def reference(self, inputs, shape, flags: str) -> Tensors:
+        names = ("q", "k", "v", "g", "level_scales")
+        grads = {n: torch.empty(inputs[n].shape, dtype=torch.float64, device=inputs[n].device) for n in names}
+        B, H = inputs["q"].shape[0], inputs["q"].shape[2]
+        # one (sequence, head) at a time keeps the O(T^2) autograd graph small
+        for b in range(B):
+            for h in range(H):
+                leaves = [inputs[n][b:b + 1, :, h:h + 1].detach().to(torch.float64).requires_grad_() for n in names]
+                o, _ = ref.loglinear_attention_reference(*leaves)
+                do = inputs["do"][b:b + 1, :, h:h + 1].to(torch.float64)
+                for n, d in zip(names, torch.autograd.grad(o, leaves, do)):
+                    grads[n][b:b + 1, :, h:h + 1] = d
+        return {"dq": grads["q"], "dk": grads["k"], "dv": grads["v"], "dg": grads["g"],
+                "dlevel_scales": grads["level_scales"]}
+
+
+class LogLinearStep(Template):
+    """One decode token per sequence against the per-level states."""
+    name = "loglinear_attention.step"
+    op = "loglinear_attention"
+    kernel = "step"
+    dims = ("B", "H", "K", "V", "L")
+    dtypes = ("bf16", "fp16")
+    space = {"block_v": [16, 32, 64, 128], "num_warps": [1, 2, 4, 8]}
+    workload = [{"B": 8, "H": 16, "K": 128, "V": 128, "L": 20}, {"B": 64, "H": 16, "K": 64, "V": 64, "L": 16},
+                {"B": 1, "H": 16, "K": 128, "V": 128, "L": 18}]
+    quick_workload = [{"B": 8, "H": 16, "K": 128, "V": 128, "L": 20}]
+    cpu_workload = [{"B": 3, "H": 2, "K": 16, "V": 16, "L": 7}]
+
+    def default_config(self, shape, gpu=None) -> Config:
+        return {"block_v": min(16 if shape["K"] > 64 else 32, _pow2(shape["V"])), "num_warps": 4}
+
+    def check_config(self, config, shape, gpu=None) -> str | None:
+        if config["block_v"] > max(16, _pow2(shape["V"])):
+            return f"block_v {config['block_v']} > padded V"
+        regs = 2 * _pow2(shape["K"]) * config["block_v"] / (32 * config["num_warps"])
+        if regs > 64:     # two fp32 state tiles; ptxas: K=128, block_v=32, 4 warps just fits
+            return f"state tiles need ~{regs:.0f} registers per thread > 64"
+        return None
+
+    def flops(self, shape, dtype: str, flags: str = "") -> float:
+        B, H, K, V, L = (shape[d] for d in self.dims)
+        return 4.0 * B * H * L * K * V
+
+    def bytes(self, shape, dtype: str, flags: str = "") -> float:
+        B, H, K, V, L = (shape[d] for d in self.dims)
+        return B * H * (8.0 * L * K * V + DTYPES[dtype].itemsize * (2 * K + 2 * V) + 4 * (1 + L))
+
+    def make_inputs(self, shape, dtype: str, flags: str, device, generator: torch.Generator) -> Tensors:
+        B, H, K, V, L = (shape[d] for d in self.dims)
+        g, lam = make_gates((B, 1, H, L), device, generator)
+        # positions whose merge reaches several levels, states only where the position has bits
+        position = torch.randint(1, 1 << (L - 2), (B,), generator=generator)
+        position[0] = (1 << (L - 2)) - 1
+        bits = torch.stack([(position >> (lvl - 1)) & 1 if lvl else position * 0 for lvl in range(L)], 1)
+        states = torch.randn(B, H, L, K, V, generator=generator) * 0.1 * bits[:, None, :, None, None]
+        return {"q": _randn((B, H, K), DTYPES[dtype], device, generator),
+                "k": _randn((B, H, K), DTYPES[dtype], device, generator),
+                "v": _randn((B, H, V), DTYPES[dtype], device, generator),
+                "g": g[:, 0].contiguous(), "level_scales": lam[:, 0].contiguous(),
+                "states": states.to(device), "position": position.to(device)}
+
+    def allocate_outputs(self, inputs, shape, dtype: str, flags: str) -> Tensors:
+        return {"o": torch.empty_like(inputs["v"]), "states": torch.empty_like(inputs["states"])}
+
+    def launch(self, config, inputs, outputs, shape, flags: str) -> None:
+        step(inputs["q"], inputs["k"], inputs["v"], inputs["g"], inputs["level_scales"], inputs["states"],
+             inputs["position"], inputs["q"].shape[-1] ** -0.5, config, out=outputs["o"],
+             new_states=outputs["states"])
+
+    def reference(self, inputs, shape, flags: str) -> Tensors:
+        os_, states = [], []
+        scale = inputs["q"].shape[-1] ** -0.5
+        for b, position in enumerate(inputs["position"].tolist()):
+            new, o = ref.recurrent_step(inputs["states"][b].double(), *(inputs[n][b].double() for n in
+                                        ("q", "k", "v", "g", "level_scales")), position, scale)
+            os_.append(o)
+            states.append(new)
+        return {"o": torch.stack(os_), "states": torch.stack(states)}
+
+
+register(LogLinearForward())
+register(LogLinearBackward())
+register(LogLinearStep())
