@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Round 68 (session 10, branch next/loglinear-flat-level-scan): the backward's level scans as one
 # flat loop over each level's right-half chunks (loads pipelined), the decay walk only in the
-# programs that store it; per kernel against main's template (ll_template_main.py), GPU tests.
+# programs that store it; per kernel against main's template, GPU tests. Before the run (the
+# copy travels untracked): git show 52f6dda:templates/loglinear_attention.py > scripts/probes/ll_template_main.py
 export KERNELGEN_CACHE_DIR=/tmp/kg-cache
 echo "## tests"; timeout 150 python3 -m pytest -q -x tests/test_loglinear_attention.py -k "gpu" 2>&1 | tail -2
 probe() {
