@@ -566,6 +566,21 @@ def test_gpu_bf16_forward_backward(head):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("extra", [{"out_inline_l1": 0}, {"stack_pairs": 1, "scan_warps": 8}])
+def test_gpu_bf16_forward_variants(extra):
+    """The forward's tuned alternatives in bf16 (the interpreter's bf16 products are not trusted):
+    level-1 blocks stored by the block pass, and the pair pass (with level 1 inline)."""
+    shape = dict(B=2, T=2000, H=4, K=128, V=128, L=12)
+    q, k, v, g, lam = _inputs(**shape, dtype=torch.bfloat16, device="cuda")
+    template = tmpl.LogLinearForward()
+    config = {**template.default_config(shape), **extra}
+    plan = tmpl.make_plan(2, 2000, config["chunk"], None, None, "cuda")
+    o, _ = tmpl.forward(q, k, v, g, lam, 128 ** -0.5, config, plan, out=_nan_like(v))
+    ro, _ = ref.loglinear_attention_reference(q, k, v, g, lam)
+    assert_close("o", o, ro, 2e-2)
+
+
+@pytest.mark.gpu
 def test_gpu_long_sequence_and_state_levels():
     q, k, v, g, lam = _inputs(B=1, T=131072, H=2, K=128, V=128, L=18, dtype=torch.bfloat16, device="cuda")
     o, state = kernelgen.loglinear_attention(q, k, v, g, lam, output_final_state=True)
