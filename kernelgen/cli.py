@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130     # 128 + SIGINT, as a shell reports Ctrl-C
 
 
 def parse_shapes(spec: str | None, template) -> list[dict[str, int]]:
@@ -72,6 +75,22 @@ def cmd_info(args, console: Console) -> int:
 
 # --- tune ---------------------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Within the block, SIGTERM raises KeyboardInterrupt (main thread only; elsewhere a no-op)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:          # not the main thread: signals cannot be installed
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_tune(args, console: Console) -> int:
     from kernelgen import hardware
     from kernelgen.paths import tuned_dir
@@ -120,6 +139,7 @@ def cmd_tune(args, console: Console) -> int:
         progress.update(tasks[key], advance=1, best=f"best {best[key]:.4f} ms" if key in best else "")
 
     failures = []
+    finished = []
 
     def on_job(job, result, error):
         if job.label not in tasks:
@@ -127,11 +147,21 @@ def cmd_tune(args, console: Console) -> int:
         progress.update(tasks[job.label], completed=args.trials)
         if error:
             failures.append((job, error))
+        else:
+            finished.append(job)
 
-    with progress:
-        results = tune_jobs(jobs, Target.for_gpu(gpu), out, n_trials=args.trials, sampler=args.sampler,
-                            storage_url=args.storage, seed=args.seed, trial_timeout_s=args.timeout,
-                            on_trial=on_trial, on_job=on_job)
+    try:
+        # SIGTERM (`timeout`, a scheduler) unwinds like Ctrl-C, so the trial worker is shut down
+        # instead of left running on the GPU
+        with _sigterm_as_interrupt(), progress:
+            results = tune_jobs(jobs, Target.for_gpu(gpu), out, n_trials=args.trials, sampler=args.sampler,
+                                storage_url=args.storage, seed=args.seed, trial_timeout_s=args.timeout,
+                                on_trial=on_trial, on_job=on_job)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]Interrupted[/] after {len(finished)} of {len(jobs)} studies: their winners are in "
+                      f"{out} (each is written when its study ends); the unfinished study's trials stay in "
+                      f"the Optuna storage.")
+        return EXIT_INTERRUPTED
     bandwidth = gpu.profile.bandwidth_gbs if gpu.profile else None
     table = Table(title=f"kernelgen tune — {gpu.name}")
     for column in ("template", "dtype", "shape", "winner", "ms", "GB/s", "% BW", "TFLOP/s", "default ms",

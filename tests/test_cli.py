@@ -89,6 +89,33 @@ def test_tune_end_to_end_through_the_cli(capsys, monkeypatch, tmp_path):
     assert entry.config == SCALE_SHIFT.default_config({"N": 100}) and entry.shape == {"N": 100}
 
 
+def test_tune_stops_cleanly_on_sigterm(capsys, monkeypatch, tmp_path):
+    """`timeout` or a scheduler sends SIGTERM: the tune unwinds (so its trial worker is shut down),
+    says what it kept, exits 130, and leaves the process's SIGTERM handler as it found it."""
+    import os
+    import signal
+    from kernelgen import templates
+    from kernelgen.tune import run as tune_run
+    monkeypatch.setitem(templates._REGISTRY, SCALE_SHIFT.name, SCALE_SHIFT)
+    h100 = hardware.DetectedGPU("NVIDIA H100 80GB HBM3", "h100", (9, 0), 132, 79.1, hardware.profile("h100"))
+    monkeypatch.setattr(hardware, "detect_gpu", lambda index=0: h100)
+    monkeypatch.setattr(tune_run.Target, "for_gpu",
+                        classmethod(lambda cls, gpu: cls(device="cpu", identity=gpu.identity(), profile=None)))
+
+    def first_study_then_sigterm(jobs, target, out, *, on_job=None, **kwargs):
+        on_job(jobs[0], object(), None)
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not interrupt")
+
+    monkeypatch.setattr(tune_run, "tune_jobs", first_study_then_sigterm)
+    before = signal.getsignal(signal.SIGTERM)
+    code, text = run(capsys, "tune", "--gpu", "h100", "--op", "fake_scale_shift", "--shapes", "N=100;N=200",
+                     "--trials", "1", "--dtype", "fp32", "--out", str(tmp_path / "h100.json"))
+    assert code == cli.EXIT_INTERRUPTED, text
+    assert "Interrupted" in text and "1 of 2 studies" in text
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_tune_table_shows_the_flag_variant(capsys, monkeypatch, tmp_path):
     """A variant's label "[g]" is printed as text: rich read it as a markup tag and dropped it."""
     from kernelgen import templates
