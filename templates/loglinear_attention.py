@@ -1140,7 +1140,8 @@ def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seql
         q, do, g, lam, rblocks, rdec, cu, *_plan_args(plan, dummy),
         float(scale), T, plan.slots_per_seq, plan.levels, L,
         BK=sbk, BV=sbv, NV=snv, num_warps=int(config["scan_warps"]),
-        **{**common, "num_stages": int(config.get("scan_stages", config["num_stages"]))})
+        # their own pipeline depth (configs from before the knob: the shared one)
+        **common | {"num_stages": int(config.get("scan_stages", config["num_stages"]))})
 
     # 4: dq (and dk), dλ and dG (partial over K tiles)
     kbk, kbv = _tile(K, config["dqk_bk"]), _tile(V, config["dqk_bv"])
@@ -1436,12 +1437,12 @@ class LogLinearBackward(_LogLinearTemplate):
     def candidates(self, shape, gpu=None) -> list[Config]:
         # dk written by the dv kernel (the whole V per program, so K in tiles, and more warps than
         # dv alone): the dq/dk kernel then runs without spills on sm_90 (243 registers at K = V =
-        # 128, 8 warps); the dv kernel's tiles it pays with are the open question these measure
+        # 128, 8 warps); the dv kernel's tiles it pays with are the open question these measure.
+        # And the level scans unpipelined (one stage: K = V = 64 measured even in session 10).
         VP = _pow2(shape["V"])
-        if VP > max(self.space["dv_bv"]):
-            return [{"scan_stages": 1}]
-        return [{"scan_stages": 1}] + [{"dk_with_dv": 1, "dv_bv": VP, "dv_bk": bk, "dv_warps": warps}
-                                       for bk, warps in ((32, 4), (32, 8), (64, 8))]
+        dk_in_dv = [] if VP > max(self.space["dv_bv"]) else [
+            {"dk_with_dv": 1, "dv_bv": VP, "dv_bk": bk, "dv_warps": warps} for bk, warps in ((32, 4), (32, 8), (64, 8))]
+        return [{"scan_stages": 1}] + dk_in_dv
 
     def check_config(self, config, shape, gpu=None) -> str | None:
         for name, dim in (("scan_bk", "K"), ("scan_bv", "V"), ("dqk_bk", "K"), ("dqk_bv", "V"),
