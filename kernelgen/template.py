@@ -14,11 +14,12 @@ import hashlib
 import inspect
 import io
 import itertools
+import math
 import re
 import textwrap
 import tokenize
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 
@@ -112,8 +113,13 @@ class Template:
         return [self.space]
 
     def grid(self, shape: Shape, gpu: "GPUProfile | None" = None) -> list[Config]:
-        """Every distinct valid config of the space for ``shape``."""
-        seen, out = set(), []
+        """Every distinct valid config of the space for ``shape`` (see :meth:`grid_size_bound`
+        before listing a large space: this walks all of it)."""
+        return list(self.iter_grid(shape, gpu))
+
+    def iter_grid(self, shape: Shape, gpu: "GPUProfile | None" = None) -> Iterator[Config]:
+        """:meth:`grid` one config at a time, in the same order."""
+        seen = set()
         for space in self.subspaces():
             keys = list(space)
             for values in itertools.product(*(space[k] for k in keys)):
@@ -123,8 +129,12 @@ class Template:
                     continue
                 seen.add(key)
                 if self.check_config(config, shape, gpu) is None:
-                    out.append(config)
-        return out
+                    yield config
+
+    def grid_size_bound(self) -> int:
+        """An upper bound on ``len(grid(...))`` without walking the space: the sizes of the
+        subspaces' products (a many-knob space holds millions of configs)."""
+        return sum(math.prod(len(values) for values in space.values()) for space in self.subspaces())
 
     def complexity(self, config: Config) -> float:
         """Smaller is simpler; breaks ties between configs timed within 2% of each other."""

@@ -36,7 +36,9 @@ Backward: the blocks are recomputed (kernel 1), then
      the right half [R, R + lowbit(R)) of m's aligned 2^j block; its λ-weighted query state
      RBlock(R) = Σ_t scale·λ[t, c+j]·e^{G_t − G_end(R−1)}·q_t·dO_tᵀ is accumulated per level
      (λ depends on the level, so levels never merge here) and emitted at R.
-  4. ``_bwd_dqk_kernel``: dq (intra + do·Blockᵀ per level), dk (intra + v·ΣRBlockᵀ), dλ, and the
+  4. ``_bwd_dqk_kernel``: dq (intra + do·Blockᵀ per level, each summed over the V tiles before
+     its dq update and dλ row reduction; the level-1 block optionally from the previous chunk's
+     rows, as the output kernel does), dk (intra + v·ΣRBlockᵀ), dλ, and the
      per-token dG = q·dq − k·dk (λ does not depend on g, so the identity of decayed linear
      attention holds); 5. ``_bwd_dv_kernel``: dv; 6. ``reverse_cumsum`` (chunk_common): dg = Σ_{t'≥t} dG.
 
@@ -702,6 +704,30 @@ def _later_query_states(rblocks, rdec, n, n_last, slot, slot0, n0, i_h, NJ, offs
     return b_rs
 
 
+@triton.jit
+def _earlier_block_product(blocks, b_do, src, slot0, n0, i_h, offs_k, offs_v, m_kv, dt,
+                           H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, DOT_PREC: tl.constexpr):
+    """dO·Block(src)ᵀ over one V tile, [C, BK]. A block that ends at or before the call's first
+    chunk holds none of its tokens (a continued call: the op differentiates the initial state's
+    share itself), so it reads as zero."""
+    live = (offs_k * 0 + src) > n0
+    b_h = tl.load(blocks + (((slot0 + src - n0) * H + i_h) * K + offs_k[:, None]) * V + offs_v[None, :],
+                  mask=m_kv & live[:, None], other=0.0).to(dt)
+    return tl.dot(b_do, tl.trans(b_h), input_precision=DOT_PREC)
+
+
+@triton.jit
+def _earlier_level_grads(b_dq, b_dlam, b_r, b_q, b_G, decay, lam, lam_row, valid, offs, cols, src, n0, j, L, scale,
+                         LOG_C: tl.constexpr):
+    """dq and dλ[:, c + j] of the earlier chunk src at level c + j, from r = dO·Block(src)ᵀ and the
+    block's log decay to the chunk's start."""
+    e_j = tl.where((offs * 0 + src) > n0, scale * tl.exp(b_G + decay), 0.0)
+    b_dq += (_lam_column(lam, lam_row, valid, LOG_C + j, L) * e_j)[:, None] * b_r
+    part = tl.sum(b_q.to(tl.float32) * b_r, 1) * e_j
+    b_dlam += tl.where(cols[None, :] == LOG_C + j, part[:, None], 0.0)
+    return b_dq, b_dlam
+
+
 @triton.jit(do_not_specialize=["T", "NC", "NJ", "L", "TOKENS"])
 def _bwd_dqk_kernel(
     q, k, v, g, lam, do, blocks, ldec, rblocks, rdec, dq, dk, dlam, dG,
@@ -709,7 +735,8 @@ def _bwd_dqk_kernel(
     scale, T, NC, NJ, L, TOKENS,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LOG_C: tl.constexpr,
     BK: tl.constexpr, BV: tl.constexpr, LP: tl.constexpr, WITH_DK: tl.constexpr,
-    IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, DOT_PREC: tl.constexpr,
+    IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, DOT_PREC: tl.constexpr, LEVELS_OUTER: tl.constexpr = True,
+    INLINE_L1: tl.constexpr = False,
 ):
     """dq (and dk with WITH_DK; else the dv kernel writes it) for one (chunk slot, K tile, head),
     and this K tile's share of dλ and of dG (q·dq, minus k·dk with WITH_DK)."""
@@ -743,27 +770,62 @@ def _bwd_dqk_kernel(
         b_do = tl.load(do + (tok[:, None] * H + i_h) * V + offs_v[None, :], mask=m_tv, other=0.0)
         b_v = tl.load(v + (tok[:, None] * H + i_h) * V + offs_v[None, :], mask=m_tv, other=0.0)
         b_dA += tl.dot(b_do, tl.trans(b_v), input_precision=DOT_PREC)
-        # earlier chunks at level c + j, one per set bit of n: dq and dλ through Block(src). A
-        # block that ends at or before the call's first chunk holds none of its tokens (a
-        # continued call: the op differentiates the initial state's share itself)
-        m = n
-        for _ in range(0, _popcount(n, INDEX_BITS)):
-            src = m
-            low, m, j = _pop_lowest(m)
-            live = (offs_k * 0 + src) > n0
-            decay = tl.load(ldec + (slot * H + i_h) * NJ + (j - 1))
-            b_h = tl.load(blocks + (((slot0 + src - n0) * H + i_h) * K + offs_k[:, None]) * V
-                          + offs_v[None, :], mask=m_kv & live[:, None], other=0.0).to(dt)
-            b_r = tl.dot(b_do, tl.trans(b_h), input_precision=DOT_PREC)      # [C, BK]
-            e_j = tl.where((offs * 0 + src) > n0, scale * tl.exp(b_G + decay), 0.0)
-            b_dq += (_lam_column(lam, lam_row, valid, LOG_C + j, L) * e_j)[:, None] * b_r
-            part = tl.sum(b_q.to(tl.float32) * b_r, 1) * e_j
-            b_dlam += tl.where(cols[None, :] == LOG_C + j, part[:, None], 0.0)
+        if not LEVELS_OUTER:
+            # earlier chunks at level c + j, one per set bit of n: dq and dλ through Block(src).
+            m = n
+            for _ in range(0, _popcount(n, INDEX_BITS)):
+                src = m
+                low, m, j = _pop_lowest(m)
+                b_r = _earlier_block_product(blocks, b_do, src, slot0, n0, i_h, offs_k, offs_v, m_kv, dt,
+                                             H, K, V, DOT_PREC)
+                decay = tl.load(ldec + (slot * H + i_h) * NJ + (j - 1))
+                b_dq, b_dlam = _earlier_level_grads(b_dq, b_dlam, b_r, b_q, b_G, decay, lam, lam_row, valid, offs,
+                                                    cols, src, n0, j, L, scale, LOG_C)
         if WITH_DK:
             b_rs = _later_query_states(rblocks, rdec, n, n_last, slot, slot0, n0, i_h, NJ, offs_k, offs_v, m_kv,
                                        H, K, V, BK, BV)
             b_vd = (b_v * e_k[:, None]).to(dt)
             b_dk += tl.dot(b_vd, tl.trans(b_rs.to(dt)), input_precision=DOT_PREC)
+    if LEVELS_OUTER:
+        # The same products with the V tiles summed first: one dq update and one dλ row reduction
+        # per level, not one per (level, V tile); dO tiles are read again per level (from cache).
+        m = n
+        if INLINE_L1:
+            if (n & 1) == 1:
+                # Block(n) = Σ_s e^{G_end(n−1) − G_s}·k_s·v_sᵀ over chunk n − 1 (full: the sequence
+                # starts at 0), ending where chunk n starts; the block pass did not store it:
+                # dO·Block(n)ᵀ = ((dO·v_{n−1}ᵀ) weighted)·k_{n−1}
+                rows_p = tok - C
+                b_gp = load_log_decay(g, rows_p * H + i_h, rows_p >= 0, 0.0, True, False)
+                b_ep = tl.exp(tl.sum(b_gp, 0) - tl.cumsum(b_gp, 0))
+                b_a = tl.zeros([C, C], dtype=tl.float32)
+                for v0 in range(0, V, BV):
+                    offs_v = v0 + tl.arange(0, BV)
+                    m_v = offs_v < V
+                    b_do = tl.load(do + (tok[:, None] * H + i_h) * V + offs_v[None, :],
+                                   mask=valid[:, None] & m_v[None, :], other=0.0)
+                    b_vp = tl.load(v + (rows_p[:, None] * H + i_h) * V + offs_v[None, :], mask=m_v[None, :],
+                                   other=0.0)
+                    b_a += tl.dot(b_do, tl.trans(b_vp), input_precision=DOT_PREC)
+                b_kp = tl.load(k + (rows_p[:, None] * H + i_h) * K + offs_k[None, :], mask=m_k[None, :], other=0.0)
+                b_r = tl.dot((b_a * b_ep[None, :]).to(dt), b_kp, input_precision=DOT_PREC)
+                b_dq, b_dlam = _earlier_level_grads(b_dq, b_dlam, b_r, b_q, b_G, 0.0, lam, lam_row, valid, offs,
+                                                    cols, n, n0, 1, L, scale, LOG_C)
+            m = n & -2
+        for _ in range(0, _popcount(m, INDEX_BITS)):
+            src = m
+            low, m, j = _pop_lowest(m)
+            b_r = tl.zeros([C, BK], dtype=tl.float32)
+            for v0 in range(0, V, BV):
+                offs_v = v0 + tl.arange(0, BV)
+                m_v = offs_v < V
+                b_do = tl.load(do + (tok[:, None] * H + i_h) * V + offs_v[None, :],
+                               mask=valid[:, None] & m_v[None, :], other=0.0)
+                b_r += _earlier_block_product(blocks, b_do, src, slot0, n0, i_h, offs_k, offs_v,
+                                              m_k[:, None] & m_v[None, :], dt, H, K, V, DOT_PREC)
+            decay = tl.load(ldec + (slot * H + i_h) * NJ + (j - 1))
+            b_dq, b_dlam = _earlier_level_grads(b_dq, b_dlam, b_r, b_q, b_G, decay, lam, lam_row, valid, offs,
+                                                cols, src, n0, j, L, scale, LOG_C)
 
     # intra-chunk
     b_s = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PREC)
@@ -1123,7 +1185,12 @@ def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seql
         for x in out:
             x.zero_()
         return out
-    blocks, ldec = block_states(k, v, g, plan, config, cu_seqlens)
+    # dq_inline_l1 (with the levels-outer dq): an odd chunk's level-1 block from the previous chunk's
+    # rows, as the forward's output kernel does; the block pass then skips those stores
+    levels_outer = bool(int(config.get("dqk_levels_outer", 1)))
+    inline_level1 = (bool(int(config.get("dq_inline_l1", 0))) and levels_outer and plan.from_start
+                     and bool(int(config.get("stack", 1))))
+    blocks, ldec = block_states(k, v, g, plan, config, cu_seqlens, skip_level1=inline_level1)
     dot_prec = _dot_precision(q.dtype)
     lp = max(2, triton.next_power_of_2(L))
     common = dict(H=H, K=K, V=V, C=chunk, LOG_C=log_c, IS_VARLEN=cu_seqlens is not None,
@@ -1157,7 +1224,8 @@ def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seql
         q, k, v, g, lam, do, blocks, ldec, rblocks, rdec, dq, dk, dlam_part, dG_part,
         cu, *_plan_args(plan, dummy), *_slot_args(plan, dummy),
         float(scale), T, plan.slots_per_seq, plan.levels, L, tokens,
-        BK=kbk, BV=kbv, LP=lp, WITH_DK=not dk_with_dv, num_warps=int(config["dqk_warps"]), **common)
+        BK=kbk, BV=kbv, LP=lp, WITH_DK=not dk_with_dv, LEVELS_OUTER=levels_outer,
+        INLINE_L1=inline_level1, num_warps=int(config["dqk_warps"]), **common)
 
     # 5: dv (and dk)
     _bwd_dv_kernel[(plan.num_slots, cdiv(V, vbv), H)](
@@ -1408,7 +1476,8 @@ class LogLinearBackward(_LogLinearTemplate):
     kernel = "bwd"
     workload = _LogLinearTemplate.workload[:3] + _LogLinearTemplate.workload[4:]
     space = {"chunk": [16, 32, 64], "scan_bk": [32, 64, 128], "scan_bv": [32, 64, 128], "scan_warps": [2, 4, 8],
-             "dqk_bk": [32, 64, 128], "dqk_bv": [32, 64, 128], "dqk_warps": [4, 8],
+             "dqk_bk": [32, 64, 128], "dqk_bv": [32, 64, 128], "dqk_warps": [4, 8], "dqk_levels_outer": [1, 0],
+             "dq_inline_l1": [0, 1],
              "dv_bk": [32, 64, 128], "dv_bv": [32, 64, 128], "dv_warps": [4, 8], "num_stages": [1, 2, 3],
              "stack": [1, 0], "stack_segment": [0, 8, 16, 32], "dk_with_dv": [0, 1], "stack_pairs": [0, 1],
              "scan_stages": [1, 2, 3]}
@@ -1416,13 +1485,18 @@ class LogLinearBackward(_LogLinearTemplate):
     def default_config(self, shape, gpu=None) -> Config:
         KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
         # scan_stages: the level scans' pipelined loads (their loop is one flat walk since session
-        # 10: H100 bf16 K = V = 128, 0.52 -> 0.40 ms at two stages)
+        # 10: H100 bf16 K = V = 128, 0.52 -> 0.40 ms at two stages). dqk_levels_outer (session 11):
+        # each level's dO·Blockᵀ summed over the V tiles before its dq update and dλ row reduction,
+        # dq/dk 1.67 -> 1.52 ms at K = V = 128 (spills 30 -> 8 registers); even at 64 (one V tile).
+        # dq_inline_l1: dq builds the level-1 blocks, the block pass skips them: 0.39 -> 0.27 ms for
+        # the block pass at K = V = 128, dq/dk unchanged (backward 2.84 -> 2.71); at 64 dq spills
+        # more (1.22 vs 1.13 ms), so not there.
         if KP > 128 or VP > 128:
             # measured without spills on sm_90 at K = V = 256 (chunk 32)
             return {"chunk": _default_chunk(shape), "scan_bk": 64, "scan_bv": 64, "scan_warps": 4,
                     "dqk_bk": 64, "dqk_bv": 32, "dqk_warps": 8, "dv_bk": 64, "dv_bv": 64, "dv_warps": 8,
                     "num_stages": 2, "stack": 1, "stack_segment": 0, "dk_with_dv": 0, "stack_pairs": 0,
-                    "scan_stages": 2}
+                    "scan_stages": 2, "dqk_levels_outer": 1, "dq_inline_l1": 0}
         # H100, bf16 (session 8, B=8 T=4096 H=16): K = V = 128 dq/dk on 128 × 64 tiles and 8 warps
         # 3.37 ms for the whole backward against 5.42 on 64 × 32; dv on whole tiles and 4 warps a
         # further −0.25. K = V = 64: dq/dk on 4 warps 1.44 against 1.95. Session 9: one stage at
@@ -1432,17 +1506,19 @@ class LogLinearBackward(_LogLinearTemplate):
                 # one K tile with 32-wide V tiles once gave a wrong dv (triton 3.6, sm_90): not a default
                 "dv_bk": KP if VP >= 64 else min(64, KP), "dv_bv": VP, "dv_warps": 4,
                 "num_stages": 2 if KP >= 128 else 1, "stack": 1, "stack_segment": 0, "dk_with_dv": 0, "stack_pairs": 0,
-                "scan_stages": 2}
+                "scan_stages": 2, "dqk_levels_outer": 1, "dq_inline_l1": int(KP == 128 and VP == 128)}
 
     def candidates(self, shape, gpu=None) -> list[Config]:
         # dk written by the dv kernel (the whole V per program, so K in tiles, and more warps than
         # dv alone): the dq/dk kernel then runs without spills on sm_90 (243 registers at K = V =
         # 128, 8 warps); the dv kernel's tiles it pays with are the open question these measure.
-        # And the level scans unpipelined (one stage: K = V = 64 measured even in session 10).
+        # And the level scans unpipelined (one stage: K = V = 64 measured even in session 10); and
+        # dq/dλ per (level, V tile), the layout before session 11; and dq building the level-1 blocks
+        # the block pass then skips (its stores; at K = V = 64 dq spills more for it on sm_90).
         VP = _pow2(shape["V"])
         dk_in_dv = [] if VP > max(self.space["dv_bv"]) else [
             {"dk_with_dv": 1, "dv_bv": VP, "dv_bk": bk, "dv_warps": warps} for bk, warps in ((32, 4), (32, 8), (64, 8))]
-        return [{"scan_stages": 1}] + dk_in_dv
+        return [{"scan_stages": 1}, {"dqk_levels_outer": 0}, {"dq_inline_l1": 1}] + dk_in_dv
 
     def check_config(self, config, shape, gpu=None) -> str | None:
         for name, dim in (("scan_bk", "K"), ("scan_bv", "V"), ("dqk_bk", "K"), ("dqk_bv", "V"),

@@ -168,3 +168,17 @@ def test_a_tie_with_the_default_ships_the_default(tmp_path):
         runner.results = {json.dumps({**default, "block": b}, sort_keys=True): {"ms": ms, "reason": None}
                           for b, ms in times.items()}
         assert runner.finish().config == want
+
+
+def test_grid_counted_without_listing_a_large_space():
+    """A many-knob space (the log-linear backward: tens of millions of raw configs) is never listed
+    to count it; a small one is listed one config at a time in grid order."""
+    from kernelgen.templates import get_template
+    from kernelgen.tune.study import GRID_COUNT_LIMIT
+    big = get_template("loglinear_attention.bwd")
+    assert big.grid_size_bound() > GRID_COUNT_LIMIT
+    shape = {"B": 1, "T": 64, "H": 1, "K": 16, "V": 16, "L": 7}
+    first = next(big.iter_grid(shape))
+    assert big.check_config(first, shape) is None
+    grid = SCALE_SHIFT.grid(SHAPE)
+    assert list(SCALE_SHIFT.iter_grid(SHAPE)) == grid and 0 < len(grid) <= SCALE_SHIFT.grid_size_bound()

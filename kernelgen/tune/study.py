@@ -26,6 +26,7 @@ TIE_FRACTION = 0.02      # re-timed configs within 2% of the best are ties
 FINALISTS = 4            # how many of the fastest are re-timed
 SEARCH_REP_MS = 40       # do_bench budget per trial while searching; finalists get the full 100 ms
 CONSTRAINT_RETRIES = 8   # samples per trial slot that may land on configs the constraints reject
+GRID_COUNT_LIMIT = 100_000   # spaces up to this many raw configs are listed to count the valid ones
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -194,7 +195,10 @@ class StudyRunner:
                 self._evaluate(study, trial, config)
         if sampler == "grid":
             return
-        space_size = len(self.template.grid(self.shape, self.gpu))
+        # Walking a many-knob space to count it costs minutes (millions of configs): only a small
+        # one is listed, where the search may measure all of it and stop early.
+        bound = self.template.grid_size_bound()
+        space_size = len(self.template.grid(self.shape, self.gpu)) if bound <= GRID_COUNT_LIMIT else bound
         attempts = 0
         while self.measured() < n_trials and attempts < CONSTRAINT_RETRIES * n_trials:
             attempts += 1

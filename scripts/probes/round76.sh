@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Round 76 (session 11): the loglinear forward re-tuned (its kernels share the file whose backward
+# changed; round 75 re-tuned the backward), then the full loglinear bench with those entries.
+export KERNELGEN_CACHE_DIR=/tmp/kg-cache
+exec > >(tee $OUT/log.txt) 2>&1
+cp tuned/h100.json $OUT/h100.json
+echo "## tune"; timeout 250 python3 -m kernelgen.cli tune --gpu h100 --op loglinear_attention --kernel fwd --shapes quick --trials 6 --out $OUT/h100.json 2>&1 | grep -v Warn | grep -v "━" | grep "│\|Wrote\|rror" | cut -c1-240
+cp $OUT/h100.json tuned/h100.json
+echo "## bench"; timeout 300 python3 bench.py --op loglinear_attention --json $OUT/bench-loglinear_attention-full.json 2>&1 | grep -v -i warn | grep " | " | cut -c1-200
