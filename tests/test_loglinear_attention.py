@@ -197,34 +197,32 @@ def _nan_like(x):
     return torch.full_like(x, float("nan"))     # an element a kernel never writes fails the check
 
 
-@pytest.mark.parametrize("dv_bk,dv_bv,dqk_bk,dqk_bv,scan_bk,scan_bv", BWD_TILES)
-def test_backward_tile_combinations(device, dv_bk, dv_bv, dqk_bk, dqk_bv, scan_bk, scan_bv):
+def _check_tile_backward(device, seed, **tiles):
+    """The backward on TILE_SHAPE with ``tiles`` over the test config, every output written and
+    matching the float64 reference; returns the config."""
     B, T, H, K, V, L = TILE_SHAPE.values()
-    inputs = _inputs(B=B, T=T, H=H, K=K, V=V, L=L, device=device, seed=5)
-    do = torch.randn(B, T, H, V, generator=torch.Generator().manual_seed(6)).to(device)
+    inputs = _inputs(B=B, T=T, H=H, K=K, V=V, L=L, device=device, seed=seed)
+    do = torch.randn(B, T, H, V, generator=torch.Generator().manual_seed(seed + 1)).to(device)
     _, grads = _ref_grads(inputs, do)
-    config = _tile_config(tmpl.LogLinearBackward(), dv_bk=dv_bk, dv_bv=dv_bv, dqk_bk=dqk_bk, dqk_bv=dqk_bv,
-                          scan_bk=scan_bk, scan_bv=scan_bv)
+    config = _tile_config(tmpl.LogLinearBackward(), **tiles)
     plan = tmpl.make_plan(B, T, config["chunk"], None, None, device)
     out = tuple(_nan_like(x) for x in inputs)
     tmpl.backward(*inputs, do, K ** -0.5, config, plan, out=out)
     for name, got, want in zip(("dq", "dk", "dv", "dg", "dlevel_scales"), out, grads):
         assert_close(name, got, want, GRAD_TOL[torch.float32])
+    return config
+
+
+@pytest.mark.parametrize("dv_bk,dv_bv,dqk_bk,dqk_bv,scan_bk,scan_bv", BWD_TILES)
+def test_backward_tile_combinations(device, dv_bk, dv_bv, dqk_bk, dqk_bv, scan_bk, scan_bv):
+    _check_tile_backward(device, 5, dv_bk=dv_bk, dv_bv=dv_bv, dqk_bk=dqk_bk, dqk_bv=dqk_bv, scan_bk=scan_bk,
+                         scan_bv=scan_bv)
 
 
 @pytest.mark.parametrize("dv_bk", [16, 32])
 def test_backward_dk_with_dv(device, dv_bk):
     """dk written by the dv kernel (whole V per program, K in one or two tiles, V ragged)."""
-    B, T, H, K, V, L = TILE_SHAPE.values()
-    inputs = _inputs(B=B, T=T, H=H, K=K, V=V, L=L, device=device, seed=11)
-    do = torch.randn(B, T, H, V, generator=torch.Generator().manual_seed(12)).to(device)
-    _, grads = _ref_grads(inputs, do)
-    config = _tile_config(tmpl.LogLinearBackward(), dv_bk=dv_bk, dv_bv=64, dqk_bk=16, dqk_bv=32, dk_with_dv=1)
-    plan = tmpl.make_plan(B, T, config["chunk"], None, None, device)
-    out = tuple(_nan_like(x) for x in inputs)
-    tmpl.backward(*inputs, do, K ** -0.5, config, plan, out=out)
-    for name, got, want in zip(("dq", "dk", "dv", "dg", "dlevel_scales"), out, grads):
-        assert_close(name, got, want, GRAD_TOL[torch.float32])
+    config = _check_tile_backward(device, 11, dv_bk=dv_bk, dv_bv=64, dqk_bk=16, dqk_bv=32, dk_with_dv=1)
     assert "whole V" in tmpl.LogLinearBackward().check_config({**config, "dv_bv": 32}, TILE_SHAPE)
 
 
@@ -234,17 +232,8 @@ def test_backward_dq_level_layouts(device, dqk_bk, dqk_bv, dk_with_dv, outer, in
     """dq/dλ with each level's product summed over the V tiles first (dqk_levels_outer, the default)
     or per (level, V tile); level-1 blocks from the previous chunk's rows (dq_inline_l1) or stored
     by the block pass; V = 48: ragged tiles."""
-    B, T, H, K, V, L = TILE_SHAPE.values()
-    inputs = _inputs(B=B, T=T, H=H, K=K, V=V, L=L, device=device, seed=13)
-    do = torch.randn(B, T, H, V, generator=torch.Generator().manual_seed(14)).to(device)
-    _, grads = _ref_grads(inputs, do)
-    config = _tile_config(tmpl.LogLinearBackward(), dqk_bk=dqk_bk, dqk_bv=dqk_bv, dk_with_dv=dk_with_dv,
-                          dv_bk=16, dv_bv=64, dqk_levels_outer=outer, dq_inline_l1=inline)
-    plan = tmpl.make_plan(B, T, config["chunk"], None, None, device)
-    out = tuple(_nan_like(x) for x in inputs)
-    tmpl.backward(*inputs, do, K ** -0.5, config, plan, out=out)
-    for name, got, want in zip(("dq", "dk", "dv", "dg", "dlevel_scales"), out, grads):
-        assert_close(name, got, want, GRAD_TOL[torch.float32])
+    _check_tile_backward(device, 13, dqk_bk=dqk_bk, dqk_bv=dqk_bv, dk_with_dv=dk_with_dv, dv_bk=16, dv_bv=64,
+                         dqk_levels_outer=outer, dq_inline_l1=inline)
 
 
 @pytest.mark.parametrize("inline", [0, 1])

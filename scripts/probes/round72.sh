@@ -14,15 +14,5 @@ NCU=$(python3 -c "from kernelgen.ncu import find_ncu; print(find_ncu())" 2>/dev/
 export M=lts__t_bytes.sum.per_second,lts__t_bytes.sum,lts__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sector_hit_rate.pct,dram__bytes_read.sum,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,sm__pipe_fma_cycles_active.avg.pct_of_peak_sustained_active,gpu__time_duration.sum,sm__warps_active.avg.pct_of_peak_sustained_active,smsp__average_warps_issue_stalled_long_scoreboard_per_issue_active.ratio,smsp__average_warps_issue_stalled_barrier_per_issue_active.ratio,smsp__average_warps_issue_stalled_wait_per_issue_active.ratio,smsp__average_warps_issue_stalled_math_pipe_throttle_per_issue_active.ratio,smsp__average_warps_issue_stalled_short_scoreboard_per_issue_active.ratio,smsp__average_warps_issue_stalled_mio_throttle_per_issue_active.ratio,smsp__issue_active.avg.pct_of_peak_sustained_active,l1tex__throughput.avg.pct_of_peak_sustained_active,launch__registers_per_thread
 for c in '{}' '{"BLOCK_M":128,"num_warps":8,"num_stages":2}'; do
   echo "## ncu $c"; timeout 120 $NCU --profile-from-start off --metrics $M --csv --page raw python3 scripts/probes/ncu_one.py sliding_window_attention.fwd B=8,T=4096,HQ=16,H=16,D=128,W=512 "$c" > $OUT/ncu.csv 2> $OUT/ncu.err
-  python3 - <<'P'
-import csv, os
-rows = list(csv.reader(open(os.environ["OUT"] + "/ncu.csv")))
-head = next((i for i, r in enumerate(rows) if "Kernel Name" in r), None)
-if head is None: print(open(os.environ["OUT"] + "/ncu.err").read()[-1500:]); raise SystemExit
-names, units = rows[head], rows[head + 1]
-for r in rows[head + 2:]:
-    print(r[names.index("Kernel Name")][:40])
-    for n, u, v in zip(names, units, r):
-        if n in os.environ["M"].split(","): print(f"  {n} = {v} {u}")
-P
+  python3 scripts/probes/ncu_rows.py
 done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Round 73 (session 11): the loglinear dq/dk kernel with each level's dO·Blockᵀ summed over the V
 # tiles before its dq update and dλ row reduction (dqk_levels_outer) against the default (one per
-# level and V tile); per-kernel times; ncu of the dq/dk kernel both ways.
+# level and V tile); per-kernel times; ncu of the dq/dk kernel both ways. ({} was the old layout
+# then; levels outer became the default after round 74.)
 export KERNELGEN_CACHE_DIR=/tmp/kg-cache
 exec > >(tee $OUT/log.txt) 2>&1
 echo "## loglinear gpu tests"; timeout 200 python3 -m pytest -q -x tests/test_loglinear_attention.py -k "gpu or levels_outer" 2>&1 | tail -1
@@ -14,15 +15,5 @@ NCU=$(python3 -c "from kernelgen.ncu import find_ncu; print(find_ncu())" 2>/dev/
 export M=lts__t_bytes.sum,lts__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,sm__pipe_fma_cycles_active.avg.pct_of_peak_sustained_active,sm__pipe_alu_cycles_active.avg.pct_of_peak_sustained_active,gpu__time_duration.sum,sm__warps_active.avg.pct_of_peak_sustained_active,smsp__average_warps_issue_stalled_long_scoreboard_per_issue_active.ratio,smsp__average_warps_issue_stalled_barrier_per_issue_active.ratio,smsp__average_warps_issue_stalled_wait_per_issue_active.ratio,smsp__average_warps_issue_stalled_short_scoreboard_per_issue_active.ratio,smsp__average_warps_issue_stalled_mio_throttle_per_issue_active.ratio,smsp__average_warps_issue_stalled_lg_throttle_per_issue_active.ratio,smsp__average_warps_issue_stalled_math_pipe_throttle_per_issue_active.ratio,smsp__issue_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,launch__registers_per_thread
 for c in '{}' '{"dqk_levels_outer":1}'; do
   echo "## ncu dqk $c"; timeout 150 $NCU --profile-from-start off -k regex:dqk --metrics $M --csv --page raw python3 scripts/probes/ncu_one.py loglinear_attention.bwd B=8,T=4096,H=16,K=128,V=128,L=13 "$c" > $OUT/ncu.csv 2> $OUT/ncu.err
-  python3 - <<'P'
-import csv, os
-rows = list(csv.reader(open(os.environ["OUT"] + "/ncu.csv")))
-head = next((i for i, r in enumerate(rows) if "Kernel Name" in r), None)
-if head is None: print(open(os.environ["OUT"] + "/ncu.err").read()[-1500:]); raise SystemExit
-names, units = rows[head], rows[head + 1]
-for r in rows[head + 2:]:
-    print(r[names.index("Kernel Name")][:40])
-    for n, u, v in zip(names, units, r):
-        if n in os.environ["M"].split(","): print(f"  {n} = {v} {u}")
-P
+  python3 scripts/probes/ncu_rows.py
 done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Round 74 (session 11): the loglinear dq/dk kernel's level loops flattened so their block loads
 # pipeline: dqk_levels_outer 2 (dq/dλ over (level, V tile)) and dqk_flat_dk (dk over (V tile,
-# later state)), against round 73's nested levels-outer loop (1) and the default.
+# later state)), against round 73's nested levels-outer loop (1) and the default. Both flat
+# variants lost and were removed after this round: their knobs no longer exist.
 export KERNELGEN_CACHE_DIR=/tmp/kg-cache
 exec > >(tee $OUT/log.txt) 2>&1
 echo "## loglinear tests"; timeout 200 python3 -m pytest -q -x tests/test_loglinear_attention.py -k "gpu or levels_outer" 2>&1 | tail -1
