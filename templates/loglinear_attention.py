@@ -340,18 +340,25 @@ def _store_block(block_at, acc, m_kv, z_all, SKIP_L1: tl.constexpr):
 
 @triton.jit
 def _close_block(acc, z, z_all, carry, ldv, lv, g_sum, seg_g, block_at, m_kv, stack_base, own, seg_total_at,
-                 seg_decay_at, i_kv, CARRY: tl.constexpr, NL: tl.constexpr, LOG_S: tl.constexpr,
-                 BK: tl.constexpr, BV: tl.constexpr, SEGMENTED: tl.constexpr, SKIP_L1: tl.constexpr):
+                 seg_decay_at, i_kv, child_at, CARRY: tl.constexpr, NL: tl.constexpr, LOG_S: tl.constexpr,
+                 BK: tl.constexpr, BV: tl.constexpr, SEGMENTED: tl.constexpr, SKIP_L1: tl.constexpr,
+                 IN_BLOCKS: tl.constexpr):
     """Block(n + 1) at level z: ``acc`` (what closes it, decayed to chunk n's end) plus the live
     blocks of the levels below z, the one at level CARRY from registers (``carry``), the ones above
     from the stack; stored to ``block_at``, and kept live at level z (registers, stack, or the
-    segment's total at LOG_S). Returns the register carry."""
+    segment's total at LOG_S). IN_BLOCKS: the live block at level i is read back from where it was
+    stored, Block(n + 1 − 2^i) at ``block_at − 2^i·child_at`` (in the blocks' dtype), and the stack
+    is not written. Returns the register carry."""
     if z > CARRY:
         acc += tl.exp(tl.sum(tl.where(lv == CARRY, ldv, 0.0), 0) + g_sum) * carry
     for i in tl.static_range(CARRY + 1, NL):
         if i < z:
             decay = tl.sum(tl.where(lv == i, ldv, 0.0), 0) + g_sum
-            acc += tl.exp(decay) * tl.load(stack_base + i * BK * BV + own)
+            if IN_BLOCKS:
+                live = tl.load(block_at - (1 << i) * child_at, mask=m_kv, other=0.0).to(tl.float32)
+            else:
+                live = tl.load(stack_base + i * BK * BV + own)
+            acc += tl.exp(decay) * live
     if SEGMENTED:
         if z_all <= LOG_S:
             _store_block(block_at, acc, m_kv, z_all, SKIP_L1)
@@ -361,13 +368,13 @@ def _close_block(acc, z, z_all, carry, ldv, lv, g_sum, seg_g, block_at, m_kv, st
                 tl.store(seg_decay_at, seg_g)
         elif z == CARRY:
             carry = acc
-        else:
+        elif not IN_BLOCKS:
             tl.store(stack_base + z * BK * BV + own, acc)
     else:
         _store_block(block_at, acc, m_kv, z_all, SKIP_L1)
         if z == CARRY:
             carry = acc
-        else:
+        elif not IN_BLOCKS:
             tl.store(stack_base + z * BK * BV + own, acc)
     return carry
 
@@ -376,7 +383,7 @@ def _close_block(acc, z, z_all, carry, ldv, lv, g_sum, seg_g, block_at, m_kv, st
 def _close_chunk(n, acc, g_sum, carry, ldv, lv, seg_g, blocks, ldec, slot0, i_h, tile, m_kv, stack_base, own,
                  seg_total_at, seg_decay_at, i_kv, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
                  NJ: tl.constexpr, CARRY: tl.constexpr, NL: tl.constexpr, LOG_S: tl.constexpr, BK: tl.constexpr,
-                 BV: tl.constexpr, SEGMENTED: tl.constexpr, SKIP_L1: tl.constexpr):
+                 BV: tl.constexpr, SEGMENTED: tl.constexpr, SKIP_L1: tl.constexpr, IN_BLOCKS: tl.constexpr):
     """Chunk n's step once ``acc`` holds what closes Block(n + 1): n's decays to the live blocks
     (ldec), the block closed and kept live (``_close_block``), the live decays moved past n.
     Returns (the register carry, the live decays)."""
@@ -391,7 +398,7 @@ def _close_chunk(n, acc, g_sum, carry, ldv, lv, seg_g, blocks, ldec, slot0, i_h,
         z = z_all
     block_at = blocks + ((slot0 + n + 1) * H + i_h) * K * V + tile
     carry = _close_block(acc, z, z_all, carry, ldv, lv, g_sum, seg_g, block_at, m_kv, stack_base, own, seg_total_at,
-                         seg_decay_at, i_kv, CARRY, NL, LOG_S, BK, BV, SEGMENTED, SKIP_L1)
+                         seg_decay_at, i_kv, H * K * V, CARRY, NL, LOG_S, BK, BV, SEGMENTED, SKIP_L1, IN_BLOCKS)
     # the next step's threads read what this one stored
     tl.debug_barrier()
     return carry, tl.where(lv == z, 0.0, ldv + g_sum)
@@ -403,12 +410,13 @@ def _fwd_block_stack_kernel(
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, NJ: tl.constexpr, NJP: tl.constexpr,
     LOG_S: tl.constexpr, NL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, NV: tl.constexpr,
     SEGMENTED: tl.constexpr, PAIRS: tl.constexpr, SKIP_L1: tl.constexpr, IS_VARLEN: tl.constexpr,
-    TABLE: tl.constexpr, DOT_PREC: tl.constexpr,
+    TABLE: tl.constexpr, DOT_PREC: tl.constexpr, IN_BLOCKS: tl.constexpr = False,
 ):
     """Block(P) and ldec of one (K×V tile, sequence·head) for the chunks of segment program_id(2)
     (S = 2^LOG_S chunks), for sequences that start at position 0. Block(n + 1) closes after chunk
     n: chunk n's own k·vᵀ plus the live blocks of n's trailing set bits (the Fenwick children it
-    covers), kept decayed to their own end in an fp32 stack of NL = min(NJ, LOG_S) levels. One
+    covers), kept decayed to their own end in an fp32 stack of NL = min(NJ, LOG_S) levels, or
+    (IN_BLOCKS, config ``stack_in_blocks``) read back from where they were stored. One
     k·vᵀ per chunk instead of one per level. A block that reaches before the segment (its lowbit
     above S) is finished by ``_fwd_block_segments_kernel`` from the segment totals this writes;
     the decays of levels above the segment's count from its start, and that kernel adds the rest.
@@ -463,7 +471,7 @@ def _fwd_block_stack_kernel(
                 carry, ldv = _close_chunk(n_a + 1, kv_b + tl.exp(g_b) * kv_a, g_b, carry, ldv, lv, seg_g, blocks,
                                           ldec, slot0, i_h, tile, m_kv, stack_base, own, seg_total_at,
                                           seg_decay_at, i_kv, H, K, V, NJ, 1, NL, LOG_S, BK, BV, SEGMENTED,
-                                          SKIP_L1)
+                                          SKIP_L1, IN_BLOCKS)
     else:
         for n in range(seg_lo, seg_end):
             b_g, b_kt, b_v = nxt_g, nxt_kt, nxt_v
@@ -473,7 +481,7 @@ def _fwd_block_stack_kernel(
             seg_g += g_sum
             carry, ldv = _close_chunk(n, acc, g_sum, carry, ldv, lv, seg_g, blocks, ldec, slot0, i_h, tile, m_kv,
                                       stack_base, own, seg_total_at, seg_decay_at, i_kv, H, K, V, NJ, 0, NL, LOG_S,
-                                      BK, BV, SEGMENTED, SKIP_L1)
+                                      BK, BV, SEGMENTED, SKIP_L1, IN_BLOCKS)
     if (i_kv == 0) & (n_last < seg_lo + (1 << LOG_S)):    # n_last is this segment's
         tl.store(ldec + ((slot0 + n_last) * H + i_h) * NJ + lv, ldv, mask=lv < NJ)
 
@@ -1090,7 +1098,10 @@ def _stacked_block_states(k, v, g, blocks, ldec, plan: ChunkPlan, config, cu_seq
     log_s = seg.bit_length() - 1
     ns = cdiv(nc_max, seg)
     nl = max(1, min(nj, log_s))
-    stack = torch.empty(programs * ns, nl, bk, bv, device=k.device, dtype=torch.float32)
+    in_blocks = bool(int(config.get("stack_in_blocks", 1)))
+    # the fp32 stack of live blocks; with stack_in_blocks they are read back from ``blocks``
+    stack = (torch.empty(programs * ns, nl, bk, bv, device=k.device, dtype=torch.float32) if not in_blocks
+             else torch.empty(1, device=k.device, dtype=torch.float32))
     seg_total = torch.empty(programs, ns, bk, bv, device=k.device, dtype=torch.float32) if ns > 1 else stack
     seg_decay = torch.empty(plan.num_seqs * H, ns, device=k.device, dtype=torch.float32) if ns > 1 else stack
     common = dict(H=H, K=K, V=V, C=chunk, NJ=nj, NJP=max(2, triton.next_power_of_2(nj)), LOG_S=log_s,
@@ -1101,6 +1112,7 @@ def _stacked_block_states(k, v, g, blocks, ldec, plan: ChunkPlan, config, cu_seq
     _fwd_block_stack_kernel[(nk * nv, plan.num_seqs * H, ns)](
         k, v, g, blocks, ldec, stack, seg_total, seg_decay, cu, slot0, T, plan.slots_per_seq,
         NL=nl, SEGMENTED=ns > 1, PAIRS=bool(int(config.get("stack_pairs", 0))), SKIP_L1=skip_level1,
+        IN_BLOCKS=in_blocks,
         DOT_PREC=_dot_precision(k.dtype),
         num_stages=int(config["num_stages"]),
         **common)
@@ -1412,14 +1424,15 @@ class LogLinearForward(_LogLinearTemplate):
     kernel = "fwd"
     space = {"chunk": [16, 32, 64, 128], "scan_bk": [32, 64, 128], "scan_bv": [32, 64, 128],
              "scan_warps": [2, 4, 8], "out_bv": [32, 64, 128], "out_warps": [4, 8], "num_stages": [1, 2, 3],
-             "stack": [1, 0], "stack_segment": [0, 8, 16, 32], "stack_pairs": [0, 1], "out_inline_l1": [0, 1]}
+             "stack": [1, 0], "stack_segment": [0, 8, 16, 32], "stack_pairs": [0, 1], "out_inline_l1": [0, 1],
+             "stack_in_blocks": [0, 1]}
 
     def candidates(self, shape, gpu=None) -> list[Config]:
         # level-1 blocks stored by the block pass instead of built by the output kernel, and the
         # stacked block pass two chunks a step (its registers ask for 8 warps; at K = V = 64 with
         # level-1 blocks inline: 0.276 ms against 0.329, H100 bf16)
         return [{"out_inline_l1": 0}, {"stack_pairs": 1, "scan_warps": 8},
-                {"stack_pairs": 1, "scan_warps": 8, "out_inline_l1": 1}]
+                {"stack_pairs": 1, "scan_warps": 8, "out_inline_l1": 1}, {"stack_in_blocks": 0}]
 
     def default_config(self, shape, gpu=None) -> Config:
         KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
@@ -1430,12 +1443,16 @@ class LogLinearForward(_LogLinearTemplate):
         # on 32-wide V tiles (B=2 T=16384 K=V=64: 0.137 vs 0.146 ms). One stage (session 9): the
         # output kernel's pipelined block loads need shared memory for a second block, which leaves
         # one program per SM (0.62 vs 0.44 ms at K = V = 128). Level-1 blocks built by the output
-        # kernel (session 10): forward 0.84 -> 0.69 ms at K = V = 128, 0.33 -> 0.28 at 64.
+        # kernel (session 10): forward 0.84 -> 0.69 ms at K = V = 128, 0.33 -> 0.28 at 64. Live
+        # blocks read back from the stored blocks, no fp32 stack (session 11): the block pass 0.27
+        # -> 0.21 ms at 128 (forward 0.69 -> 0.63), 0.10 -> 0.08 at 64; errors against float64
+        # unchanged to three digits (bf16, model-like gates).
         small = KP <= 128 and VP <= 128
         many = shape["B"] * shape["H"] >= 128
         return {"chunk": _default_chunk(shape), "scan_bk": min(64, KP), "scan_bv": min(64 if many else 32, VP),
                 "scan_warps": 4, "out_bv": min(128, VP) if small else 64, "out_warps": 4 if small else 8,
-                "num_stages": 1, "stack": 1, "stack_segment": 0, "stack_pairs": 0, "out_inline_l1": int(small)}
+                "num_stages": 1, "stack": 1, "stack_segment": 0, "stack_pairs": 0, "out_inline_l1": int(small),
+                "stack_in_blocks": 1}
 
     def check_config(self, config, shape, gpu=None) -> str | None:
         return (self._chunk_ok(config, shape) or self._tile_ok("scan_bk", config, shape["K"])
@@ -1480,7 +1497,7 @@ class LogLinearBackward(_LogLinearTemplate):
              "dq_inline_l1": [0, 1],
              "dv_bk": [32, 64, 128], "dv_bv": [32, 64, 128], "dv_warps": [4, 8], "num_stages": [1, 2, 3],
              "stack": [1, 0], "stack_segment": [0, 8, 16, 32], "dk_with_dv": [0, 1], "stack_pairs": [0, 1],
-             "scan_stages": [1, 2, 3]}
+             "scan_stages": [1, 2, 3], "stack_in_blocks": [0, 1]}
 
     def default_config(self, shape, gpu=None) -> Config:
         KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
@@ -1490,13 +1507,13 @@ class LogLinearBackward(_LogLinearTemplate):
         # dq/dk 1.67 -> 1.52 ms at K = V = 128 (spills 30 -> 8 registers); even at 64 (one V tile).
         # dq_inline_l1: dq builds the level-1 blocks, the block pass skips them: 0.39 -> 0.27 ms for
         # the block pass at K = V = 128, dq/dk unchanged (backward 2.84 -> 2.71); at 64 dq spills
-        # more (1.22 vs 1.13 ms), so not there.
+        # more (1.22 vs 1.13 ms), so not there. stack_in_blocks: as in the forward (2.71 -> 2.66).
         if KP > 128 or VP > 128:
             # measured without spills on sm_90 at K = V = 256 (chunk 32)
             return {"chunk": _default_chunk(shape), "scan_bk": 64, "scan_bv": 64, "scan_warps": 4,
                     "dqk_bk": 64, "dqk_bv": 32, "dqk_warps": 8, "dv_bk": 64, "dv_bv": 64, "dv_warps": 8,
                     "num_stages": 2, "stack": 1, "stack_segment": 0, "dk_with_dv": 0, "stack_pairs": 0,
-                    "scan_stages": 2, "dqk_levels_outer": 1, "dq_inline_l1": 0}
+                    "scan_stages": 2, "dqk_levels_outer": 1, "dq_inline_l1": 0, "stack_in_blocks": 1}
         # H100, bf16 (session 8, B=8 T=4096 H=16): K = V = 128 dq/dk on 128 × 64 tiles and 8 warps
         # 3.37 ms for the whole backward against 5.42 on 64 × 32; dv on whole tiles and 4 warps a
         # further −0.25. K = V = 64: dq/dk on 4 warps 1.44 against 1.95. Session 9: one stage at
@@ -1506,7 +1523,8 @@ class LogLinearBackward(_LogLinearTemplate):
                 # one K tile with 32-wide V tiles once gave a wrong dv (triton 3.6, sm_90): not a default
                 "dv_bk": KP if VP >= 64 else min(64, KP), "dv_bv": VP, "dv_warps": 4,
                 "num_stages": 2 if KP >= 128 else 1, "stack": 1, "stack_segment": 0, "dk_with_dv": 0, "stack_pairs": 0,
-                "scan_stages": 2, "dqk_levels_outer": 1, "dq_inline_l1": int(KP == 128 and VP == 128)}
+                "scan_stages": 2, "dqk_levels_outer": 1, "dq_inline_l1": int(KP == 128 and VP == 128),
+                "stack_in_blocks": 1}
 
     def candidates(self, shape, gpu=None) -> list[Config]:
         # dk written by the dv kernel (the whole V per program, so K in tiles, and more warps than
@@ -1518,7 +1536,7 @@ class LogLinearBackward(_LogLinearTemplate):
         VP = _pow2(shape["V"])
         dk_in_dv = [] if VP > max(self.space["dv_bv"]) else [
             {"dk_with_dv": 1, "dv_bv": VP, "dv_bk": bk, "dv_warps": warps} for bk, warps in ((32, 4), (32, 8), (64, 8))]
-        return [{"scan_stages": 1}, {"dqk_levels_outer": 0}, {"dq_inline_l1": 1}] + dk_in_dv
+        return [{"scan_stages": 1}, {"dqk_levels_outer": 0}, {"dq_inline_l1": 1}, {"stack_in_blocks": 0}] + dk_in_dv
 
     def check_config(self, config, shape, gpu=None) -> str | None:
         for name, dim in (("scan_bk", "K"), ("scan_bv", "V"), ("dqk_bk", "K"), ("dqk_bv", "V"),

@@ -116,10 +116,11 @@ def _defined_entries(lengths, chunk, levels):
     (203, 8, 16, None, 2), (203, 8, 16, None, 4), (128, 8, 16, None, 4),   # segments: 13, 7 and 4
     (90, 8, 8, [5, 0, 61, 24], 2), (203, 8, 16, None, 64),               # a segment longer than T
 ])
-@pytest.mark.parametrize("pairs", [0, 1])
-def test_block_stack_pass_equals_level_scans(device, T, chunk, tile, lengths, segment, pairs):
+@pytest.mark.parametrize("pairs,in_blocks", [(0, 0), (1, 0), (0, 1), (1, 1)])
+def test_block_stack_pass_equals_level_scans(device, T, chunk, tile, lengths, segment, pairs, in_blocks):
     """The one-pass Fenwick stack (whole sequences, or segments of chunks then the levels across
-    them; a chunk a step or two) builds the same blocks and decays as one scan per level."""
+    them; a chunk a step or two; live blocks in an fp32 stack or read back from the stored blocks)
+    builds the same blocks and decays as one scan per level."""
     B = 2 if lengths is None else 1
     _, k, v, g, _ = _inputs(B=B, T=T, device=device, seed=9)
     cu = None if lengths is None else torch.tensor([0] + lengths, device=device).cumsum(0)
@@ -127,7 +128,7 @@ def test_block_stack_pass_equals_level_scans(device, T, chunk, tile, lengths, se
     chunk = config["chunk"]
     plan = tmpl.make_plan(B, T, chunk, lengths, None, device)
     stacked, stack_dec = tmpl.block_states(k, v, g, plan, {**config, "stack": 1, "stack_segment": segment,
-                                                           "stack_pairs": pairs}, cu)
+                                                           "stack_pairs": pairs, "stack_in_blocks": in_blocks}, cu)
     scanned, scan_dec = tmpl.block_states(k, v, g, plan, {**config, "stack": 0}, cu)
     slots, decays = _defined_entries(lengths or [T] * B, chunk, plan.levels)
     assert slots
@@ -146,10 +147,13 @@ def test_automatic_segments_follow_the_program_count():
     (torch.float32, 8, 203, 16, {"stack_pairs": 1}), (torch.float16, 16, 45, 16, {"stack_pairs": 1}),
     (torch.float32, 8, 203, 16, {"out_inline_l1": 1}), (torch.float16, 16, 45, 16, {"out_inline_l1": 1}),
     (torch.float32, 8, 64, 8, {"stack_pairs": 1, "out_inline_l1": 1}),
+    (torch.float16, 8, 203, 16, {"stack_in_blocks": 1}), (torch.float16, 16, 77, 16, {"stack_in_blocks": 1,
+                                                                                       "stack_pairs": 1}),
 ])
 def test_forward_without_final_state(device, dtype, chunk, T, tile, extra):
     """The training path (no states in or out) builds its blocks in one stacked pass (a chunk a
-    step or two; level-1 blocks there or in the output kernel). T = 64 with chunk 8 ends on a
+    step or two; level-1 blocks there or in the output kernel; live blocks read back from the
+    half-precision blocks). T = 64 with chunk 8 ends on a
     power of two of chunks."""
     q, k, v, g, lam = _inputs(T=T, L=9, dtype=dtype, device=device, seed=3)
     config = {**_config(chunk, tile if not torch.cuda.is_available() else 16), **extra}
