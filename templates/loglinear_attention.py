@@ -1100,8 +1100,7 @@ def _stacked_block_states(k, v, g, blocks, ldec, plan: ChunkPlan, config, cu_seq
     nl = max(1, min(nj, log_s))
     in_blocks = bool(int(config.get("stack_in_blocks", 1)))
     # the fp32 stack of live blocks; with stack_in_blocks they are read back from ``blocks``
-    stack = (torch.empty(programs * ns, nl, bk, bv, device=k.device, dtype=torch.float32) if not in_blocks
-             else torch.empty(1, device=k.device, dtype=torch.float32))
+    stack = torch.empty(programs * ns, nl, bk, bv, device=k.device, dtype=torch.float32) if not in_blocks else dummy
     seg_total = torch.empty(programs, ns, bk, bv, device=k.device, dtype=torch.float32) if ns > 1 else stack
     seg_decay = torch.empty(plan.num_seqs * H, ns, device=k.device, dtype=torch.float32) if ns > 1 else stack
     common = dict(H=H, K=K, V=V, C=chunk, NJ=nj, NJP=max(2, triton.next_power_of_2(nj)), LOG_S=log_s,
@@ -1124,6 +1123,12 @@ def _stacked_block_states(k, v, g, blocks, ldec, plan: ChunkPlan, config, cu_seq
             NL2=nl2, NL2P=max(2, triton.next_power_of_2(nl2)), num_stages=1, **common)
 
 
+def _takes_stacked_pass(plan: ChunkPlan, config, init=None, final=None) -> bool:
+    """Whether ``block_states`` builds the blocks in the stacked pass (the one that can skip the
+    level-1 blocks): sequences from position 0, no state in or out, config ``stack``."""
+    return plan.from_start and init is None and final is None and bool(int(config.get("stack", 1)))
+
+
 def block_states(k, v, g, plan: ChunkPlan, config, cu_seqlens, init=None, final=None, skip_level1=False):
     """Kernel 1: Block(P) for every chunk slot [S, H, K, V] and the log decays ldec [S, H, NJ];
     writes ``final`` [N, H, L_out, K, V] (fp32, zero-filled) when given. ``skip_level1``: the
@@ -1136,7 +1141,7 @@ def block_states(k, v, g, plan: ChunkPlan, config, cu_seqlens, init=None, final=
     blocks = torch.empty(max(plan.num_slots, 1), H, K, V, device=k.device, dtype=block_dtype(k.dtype))
     ldec = torch.empty(max(plan.num_slots, 1), H, plan.levels, device=k.device, dtype=torch.float32)
     dummy = blocks
-    if plan.from_start and init is None and final is None and int(config.get("stack", 1)):
+    if _takes_stacked_pass(plan, config, init, final):
         _stacked_block_states(k, v, g, blocks, ldec, plan, config, cu_seqlens, bk, bv, skip_level1)
         return blocks, ldec
     levels_axis = plan.levels + (1 if final is not None else 0)
@@ -1200,8 +1205,7 @@ def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seql
     # dq_inline_l1 (with the levels-outer dq): an odd chunk's level-1 block from the previous chunk's
     # rows, as the forward's output kernel does; the block pass then skips those stores
     levels_outer = bool(int(config.get("dqk_levels_outer", 1)))
-    inline_level1 = (bool(int(config.get("dq_inline_l1", 0))) and levels_outer and plan.from_start
-                     and bool(int(config.get("stack", 1))))
+    inline_level1 = bool(int(config.get("dq_inline_l1", 0))) and levels_outer and _takes_stacked_pass(plan, config)
     blocks, ldec = block_states(k, v, g, plan, config, cu_seqlens, skip_level1=inline_level1)
     dot_prec = _dot_precision(q.dtype)
     lp = max(2, triton.next_power_of_2(L))
