@@ -17,6 +17,7 @@ part of the key: call :func:`clear` after changing one.
 """
 from __future__ import annotations
 
+import functools
 import operator
 import threading
 from types import ModuleType
@@ -36,6 +37,29 @@ except ImportError:   # pragma: no cover - an older or partial Triton
 _launchers: list["CachedLauncher"] = []
 _lock = threading.Lock()
 _Tensor = torch.Tensor
+
+
+def next_pow2(n: int) -> int:
+    """triton.next_power_of_2 on the host (the smallest power of two >= n; 0 for n <= 0): that one
+    is a constexpr function in recent Triton, ~5 us a call from Python like triton.cdiv."""
+    n = int(n)
+    return 1 << (n - 1).bit_length() if n > 0 else 0
+
+
+def tma_loads(tensors) -> bool:
+    """Whether tiles of ``tensors`` may come by tensor descriptor: contiguous, 16-byte aligned
+    tensors on a GPU with the TMA unit (sm_90+; elsewhere a template's pointer path runs). The CPU
+    interpreter runs descriptor loads too."""
+    device = tensors[0].device
+    if device.type == "cuda" and not _has_tma_unit(device.index if device.index is not None
+                                                   else torch.cuda.current_device()):
+        return False
+    return all(x.is_contiguous() and x.data_ptr() % 16 == 0 for x in tensors)
+
+
+@functools.lru_cache(maxsize=None)
+def _has_tma_unit(device_index: int) -> bool:
+    return torch.cuda.get_device_capability(device_index)[0] >= 9
 
 
 class _Uncacheable(Exception):

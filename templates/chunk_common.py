@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernelgen.launch import cdiv
+from kernelgen.launch import cdiv, next_pow2
 
 # Feature maps, as the kernels' FEATURE constexpr (constexpr globals so kernels may read them).
 FEAT_IDENTITY = tl.constexpr(0)
@@ -174,7 +174,7 @@ def reverse_cumsum(dG: torch.Tensor, dg: torch.Tensor, cu_seqlens: torch.Tensor 
     written in place."""
     tokens = dg.numel() // H
     cu = cu_seqlens if cu_seqlens is not None else dG
-    block_h = min(triton.next_power_of_2(H), 4)
+    block_h = min(next_pow2(H), 4)
     _reverse_cumsum_kernel[(num_seqs, cdiv(H, block_h))](
         dG, dg, cu, T, partials, tokens, H=H, BT=1024 // block_h, BH=block_h,
         IS_VARLEN=cu_seqlens is not None, num_warps=4)

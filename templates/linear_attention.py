@@ -40,7 +40,7 @@ import triton
 import triton.language as tl
 
 from kernelgen.checks import interpreter_on
-from kernelgen.launch import cdiv
+from kernelgen.launch import cdiv, next_pow2
 from kernelgen.template import DTYPES, Template
 from kernelgen.reference import linear_attention as ref
 
@@ -923,7 +923,7 @@ class Problem:
         self.feature_map = feature_map
         self.feature = FEATURE_CODES[feature_map]
         self.KF = feature_rows(feature_map, self.K)
-        self.BK = triton.next_power_of_2(self.K)
+        self.BK = next_pow2(self.K)
         self.scale = float(scale)
         self.normalize = bool(normalize)
         self.use_g = g is not None
@@ -939,7 +939,7 @@ class Problem:
         return _segmentation(split, longest, int(config["chunk"]))
 
     def block_v(self, config) -> int:
-        return min(int(config["block_v"]), triton.next_power_of_2(self.V))
+        return min(int(config["block_v"]), next_pow2(self.V))
 
     def common(self, config, block_v):
         return dict(H=self.H, K=self.K, V=self.V, KF=self.KF, BT=int(config["chunk"]), BK=self.BK,
@@ -1036,9 +1036,9 @@ def dq_tile(config, K: int, V: int) -> int:
     registers a thread at 4 warps, else 32."""
     block_k = config.get("dq_block_k")
     if block_k is None:
-        block_k = 64 if triton.next_power_of_2(V) <= 128 else 32
+        block_k = 64 if next_pow2(V) <= 128 else 32
     block_k = int(block_k)
-    return min(block_k, max(16, triton.next_power_of_2(K))) if block_k else 0
+    return min(block_k, max(16, next_pow2(K))) if block_k else 0
 
 
 def _reverse_cumsum(dG_parts: torch.Tensor, p: Problem) -> torch.Tensor:
@@ -1134,7 +1134,7 @@ def _backward_passes(p: Problem, q, k, v, g, g_gamma, do, init_s, d_final_s, cu_
     common = dict(H=p.H, BT=int(config["chunk"]), FEATURE=p.feature, USE_G=p.use_g, USE_GAMMA=p.use_gamma,
                   HAS_DECAY=p.use_g or p.use_gamma, NORMALIZE=False, IS_VARLEN=cu_seqlens is not None,
                   DOT_PREC=p.dot_prec, PREFETCH=not interpreter_on(), num_stages=int(config["num_stages"]))
-    key_tiles = dict(K=p.V, V=p.K, KF=p.V, BK=triton.next_power_of_2(p.V), BV=block_k,
+    key_tiles = dict(K=p.V, V=p.K, KF=p.V, BK=next_pow2(p.V), BV=block_k,
                      num_warps=int(config.get("dq_warps", 4)), X_EARLY=bool(config.get("x_early", 0)))
 
     def transposed(state):
@@ -1269,7 +1269,7 @@ def step(q, k, v, g, g_gamma, scale, feature_map, normalize, state_s, state_z, c
     Bq, H, K = q.shape
     V = v.shape[-1]
     KF = feature_rows(feature_map, K)
-    block_v = min(int(config["block_v"]), triton.next_power_of_2(V))
+    block_v = min(int(config["block_v"]), next_pow2(V))
     o = torch.empty_like(v) if out_o is None else out_o
     s_new = torch.empty_like(state_s) if out_s is None else out_s
     z_new = (torch.empty_like(state_z) if out_z is None else out_z) if normalize else None
@@ -1278,7 +1278,7 @@ def step(q, k, v, g, g_gamma, scale, feature_map, normalize, state_s, state_z, c
         q, k, v, g if g is not None else dummy, g_gamma if g_gamma is not None else dummy,
         state_s, state_z if state_z is not None else dummy, o, s_new,
         z_new if z_new is not None else dummy, float(scale),
-        H=H, K=K, V=V, KF=KF, BK=triton.next_power_of_2(K), BV=block_v,
+        H=H, K=K, V=V, KF=KF, BK=next_pow2(K), BV=block_v,
         FEATURE=FEATURE_CODES[feature_map], USE_G=g is not None, USE_GAMMA=g_gamma is not None,
         HAS_DECAY=g is not None or g_gamma is not None, NORMALIZE=normalize, num_warps=int(config["num_warps"]))
     return o, s_new, z_new
@@ -1333,7 +1333,7 @@ MORE_BASED = [_shape("taylor2", B=4, T=2048, H=16, K=32, V=64)]
 
 def _state_rows_padded(shape) -> int:
     """Register rows of the state tile: BK, plus 1 + BK² for taylor2 (F > K)."""
-    bk = triton.next_power_of_2(shape["K"])
+    bk = next_pow2(shape["K"])
     return bk + (1 + bk * bk if shape["F"] > shape["K"] else 0)
 
 
@@ -1371,10 +1371,10 @@ class _ChunkTemplate(Template):
         chunk, block_v, warps = int(config["chunk"]), int(config["block_v"]), int(config["num_warps"])
         split, stages = int(config.get("split_len", 0)), int(config["num_stages"])
         V, T = shape["V"], shape["T"]
-        bk = triton.next_power_of_2(shape["K"])
-        if block_v > max(16, triton.next_power_of_2(V)):
+        bk = next_pow2(shape["K"])
+        if block_v > max(16, next_pow2(V)):
             return f"block_v={block_v} exceeds V={V} (a smaller block_v launches the same kernel)"
-        if chunk > max(16, triton.next_power_of_2(T)):
+        if chunk > max(16, next_pow2(T)):
             return f"chunk={chunk} exceeds T={T}"
         if split and split % chunk:
             return f"split_len={split} is not a multiple of chunk={chunk}"
@@ -1401,8 +1401,8 @@ class _ChunkTemplate(Template):
     def _default_tiles(self, shape) -> dict:
         """chunk, block_v, num_warps that compile without register spills on sm_90 (checked with
         ptxas -v on the Triton 3.9 build; the tuner measures the rest)."""
-        bk = triton.next_power_of_2(shape["K"])
-        bv_max = max(16, triton.next_power_of_2(shape["V"]))
+        bk = next_pow2(shape["K"])
+        bv_max = max(16, next_pow2(shape["V"]))
         # Four warps per (V tile, head) program beat eight on the H100 (bf16, g, K = V = 128,
         # block_v 64: 0.279 vs 0.549 ms; taylor2 K = 16, block_v 32: 0.587 vs 0.839 ms): the
         # chunk loop is latency-bound, and smaller programs put more of them on each SM.
@@ -1423,7 +1423,7 @@ class _ChunkTemplate(Template):
             # aiming at about 2 programs per SM (H100, B=1 T=65536 H=16: split 8192 0.80 ms,
             # 4096 0.91, 2048 1.03)
             want = cdiv(2 * sms, programs)
-            split = max(1024, triton.next_power_of_2(cdiv(T, want)))
+            split = max(1024, next_pow2(cdiv(T, want)))
             if split < T:
                 config["split_len"] = min(split, 16384)
         for _ in range(4):   # shrink until the constraints accept it
@@ -1555,8 +1555,8 @@ class LinearAttentionBwd(_ChunkTemplate):
     def _default_tiles(self, shape) -> dict:
         # One V tile when it fits, so dq and dk are written directly rather than summed over
         # tiles; short chunks keep the dk/dv kernel's [K, V] dS plus its tiles in registers.
-        bk = triton.next_power_of_2(shape["K"])
-        bv_max = max(16, triton.next_power_of_2(shape["V"]))
+        bk = next_pow2(shape["K"])
+        bv_max = max(16, next_pow2(shape["V"]))
         if shape["F"] > shape["K"]:
             return {"chunk": 16, "block_v": min(32, bv_max), "num_warps": 4}
         block_v = min(128 if bk <= 128 else 64, bv_max)
@@ -1665,7 +1665,7 @@ class LinearAttentionStep(Template):
     source_files = _ChunkTemplate.source_files
 
     def check_config(self, config, shape, gpu=None):
-        if config["block_v"] > max(16, triton.next_power_of_2(shape["V"])):
+        if config["block_v"] > max(16, next_pow2(shape["V"])):
             return f"block_v={config['block_v']} exceeds V={shape['V']}"
         rows = _state_rows_padded(shape)
         if rows * config["block_v"] / (32 * config["num_warps"]) > 128:
@@ -1674,7 +1674,7 @@ class LinearAttentionStep(Template):
 
     def default_config(self, shape, gpu=None):
         taylor = shape["F"] > shape["K"]
-        config = {"block_v": min(32 if taylor else 64, max(16, triton.next_power_of_2(shape["V"]))),
+        config = {"block_v": min(32 if taylor else 64, max(16, next_pow2(shape["V"]))),
                   "num_warps": 4}
         while self.check_config(config, shape, gpu) is not None and config["num_warps"] < 8:
             config["num_warps"] *= 2

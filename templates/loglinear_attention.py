@@ -55,8 +55,9 @@ from pathlib import Path
 import torch
 import triton
 import triton.language as tl
+from triton.tools.tensor_descriptor import TensorDescriptor
 
-from kernelgen.launch import cdiv
+from kernelgen.launch import cdiv, tma_loads, next_pow2
 from kernelgen.template import DTYPES, Config, Template, Tensors
 from kernelgen.reference import loglinear_attention as ref
 
@@ -541,15 +542,20 @@ def _fwd_block_segments_kernel(
 
 @triton.jit(do_not_specialize=["T", "NC", "NJ", "L", "L_IN"])
 def _fwd_output_kernel(
-    q, k, v, g, lam, blocks, ldec, h0, o, cu_seqlens, seq_pos, seq_slot0, slot_seq, slot_chunk,
+    q, k, v, g, lam, blocks, ldec, h0, o, cu_seqlens, seq_pos, seq_slot0, slot_seq, slot_chunk, k_rows, v_rows,
     scale, T, NC, NJ, L, L_IN,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, KP: tl.constexpr, C: tl.constexpr,
     LOG_C: tl.constexpr, BV: tl.constexpr, INLINE_L1: tl.constexpr,
     IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, HAS_INIT: tl.constexpr, DOT_PREC: tl.constexpr,
+    TMA_BLOCKS: tl.constexpr = False, TMA_ROWS: tl.constexpr = False,
 ):
     """o for one (chunk slot, V tile, head): intra-chunk part + one q·Block per set bit of n.
     INLINE_L1 (sequences from position 0, no initial state): an odd chunk's level-1 block, chunk
-    n − 1's own k·vᵀ, comes from that chunk's rows here; the block pass then never stores it."""
+    n − 1's own k·vᵀ, comes from that chunk's rows here; the block pass then never stores it.
+    TMA_BLOCKS (no initial state, K a power of two): ``blocks`` is a [slots·H·K, V] tensor
+    descriptor, so a block tile goes to shared memory without passing through registers. TMA_ROWS
+    (with INLINE_L1, K a power of two): so are the inline level-1 block's rows, from ``k_rows``,
+    ``v_rows`` ([tokens, H·K], [tokens, H·V] descriptors)."""
     i_s, i_v, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_n, n, bos, start, slot0, n0, n_last, offs, pos, valid, tok = _slot_chunk(
         i_s, slot_seq, slot_chunk, cu_seqlens, seq_pos, seq_slot0, T, NC, C, LOG_C, IS_VARLEN, TABLE)
@@ -593,8 +599,16 @@ def _fwd_output_kernel(
                 # Block(n) = Σ_s e^{G_end(n−1) − G_s}·k_s·v_sᵀ over chunk n − 1 (full: the sequence
                 # starts at 0), ending where chunk n starts: q·Block(n) = (q·kᵀ weighted)·v
                 rows_p = tok - C
-                b_kp = tl.load(k + (rows_p[:, None] * H + i_h) * K + offs_k[None, :], mask=m_k[None, :], other=0.0)
-                b_vp = tl.load(v + (rows_p[:, None] * H + i_h) * V + offs_v[None, :], mask=m_v[None, :], other=0.0)
+                if TMA_ROWS:
+                    # chunk n − 1 is whole and in this sequence: no row of it needs a mask
+                    row_p = (bos + (n - 1) * C - start).to(tl.int32)
+                    b_kp = k_rows.load([row_p, i_h * K])
+                    b_vp = v_rows.load([row_p, i_h * V + i_v * BV])
+                else:
+                    b_kp = tl.load(k + (rows_p[:, None] * H + i_h) * K + offs_k[None, :], mask=m_k[None, :],
+                                   other=0.0)
+                    b_vp = tl.load(v + (rows_p[:, None] * H + i_h) * V + offs_v[None, :], mask=m_v[None, :],
+                                   other=0.0)
                 b_gp = load_log_decay(g, rows_p * H + i_h, rows_p >= 0, 0.0, True, False)
                 b_Gp = tl.cumsum(b_gp, 0)
                 w_1 = _lam_column(lam, lam_row, valid, LOG_C + 1, L) * e_q
@@ -616,6 +630,8 @@ def _fwd_output_kernel(
                     & (offs_k * 0 + LOG_C + j < L_IN)[:, None], other=0.0).to(dt),
                     tl.load(blocks + (((slot0 + src - n0) * H + i_h) * K + offs_k[:, None]) * V + offs_v[None, :],
                             mask=m_kv & (offs_k * 0 + src > n_first)[:, None], other=0.0).to(dt))
+            elif TMA_BLOCKS:
+                b_h = blocks.load([((slot0 + src - n0) * H + i_h).to(tl.int32) * K, i_v * BV]).to(dt)
             else:
                 b_h = tl.load(blocks + (((slot0 + src - n0) * H + i_h) * K + offs_k[:, None]) * V + offs_v[None, :],
                               mask=m_kv, other=0.0).to(dt)
@@ -714,13 +730,18 @@ def _later_query_states(rblocks, rdec, n, n_last, slot, slot0, n0, i_h, NJ, offs
 
 @triton.jit
 def _earlier_block_product(blocks, b_do, src, slot0, n0, i_h, offs_k, offs_v, m_kv, dt,
-                           H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, DOT_PREC: tl.constexpr):
+                           H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, DOT_PREC: tl.constexpr,
+                           k0=0, v0=0, TMA: tl.constexpr = False):
     """dO·Block(src)ᵀ over one V tile, [C, BK]. A block that ends at or before the call's first
     chunk holds none of its tokens (a continued call: the op differentiates the initial state's
-    share itself), so it reads as zero."""
-    live = (offs_k * 0 + src) > n0
-    b_h = tl.load(blocks + (((slot0 + src - n0) * H + i_h) * K + offs_k[:, None]) * V + offs_v[None, :],
-                  mask=m_kv & live[:, None], other=0.0).to(dt)
+    share itself), so it reads as zero. TMA (sequences from position 0, so every block is live;
+    K tiles that divide K): ``blocks`` is a [slots·H·K, V] tensor descriptor read at (k0, v0)."""
+    if TMA:
+        b_h = blocks.load([((slot0 + src - n0) * H + i_h).to(tl.int32) * K + k0, v0]).to(dt)
+    else:
+        live = (offs_k * 0 + src) > n0
+        b_h = tl.load(blocks + (((slot0 + src - n0) * H + i_h) * K + offs_k[:, None]) * V + offs_v[None, :],
+                      mask=m_kv & live[:, None], other=0.0).to(dt)
     return tl.dot(b_do, tl.trans(b_h), input_precision=DOT_PREC)
 
 
@@ -744,7 +765,7 @@ def _bwd_dqk_kernel(
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LOG_C: tl.constexpr,
     BK: tl.constexpr, BV: tl.constexpr, LP: tl.constexpr, WITH_DK: tl.constexpr,
     IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, DOT_PREC: tl.constexpr, LEVELS_OUTER: tl.constexpr = True,
-    INLINE_L1: tl.constexpr = False,
+    INLINE_L1: tl.constexpr = False, TMA_BLOCKS: tl.constexpr = False,
 ):
     """dq (and dk with WITH_DK; else the dv kernel writes it) for one (chunk slot, K tile, head),
     and this K tile's share of dλ and of dG (q·dq, minus k·dk with WITH_DK)."""
@@ -830,7 +851,8 @@ def _bwd_dqk_kernel(
                 b_do = tl.load(do + (tok[:, None] * H + i_h) * V + offs_v[None, :],
                                mask=valid[:, None] & m_v[None, :], other=0.0)
                 b_r += _earlier_block_product(blocks, b_do, src, slot0, n0, i_h, offs_k, offs_v,
-                                              m_k[:, None] & m_v[None, :], dt, H, K, V, DOT_PREC)
+                                              m_k[:, None] & m_v[None, :], dt, H, K, V, DOT_PREC, i_k * BK, v0,
+                                              TMA_BLOCKS)
             decay = tl.load(ldec + (slot * H + i_h) * NJ + (j - 1))
             b_dq, b_dlam = _earlier_level_grads(b_dq, b_dlam, b_r, b_q, b_G, decay, lam, lam_row, valid, offs,
                                                 cols, src, n0, j, L, scale, LOG_C)
@@ -1068,8 +1090,15 @@ def _slot_args(plan: ChunkPlan, dummy):
     return (plan.slot_seq if plan.table else dummy, plan.slot_chunk if plan.table else dummy)
 
 
+def _register_cap(config, key: str, x: torch.Tensor) -> dict:
+    """Launch options capping a kernel's registers at config[key] (0: none), so more programs fit
+    on an SM. The caps are sized for 16-bit tiles; fp32 ones would spill under them."""
+    cap = int(config.get(key, 0)) if x.element_size() == 2 else 0
+    return {"maxnreg": cap} if cap else {}
+
+
 def _tile(size: int, block: int) -> int:
-    return min(int(block), max(16, triton.next_power_of_2(size)))
+    return min(int(block), max(16, next_pow2(size)))
 
 
 def _auto_segment(programs: int) -> int:
@@ -1094,7 +1123,7 @@ def _stacked_block_states(k, v, g, blocks, ldec, plan: ChunkPlan, config, cu_seq
     nc_max = plan.slots_per_seq if not plan.table else cdiv(T, chunk)
     programs = plan.num_seqs * H * nk * nv
     seg = int(config.get("stack_segment", 0)) or _auto_segment(programs)
-    seg = min(seg, triton.next_power_of_2(max(nc_max, 2)))
+    seg = min(seg, next_pow2(max(nc_max, 2)))
     log_s = seg.bit_length() - 1
     ns = cdiv(nc_max, seg)
     nl = max(1, min(nj, log_s))
@@ -1103,9 +1132,10 @@ def _stacked_block_states(k, v, g, blocks, ldec, plan: ChunkPlan, config, cu_seq
     stack = torch.empty(programs * ns, nl, bk, bv, device=k.device, dtype=torch.float32) if not in_blocks else dummy
     seg_total = torch.empty(programs, ns, bk, bv, device=k.device, dtype=torch.float32) if ns > 1 else stack
     seg_decay = torch.empty(plan.num_seqs * H, ns, device=k.device, dtype=torch.float32) if ns > 1 else stack
-    common = dict(H=H, K=K, V=V, C=chunk, NJ=nj, NJP=max(2, triton.next_power_of_2(nj)), LOG_S=log_s,
+    common = dict(H=H, K=K, V=V, C=chunk, NJ=nj, NJP=max(2, next_pow2(nj)), LOG_S=log_s,
                   BK=bk, BV=bv, NV=nv, IS_VARLEN=cu_seqlens is not None, TABLE=plan.table,
                   num_warps=int(config["scan_warps"]))
+
     cu = cu_seqlens if cu_seqlens is not None else dummy
     slot0 = plan.seq_slot0 if plan.table else dummy
     _fwd_block_stack_kernel[(nk * nv, plan.num_seqs * H, ns)](
@@ -1120,7 +1150,7 @@ def _stacked_block_states(k, v, g, blocks, ldec, plan: ChunkPlan, config, cu_seq
         stack2 = torch.empty(programs, nl2, bk, bv, device=k.device, dtype=torch.float32)
         _fwd_block_segments_kernel[(nk * nv, plan.num_seqs * H)](
             blocks, ldec, stack2, seg_total, seg_decay, cu, slot0, T, plan.slots_per_seq, ns,
-            NL2=nl2, NL2P=max(2, triton.next_power_of_2(nl2)), num_stages=1, **common)
+            NL2=nl2, NL2P=max(2, next_pow2(nl2)), num_stages=1, **common)
 
 
 def _takes_stacked_pass(plan: ChunkPlan, config, init=None, final=None) -> bool:
@@ -1173,15 +1203,25 @@ def forward(q, k, v, g, lam, scale: float, config, plan: ChunkPlan, cu_seqlens=N
         return o, final
     bv = _tile(V, config["out_bv"])
     dummy = blocks
+    kp = max(16, next_pow2(K))
+    tma = (bool(int(config.get("out_tma", 0))) and init is None and kp == K
+           and tma_loads((blocks,)) and (V * blocks.element_size()) % 16 == 0)
+    block_src = TensorDescriptor.from_tensor(blocks.view(-1, V), [kp, bv]) if tma else blocks
+    # The inline level-1 rows by descriptor too (out_tma_rows): fewer registers under the cap, but
+    # each descriptor costs every launch host time (~45 us on the lent H100's host).
+    tma_rows = tma and inline_level1 and bool(int(config.get("out_tma_rows", 0)))
+    k_rows = TensorDescriptor.from_tensor(k.view(-1, H * K), [plan.chunk, kp]) if tma_rows else k
+    v_rows = TensorDescriptor.from_tensor(v.view(-1, H * V), [plan.chunk, bv]) if tma_rows else v
     _fwd_output_kernel[(plan.num_slots, cdiv(V, bv), H)](
-        q, k, v, g, lam, blocks, ldec, init if init is not None else dummy, o,
+        q, k, v, g, lam, block_src, ldec, init if init is not None else dummy, o,
         cu_seqlens if cu_seqlens is not None else dummy, *_plan_args(plan, dummy), *_slot_args(plan, dummy),
-        float(scale), T, plan.slots_per_seq, plan.levels, L, init.shape[2] if init is not None else 0,
-        H=H, K=K, V=V, KP=max(16, triton.next_power_of_2(K)), C=plan.chunk,
+        k_rows, v_rows, float(scale), T, plan.slots_per_seq, plan.levels, L, init.shape[2] if init is not None else 0,
+        H=H, K=K, V=V, KP=kp, C=plan.chunk,
         LOG_C=plan.chunk.bit_length() - 1, BV=bv, INLINE_L1=inline_level1,
         IS_VARLEN=cu_seqlens is not None, TABLE=plan.table, HAS_INIT=init is not None,
-        DOT_PREC=_dot_precision(q.dtype),
-        num_warps=int(config["out_warps"]), num_stages=int(config["num_stages"]))
+        DOT_PREC=_dot_precision(q.dtype), TMA_BLOCKS=tma, TMA_ROWS=tma_rows,
+        num_warps=int(config["out_warps"]), num_stages=int(config["num_stages"]),
+        **_register_cap(config, "out_maxnreg", q))
     return o, final
 
 
@@ -1208,7 +1248,7 @@ def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seql
     inline_level1 = bool(int(config.get("dq_inline_l1", 0))) and levels_outer and _takes_stacked_pass(plan, config)
     blocks, ldec = block_states(k, v, g, plan, config, cu_seqlens, skip_level1=inline_level1)
     dot_prec = _dot_precision(q.dtype)
-    lp = max(2, triton.next_power_of_2(L))
+    lp = max(2, next_pow2(L))
     common = dict(H=H, K=K, V=V, C=chunk, LOG_C=log_c, IS_VARLEN=cu_seqlens is not None,
                   TABLE=plan.table, DOT_PREC=dot_prec, num_stages=int(config["num_stages"]))
     dummy = blocks
@@ -1236,12 +1276,16 @@ def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seql
     # K tiles each hold a share of dλ and dG; one tile writes dλ straight into the output
     dlam_part = dlam_out if nk == 1 else torch.empty(nk, tokens, H, L, device=device, dtype=torch.float32)
     dG_part = torch.empty(nk + dk_with_dv, tokens, H, device=device, dtype=torch.float32)
+    # the levels-outer dq reads its blocks by tensor descriptor (every block live from position 0)
+    tma = (bool(int(config.get("dqk_tma", 0))) and levels_outer and plan.from_start and K % kbk == 0
+           and tma_loads((blocks,)) and (V * blocks.element_size()) % 16 == 0)
+    block_src = TensorDescriptor.from_tensor(blocks.view(-1, V), [kbk, kbv]) if tma else blocks
     _bwd_dqk_kernel[(plan.num_slots, nk, H)](
-        q, k, v, g, lam, do, blocks, ldec, rblocks, rdec, dq, dk, dlam_part, dG_part,
+        q, k, v, g, lam, do, block_src, ldec, rblocks, rdec, dq, dk, dlam_part, dG_part,
         cu, *_plan_args(plan, dummy), *_slot_args(plan, dummy),
         float(scale), T, plan.slots_per_seq, plan.levels, L, tokens,
         BK=kbk, BV=kbv, LP=lp, WITH_DK=not dk_with_dv, LEVELS_OUTER=levels_outer,
-        INLINE_L1=inline_level1, num_warps=int(config["dqk_warps"]), **common)
+        INLINE_L1=inline_level1, TMA_BLOCKS=tma, num_warps=int(config["dqk_warps"]), **common)
 
     # 5: dv (and dk)
     _bwd_dv_kernel[(plan.num_slots, cdiv(V, vbv), H)](
@@ -1267,7 +1311,7 @@ def step(q, k, v, g, lam, states, position, scale: float, config, out=None, new_
     bv = _tile(V, config["block_v"])
     _step_kernel[(cdiv(V, bv), N * H)](
         q, k, v, g, lam, states, states if new_states is None else new_states, position, o, float(scale), L, LS,
-        H=H, K=K, V=V, KP=max(16, triton.next_power_of_2(K)), BV=bv, LP=max(2, triton.next_power_of_2(L)),
+        H=H, K=K, V=V, KP=max(16, next_pow2(K)), BV=bv, LP=max(2, next_pow2(L)),
         ALL_LEVELS=new_states is not None, num_warps=int(config["num_warps"]))
     return o
 
@@ -1287,7 +1331,7 @@ DEFAULT_SHARED_MEMORY = 227 * 1024
 
 
 def _pow2(x: int) -> int:
-    return max(16, triton.next_power_of_2(int(x)))
+    return max(16, next_pow2(int(x)))
 
 
 def chunk_levels(seq_len: int, chunk: int) -> int:
@@ -1353,7 +1397,7 @@ class _LogLinearTemplate(Template):
         if problem:
             return problem
         chunk, T = int(config["chunk"]), shape["T"]
-        if chunk > max(min(self.space["chunk"]), triton.next_power_of_2(T)):
+        if chunk > max(min(self.space["chunk"]), next_pow2(T)):
             return f"chunk {chunk} > next power of two of T={T}"
         return None
 
@@ -1417,7 +1461,7 @@ def _fits(kinds, config, shape, gpu, dtype_bytes: int = 2) -> str | None:
 def _default_chunk(shape) -> int:
     # 64 fills tensor cores and keeps the level count low; short sequences get smaller chunks
     chunk = 64 if shape["K"] <= 128 and shape["V"] <= 128 else 32
-    return max(16, min(chunk, triton.next_power_of_2(max(1, shape["T"])) // 4))
+    return max(16, min(chunk, next_pow2(max(1, shape["T"])) // 4))
 
 
 
@@ -1429,7 +1473,7 @@ class LogLinearForward(_LogLinearTemplate):
     space = {"chunk": [16, 32, 64, 128], "scan_bk": [32, 64, 128], "scan_bv": [32, 64, 128],
              "scan_warps": [2, 4, 8], "out_bv": [32, 64, 128], "out_warps": [4, 8], "num_stages": [1, 2, 3],
              "stack": [1, 0], "stack_segment": [0, 8, 16, 32], "stack_pairs": [0, 1], "out_inline_l1": [0, 1],
-             "stack_in_blocks": [0, 1]}
+             "stack_in_blocks": [0, 1], "out_tma": [1, 0], "out_tma_rows": [1, 0], "out_maxnreg": [0, 128, 168]}
 
     def candidates(self, shape, gpu=None) -> list[Config]:
         # level-1 blocks stored by the block pass instead of built by the output kernel, and the
@@ -1450,13 +1494,20 @@ class LogLinearForward(_LogLinearTemplate):
         # kernel (session 10): forward 0.84 -> 0.69 ms at K = V = 128, 0.33 -> 0.28 at 64. Live
         # blocks read back from the stored blocks, no fp32 stack (session 11): the block pass 0.27
         # -> 0.21 ms at 128 (forward 0.69 -> 0.63), 0.10 -> 0.08 at 64; errors against float64
-        # unchanged to three digits (bf16, model-like gates).
+        # unchanged to three digits (bf16, model-like gates). Level blocks by tensor descriptor,
+        # which frees the registers a block tile took on its way to shared memory (at 128 the
+        # inline level-1 rows too: without, 10 registers spill under the cap, 0.345 -> 0.367 ms;
+        # not at 64, where the launch's host time would show: a descriptor costs ~45 us there), and
+        # a register cap for three programs per SM at K = V = 128 (168) or four at 64 (128)
+        # (session 12): output kernel 0.418 -> 0.345 ms at 128 (forward 0.632 -> 0.563), 0.180 ->
+        # 0.164 at 64.
         small = KP <= 128 and VP <= 128
         many = shape["B"] * shape["H"] >= 128
         return {"chunk": _default_chunk(shape), "scan_bk": min(64, KP), "scan_bv": min(64 if many else 32, VP),
                 "scan_warps": 4, "out_bv": min(128, VP) if small else 64, "out_warps": 4 if small else 8,
                 "num_stages": 1, "stack": 1, "stack_segment": 0, "stack_pairs": 0, "out_inline_l1": int(small),
-                "stack_in_blocks": 1}
+                "stack_in_blocks": 1, "out_tma": 1, "out_tma_rows": int(max(KP, VP) >= 128),
+                "out_maxnreg": 128 if max(KP, VP) <= 64 else 168 if small else 0}
 
     def check_config(self, config, shape, gpu=None) -> str | None:
         return (self._chunk_ok(config, shape) or self._tile_ok("scan_bk", config, shape["K"])
@@ -1501,10 +1552,12 @@ class LogLinearBackward(_LogLinearTemplate):
              "dq_inline_l1": [0, 1],
              "dv_bk": [32, 64, 128], "dv_bv": [32, 64, 128], "dv_warps": [4, 8], "num_stages": [1, 2, 3],
              "stack": [1, 0], "stack_segment": [0, 8, 16, 32], "dk_with_dv": [0, 1], "stack_pairs": [0, 1],
-             "scan_stages": [1, 2, 3], "stack_in_blocks": [0, 1]}
+             "scan_stages": [1, 2, 3], "stack_in_blocks": [0, 1], "dqk_tma": [1, 0]}
 
     def default_config(self, shape, gpu=None) -> Config:
         KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
+        # dqk_tma (session 12): the levels-outer dq reads its blocks by tensor descriptor; with three
+        # stages dq/dk 1.53 -> 1.45 ms at K = V = 128 (backward 2.64 -> 2.59), even at 64.
         # scan_stages: the level scans' pipelined loads (their loop is one flat walk since session
         # 10: H100 bf16 K = V = 128, 0.52 -> 0.40 ms at two stages). dqk_levels_outer (session 11):
         # each level's dO·Blockᵀ summed over the V tiles before its dq update and dλ row reduction,
@@ -1517,7 +1570,7 @@ class LogLinearBackward(_LogLinearTemplate):
             return {"chunk": _default_chunk(shape), "scan_bk": 64, "scan_bv": 64, "scan_warps": 4,
                     "dqk_bk": 64, "dqk_bv": 32, "dqk_warps": 8, "dv_bk": 64, "dv_bv": 64, "dv_warps": 8,
                     "num_stages": 2, "stack": 1, "stack_segment": 0, "dk_with_dv": 0, "stack_pairs": 0,
-                    "scan_stages": 2, "dqk_levels_outer": 1, "dq_inline_l1": 0, "stack_in_blocks": 1}
+                    "scan_stages": 2, "dqk_levels_outer": 1, "dq_inline_l1": 0, "stack_in_blocks": 1, "dqk_tma": 1}
         # H100, bf16 (session 8, B=8 T=4096 H=16): K = V = 128 dq/dk on 128 × 64 tiles and 8 warps
         # 3.37 ms for the whole backward against 5.42 on 64 × 32; dv on whole tiles and 4 warps a
         # further −0.25. K = V = 64: dq/dk on 4 warps 1.44 against 1.95. Session 9: one stage at
@@ -1526,9 +1579,9 @@ class LogLinearBackward(_LogLinearTemplate):
                 "dqk_bk": KP, "dqk_bv": min(64, VP), "dqk_warps": 8 if KP >= 128 else 4,
                 # one K tile with 32-wide V tiles once gave a wrong dv (triton 3.6, sm_90): not a default
                 "dv_bk": KP if VP >= 64 else min(64, KP), "dv_bv": VP, "dv_warps": 4,
-                "num_stages": 2 if KP >= 128 else 1, "stack": 1, "stack_segment": 0, "dk_with_dv": 0, "stack_pairs": 0,
+                "num_stages": 3 if KP >= 128 else 1, "stack": 1, "stack_segment": 0, "dk_with_dv": 0, "stack_pairs": 0,
                 "scan_stages": 2, "dqk_levels_outer": 1, "dq_inline_l1": int(KP == 128 and VP == 128),
-                "stack_in_blocks": 1}
+                "stack_in_blocks": 1, "dqk_tma": 1}
 
     def candidates(self, shape, gpu=None) -> list[Config]:
         # dk written by the dv kernel (the whole V per program, so K in tiles, and more warps than

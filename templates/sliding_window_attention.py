@@ -27,14 +27,13 @@ the last program of each (sequence, kv head) to finish merges the partial softma
 """
 from __future__ import annotations
 
-import functools
 
 import torch
 import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from kernelgen.launch import cdiv
+from kernelgen.launch import cdiv, tma_loads, next_pow2
 from kernelgen.reference import sliding_window_attention as reference
 from kernelgen.template import DTYPES, Config, Shape, Template, Tensors
 from kernelgen.templates import register
@@ -592,22 +591,6 @@ def _decode_kernel(q, k_cache, v_cache, cache_seqlens, o, o_split, lse_split, co
 _COMBINE_ROWS = 32
 
 
-@functools.lru_cache(maxsize=None)
-def _has_tma_unit(device_index: int) -> bool:
-    return torch.cuda.get_device_capability(device_index)[0] >= 9
-
-
-def _tma_loads(tensors) -> bool:
-    """Whether the K/V (Q/dO) tiles may come by tensor descriptor: contiguous, 16-byte aligned
-    tensors on a GPU with the TMA unit (sm_90+; elsewhere the pointer path runs). The CPU
-    interpreter runs descriptor loads too."""
-    device = tensors[0].device
-    if device.type == "cuda" and not _has_tma_unit(device.index if device.index is not None
-                                                   else torch.cuda.current_device()):
-        return False
-    return all(x.is_contiguous() and x.data_ptr() % 16 == 0 for x in tensors)
-
-
 def _precision(dtype: torch.dtype) -> str:
     # fp32 inputs are accepted for accuracy, so their dots must not silently drop to tf32.
     return "ieee" if dtype == torch.float32 else "tf32"
@@ -660,7 +643,7 @@ def swa_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int, 
     grid = (blocks * (heads_q // heads), batch * heads, splits)
     fused = bool(config.get("FUSED", 0))
     # Descriptors need 16-byte aligned bases; an odd view falls back to pointer loads.
-    tma = fused and bool(config.get("TMA", 0)) and _tma_loads((k, v))
+    tma = fused and bool(config.get("TMA", 0)) and tma_loads((k, v))
     if tma:
         # 2-D [tokens, H * D] views: one descriptor serves every sequence and kv head.
         k = TensorDescriptor.from_tensor(k.view(-1, heads * dim), [block_n, dim])
@@ -698,7 +681,7 @@ def swa_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Ten
     qk_scale = scale * 1.4426950408889634
     # TMA for the streamed tiles (K, V of dQ; Q, dO of dK/dV) through 2-D [tokens, heads * D]
     # views; descriptors need 16-byte aligned bases, so an odd view falls back to pointer loads.
-    tma = bool(config.get("TMA", 0)) and _tma_loads((q, k, v, do))
+    tma = bool(config.get("TMA", 0)) and tma_loads((q, k, v, do))
 
     # dQ first: it also writes delta = rowsum(dO * O), which the dK/dV kernel reads.
     block_m, block_n = config["BLOCK_M_Q"], config["BLOCK_N_Q"]
@@ -766,7 +749,7 @@ def swa_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, ca
         q, k_cache, v_cache, cache_seqlens, o, o_split, lse_split, counters, scale * 1.4426950408889634, window,
         cache_len, chunk, q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
-        HQ=heads_q, H=heads, HEAD_DIM=dim, BLOCK_G=max(16, triton.next_power_of_2(group)), BLOCK_N=block_n,
+        HQ=heads_q, H=heads, HEAD_DIM=dim, BLOCK_G=max(16, next_pow2(group)), BLOCK_N=block_n,
         SPLITS=splits, PRECISION=_precision(q.dtype), num_warps=config["num_warps"],
         num_stages=config["num_stages"])
     return o

@@ -149,12 +149,15 @@ def test_automatic_segments_follow_the_program_count():
     (torch.float32, 8, 64, 8, {"stack_pairs": 1, "out_inline_l1": 1}),
     (torch.float16, 8, 203, 16, {"stack_in_blocks": 1}), (torch.float16, 16, 77, 16, {"stack_in_blocks": 1,
                                                                                        "stack_pairs": 1}),
+    (torch.float32, 8, 203, 16, {"out_tma": 1, "out_tma_rows": 1, "out_inline_l1": 1, "out_maxnreg": 168}),
+    (torch.float16, 16, 77, 16, {"out_tma": 1, "out_inline_l1": 1, "stack_in_blocks": 1, "out_maxnreg": 128}),
 ])
 def test_forward_without_final_state(device, dtype, chunk, T, tile, extra):
     """The training path (no states in or out) builds its blocks in one stacked pass (a chunk a
     step or two; level-1 blocks there or in the output kernel; live blocks read back from the
     half-precision blocks). T = 64 with chunk 8 ends on a
-    power of two of chunks."""
+    power of two of chunks. Blocks (and level-1 rows) by tensor descriptor (out_tma, out_tma_rows),
+    under a register cap."""
     q, k, v, g, lam = _inputs(T=T, L=9, dtype=dtype, device=device, seed=3)
     config = {**_config(chunk, tile if not torch.cuda.is_available() else 16), **extra}
     plan = tmpl.make_plan(2, T, config["chunk"], None, None, device)
@@ -164,9 +167,11 @@ def test_forward_without_final_state(device, dtype, chunk, T, tile, extra):
     assert_close("o", o, ro, TOL[dtype])
 
 
-@pytest.mark.parametrize("extra", [{}, {"stack_pairs": 1, "out_inline_l1": 1}])
+@pytest.mark.parametrize("extra", [{}, {"stack_pairs": 1, "out_inline_l1": 1},
+                                   {"out_inline_l1": 1, "out_tma": 1, "out_tma_rows": 1}])
 def test_packed_sequences_forward(device, extra):
-    """Packed sequences (one empty) through the stacked block pass."""
+    """Packed sequences (one empty) through the stacked block pass; descriptor reads of the
+    blocks and of the previous chunk's rows (which stay in their sequence)."""
     q, k, v, g, lam = (x[:1].contiguous() for x in _inputs(T=90, L=8, device=device, seed=4))
     lengths = [5, 0, 61, 24]
     cu = torch.tensor([0] + lengths, device=device).cumsum(0)
@@ -188,7 +193,7 @@ BWD_TILES = [  # (dv_bk, dv_bv, dqk_bk, dqk_bv, scan_bk, scan_bv)
     (32, 32, 32, 16, 16, 32),
     (16, 16, 16, 16, 32, 64),
 ]
-FWD_TILES = [(16, 32, 64), (64, 16, 32), (32, 32, 16)]  # (out_bv, scan_bk, scan_bv)
+FWD_TILES = [(16, 32, 64, 1), (64, 16, 32, 1), (32, 32, 16, 0)]  # (out_bv, scan_bk, scan_bv, out_tma)
 
 
 def _tile_config(template, **tiles):
@@ -230,14 +235,16 @@ def test_backward_dk_with_dv(device, dv_bk):
     assert "whole V" in tmpl.LogLinearBackward().check_config({**config, "dv_bv": 32}, TILE_SHAPE)
 
 
-@pytest.mark.parametrize("dqk_bk,dqk_bv,dk_with_dv,outer,inline", [
-    (16, 16, 0, 1, 0), (32, 32, 0, 0, 0), (16, 64, 0, 1, 1), (32, 16, 1, 1, 1), (16, 16, 1, 0, 0), (32, 16, 0, 1, 1)])
-def test_backward_dq_level_layouts(device, dqk_bk, dqk_bv, dk_with_dv, outer, inline):
+@pytest.mark.parametrize("dqk_bk,dqk_bv,dk_with_dv,outer,inline,tma", [
+    (16, 16, 0, 1, 0, 0), (32, 32, 0, 0, 0, 1), (16, 64, 0, 1, 1, 1), (32, 16, 1, 1, 1, 0), (16, 16, 1, 0, 0, 0),
+    (32, 16, 0, 1, 1, 0), (16, 64, 1, 1, 0, 1)])
+def test_backward_dq_level_layouts(device, dqk_bk, dqk_bv, dk_with_dv, outer, inline, tma):
     """dq/dλ with each level's product summed over the V tiles first (dqk_levels_outer, the default)
     or per (level, V tile); level-1 blocks from the previous chunk's rows (dq_inline_l1) or stored
-    by the block pass; V = 48: ragged tiles."""
+    by the block pass; blocks by tensor descriptor (dqk_tma: levels outer only, tiles wider than V
+    zero-filled) or pointer; V = 48: ragged tiles."""
     _check_tile_backward(device, 13, dqk_bk=dqk_bk, dqk_bv=dqk_bv, dk_with_dv=dk_with_dv, dv_bk=16, dv_bv=64,
-                         dqk_levels_outer=outer, dq_inline_l1=inline)
+                         dqk_levels_outer=outer, dq_inline_l1=inline, dqk_tma=tma)
 
 
 @pytest.mark.parametrize("inline", [0, 1])
@@ -248,18 +255,22 @@ def test_packed_sequences_backward_dq_inline_l1(device, inline):
     lengths = [5, 0, 61, 24]
     cu = torch.tensor([0] + lengths, device=device).cumsum(0)
     _, grads = _ref_grads((q, k, v, g, lam), do, cu_seqlens=cu)
-    config = {**_config(8), "dq_inline_l1": inline}
+    config = {**_config(8), "dq_inline_l1": inline, "dqk_tma": 1}
     plan = tmpl.make_plan(1, 90, config["chunk"], lengths, None, device)
     out = tmpl.backward(q, k, v, g, lam, do, 16 ** -0.5, config, plan, cu_seqlens=cu)
     for name, got, want in zip(("dq", "dk", "dv", "dg", "dlevel_scales"), out, grads):
         assert_close(name, got, want, GRAD_TOL[torch.float32])
 
 
-@pytest.mark.parametrize("out_bv,scan_bk,scan_bv", FWD_TILES)
-def test_forward_tile_combinations(device, out_bv, scan_bk, scan_bv):
+@pytest.mark.parametrize("out_bv,scan_bk,scan_bv,tma", FWD_TILES)
+def test_forward_tile_combinations(device, out_bv, scan_bk, scan_bv, tma):
+    """Descriptor tiles wider than V (zero-filled past the tensor, the next head's columns
+    dropped at the store) as well as pointer tiles."""
     B, T, H, K, V, L = TILE_SHAPE.values()
     q, k, v, g, lam = _inputs(B=B, T=T, H=H, K=K, V=V, L=L, device=device, seed=7)
-    config = _tile_config(tmpl.LogLinearForward(), out_bv=out_bv, scan_bk=scan_bk, scan_bv=scan_bv)
+    config = _tile_config(tmpl.LogLinearForward(), out_bv=out_bv, scan_bk=scan_bk, scan_bv=scan_bv, out_tma=tma,
+                          out_tma_rows=tma,
+                          out_inline_l1=1)
     plan = tmpl.make_plan(B, T, config["chunk"], None, None, device)
     o, final = tmpl.forward(q, k, v, g, lam, K ** -0.5, config, plan, final_levels=L, out=_nan_like(v))
     ro, (rs, _) = ref.loglinear_attention_reference(q, k, v, g, lam, output_final_state=True)
