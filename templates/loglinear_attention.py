@@ -897,11 +897,15 @@ def _bwd_dv_kernel(
     scale, T, NC, NJ, L,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LOG_C: tl.constexpr,
     BK: tl.constexpr, BV: tl.constexpr, LP: tl.constexpr, WITH_DK: tl.constexpr,
-    IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, DOT_PREC: tl.constexpr,
+    IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, DOT_PREC: tl.constexpr, CHAIN: tl.constexpr = False,
+    TMA_RBLOCKS: tl.constexpr = False,
 ):
     """dv for one (chunk slot, V tile, head): Aᵀ·dO inside the chunk + (k decayed)·ΣRBlock.
     WITH_DK (one V tile spans V): also dk = (dA masked)ᵀ·q + (v decayed)·ΣRBlockᵀ per K tile,
-    from the same ΣRBlock tiles, and −k·dk into dG's last partial."""
+    from the same ΣRBlock tiles, and −k·dk into dG's last partial. CHAIN (not with WITH_DK): one
+    product per RBlock, its scalar decay on k (rounded to k's dtype), chained on dv's accumulator,
+    instead of an fp32 [BK, BV] sum in registers; TMA_RBLOCKS (K tiles that divide K): ``rblocks``
+    is a [slots·H·K, V] tensor descriptor."""
     i_s, i_v, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_n, n, bos, start, slot0, n0, n_last, offs, pos, valid, tok = _slot_chunk(
         i_s, slot_seq, slot_chunk, cu_seqlens, seq_pos, seq_slot0, T, NC, C, LOG_C, IS_VARLEN, TABLE)
@@ -941,25 +945,40 @@ def _bwd_dv_kernel(
         b_q = tl.load(q + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_tk, other=0.0)
         b_k = tl.load(k + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_tk, other=0.0)
         b_st += tl.dot(b_k, tl.trans(b_q), input_precision=DOT_PREC)
-        # the same sum as _later_query_states, as a branch per level: its loop without branches
-        # made this kernel slower (H100, K = V = 128: 0.58 vs 0.49 ms), unlike dq/dk's
-        b_rs = tl.zeros([BK, BV], dtype=tl.float32)
-        for j in range(1, NJ + 1):
-            if ((n >> (j - 1)) & 1) == 0:
-                rsrc = ((n >> (j - 1)) | 1) << (j - 1)
-                if rsrc <= n_last:
-                    decay = tl.load(rdec + (slot * H + i_h) * NJ + (j - 1))
-                    b_rs += tl.exp(decay) * tl.load(
-                        rblocks + (((slot0 + rsrc - n0) * H + i_h) * K + offs_k[:, None]) * V + offs_v[None, :],
-                        mask=m_kv, other=0.0).to(tl.float32)
-        b_kd = (b_k * e_k[:, None]).to(dt)
-        b_dv += tl.dot(b_kd, b_rs.to(dt), input_precision=DOT_PREC)
-        if WITH_DK:
-            b_dk = tl.dot(b_vd, tl.trans(b_rs.to(dt)), input_precision=DOT_PREC)
-            b_dk = tl.dot(b_dAt, b_q, b_dk, input_precision=DOT_PREC)
-            b_dG -= tl.sum(b_k.to(tl.float32) * b_dk, 1)
-            b_dk += b_diag[:, None] * b_q.to(tl.float32)
-            tl.store(dk + (tok[:, None] * H + i_h) * K + offs_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
+        if CHAIN:
+            for j in range(1, NJ + 1):
+                if ((n >> (j - 1)) & 1) == 0:
+                    rsrc = ((n >> (j - 1)) | 1) << (j - 1)
+                    if rsrc <= n_last:
+                        decay = tl.load(rdec + (slot * H + i_h) * NJ + (j - 1))
+                        if TMA_RBLOCKS:
+                            b_rb = rblocks.load([((slot0 + rsrc - n0) * H + i_h).to(tl.int32) * K + k0,
+                                                 i_v * BV]).to(dt)
+                        else:
+                            b_rb = tl.load(rblocks + (((slot0 + rsrc - n0) * H + i_h) * K + offs_k[:, None]) * V
+                                           + offs_v[None, :], mask=m_kv, other=0.0).to(dt)
+                        b_kj = (b_k * (e_k * tl.exp(decay))[:, None]).to(dt)
+                        b_dv = tl.dot(b_kj, b_rb, b_dv, input_precision=DOT_PREC)
+        else:
+            # the same sum as _later_query_states, as a branch per level: its loop without branches
+            # made this kernel slower (H100, K = V = 128: 0.58 vs 0.49 ms), unlike dq/dk's
+            b_rs = tl.zeros([BK, BV], dtype=tl.float32)
+            for j in range(1, NJ + 1):
+                if ((n >> (j - 1)) & 1) == 0:
+                    rsrc = ((n >> (j - 1)) | 1) << (j - 1)
+                    if rsrc <= n_last:
+                        decay = tl.load(rdec + (slot * H + i_h) * NJ + (j - 1))
+                        b_rs += tl.exp(decay) * tl.load(
+                            rblocks + (((slot0 + rsrc - n0) * H + i_h) * K + offs_k[:, None]) * V + offs_v[None, :],
+                            mask=m_kv, other=0.0).to(tl.float32)
+            b_kd = (b_k * e_k[:, None]).to(dt)
+            b_dv += tl.dot(b_kd, b_rs.to(dt), input_precision=DOT_PREC)
+            if WITH_DK:
+                b_dk = tl.dot(b_vd, tl.trans(b_rs.to(dt)), input_precision=DOT_PREC)
+                b_dk = tl.dot(b_dAt, b_q, b_dk, input_precision=DOT_PREC)
+                b_dG -= tl.sum(b_k.to(tl.float32) * b_dk, 1)
+                b_dk += b_diag[:, None] * b_q.to(tl.float32)
+                tl.store(dk + (tok[:, None] * H + i_h) * K + offs_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
     # Aᵀ is built key-major, never transposed in registers: with one K tile and 8 warps, triton 3.6
     # gave the C×C accumulator a warp-replicated wgmma layout, and tl.trans of it left dv NaN on H100
     b_At = (b_st * causal_decay(b_G, C, True, True)
@@ -1288,11 +1307,17 @@ def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seql
         INLINE_L1=inline_level1, TMA_BLOCKS=tma, num_warps=int(config["dqk_warps"]), **common)
 
     # 5: dv (and dk)
+    # dv_chain: one product per later-query state chained on dv (no fp32 sum of them in registers),
+    # the states by tensor descriptor where the K tiles divide K
+    chain = bool(int(config.get("dv_chain", 0))) and not dk_with_dv
+    tma_r = (chain and K % vbk == 0 and tma_loads((rblocks,)) and (V * rblocks.element_size()) % 16 == 0)
+    rblock_src = TensorDescriptor.from_tensor(rblocks.view(-1, V), [vbk, vbv]) if tma_r else rblocks
     _bwd_dv_kernel[(plan.num_slots, cdiv(V, vbv), H)](
-        q, k, v, g, lam, do, rblocks, rdec, dv, dk, dG_part[nk] if dk_with_dv else dummy,
+        q, k, v, g, lam, do, rblock_src, rdec, dv, dk, dG_part[nk] if dk_with_dv else dummy,
         cu, *_plan_args(plan, dummy), *_slot_args(plan, dummy),
         float(scale), T, plan.slots_per_seq, plan.levels, L,
-        BK=vbk, BV=vbv, LP=lp, WITH_DK=dk_with_dv, num_warps=int(config["dv_warps"]), **common)
+        BK=vbk, BV=vbv, LP=lp, WITH_DK=dk_with_dv, CHAIN=chain, TMA_RBLOCKS=tma_r,
+        num_warps=int(config["dv_warps"]), **common)
 
     # 6: dg = reverse cumsum of dG inside each sequence
     reverse_cumsum(dG_part, dg, cu_seqlens, plan.num_seqs, T, H, partials=nk + dk_with_dv)
@@ -1552,12 +1577,14 @@ class LogLinearBackward(_LogLinearTemplate):
              "dq_inline_l1": [0, 1],
              "dv_bk": [32, 64, 128], "dv_bv": [32, 64, 128], "dv_warps": [4, 8], "num_stages": [1, 2, 3],
              "stack": [1, 0], "stack_segment": [0, 8, 16, 32], "dk_with_dv": [0, 1], "stack_pairs": [0, 1],
-             "scan_stages": [1, 2, 3], "stack_in_blocks": [0, 1], "dqk_tma": [1, 0]}
+             "scan_stages": [1, 2, 3], "stack_in_blocks": [0, 1], "dqk_tma": [1, 0], "dv_chain": [0, 1]}
 
     def default_config(self, shape, gpu=None) -> Config:
         KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
         # dqk_tma (session 12): the levels-outer dq reads its blocks by tensor descriptor; with three
-        # stages dq/dk 1.53 -> 1.45 ms at K = V = 128 (backward 2.64 -> 2.59), even at 64.
+        # stages dq/dk 1.53 -> 1.45 ms at K = V = 128 (backward 2.64 -> 2.59), even at 64. dv_chain
+        # (a candidate, not a default): dv 0.49 -> 0.44 ms at K = V = 128 (backward 2.58 -> 2.53),
+        # 0.25 -> 0.26 at 64; round 96's eight-trial tune kept the default at both.
         # scan_stages: the level scans' pipelined loads (their loop is one flat walk since session
         # 10: H100 bf16 K = V = 128, 0.52 -> 0.40 ms at two stages). dqk_levels_outer (session 11):
         # each level's dO·Blockᵀ summed over the V tiles before its dq update and dλ row reduction,
@@ -1589,11 +1616,13 @@ class LogLinearBackward(_LogLinearTemplate):
         # 128, 8 warps); the dv kernel's tiles it pays with are the open question these measure.
         # And the level scans unpipelined (one stage: K = V = 64 measured even in session 10); and
         # dq/dλ per (level, V tile), the layout before session 11; and dq building the level-1 blocks
-        # the block pass then skips (its stores; at K = V = 64 dq spills more for it on sm_90).
+        # the block pass then skips (its stores; at K = V = 64 dq spills more for it on sm_90); and
+        # dv as one chained product per later-query state, without their fp32 sum in registers.
         VP = _pow2(shape["V"])
         dk_in_dv = [] if VP > max(self.space["dv_bv"]) else [
             {"dk_with_dv": 1, "dv_bv": VP, "dv_bk": bk, "dv_warps": warps} for bk, warps in ((32, 4), (32, 8), (64, 8))]
-        return [{"scan_stages": 1}, {"dqk_levels_outer": 0}, {"dq_inline_l1": 1}, {"stack_in_blocks": 0}] + dk_in_dv
+        return ([{"scan_stages": 1}, {"dqk_levels_outer": 0}, {"dq_inline_l1": 1}, {"stack_in_blocks": 0},
+                 {"dv_chain": 1}] + dk_in_dv)
 
     def check_config(self, config, shape, gpu=None) -> str | None:
         for name, dim in (("scan_bk", "K"), ("scan_bv", "V"), ("dqk_bk", "K"), ("dqk_bv", "V"),

@@ -235,6 +235,14 @@ def test_backward_dk_with_dv(device, dv_bk):
     assert "whole V" in tmpl.LogLinearBackward().check_config({**config, "dv_bv": 32}, TILE_SHAPE)
 
 
+@pytest.mark.parametrize("dv_bk,dv_bv", [(16, 64), (32, 32), (32, 16)])
+def test_backward_dv_chain(device, dv_bk, dv_bv):
+    """dv as one product per later-query state chained on its accumulator (dv_chain), the states
+    by tensor descriptor (K tiles that divide K) with tiles wider than, equal to and narrower than
+    V = 48."""
+    _check_tile_backward(device, 17, dv_bk=dv_bk, dv_bv=dv_bv, dqk_bk=32, dqk_bv=32, dv_chain=1)
+
+
 @pytest.mark.parametrize("dqk_bk,dqk_bv,dk_with_dv,outer,inline,tma", [
     (16, 16, 0, 1, 0, 0), (32, 32, 0, 0, 0, 1), (16, 64, 0, 1, 1, 1), (32, 16, 1, 1, 1, 0), (16, 16, 1, 0, 0, 0),
     (32, 16, 0, 1, 1, 0), (16, 64, 1, 1, 0, 1)])
@@ -309,6 +317,18 @@ def test_lambda_one_equals_linear_attention(device):
     except (ImportError, AttributeError) as error:   # the sibling family may not be there
         pytest.skip(f"kernelgen.linear_attention unavailable: {error}")
     assert_close("o vs kernelgen.linear_attention", o, la, 1e-4)
+
+
+def test_inference_call_equals_autograd_call(device):
+    """Without gradients the op skips its autograd node; outputs and states are the same bits."""
+    q, k, v, g, lam = _inputs(device=device, seed=6)
+    o, state = kernelgen.loglinear_attention(*(x.clone().requires_grad_() for x in (q, k, v, g, lam)),
+                                             output_final_state=True)
+    with torch.no_grad():
+        o_inf, state_inf = kernelgen.loglinear_attention(q, k, v, g, lam, output_final_state=True)
+    assert o_inf.grad_fn is None and o.grad_fn is not None
+    assert torch.equal(o.detach(), o_inf) and torch.equal(state.states.detach(), state_inf.states)
+    assert torch.equal(state.position, state_inf.position)
 
 
 @pytest.mark.parametrize("cut", [13, 32])

@@ -385,8 +385,11 @@ def loglinear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: to
     config = _exact_fp32(config_for(FORWARD, shape, q.dtype, "", device), q.dtype)
     plan = make_plan(batch, seq_len, int(config["chunk"]), lengths, starts, device)
     tensors = [x.contiguous() for x in (q, k, v, g, level_scales)]
-    o, final = _LogLinearAttention.apply(*tensors, init, scale, lengths, starts, cu_seqlens, shape, config, plan,
-                                         final_levels)
+    if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (*tensors, init)):
+        o, final = _LogLinearAttention.apply(*tensors, init, scale, lengths, starts, cu_seqlens, shape, config, plan,
+                                             final_levels)
+    else:   # inference: no autograd node (its host time shows on short calls)
+        o, final = forward(*tensors, scale, config, plan, cu_seqlens, init, final_levels)
     if not output_final_state:
         return o, None
     position = torch.tensor(ends, dtype=torch.int64, device=device)

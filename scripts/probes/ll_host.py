@@ -11,15 +11,12 @@ import triton
 
 import kernelgen
 from kernelgen import dispatch
+from kernelgen.bench.loglinear_attention import _inputs as bench_inputs
 from kernelgen.templates import loglinear_attention as tmpl
 
 shape = {k: int(v) for k, v in (p.split("=") for p in sys.argv[1].split(","))}
 B, T, H, K, V, L = (shape[d] for d in ("B", "T", "H", "K", "V", "L"))
-gen = torch.Generator(device="cuda").manual_seed(0)
-q, k = (torch.randn(B, T, H, K, device="cuda", dtype=torch.bfloat16, generator=gen) for _ in range(2))
-v = torch.randn(B, T, H, V, device="cuda", dtype=torch.bfloat16, generator=gen)
-g = torch.nn.functional.logsigmoid(torch.randn(B, T, H, device="cuda", generator=gen) + 4.0)
-lam = torch.rand(B, T, H, L, device="cuda", generator=gen) + 0.5
+q, k, v, g, lam = bench_inputs(shape, grad=False)     # the bench's own inputs
 tuned = dispatch.config_for(tmpl.LogLinearForward(), shape, torch.bfloat16, "", q.device)
 print("tuned", json.dumps(tuned))
 
