@@ -1154,7 +1154,6 @@ def _stacked_block_states(k, v, g, blocks, ldec, plan: ChunkPlan, config, cu_seq
     common = dict(H=H, K=K, V=V, C=chunk, NJ=nj, NJP=max(2, next_pow2(nj)), LOG_S=log_s,
                   BK=bk, BV=bv, NV=nv, IS_VARLEN=cu_seqlens is not None, TABLE=plan.table,
                   num_warps=int(config["scan_warps"]))
-
     cu = cu_seqlens if cu_seqlens is not None else dummy
     slot0 = plan.seq_slot0 if plan.table else dummy
     _fwd_block_stack_kernel[(nk * nv, plan.num_seqs * H, ns)](
@@ -1228,7 +1227,7 @@ def forward(q, k, v, g, lam, scale: float, config, plan: ChunkPlan, cu_seqlens=N
     block_src = TensorDescriptor.from_tensor(blocks.view(-1, V), [kp, bv]) if tma else blocks
     # The inline level-1 rows by descriptor too (out_tma_rows): fewer registers under the cap, but
     # each descriptor costs every launch host time (~45 us on the lent H100's host).
-    tma_rows = tma and inline_level1 and bool(int(config.get("out_tma_rows", 0)))
+    tma_rows = tma and inline_level1 and bool(int(config.get("out_tma_rows", 0))) and tma_loads((k, v))
     k_rows = TensorDescriptor.from_tensor(k.view(-1, H * K), [plan.chunk, kp]) if tma_rows else k
     v_rows = TensorDescriptor.from_tensor(v.view(-1, H * V), [plan.chunk, bv]) if tma_rows else v
     _fwd_output_kernel[(plan.num_slots, cdiv(V, bv), H)](

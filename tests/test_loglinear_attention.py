@@ -167,6 +167,19 @@ def test_forward_without_final_state(device, dtype, chunk, T, tile, extra):
     assert_close("o", o, ro, TOL[dtype])
 
 
+def test_forward_descriptors_fall_back_on_unaligned_rows(device):
+    """k and v whose data starts off a 16-byte boundary (contiguous views at an odd offset) take
+    the pointer path for the level-1 rows instead of a descriptor TMA cannot use."""
+    q, k, v, g, lam = _inputs(T=203, L=9, device=device, seed=9)
+    k, v = (torch.cat([x.new_zeros(1), x.flatten()])[1:].view_as(x) for x in (k, v))
+    assert k.is_contiguous() and k.data_ptr() % 16 != 0
+    config = {**_config(16, 16), "out_tma": 1, "out_tma_rows": 1, "out_inline_l1": 1}
+    plan = tmpl.make_plan(2, 203, config["chunk"], None, None, device)
+    o, _ = tmpl.forward(q, k, v, g, lam, 16 ** -0.5, config, plan, out=_nan_like(v))
+    ro, _ = ref.loglinear_attention_reference(q, k, v, g, lam)
+    assert_close("o", o, ro, TOL[torch.float32])
+
+
 @pytest.mark.parametrize("extra", [{}, {"stack_pairs": 1, "out_inline_l1": 1},
                                    {"out_inline_l1": 1, "out_tma": 1, "out_tma_rows": 1}])
 def test_packed_sequences_forward(device, extra):
