@@ -47,14 +47,16 @@ def next_pow2(n: int) -> int:
 
 
 def tma_loads(tensors) -> bool:
-    """Whether tiles of ``tensors`` may come by tensor descriptor: contiguous, 16-byte aligned
-    tensors on a GPU with the TMA unit (sm_90+; elsewhere a template's pointer path runs). The CPU
-    interpreter runs descriptor loads too."""
+    """Whether tiles of ``tensors`` may come by tensor descriptor: contiguous tensors whose base
+    and every stride but the last are 16-byte aligned (what a TMA descriptor of any 2-D view of
+    them needs), on a GPU with the TMA unit (sm_90+; elsewhere a template's pointer path runs).
+    The CPU interpreter runs descriptor loads too."""
     device = tensors[0].device
     if device.type == "cuda" and not _has_tma_unit(device.index if device.index is not None
                                                    else torch.cuda.current_device()):
         return False
-    return all(x.is_contiguous() and x.data_ptr() % 16 == 0 for x in tensors)
+    return all(x.is_contiguous() and x.data_ptr() % 16 == 0
+               and all(stride * x.element_size() % 16 == 0 for stride in x.stride()[:-1]) for x in tensors)
 
 
 @functools.lru_cache(maxsize=None)

@@ -1223,7 +1223,7 @@ def forward(q, k, v, g, lam, scale: float, config, plan: ChunkPlan, cu_seqlens=N
     dummy = blocks
     kp = max(16, next_pow2(K))
     tma = (bool(int(config.get("out_tma", 0))) and init is None and kp == K
-           and tma_loads((blocks,)) and (V * blocks.element_size()) % 16 == 0)
+           and tma_loads((blocks,)))
     block_src = TensorDescriptor.from_tensor(blocks.view(-1, V), [kp, bv]) if tma else blocks
     # The inline level-1 rows by descriptor too (out_tma_rows): fewer registers under the cap, but
     # each descriptor costs every launch host time (~45 us on the lent H100's host).
@@ -1296,7 +1296,7 @@ def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seql
     dG_part = torch.empty(nk + dk_with_dv, tokens, H, device=device, dtype=torch.float32)
     # the levels-outer dq reads its blocks by tensor descriptor (every block live from position 0)
     tma = (bool(int(config.get("dqk_tma", 0))) and levels_outer and plan.from_start and K % kbk == 0
-           and tma_loads((blocks,)) and (V * blocks.element_size()) % 16 == 0)
+           and tma_loads((blocks,)))
     block_src = TensorDescriptor.from_tensor(blocks.view(-1, V), [kbk, kbv]) if tma else blocks
     _bwd_dqk_kernel[(plan.num_slots, nk, H)](
         q, k, v, g, lam, do, block_src, ldec, rblocks, rdec, dq, dk, dlam_part, dG_part,
@@ -1309,7 +1309,7 @@ def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seql
     # dv_chain: one product per later-query state chained on dv (no fp32 sum of them in registers),
     # the states by tensor descriptor where the K tiles divide K
     chain = bool(int(config.get("dv_chain", 0))) and not dk_with_dv
-    tma_r = (chain and K % vbk == 0 and tma_loads((rblocks,)) and (V * rblocks.element_size()) % 16 == 0)
+    tma_r = chain and K % vbk == 0 and tma_loads((rblocks,))
     rblock_src = TensorDescriptor.from_tensor(rblocks.view(-1, V), [vbk, vbv]) if tma_r else rblocks
     _bwd_dv_kernel[(plan.num_slots, cdiv(V, vbv), H)](
         q, k, v, g, lam, do, rblock_src, rdec, dv, dk, dG_part[nk] if dk_with_dv else dummy,

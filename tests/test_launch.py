@@ -209,3 +209,20 @@ def test_gpu_cached_launch_with_tma_descriptors():
     finally:
         kernel.run = launcher
     assert torch.equal(cached, plain)
+
+
+def test_tma_loads_needs_aligned_base_and_strides():
+    """A descriptor of a 2-D view needs a 16-byte aligned base and row stride, and a contiguous
+    tensor; anything else takes the pointer path."""
+    from kernelgen.launch import tma_loads
+    aligned = torch.zeros(4, 8, dtype=torch.bfloat16)                  # rows of 16 bytes
+    assert tma_loads((aligned,))
+    assert not tma_loads((torch.zeros(4, 3, dtype=torch.bfloat16),))  # rows of 6 bytes
+    assert not tma_loads((torch.zeros(65, dtype=torch.bfloat16)[1:].view(8, 8),))   # base off by 2 bytes
+    assert not tma_loads((aligned, torch.zeros(8, 8, dtype=torch.bfloat16).t()))    # not contiguous
+
+
+def test_next_pow2_is_tritons_next_power_of_2():
+    import triton
+    from kernelgen.launch import next_pow2
+    assert all(next_pow2(n) == triton.next_power_of_2(n) for n in range(-3, 5000))
