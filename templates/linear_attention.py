@@ -198,6 +198,7 @@ def _fwd_kernel(
     NORMALIZE: tl.constexpr, HAS_START: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
     DOT_PREC: tl.constexpr, PREFETCH: tl.constexpr, GRAD: tl.constexpr = False, NEED_R: tl.constexpr = False,
     REVERSE: tl.constexpr = False, X_EARLY: tl.constexpr = False, EXACT_DIAG: tl.constexpr = False,
+    ROWS: tl.constexpr = False,
 ):
     """o for one (V tile, head, segment) with the identity, elu1 or relu map (normalised: elu1, relu).
 
@@ -215,7 +216,12 @@ def _fwd_kernel(
     subtracts). EXACT_DIAG (fp32): the (t, t) pair is left out of that term (see the loop). dq is the forward GRAD pass over (dO, v, k)
     with x_grad = q, dk the reverse GRAD pass over (v, dO, q) with x_grad = k: K and V are then the
     value and key widths, and a program owns a key-column tile, so nothing is summed over tiles.
+    ROWS (GRAD passes): the output tile is built as o [BT, BV], tokens along the products' rows, the
+    state reaching its product through shared memory; φx_t·∂L/∂φx_t is then a sum along each row
+    (a thread and its quad) rather than across the warps. With NEED_R and no L2 prefetch this took
+    the backward with a decay gradient from 1.045 to 0.887 ms (H100; docs/PERF.md, session 13).
     """
+    tl.static_assert(not ROWS or (GRAD and not NORMALIZE), "ROWS builds the GRAD passes' output")
     i_v, i_nh, i_seg, i_h, t_lo, t_hi = _program_segment(cu_seqlens, T, seg_len, H, IS_VARLEN)
     gamma = _head_gamma(g_gamma, i_h, USE_GAMMA)
     LOG2E: tl.constexpr = 1.4426950408889634
@@ -252,9 +258,13 @@ def _fwd_kernel(
         b_v = tl.load(v + hrow[:, None] * V + offs_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
         if GRAD:
             m_vt = m_v[:, None] & m_t[None, :]
+            m_tv = m_t[:, None] & m_v[None, :]
             if X_EARLY:   # issued with the operands (its latency hidden, its registers held longer)
                 if NEED_R or FEATURE != FEAT_IDENTITY:
-                    b_xt = tl.load(x_grad + hrow[None, :] * V + offs_v[:, None], mask=m_vt, other=0.0)
+                    if ROWS:
+                        b_x = tl.load(x_grad + hrow[:, None] * V + offs_v[None, :], mask=m_tv, other=0.0)
+                    else:
+                        b_xt = tl.load(x_grad + hrow[None, :] * V + offs_v[:, None], mask=m_vt, other=0.0)
         dt = b_q.dtype
         if GRAD:   # dO and v as they are; φ on the keys, which play v
             b_qf = b_q
@@ -272,60 +282,103 @@ def _fwd_kernel(
             else:
                 e_q = tl.exp2(b_G)                 # Γ(chunk start → t)
 
-        # Aᵀ[s, t] = scale·φk_s·φq_t·Γ(s → t) for s ≤ t (reverse: Γ(t → s) for s ≥ t), else 0
-        b_At = tl.dot(b_kf, tl.trans(b_qf), input_precision=DOT_PREC) * scale
-        if HAS_DECAY:
+        if ROWS:
+            # A[t, s] = scale·x_t·y_s·Γ(s → t) for s ≤ t (reverse: Γ(t → s) for s ≥ t), else 0
             if REVERSE:
-                b_At = b_At * tl.exp2(tl.where(causal, b_G[:, None] - b_G[None, :], float("-inf")))
+                causal_ts = offs_t[:, None] <= offs_t[None, :]
             else:
-                b_At = b_At * tl.exp2(tl.where(causal, b_G[None, :] - b_G[:, None], float("-inf")))
-        else:
-            b_At = tl.where(causal, b_At, 0.0)
-        if NEED_R and EXACT_DIAG:
-            # The pair (t, t) is in both the dq pass's row term and the dk pass's column term, and
-            # under strong decay it is nearly all of them: leave it out of both sums (it cancels in
-            # dG exactly) and add it to this tile's output after the row term is taken.
-            on_diag = offs_t[:, None] == offs_t[None, :]
-            b_w_diag = tl.sum(tl.where(on_diag, b_At, 0.0), 0)
-            b_At = tl.where(on_diag, 0.0, b_At)
-        # oᵀ: the state entering the chunk, decayed to each query, then the chunk's own tokens
-        b_ot = tl.dot(b_st.to(dt), tl.trans(b_qf), input_precision=DOT_PREC)
-        if HAS_DECAY:
-            # (exp2 of the broadcast row: it reuses the conversion of G the decay tile made)
-            if REVERSE:
-                b_ot = b_ot * (e_q[None, :] * scale)
+                causal_ts = offs_t[:, None] >= offs_t[None, :]
+            b_A = tl.dot(b_qf, tl.trans(b_kf), input_precision=DOT_PREC) * scale
+            if HAS_DECAY:
+                if REVERSE:
+                    b_A = b_A * tl.exp2(tl.where(causal_ts, b_G[None, :] - b_G[:, None], float("-inf")))
+                else:
+                    b_A = b_A * tl.exp2(tl.where(causal_ts, b_G[:, None] - b_G[None, :], float("-inf")))
             else:
-                b_ot = b_ot * (tl.exp2(b_G[None, :]) * scale)
-        else:
-            b_ot = b_ot * scale
-        b_vt = tl.trans(b_v)
-        b_ot = tl.dot(b_vt, b_At.to(dt), acc=b_ot, input_precision=DOT_PREC)
-        if GRAD:
+                b_A = tl.where(causal_ts, b_A, 0.0)
+            if NEED_R and EXACT_DIAG:   # (see the transposed tile below)
+                on_diag = offs_t[:, None] == offs_t[None, :]
+                b_w_diag = tl.sum(tl.where(on_diag, b_A, 0.0), 1)
+                b_A = tl.where(on_diag, 0.0, b_A)
+            # o = x·S (S, carried as Sᵀ in registers, staged in shared memory), decayed, + A·z
+            b_o = tl.dot(b_qf, tl.trans(b_st.to(dt)), input_precision=DOT_PREC)
+            if HAS_DECAY:
+                if REVERSE:
+                    b_o = b_o * (e_q[:, None] * scale)
+                else:
+                    b_o = b_o * (tl.exp2(b_G[:, None]) * scale)
+            else:
+                b_o = b_o * scale
+            b_o = tl.dot(b_A.to(dt), b_v, acc=b_o, input_precision=DOT_PREC)
             if not X_EARLY:
                 if NEED_R or FEATURE != FEAT_IDENTITY:
-                    b_xt = tl.load(x_grad + hrow[None, :] * V + offs_v[:, None], mask=m_vt, other=0.0)
+                    b_x = tl.load(x_grad + hrow[:, None] * V + offs_v[None, :], mask=m_tv, other=0.0)
             if NEED_R:
-                # φx_t·∂L/∂φx_t from the fp32 accumulator. The in-chunk pair terms cancel between
-                # the dq pass's rows and the dk pass's columns to fp32 rounding: both round the same
-                # fp32 weights (the same products, decays and chunks) to the operand dtype.
-                b_r = tl.sum(feature_map_in_dtype(b_xt, m_vt, FEATURE).to(tl.float32) * b_ot, 0)
-                if REVERSE:   # the dk pass's column term enters dG with a minus sign
+                b_r = tl.sum(feature_map_in_dtype(b_x, m_tv, FEATURE).to(tl.float32) * b_o, 1)
+                if REVERSE:
                     b_r = -b_r
                 tl.store(r_out + i_v.to(tl.int64) * TOKENS * H + hrow, b_r, mask=m_t)
                 if EXACT_DIAG:
-                    b_ot += b_vt.to(tl.float32) * b_w_diag[None, :]
+                    b_o += b_v.to(tl.float32) * b_w_diag[:, None]
             if FEATURE != FEAT_IDENTITY:
-                b_ot = b_ot * feature_map_grad(b_xt, FEATURE)
-        if NORMALIZE:
-            b_den = tl.sum(b_qf.to(tl.float32) * b_z[None, :], 1) * scale
+                b_o = b_o * feature_map_grad(b_x, FEATURE)
+            tl.store(o + hrow[:, None] * V + offs_v[None, :], b_o.to(o.dtype.element_ty), mask=m_tv)
+            b_vt = tl.trans(b_v)
+        else:
+            # Aᵀ[s, t] = scale·φk_s·φq_t·Γ(s → t) for s ≤ t (reverse: Γ(t → s) for s ≥ t), else 0
+            b_At = tl.dot(b_kf, tl.trans(b_qf), input_precision=DOT_PREC) * scale
             if HAS_DECAY:
-                b_den = b_den * e_q
-            b_den += tl.sum(b_At, 0)
-            b_ot = b_ot / (b_den + 1e-6)[None, :]
-            if i_v == 0:
-                tl.store(den + hrow, b_den, mask=m_t)
-        tl.store(o + hrow[None, :] * V + offs_v[:, None], b_ot.to(o.dtype.element_ty),
-                 mask=m_v[:, None] & m_t[None, :])
+                if REVERSE:
+                    b_At = b_At * tl.exp2(tl.where(causal, b_G[:, None] - b_G[None, :], float("-inf")))
+                else:
+                    b_At = b_At * tl.exp2(tl.where(causal, b_G[None, :] - b_G[:, None], float("-inf")))
+            else:
+                b_At = tl.where(causal, b_At, 0.0)
+            if NEED_R and EXACT_DIAG:
+                # The pair (t, t) is in both the dq pass's row term and the dk pass's column term, and
+                # under strong decay it is nearly all of them: leave it out of both sums (it cancels in
+                # dG exactly) and add it to this tile's output after the row term is taken.
+                on_diag = offs_t[:, None] == offs_t[None, :]
+                b_w_diag = tl.sum(tl.where(on_diag, b_At, 0.0), 0)
+                b_At = tl.where(on_diag, 0.0, b_At)
+            # oᵀ: the state entering the chunk, decayed to each query, then the chunk's own tokens
+            b_ot = tl.dot(b_st.to(dt), tl.trans(b_qf), input_precision=DOT_PREC)
+            if HAS_DECAY:
+                # (exp2 of the broadcast row: it reuses the conversion of G the decay tile made)
+                if REVERSE:
+                    b_ot = b_ot * (e_q[None, :] * scale)
+                else:
+                    b_ot = b_ot * (tl.exp2(b_G[None, :]) * scale)
+            else:
+                b_ot = b_ot * scale
+            b_vt = tl.trans(b_v)
+            b_ot = tl.dot(b_vt, b_At.to(dt), acc=b_ot, input_precision=DOT_PREC)
+            if GRAD:
+                if not X_EARLY:
+                    if NEED_R or FEATURE != FEAT_IDENTITY:
+                        b_xt = tl.load(x_grad + hrow[None, :] * V + offs_v[:, None], mask=m_vt, other=0.0)
+                if NEED_R:
+                    # φx_t·∂L/∂φx_t from the fp32 accumulator. The in-chunk pair terms cancel between
+                    # the dq pass's rows and the dk pass's columns to fp32 rounding: both round the same
+                    # fp32 weights (the same products, decays and chunks) to the operand dtype.
+                    b_r = tl.sum(feature_map_in_dtype(b_xt, m_vt, FEATURE).to(tl.float32) * b_ot, 0)
+                    if REVERSE:   # the dk pass's column term enters dG with a minus sign
+                        b_r = -b_r
+                    tl.store(r_out + i_v.to(tl.int64) * TOKENS * H + hrow, b_r, mask=m_t)
+                    if EXACT_DIAG:
+                        b_ot += b_vt.to(tl.float32) * b_w_diag[None, :]
+                if FEATURE != FEAT_IDENTITY:
+                    b_ot = b_ot * feature_map_grad(b_xt, FEATURE)
+            if NORMALIZE:
+                b_den = tl.sum(b_qf.to(tl.float32) * b_z[None, :], 1) * scale
+                if HAS_DECAY:
+                    b_den = b_den * e_q
+                b_den += tl.sum(b_At, 0)
+                b_ot = b_ot / (b_den + 1e-6)[None, :]
+                if i_v == 0:
+                    tl.store(den + hrow, b_den, mask=m_t)
+            tl.store(o + hrow[None, :] * V + offs_v[:, None], b_ot.to(o.dtype.element_ty),
+                     mask=m_v[:, None] & m_t[None, :])
 
         # Sᵀ ← Γ(chunk)·Sᵀ + Σ_s Γ(s → chunk end)·v_s·φ(k_s)ᵀ
         if HAS_DECAY:
@@ -1133,14 +1186,20 @@ def _backward_passes(p: Problem, q, k, v, g, g_gamma, do, init_s, d_final_s, cu_
     r, c = (parts[0], parts[1]) if need_dg else (None, None)
     common = dict(H=p.H, BT=int(config["chunk"]), FEATURE=p.feature, USE_G=p.use_g, USE_GAMMA=p.use_gamma,
                   HAS_DECAY=p.use_g or p.use_gamma, NORMALIZE=False, IS_VARLEN=cu_seqlens is not None,
-                  DOT_PREC=p.dot_prec, PREFETCH=not interpreter_on(), num_stages=int(config["num_stages"]))
+                  DOT_PREC=p.dot_prec, num_stages=int(config["num_stages"]))
     key_tiles = dict(K=p.V, V=p.K, KF=p.V, BK=next_pow2(p.V), BV=block_k,
                      num_warps=int(config.get("dq_warps", 4)), X_EARLY=bool(config.get("x_early", 0)))
+    # the dq and dk passes when they also take the decay gradient's terms: tokens along the tile's
+    # rows (ROWS) and (dg_prefetch 0) no L2 prefetch, whose addresses cost registers there
+    if need_dg:
+        key_tiles.update(ROWS=bool(config.get("dg_rows", 0)),
+                         PREFETCH=bool(config.get("dg_prefetch", 1)) and not interpreter_on())
 
     def transposed(state):
         return state.transpose(-1, -2).contiguous() if state is not None else None
 
-    def launch(grid, x, y, z, out, start, final=None, x_grad=None, r_out=None, **meta):
+    def launch(grid, x, y, z, out, start, final=None, x_grad=None, r_out=None, PREFETCH=not interpreter_on(),
+               ROWS=False, **meta):
         _fwd_kernel[grid](
             x, y, z, g if g is not None else dummy, g_gamma if g_gamma is not None else dummy, out, dummy,
             start if start is not None else dummy, dummy, final if final is not None else dummy, dummy,
@@ -1148,7 +1207,7 @@ def _backward_passes(p: Problem, q, k, v, g, g_gamma, do, init_s, d_final_s, cu_
             x_grad if x_grad is not None else dummy, r_out if r_out is not None else dummy,
             p.scale, p.T, seg_len, nseg, p.tokens,
             HAS_START=start is not None, STORE_FINAL=final is not None, NEED_R=r_out is not None,
-            EXACT_DIAG=r_out is not None and exact_diag, **common, **meta)
+            EXACT_DIAG=r_out is not None and exact_diag, PREFETCH=PREFETCH, ROWS=ROWS, **common, **meta)
 
     dq = dk = dv = None
     if need_dq or need_dg:
@@ -1516,9 +1575,12 @@ class LinearAttentionBwd(_ChunkTemplate):
     # dq_block_k / dq_warps: the key-column tile and warps of the dq and dk passes (forward-style
     # loops over (dO, v, k) and (v, dO, q)); dq_block_k = 0 keeps the state-carrying kernels
     # (always used when normalising, for taylor2 and for a g_gamma gradient). x_early: those passes
-    # load q (k) for φ' and the decay gradient with the chunk's operands rather than where used.
+    # load q (k) for φ' and the decay gradient with the chunk's operands rather than where used;
+    # dg_rows / dg_prefetch: those passes, when taking the decay gradient's terms, build their tile
+    # with tokens along the rows (ROWS in _fwd_kernel) / prefetch the next chunks into L2.
     space = {**_ChunkTemplate.space, "dkv_block_v": [16, 32, 64, 128, 256], "dkv_warps": [2, 4, 8],
-             "dq_block_k": [0, 32, 64, 128], "dq_warps": [4, 8], "x_early": [0, 1]}
+             "dq_block_k": [0, 32, 64, 128], "dq_warps": [4, 8], "x_early": [0, 1], "dg_rows": [0, 1],
+             "dg_prefetch": [0, 1]}
 
     def check_config(self, config, shape, gpu=None):
         problem = super().check_config(config, shape, gpu)
@@ -1549,7 +1611,8 @@ class LinearAttentionBwd(_ChunkTemplate):
         tiles = super()._default_tiles(shape)
         passes = {**config, "chunk": tiles["chunk"], "block_v": tiles["block_v"], "num_warps": tiles["num_warps"],
                   "dq_block_k": dq_tile({}, shape["K"], shape["V"]), "dq_warps": tiles["num_warps"],
-                  "x_early": 1}   # H100, g: 1.047 vs 1.070 ms for the backward
+                  "x_early": 1,   # H100, g: 1.047 vs 1.070 ms for the backward
+                  "dg_rows": 1, "dg_prefetch": 0}   # H100, g with dg: 0.887 vs 1.045 ms (round 101)
         return passes if self.check_config(passes, shape, gpu) is None else config
 
     def _default_tiles(self, shape) -> dict:

@@ -160,27 +160,30 @@ def test_backward_kernels_with_their_own_v_tiles(dq_tile, dkv_tile, device, smal
     check_forward_backward(q, k, v, g, g_gamma, None, False, None, TOL[torch.float32])
 
 
-@pytest.mark.parametrize("feature,decay,dq_block_k,split,x_early", [
-    (None, "g", 16, 0, 0), ("relu", None, 16, 16, 1), ("elu1", "g", 32, 16, 1), (None, "g", 0, 0, 0)])
-def test_backward_passes_key_tiles(feature, decay, dq_block_k, split, x_early, device, small_config):
+@pytest.mark.parametrize("feature,decay,dq_block_k,split,x_early,dg_rows", [
+    (None, "g", 16, 0, 0, 0), ("relu", None, 16, 16, 1, 0), ("elu1", "g", 32, 16, 1, 0), (None, "g", 0, 0, 0, 0),
+    (None, "g", 16, 0, 0, 1), ("relu", None, 16, 16, 1, 1), ("elu1", "g", 32, 16, 0, 1)])
+def test_backward_passes_key_tiles(feature, decay, dq_block_k, split, x_early, dg_rows, device, small_config):
     """The backward's passes (dq forward over (dO, v, k), dk reverse over (v, dO, q), dv reverse
     over (k, q, dO)) with several key-column tiles (K = 40: a ragged last tile), from an initial
-    state, across segments; dq_block_k = 0 takes the state-carrying kernels."""
-    small_config.update(dq_block_k=dq_block_k, dq_warps=2, chunk=16, split_len=split, x_early=x_early)
+    state, across segments; dq_block_k = 0 takes the state-carrying kernels; dg_rows builds the
+    dq and dk tiles with tokens along the rows when they take the decay gradient's terms."""
+    small_config.update(dq_block_k=dq_block_k, dq_warps=2, chunk=16, split_len=split, x_early=x_early,
+                        dg_rows=dg_rows)
     B, T, H, K, V = 2, 37, 2, 40, 24
     q, k, v, g, g_gamma = make_inputs(B, T, H, K, V, decay, feature, False, torch.float32, device)
     state = make_state(B, H, K, V, feature, False, device)
     check_forward_backward(q, k, v, g, g_gamma, feature, False, state, TOL[torch.float32])
 
 
-@pytest.mark.parametrize("g_value", [-5.0, -20.0])
-def test_strong_decay_final_state_and_dg(g_value, device, small_config):
+@pytest.mark.parametrize("g_value,dg_rows", [(-5.0, 0), (-20.0, 0), (-20.0, 1)])
+def test_strong_decay_final_state_and_dg(g_value, dg_rows, device, small_config):
     """Strong decay (g = -5, -20): the final state keeps the last token exactly (its chunk total
     is the cumsum's last row) and dg keeps fp32 accuracy although the (t, t) pairs dominate the
     row and column terms it is the difference of (they are left out of both). A loss on the final
     state is left out: its last-token term cancels the same way but is rounded inside S_T itself
     (docs/linear_attention.md, precision)."""
-    small_config.update(dq_block_k=16, dq_warps=2, chunk=16)
+    small_config.update(dq_block_k=16, dq_warps=2, chunk=16, dg_rows=dg_rows)
     B, T, H, K, V = 1, 33, 2, 16, 16
     q, k, v, _, _ = make_inputs(B, T, H, K, V, "g", None, False, torch.float32, device)
     g = torch.full((B, T, H), g_value, device=device)
@@ -205,9 +208,10 @@ def test_head_dims_not_powers_of_two(device, small_config):
 
 # --- varlen, prefill in pieces, decode ----------------------------------------------------------
 
-@pytest.mark.parametrize("feature,decay,normalize,split", [(None, "g", False, 0), ("elu1", "g_gamma", True, 16)])
-def test_varlen(feature, decay, normalize, split, device, small_config):
-    small_config.update(chunk=16, split_len=split)
+@pytest.mark.parametrize("feature,decay,normalize,split,dg_rows", [
+    (None, "g", False, 0, 0), ("elu1", "g_gamma", True, 16, 0), (None, "g", False, 16, 1)])
+def test_varlen(feature, decay, normalize, split, dg_rows, device, small_config):
+    small_config.update(chunk=16, split_len=split, dg_rows=dg_rows, dg_prefetch=0)
     cu = torch.tensor([0, 7, 7, 40, 53], dtype=torch.int32, device=device)   # one empty sequence
     H, K, V = 2, 16, 24
     q, k, v, g, g_gamma = make_inputs(1, 53, H, K, V, decay, feature, normalize, torch.float32, device)
@@ -425,6 +429,21 @@ def test_gpu_bf16_forward_backward(decay):
     B, T, H, K, V = 2, 1000, 4, 128, 128
     q, k, v, g, g_gamma = make_inputs(B, T, H, K, V, decay, None, False, torch.bfloat16, "cuda")
     _gpu_check(q, k, v, g, g_gamma, None, False, tol=3e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("feature", [None, "elu1"])
+def test_gpu_bf16_dg_rows(feature, monkeypatch):
+    """The dq and dk passes with tokens along their tile's rows (dg_rows), at the real widths."""
+    dispatch = op_module.config_for
+
+    def config_for(template, *args, **kwargs):
+        config = dispatch(template, *args, **kwargs)
+        return {**config, "dg_rows": 1, "dg_prefetch": 0} if template.kernel == "bwd" else config
+    monkeypatch.setattr(op_module, "config_for", config_for)
+    B, T, H, K, V = 2, 1000, 4, 128, 128
+    q, k, v, g, g_gamma = make_inputs(B, T, H, K, V, "g", feature, False, torch.bfloat16, "cuda")
+    _gpu_check(q, k, v, g, g_gamma, feature, False, tol=3e-2)
 
 
 @pytest.mark.gpu

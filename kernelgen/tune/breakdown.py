@@ -15,8 +15,9 @@ import torch
 from kernelgen import launch
 
 
-def _triton_kernels() -> dict[str, Any]:
-    """The Triton kernels (``JITFunction``) of every loaded template module, by function name."""
+def _triton_kernels() -> dict[str, list[Any]]:
+    """The Triton kernels (``JITFunction``) of every loaded template module, by function name (a
+    list: several templates name a kernel ``_fwd_kernel``, and the profiler only sees the name)."""
     try:
         from triton.runtime.jit import JITFunction
     except ImportError:   # pragma: no cover - a partial Triton
@@ -27,17 +28,20 @@ def _triton_kernels() -> dict[str, Any]:
             continue
         for value in list(vars(module).values()):
             if isinstance(value, JITFunction):
-                found[value.fn.__name__] = value
+                same_name = found.setdefault(value.fn.__name__, [])
+                if not any(value is known for known in same_name):   # (helpers imported elsewhere)
+                    same_name.append(value)
     return found
 
 
-def _forget_compiled(kernels: dict[str, Any]) -> None:
+def _forget_compiled(kernels: dict[str, list[Any]]) -> None:
     """Drop the in-memory compiled variants (the next launch reloads its own from Triton's disk
     cache), so what is read afterwards belongs to this config alone."""
     launch.clear()
-    for kernel in kernels.values():
-        for cache in getattr(kernel, "device_caches", {}).values():
-            cache[0].clear()
+    for same_name in kernels.values():
+        for kernel in same_name:
+            for cache in getattr(kernel, "device_caches", {}).values():
+                cache[0].clear()
 
 
 def _compiled_stats(kernel: Any) -> list[dict[str, int]]:
@@ -60,7 +64,8 @@ def kernel_split(fn: Callable[[], object], device: torch.device | str, repeats: 
     _forget_compiled(kernels)
     fn()
     torch.cuda.synchronize()
-    compiled = {name: _compiled_stats(kernel) for name, kernel in kernels.items()}
+    compiled = {name: [row for kernel in same_name for row in _compiled_stats(kernel)]
+                for name, same_name in kernels.items()}
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(repeats):
             fn()
