@@ -419,18 +419,22 @@ def _fwd_kernel(
 @triton.jit(do_not_specialize=["T", "seg_len", "NSEG"])
 def _fwd_general_kernel(
     q, k, v, g, g_gamma, o, den,
-    s_start, z_start, s_final, z_final, cu_seqlens,
+    s_start, s_final, cu_seqlens,
     scale, T, seg_len, NSEG,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, KF: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     FEATURE: tl.constexpr, USE_G: tl.constexpr, USE_GAMMA: tl.constexpr, HAS_DECAY: tl.constexpr,
     NORMALIZE: tl.constexpr, HAS_START: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
-    DOT_PREC: tl.constexpr,
+    DOT_PREC: tl.constexpr, ONES_V: tl.constexpr = False,
 ):
     """o for one (V tile, head, segment), any feature map, normalised or not; run for taylor2 and for
     the normalised identity map. The state pieces are carried row-major, [rows, BV], and staged in
     shared memory as the right operand of φ(q)·S each chunk; taylor2's narrow V tiles (its K² rows
-    fill the registers) would be too short for the transposed kernel's tensor-core products."""
+    fill the registers) would be too short for the transposed kernel's tensor-core products.
+    NORMALIZE: o is divided by den [tokens·H] (+1e-6), which the same kernel wrote beforehand with
+    ONES_V: the normaliser is this sum for v ≡ 1 (V = 1, its state is z), so its products run on
+    tensor cores too; carried here beside S as fp32 row sums over taylor2's K² features they
+    spilled 2.5 KB a thread (H100, bf16, Based K=16 normalised: 7.8 ms)."""
     i_v, i_nh, i_seg, i_h, t_lo, t_hi = _program_segment(cu_seqlens, T, seg_len, H, IS_VARLEN)
     gamma = _head_gamma(g_gamma, i_h, USE_GAMMA)
     TAYLOR: tl.constexpr = FEATURE == FEAT_TAYLOR2
@@ -438,12 +442,11 @@ def _fwd_general_kernel(
     lin_q, lin_k, quad = _feature_multipliers(scale, FEATURE)
 
     offs_t, offs_k, m_k, offs_v, m_v = _tile_ranges(i_v, K, V, BT, BK, BV)
-    offs_one = tl.arange(0, 1)
     m_qq, rows_qq = _taylor_rows(K, BK, TAYLOR)
     base = (i_nh * NSEG + i_seg).to(tl.int64)
 
-    b_s, b_z, b_s0, b_s2, b_z0, b_z2 = _state_pieces(s_start, z_start, base, V, KF, K, offs_k, m_k, offs_v, m_v,
-                                                     m_qq, rows_qq, BK, BV, HAS_START, TAYLOR, NORMALIZE)
+    b_s, _, b_s0, b_s2, _, _ = _state_pieces(s_start, s_start, base, V, KF, K, offs_k, m_k, offs_v, m_v,
+                                             m_qq, rows_qq, BK, BV, HAS_START, TAYLOR, False)
 
     for t0 in range(t_lo, t_hi, BT):
         rows = t0 + offs_t
@@ -452,8 +455,11 @@ def _fwd_general_kernel(
         m_tk = m_t[:, None] & m_k[None, :]
         b_q = tl.load(q + hrow[:, None] * K + offs_k[None, :], mask=m_tk, other=0.0)
         b_k = tl.load(k + hrow[:, None] * K + offs_k[None, :], mask=m_tk, other=0.0)
-        b_v = tl.load(v + hrow[:, None] * V + offs_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
         dt = b_q.dtype
+        if ONES_V:
+            b_v = (m_t[:, None] & m_v[None, :]).to(dt)
+        else:
+            b_v = tl.load(v + hrow[:, None] * V + offs_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
         b_g = load_log_decay(g, hrow, m_t, gamma, USE_G, USE_GAMMA)
         b_G = tl.cumsum(b_g, 0)
         b_Glast = chunk_total(b_G)
@@ -475,12 +481,8 @@ def _fwd_general_kernel(
             b_qq = outer_features(b_q, BT, BK)
             b_o += e_q[:, None] * (b_s0[None, :] + quad * tl.dot(b_qq.to(dt), b_s2.to(dt), input_precision=DOT_PREC))
         if NORMALIZE:
-            b_den = tl.sum(b_A, 1) + lin_q * e_q * tl.sum(b_qf.to(tl.float32) * b_z[None, :], 1)
-            if TAYLOR:
-                b_den += e_q * (b_z0 + quad * tl.sum(b_qq * b_z2[None, :], 1))
+            b_den = tl.load(den + hrow, mask=m_t, other=1.0)
             b_o = b_o / (b_den + 1e-6)[:, None]
-            if i_v == 0:
-                tl.store(den + hrow, b_den, mask=m_t)
         tl.store(o + hrow[:, None] * V + offs_v[None, :], b_o.to(o.dtype.element_ty),
                  mask=m_t[:, None] & m_v[None, :])
 
@@ -493,12 +495,6 @@ def _fwd_general_kernel(
             b_s0 = b_s0 * e_all + tl.sum(b_v.to(tl.float32) * e_k[:, None], 0)
             b_vd = (b_v.to(tl.float32) * (quad * e_k)[:, None]).to(dt)
             b_s2 = tl.dot(tl.trans(b_kk), b_vd, acc=b_s2 * e_all, input_precision=DOT_PREC)
-        if NORMALIZE:
-            b_ek = tl.where(m_t, e_k, 0.0)
-            b_z = b_z * e_all + lin_k * tl.sum(b_kf.to(tl.float32) * b_ek[:, None], 0)
-            if TAYLOR:
-                b_z0 = b_z0 * e_all + tl.sum(b_ek, 0)
-                b_z2 = b_z2 * e_all + quad * tl.sum(b_kk * b_ek[:, None], 0)
 
     if STORE_FINAL:
         if i_seg == NSEG - 1:
@@ -506,12 +502,6 @@ def _fwd_general_kernel(
             if TAYLOR:
                 tl.store(s_final + i_nh * KF * V + offs_v, b_s0, mask=m_v)
                 _store_state(s_final, i_nh, V, KF, 1 + K, rows_qq, m_qq, offs_v, m_v, b_s2)
-            if NORMALIZE:
-                if i_v == 0:
-                    tl.store(z_final + i_nh * KF + LIN_ROW + offs_k, b_z, mask=m_k)
-                    if TAYLOR:
-                        tl.store(z_final + i_nh * KF + offs_one, b_z0)
-                        tl.store(z_final + i_nh * KF + 1 + K + rows_qq, b_z2, mask=m_qq)
 
 
 @triton.jit(do_not_specialize=["T", "seg_len", "NSEG"])
@@ -1057,22 +1047,32 @@ def forward(q, k, v, g, g_gamma, scale, feature_map, normalize, init_s, init_z, 
                if want_final and normalize else None)
     block_v = p.block_v(config)
     dummy = o
+    g_arg = g if g is not None else dummy
+    gg_arg = g_gamma if g_gamma is not None else dummy
+    cu_arg = cu_seqlens if cu_seqlens is not None else dummy
     if feature_map == "taylor2" or (normalize and feature_map in (None, "identity")):
         # The identity map's normaliser needs register copies of q and k that the transposed
         # kernel otherwise never holds (H100, bf16, g+norm: 0.66 ms there, 0.46 ms here); elu1
         # and relu build them anyway (g_gamma+elu1+norm: 0.85 vs 1.07 ms in the transposed one).
-        kernel, grad_args, sizes, extra = _fwd_general_kernel, (), (), {}
-    else:   # the L2 hint is inline PTX, which the interpreter cannot run
-        kernel, grad_args, sizes = _fwd_kernel, (dummy, dummy), (p.tokens,)
-        extra = {"PREFETCH": not interpreter_on()}
-    kernel[(cdiv(p.V, block_v), NH, nseg)](
-        q, k, v, g if g is not None else dummy, g_gamma if g_gamma is not None else dummy, o,
-        den if den is not None else dummy,
+        if normalize:   # den first: the same sum for v ≡ 1, its state z (one 16-wide tile)
+            _fwd_general_kernel[(1, NH, nseg)](
+                q, k, q, g_arg, gg_arg, den, dummy, start_z if start_z is not None else dummy,
+                final_z if final_z is not None else dummy, cu_arg, p.scale, p.T, seg_len, nseg,
+                NORMALIZE=False, HAS_START=start_z is not None, STORE_FINAL=want_final, ONES_V=True,
+                **{**p.common(config, 16), "V": 1})
+        _fwd_general_kernel[(cdiv(p.V, block_v), NH, nseg)](
+            q, k, v, g_arg, gg_arg, o, den if den is not None else dummy,
+            start_s if start_s is not None else dummy, final_s if final_s is not None else dummy, cu_arg,
+            p.scale, p.T, seg_len, nseg,
+            NORMALIZE=normalize, HAS_START=has_start, STORE_FINAL=want_final, **p.common(config, block_v))
+        return o, den, final_s, final_z, seg
+    _fwd_kernel[(cdiv(p.V, block_v), NH, nseg)](   # (the L2 hint is inline PTX: not in the interpreter)
+        q, k, v, g_arg, gg_arg, o, den if den is not None else dummy,
         start_s if start_s is not None else dummy, start_z if start_z is not None else dummy,
         final_s if final_s is not None else dummy, final_z if final_z is not None else dummy,
-        cu_seqlens if cu_seqlens is not None else dummy, *grad_args,
-        p.scale, p.T, seg_len, nseg, *sizes,
-        NORMALIZE=normalize, HAS_START=has_start, STORE_FINAL=want_final, **p.common(config, block_v), **extra)
+        cu_arg, dummy, dummy, p.scale, p.T, seg_len, nseg, p.tokens,
+        NORMALIZE=normalize, HAS_START=has_start, STORE_FINAL=want_final, PREFETCH=not interpreter_on(),
+        **p.common(config, block_v))
     return o, den, final_s, final_z, seg
 
 
