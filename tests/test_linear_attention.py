@@ -455,6 +455,17 @@ def test_gpu_feature_maps(feature, normalize):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("feature,decay,K,V", [(None, "g", 128, 128), (None, "g_gamma", 64, 64), (None, "g", 32, 48),
+                                              ("elu1", "g_gamma", 128, 128), ("relu", "g", 64, 64),
+                                              ("taylor2", "g", 16, 64)])
+def test_gpu_normalised_forward(feature, decay, K, V):
+    """Normalised forwards at the real widths (the identity map's and taylor2's normaliser is its
+    own launch, for v = 1; a ragged T)."""
+    q, k, v, g, g_gamma = make_inputs(2, 333, 2, K, V, decay, feature, True, torch.bfloat16, "cuda")
+    _gpu_check(q, k, v, g, g_gamma, feature, True, tol=3e-2)
+
+
+@pytest.mark.gpu
 def test_gpu_long_sequence_segments():
     """B=1 and a long T: the default config splits the sequence into segments."""
     q, k, v, g, _ = make_inputs(1, 16384, 4, 64, 64, "g", None, False, torch.bfloat16, "cuda")
