@@ -145,7 +145,8 @@ def inspect(template_name: str, shape: dict[str, int], dtype: str, flags: str, o
     for index, config in enumerate([default] + [{**default, **o} for o in overrides]):
         config = template.canonical(config)
         reason = template.check_config(config, shape, None)
-        row: dict[str, Any] = {"config": config, "reason": reason, "kernels": []}
+        row: dict[str, Any] = {"config": config, "reason": reason, "kernels": [], "triton": triton.__version__,
+                               "arch": arch}
         if reason is None:
             generator = torch.Generator().manual_seed(index)
             with _Capture(arch):   # inputs some templates make with kernels (a backward's forward): not reported
@@ -165,6 +166,8 @@ def inspect(template_name: str, shape: dict[str, int], dtype: str, flags: str, o
 
 
 def _print(rows: list[dict]) -> None:
+    if rows:   # register allocation differs between Triton releases: say whose it is
+        print(f"# compiled by Triton {rows[0]['triton']} for sm_{rows[0]['arch']}")
     for row in rows:
         print(json.dumps(row["config"], sort_keys=True))
         if row["reason"]:

@@ -33,6 +33,7 @@ def test_compiles_a_template_for_the_h100_without_a_gpu(tmp_path):
     assert kernel["sass_instructions"] > 0 and kernel["opcodes"].get("MUFU", 0) > 0   # exp of the gate
     assert (tmp_path / "dump" / "config0" / "linear_scan_kernel.sass").stat().st_size > 0
     assert "linear_scan_kernel: warps" in printed
+    assert rows[0]["arch"] == 90 and rows[0]["triton"] in printed.splitlines()[0]   # whose allocation it is
 
 
 def test_a_config_the_template_rejects_is_reported_not_compiled(tmp_path):
