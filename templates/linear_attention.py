@@ -1051,9 +1051,10 @@ def forward(q, k, v, g, g_gamma, scale, feature_map, normalize, init_s, init_z, 
     gg_arg = g_gamma if g_gamma is not None else dummy
     cu_arg = cu_seqlens if cu_seqlens is not None else dummy
     if feature_map == "taylor2" or (normalize and feature_map in (None, "identity")):
-        # The identity map's normaliser needs register copies of q and k that the transposed
-        # kernel otherwise never holds (H100, bf16, g+norm: 0.66 ms there, 0.46 ms here); elu1
-        # and relu build them anyway (g_gamma+elu1+norm: 0.85 vs 1.07 ms in the transposed one).
+        # taylor2: its second-order state pieces. The normalised identity map: 0.465 ms here
+        # against 0.500 dividing in the transposed kernel (H100, bf16, g+norm, round 107); elu1 /
+        # relu keep z inside the transposed kernel (the v = 1 launch failed for them on Triton 3.6
+        # with this 16-wide tile, round 107).
         if normalize:   # den first: the same sum for v ≡ 1, its state z (one 16-wide tile)
             _fwd_general_kernel[(1, NH, nseg)](
                 q, k, q, g_arg, gg_arg, den, dummy, start_z if start_z is not None else dummy,
