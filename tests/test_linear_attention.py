@@ -176,14 +176,16 @@ def test_backward_passes_key_tiles(feature, decay, dq_block_k, split, x_early, d
     check_forward_backward(q, k, v, g, g_gamma, feature, False, state, TOL[torch.float32])
 
 
-@pytest.mark.parametrize("g_value,dg_rows", [(-5.0, 0), (-20.0, 0), (-20.0, 1)])
-def test_strong_decay_final_state_and_dg(g_value, dg_rows, device, small_config):
+@pytest.mark.parametrize("g_value,dg_rows,dq_block_k", [(-5.0, 0, 16), (-20.0, 0, 16), (-20.0, 1, 16), (-5.0, 0, 0),
+                                                        (-20.0, 0, 0)])
+def test_strong_decay_final_state_and_dg(g_value, dg_rows, dq_block_k, device, small_config):
     """Strong decay (g = -5, -20): the final state keeps the last token exactly (its chunk total
     is the cumsum's last row) and dg keeps fp32 accuracy although the (t, t) pairs dominate the
     row and column terms it is the difference of (they are left out of both). A loss on the final
     state is left out: its last-token term cancels the same way but is rounded inside S_T itself
-    (docs/linear_attention.md, precision)."""
-    small_config.update(dq_block_k=16, dq_warps=2, chunk=16, dg_rows=dg_rows)
+    (docs/linear_attention.md, precision). dq_block_k = 0: the state-carrying kernels, whose dk/dv
+    kernel takes the in-chunk pairs' row and column sums itself and leaves the (t, t) pairs out."""
+    small_config.update(dq_block_k=dq_block_k, dq_warps=2, chunk=16, dg_rows=dg_rows)
     B, T, H, K, V = 1, 33, 2, 16, 16
     q, k, v, _, _ = make_inputs(B, T, H, K, V, "g", None, False, torch.float32, device)
     g = torch.full((B, T, H), g_value, device=device)
