@@ -1177,6 +1177,27 @@ def _takes_stacked_pass(plan: ChunkPlan, config, init=None, final=None) -> bool:
     return plan.from_start and init is None and final is None and bool(int(config.get("stack", 1)))
 
 
+def _forward_skips_level1(plan: ChunkPlan, config, init=None) -> bool:
+    """The forward's output kernel builds an odd chunk's level-1 block from the previous chunk's
+    rows (``out_inline_l1``; sequences from position 0), so the block pass may leave it out."""
+    return bool(int(config.get("out_inline_l1", 0))) and plan.from_start and init is None
+
+
+def _backward_builds_level1(plan: ChunkPlan, config) -> bool:
+    """The same in the backward's dq kernel (``dq_inline_l1``, with the levels-outer dq)."""
+    return (bool(int(config.get("dq_inline_l1", 0))) and bool(int(config.get("dqk_levels_outer", 1)))
+            and _takes_stacked_pass(plan, config))
+
+
+def backward_can_read_blocks(plan: ChunkPlan, fwd_config, bwd_config) -> bool:
+    """Whether a backward with ``bwd_config`` can read the blocks the forward built with
+    ``fwd_config`` (``save_blocks``): the same chunk, and the level-1 blocks either stored or
+    built inline by the backward too. The forward keeps them only from position 0 with no state
+    in or out (its blocks then hold the call's own tokens only, as the backward's do)."""
+    return (plan.from_start and int(fwd_config["chunk"]) == int(bwd_config["chunk"])
+            and (not _forward_skips_level1(plan, fwd_config) or _backward_builds_level1(plan, bwd_config)))
+
+
 def block_states(k, v, g, plan: ChunkPlan, config, cu_seqlens, init=None, final=None, skip_level1=False):
     """Kernel 1: Block(P) for every chunk slot [S, H, K, V] and the log decays ldec [S, H, NJ];
     writes ``final`` [N, H, L_out, K, V] (fp32, zero-filled) when given. ``skip_level1``: the
@@ -1206,17 +1227,21 @@ def block_states(k, v, g, plan: ChunkPlan, config, cu_seqlens, init=None, final=
 
 
 def forward(q, k, v, g, lam, scale: float, config, plan: ChunkPlan, cu_seqlens=None, init=None,
-            final_levels: int = 0, out=None):
+            final_levels: int = 0, out=None, keep_blocks=None):
     """o [B, T, H, V] (q's dtype) and the final states [N, H, final_levels, K, V] fp32 (or None).
-    All tensors contiguous; ``init`` [N, H, L_in, K, V] fp32 or None."""
+    All tensors contiguous; ``init`` [N, H, L_in, K, V] fp32 or None. ``keep_blocks``: a list that
+    receives the blocks this call built (``SavedBlocks``) when there is no state in or out (the
+    caller checks ``backward_can_read_blocks`` first)."""
     B, T, H, K = q.shape
     V, L = v.shape[-1], lam.shape[-1]
     o = torch.empty_like(v) if out is None else out
     final = (torch.zeros(plan.num_seqs, H, final_levels, K, V, device=q.device, dtype=torch.float32)
              if final_levels else None)
     # an odd chunk's level-1 block from the previous chunk's rows (sequences from position 0)
-    inline_level1 = bool(int(config.get("out_inline_l1", 0))) and plan.from_start and init is None
+    inline_level1 = _forward_skips_level1(plan, config, init)
     blocks, ldec = block_states(k, v, g, plan, config, cu_seqlens, init, final, skip_level1=inline_level1)
+    if keep_blocks is not None and init is None and final is None and plan.from_start:
+        keep_blocks.append(SavedBlocks(blocks, ldec, config))
     if plan.num_slots == 0:
         return o, final
     bv = _tile(V, config["out_bv"])
@@ -1243,10 +1268,23 @@ def forward(q, k, v, g, lam, scale: float, config, plan: ChunkPlan, cu_seqlens=N
     return o, final
 
 
-def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seqlens=None, out=None):
+@dataclass
+class SavedBlocks:
+    """The forward's Block(P) states and log decays, kept for the backward (op: ``save_blocks``):
+    the backward then skips kernel 1. ``config``: the forward's, which built them."""
+    blocks: torch.Tensor
+    ldec: torch.Tensor
+    config: dict
+
+
+def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seqlens=None, out=None,
+             saved: SavedBlocks | None = None):
     """(dq, dk, dv, dg, dλ) of the call's own tokens (sequences may start at the plan's positions;
     an initial state's share is not included); dq/dk/dv in q's dtype, dg and dλ in the dtypes of
-    g and level_scales. ``out``: the five buffers to write, or None."""
+    g and level_scales. ``out``: the five buffers to write, or None. ``saved``: the forward's
+    blocks (same chunk, from position 0, no initial state), used instead of recomputing them when
+    this config's kernels can read them (its dq kernel must build the level-1 blocks inline if
+    the forward skipped them)."""
     B, T, H, K = q.shape
     V, L = v.shape[-1], lam.shape[-1]
     device = q.device
@@ -1263,8 +1301,11 @@ def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seql
     # dq_inline_l1 (with the levels-outer dq): an odd chunk's level-1 block from the previous chunk's
     # rows, as the forward's output kernel does; the block pass then skips those stores
     levels_outer = bool(int(config.get("dqk_levels_outer", 1)))
-    inline_level1 = bool(int(config.get("dq_inline_l1", 0))) and levels_outer and _takes_stacked_pass(plan, config)
-    blocks, ldec = block_states(k, v, g, plan, config, cu_seqlens, skip_level1=inline_level1)
+    inline_level1 = _backward_builds_level1(plan, config)
+    if saved is not None and backward_can_read_blocks(plan, saved.config, config):
+        blocks, ldec = saved.blocks, saved.ldec
+    else:
+        blocks, ldec = block_states(k, v, g, plan, config, cu_seqlens, skip_level1=inline_level1)
     dot_prec = _dot_precision(q.dtype)
     lp = max(2, next_pow2(L))
     common = dict(H=H, K=K, V=V, C=chunk, LOG_C=log_c, IS_VARLEN=cu_seqlens is not None,

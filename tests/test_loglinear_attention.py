@@ -433,6 +433,37 @@ def _grads(loss, leaves):
 NAMES = ("dq", "dk", "dv", "dg", "dlevel_scales", "dinitial_state")
 
 
+@pytest.mark.parametrize("fwd_extra,bwd_extra,reused", [
+    ({"out_inline_l1": 0}, {"dq_inline_l1": 0}, True),
+    ({"out_inline_l1": 1}, {"dq_inline_l1": 1}, True),    # level-1 blocks skipped, built inline in dq
+    ({"out_inline_l1": 1}, {"dq_inline_l1": 0}, False),   # the backward needs them: rebuilt
+    ({"out_inline_l1": 0}, {"chunk": 8}, False)])         # another chunk: rebuilt
+def test_save_blocks(device, monkeypatch, fwd_extra, bwd_extra, reused):
+    """save_blocks: the backward takes the forward's blocks when its config can read them, and
+    rebuilds them otherwise; the gradients match the float64 reference either way (ragged T,
+    packed sequences with an empty one)."""
+    original = llops.config_for
+
+    def config_for(template, *args):
+        extra = fwd_extra if template is llops.FORWARD else {**fwd_extra, **bwd_extra}
+        return {**original(template, *args), **_config(16), **extra}
+    monkeypatch.setattr(llops, "config_for", config_for)
+    builds = []
+    block_states = tmpl.block_states
+    monkeypatch.setattr(tmpl, "block_states", lambda *a, **kw: builds.append(1) or block_states(*a, **kw))
+    for cu in (None, torch.tensor([0, 20, 20, 45], dtype=torch.int32, device=device)):
+        inputs = _inputs(B=1 if cu is not None else 2, device=device, seed=4)
+        leaves = [x.clone().requires_grad_() for x in inputs]
+        builds.clear()
+        o, _ = kernelgen.loglinear_attention(*leaves, cu_seqlens=cu, save_blocks=True)
+        do = torch.randn_like(o)
+        grads = torch.autograd.grad(o, leaves, do)
+        assert len(builds) == (1 if reused else 2)
+        _, want = _ref_grads(inputs, do, cu_seqlens=cu)
+        for name, got, ref_grad in zip(NAMES, grads, want):
+            assert_close(name, got, ref_grad, GRAD_TOL[torch.float32])
+
+
 @pytest.mark.parametrize("T,cut,chunk,dk_with_dv", [(37, 13, 8, 0), (37, 16, 16, 0), (70, 23, 16, 0), (70, 64, 16, 0),
                                                    (70, 23, 16, 1)])
 def test_split_sequence_gradients_equal_one_call(device, monkeypatch, T, cut, chunk, dk_with_dv):
@@ -637,6 +668,28 @@ def test_gpu_bf16_forward_backward(head):
             assert_close("o", o[b:b + 1, :, h:h + 1], ro, 2e-2)
             for name, got, want in zip(("dq", "dk", "dv", "dg", "dlevel_scales"), grads, rgrads):
                 assert_close(name, got[b:b + 1, :, h:h + 1], want, 1e-1 if name == "dg" else 5e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("head", [64, 128])
+def test_gpu_bf16_save_blocks(head, monkeypatch):
+    """save_blocks at the real widths with the shipped configs: the gradients of the backward that
+    reads the forward's blocks match the one that rebuilds them (the two passes may tile the
+    blocks differently, so equal to bf16 rounding, not bit for bit)."""
+    q, k, v, g, lam = _inputs(B=2, T=2000, H=4, K=head, V=head, L=12, dtype=torch.bfloat16, device="cuda")
+    builds = []
+    block_states = tmpl.block_states
+    monkeypatch.setattr(tmpl, "block_states", lambda *a, **kw: builds.append(1) or block_states(*a, **kw))
+    grads = {}
+    for save in (False, True):
+        inputs = [x.detach().clone().requires_grad_() for x in (q, k, v, g, lam)]
+        builds.clear()
+        o, _ = kernelgen.loglinear_attention(*inputs, save_blocks=save)
+        grads[save] = torch.autograd.grad(o, inputs, torch.ones_like(o))
+    if head == 128:   # the shipped configs there share the chunk and build level 1 inline in both
+        assert len(builds) == 1
+    for name, a, b in zip(("dq", "dk", "dv", "dg", "dlevel_scales"), grads[False], grads[True]):
+        assert_close(name, b, a, 1e-2)
 
 
 @pytest.mark.gpu

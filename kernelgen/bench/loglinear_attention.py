@@ -83,6 +83,9 @@ def _make(shape: dict[str, int], grad: bool, case: BenchCase) -> Callable[[], di
         do = torch.randn_like(v)
         providers: dict[str, Callable[[], Any]] = {
             "kernelgen": _runner(lambda: kernelgen.loglinear_attention(q, k, v, g, lam), [q, k, v, g, lam], grad, do)}
+        if grad:   # the backward reads the forward's blocks instead of rebuilding them (more memory)
+            providers["kernelgen save_blocks"] = _runner(
+                lambda: kernelgen.loglinear_attention(q, k, v, g, lam, save_blocks=True), [q, k, v, g, lam], grad, do)
         try:
             linear = kernelgen.linear_attention
             providers["kernelgen linear_attention (same g)"] = _runner(

@@ -17,7 +17,7 @@ from kernelgen.checks import (check_cu_seqlens, check_cu_values, check_float, ch
                               check_shape)
 from kernelgen.dispatch import config_for
 from kernelgen.templates.loglinear_attention import (LogLinearBackward, LogLinearForward, LogLinearStep,
-                                                     backward, forward, make_plan, step)
+                                                     backward, backward_can_read_blocks, forward, make_plan, step)
 
 __all__ = ["LogLinearState", "loglinear_attention", "loglinear_attention_step"]
 
@@ -310,8 +310,15 @@ def _add_grad(kernel_grad, state_grad, like: torch.Tensor):
 class _LogLinearAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, g, level_scales, init, scale, lengths, starts, cu_seqlens, shape, config, plan,
-                final_levels):
-        o, final = forward(q, k, v, g, level_scales, scale, config, plan, cu_seqlens, init, final_levels)
+                final_levels, save_blocks):
+        kept = None
+        if save_blocks and init is None and not final_levels:   # only blocks the backward will read
+            bwd_config = _exact_fp32(config_for(BACKWARD, shape, q.dtype, "", q.device), q.dtype)
+            kept = [] if backward_can_read_blocks(plan, config, bwd_config) else None
+        o, final = forward(q, k, v, g, level_scales, scale, config, plan, cu_seqlens, init, final_levels,
+                           keep_blocks=kept)
+        # (the kernels' own intermediates, never handed out: kept on ctx, dropped after one use)
+        ctx.saved_blocks = kept[0] if kept else None
         ctx.save_for_backward(q, k, v, g, level_scales, init)
         ctx.scale, ctx.lengths, ctx.starts, ctx.cu_seqlens, ctx.shape = scale, lengths, starts, cu_seqlens, shape
         ctx.set_materialize_grads(False)   # an unused o or final state brings None, not zeros
@@ -327,13 +334,14 @@ class _LogLinearAttention(torch.autograd.Function):
             config = _exact_fp32(config_for(BACKWARD, ctx.shape, q.dtype, "", q.device), q.dtype)
             batch, seq_len = q.shape[:2]
             plan = make_plan(batch, seq_len, int(config["chunk"]), ctx.lengths, ctx.starts, q.device)
-            grads = list(backward(*inputs, do, ctx.scale, config, plan, ctx.cu_seqlens))
+            grads = list(backward(*inputs, do, ctx.scale, config, plan, ctx.cu_seqlens, saved=ctx.saved_blocks))
+        ctx.saved_blocks = None
         d_init = None
         if d_final is not None or (init is not None and do is not None):
             spans = _sequence_spans(q.shape[0], ctx.lengths, ctx.starts, q.device)
             *state_grads, d_init = _state_backward(*inputs, init, do, d_final, ctx.scale, spans)
             grads = [_add_grad(a, b, x) for a, b, x in zip(grads, state_grads, inputs)]
-        return (*grads, d_init) + (None,) * 8
+        return (*grads, d_init) + (None,) * 9
 
 
 # --------------------------------------------------------------------------------------------
@@ -342,20 +350,26 @@ class _LogLinearAttention(torch.autograd.Function):
 def loglinear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
                         level_scales: torch.Tensor, scale: float | None = None,
                         initial_state: LogLinearState | tuple | None = None, output_final_state: bool = False,
-                        cu_seqlens: torch.Tensor | None = None) -> tuple[torch.Tensor, LogLinearState | None]:
+                        cu_seqlens: torch.Tensor | None = None, save_blocks: bool = False,
+                        ) -> tuple[torch.Tensor, LogLinearState | None]:
     """Log-linear attention over [B, T, H, *] inputs (or packed [1, total, H, *] with cu_seqlens [N+1]).
 
     q, k [B, T, H, K]; v [B, T, H, V] (one float dtype); g [B, T, H] log decay and level_scales λ
     [B, T, H, L] (any float dtype, fp32 recommended), L >= ceil(log2 T) + 1 (more levels are unused).
     Returns (o [B, T, H, V] in q's dtype, LogLinearState or None). Differentiable in q, k, v, g,
     level_scales and initial_state.states, through o and through the final state's states.
+
+    save_blocks: keep the forward's chunk-block states [chunks, H, K, V] (V / chunk times the size
+    of k: 2× at V = 128, chunk 64) until the backward, which then does not rebuild them (training
+    from position 0 with no state in or out; elsewhere the flag changes nothing). Memory for time.
     """
     device = _check_inputs(q, k, v, g, level_scales, ("B", "T"))
     batch, seq_len, heads, head_k = q.shape
     head_v, level_count = v.shape[-1], level_scales.shape[-1]
     scale = check_scale(scale, head_k)
-    if not isinstance(output_final_state, bool):
-        raise TypeError(f"output_final_state must be a bool; got {type(output_final_state).__name__}")
+    for flag, value in (("output_final_state", output_final_state), ("save_blocks", save_blocks)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{flag} must be a bool; got {type(value).__name__}")
     lengths = _sequence_lengths(cu_seqlens, batch, seq_len, device)
     num_seqs = batch if lengths is None else len(lengths)
     init = starts = None
@@ -387,7 +401,7 @@ def loglinear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: to
     tensors = [x.contiguous() for x in (q, k, v, g, level_scales)]
     if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (*tensors, init)):
         o, final = _LogLinearAttention.apply(*tensors, init, scale, lengths, starts, cu_seqlens, shape, config, plan,
-                                             final_levels)
+                                             final_levels, save_blocks)
     else:   # inference: no autograd node (its host time shows on short calls)
         o, final = forward(*tensors, scale, config, plan, cu_seqlens, init, final_levels)
     if not output_final_state:
