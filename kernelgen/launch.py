@@ -18,6 +18,7 @@ part of the key: call :func:`clear` after changing one.
 from __future__ import annotations
 
 import functools
+import inspect
 import operator
 import threading
 from types import ModuleType
@@ -110,6 +111,9 @@ class CachedLauncher:
         self.kernel = kernel
         self.names = list(kernel.arg_names)
         self.constexpr = frozenset(p.num for p in kernel.params if p.is_constexpr)
+        # constexprs a call may leave out: Triton's binder gives them these values
+        self.defaults = {p.name: p.default for p in kernel.params
+                         if p.is_constexpr and p.default is not inspect.Parameter.empty}
         self.first_constexpr = min(self.constexpr, default=len(self.names))
         self.compiled: dict[tuple, tuple[Any, Any]] = {}   # key -> (compiled kernel, keyword getter)
         self.hits = 0
@@ -121,12 +125,18 @@ class CachedLauncher:
         return type(self.kernel).run(self.kernel, *args, **kwargs)
 
     def _keyword_getter(self, n_positional: int, kwargs: dict):
-        """The parameters after the positional ones, all passed by keyword and all constexprs,
-        as a function of kwargs returning them in signature order; None if not so."""
+        """The parameters after the positional ones, all constexprs, each passed by keyword or left
+        to its default, as a function of kwargs returning them in signature order; None if not so.
+        (The cache key holds the keywords passed; those left out always take their defaults.)"""
         tail = self.names[n_positional:]
-        if any(name not in kwargs for name in tail) or \
-                any(i not in self.constexpr for i in range(n_positional, len(self.names))):
+        if any(i not in self.constexpr for i in range(n_positional, len(self.names))):
             return None
+        missing = [name for name in tail if name not in kwargs]
+        if any(name not in self.defaults for name in missing):
+            return None
+        if missing:
+            defaults = {name: self.defaults[name] for name in missing}
+            return lambda kwargs: tuple([kwargs[name] if name in kwargs else defaults[name] for name in tail])
         if not tail:
             return lambda kwargs: ()
         if len(tail) == 1:

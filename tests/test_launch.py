@@ -15,6 +15,11 @@ def _kernel_source(x_ptr, y_ptr, n, scale, BLOCK: "tl.constexpr"):   # noqa: F82
     pass
 
 
+def _kernel_with_defaults(x_ptr, n, BLOCK: "tl.constexpr", FLAG: "tl.constexpr" = False,   # noqa: F821
+                          MODE: "tl.constexpr" = 3):   # noqa: F821
+    pass
+
+
 class FakeCompiled:
     def __init__(self, tag):
         self.tag, self.function, self.packed_metadata, self.launches = tag, object(), object(), []
@@ -39,6 +44,10 @@ class FakeDriver:
 
 @pytest.fixture
 def kernel(monkeypatch):
+    return _fake_kernel(monkeypatch, _kernel_source)
+
+
+def _fake_kernel(monkeypatch, source):
     compiles = []
 
     def triton_run(self, *args, grid, warmup, **kwargs):
@@ -51,7 +60,7 @@ def kernel(monkeypatch):
 
     monkeypatch.setattr(launch, "_TRITON_RUN", triton_run)
     monkeypatch.setattr(launch, "_driver", FakeDriver)
-    fn = FakeJIT(_kernel_source)
+    fn = FakeJIT(source)
     assert launch.install(fn) and not launch.install(fn)   # once only
     fn.compiles = compiles
     return fn
@@ -69,6 +78,24 @@ def test_second_call_launches_the_cached_kernel_with_every_argument_in_order(ker
     (grid, stream, args), = first.launches
     assert grid == (5, 2, 1) and stream == 1234
     assert args[0] is x and args[1] is y and args[2:] == (32, 0.25, 16)
+
+
+def test_constexprs_left_to_their_defaults_are_cached_with_them(monkeypatch):
+    """A call that leaves defaulted constexprs out is cached too (the backward passes of
+    linear_attention did, and took Triton's ~60-150 us binding path on every launch); the launch
+    gets the defaults in signature order, and passing one explicitly keys a variant of its own."""
+    kernel = _fake_kernel(monkeypatch, _kernel_with_defaults)
+    x = _tensor()
+    first = kernel[(1,)](x, 48, BLOCK=16, num_warps=4)
+    again = kernel[(2,)](x, 32, BLOCK=16, num_warps=4)
+    assert again is first and len(kernel.compiles) == 1
+    (_, _, args), = first.launches
+    assert args[0] is x and args[1:] == (32, 16, False, 3)
+    flagged = kernel[(1,)](x, 48, MODE=5, BLOCK=16, num_warps=4)
+    kernel[(1,)](x, 48, MODE=5, BLOCK=16, num_warps=4)
+    assert len(kernel.compiles) == 2
+    (_, _, args), = flagged.launches
+    assert args[1:] == (48, 16, False, 5)
 
 
 @pytest.mark.parametrize("change", ["int_is_one", "int_not_multiple_of_16", "int_64bit", "misaligned_tensor",
