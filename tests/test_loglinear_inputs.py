@@ -21,7 +21,7 @@ from kernelgen.reference import loglinear_attention as ref
 from reference_utils import rel_error
 
 TOL = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 3e-2}
-GRAD_TOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
+GRAD_TOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2, torch.float64: 1e-4}
 NAMES = ("q", "k", "v", "g", "level_scales", "initial_state")
 
 
@@ -164,6 +164,8 @@ def test_many_fenwick_levels(device, monkeypatch, chunk):
     (torch.float16, torch.float32, torch.float32),     # what a model's projections produce
     (torch.float16, torch.bfloat16, torch.float16),
     (torch.float32, torch.float16, torch.bfloat16),
+    (torch.float16, torch.float64, torch.float64),     # float64 gates: rounded to fp32 for the kernels
+    (torch.float32, torch.float32, torch.float64),
 ], ids=str)
 def test_mixed_dtypes(device, dtype, gate_dtype, scale_dtype):
     # o, dq, dk, dv in q's dtype; dg in g's; dλ in level_scales'
@@ -267,6 +269,11 @@ def test_decode_step_mixed_dtypes_and_views(device):
     o_ref, _ = ref.loglinear_attention_reference(q, k, v, g, lam)
     assert o.shape == (2, 1, 2, 16)
     _close("o", o, o_ref[:, 5:], TOL[torch.float32])
+    # float64 gate and level scales are taken too (rounded to fp32)
+    _, state = kernelgen.loglinear_attention(*(x[:, :5] for x in (q, k, v, g, lam)), output_final_state=True)
+    o64, _ = kernelgen.loglinear_attention_step(q[:, 5:], k[:, 5:], v[:, 5:], g[:, 5:].double(), lam[:, 5:].double(),
+                                                state)
+    _close("o (float64 gates)", o64, o_ref[:, 5:], TOL[torch.float32])
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,6 +23,13 @@ __all__ = ["LogLinearState", "loglinear_attention", "loglinear_attention_step"]
 
 FORWARD, BACKWARD, STEP = LogLinearForward(), LogLinearBackward(), LogLinearStep()
 MAX_HEAD_SIZE = 256
+# g and level_scales may come in any float dtype; float64 is rounded to fp32 for the kernels (a
+# differentiable cast: its gradients come back in float64)
+GATE_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+def _gates_for_kernels(g: torch.Tensor, level_scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return tuple(x.float() if x.dtype == torch.float64 else x for x in (g, level_scales))
 
 
 @dataclass
@@ -70,8 +77,10 @@ def _check_inputs(q, k, v, g, level_scales, token_dims: tuple[str, ...]):
     check_shape("v", v, f"{lead}, H, V", [*outer, heads, None])
     check_shape("g", g, f"{lead}, H", [*outer, heads])
     check_shape("level_scales", level_scales, f"{lead}, H, L", [*outer, heads, None])
-    for name, x in (("q", q), ("k", k), ("v", v), ("g", g), ("level_scales", level_scales)):
+    for name, x in (("q", q), ("k", k), ("v", v)):
         check_float(name, x)
+    for name, x in (("g", g), ("level_scales", level_scales)):
+        check_float(name, x, GATE_DTYPES)
     for name, x in (("k", k), ("v", v)):
         if x.dtype != q.dtype:
             raise TypeError(f"{name} must have the dtype of q ({_name(q.dtype)}); got {_name(x.dtype)}")
@@ -355,7 +364,8 @@ def loglinear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: to
     """Log-linear attention over [B, T, H, *] inputs (or packed [1, total, H, *] with cu_seqlens [N+1]).
 
     q, k [B, T, H, K]; v [B, T, H, V] (one float dtype); g [B, T, H] log decay and level_scales λ
-    [B, T, H, L] (any float dtype, fp32 recommended), L >= ceil(log2 T) + 1 (more levels are unused).
+    [B, T, H, L] (any float dtype, fp32 recommended; float64 is rounded to fp32), L >= ceil(log2 T) + 1
+    (more levels are unused).
     Returns (o [B, T, H, V] in q's dtype, LogLinearState or None). Differentiable in q, k, v, g,
     level_scales and initial_state.states, through o and through the final state's states.
 
@@ -364,6 +374,7 @@ def loglinear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: to
     from position 0 with no state in or out; elsewhere the flag changes nothing). Memory for time.
     """
     device = _check_inputs(q, k, v, g, level_scales, ("B", "T"))
+    g, level_scales = _gates_for_kernels(g, level_scales)
     batch, seq_len, heads, head_k = q.shape
     head_v, level_count = v.shape[-1], level_scales.shape[-1]
     scale = check_scale(scale, head_k)
@@ -433,6 +444,7 @@ def loglinear_attention_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     q, k, v = (_squeeze_token(n, x, 3) for n, x in (("q", q), ("k", k), ("v", v)))
     g, level_scales = _squeeze_token("g", g, 2), _squeeze_token("level_scales", level_scales, 3)
     device = _check_inputs(q, k, v, g, level_scales, ("N",))
+    g, level_scales = _gates_for_kernels(g, level_scales)
     num_seqs, heads, head_k = q.shape
     head_v, level_count = v.shape[-1], level_scales.shape[-1]
     as_pair = not isinstance(state, LogLinearState)
