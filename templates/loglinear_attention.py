@@ -1198,6 +1198,15 @@ def backward_can_read_blocks(plan: ChunkPlan, fwd_config, bwd_config) -> bool:
             and (not _forward_skips_level1(plan, fwd_config) or _backward_builds_level1(plan, bwd_config)))
 
 
+@dataclass
+class SavedBlocks:
+    """The forward's Block(P) states and log decays, kept for the backward (op: ``save_blocks``):
+    the backward then skips kernel 1. ``config``: the forward's, which built them."""
+    blocks: torch.Tensor
+    ldec: torch.Tensor
+    config: dict
+
+
 def block_states(k, v, g, plan: ChunkPlan, config, cu_seqlens, init=None, final=None, skip_level1=False):
     """Kernel 1: Block(P) for every chunk slot [S, H, K, V] and the log decays ldec [S, H, NJ];
     writes ``final`` [N, H, L_out, K, V] (fp32, zero-filled) when given. ``skip_level1``: the
@@ -1266,15 +1275,6 @@ def forward(q, k, v, g, lam, scale: float, config, plan: ChunkPlan, cu_seqlens=N
         num_warps=int(config["out_warps"]), num_stages=int(config["num_stages"]),
         **_register_cap(config, "out_maxnreg", q))
     return o, final
-
-
-@dataclass
-class SavedBlocks:
-    """The forward's Block(P) states and log decays, kept for the backward (op: ``save_blocks``):
-    the backward then skips kernel 1. ``config``: the forward's, which built them."""
-    blocks: torch.Tensor
-    ldec: torch.Tensor
-    config: dict
 
 
 def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seqlens=None, out=None,

@@ -433,6 +433,14 @@ def _grads(loss, leaves):
 NAMES = ("dq", "dk", "dv", "dg", "dlevel_scales", "dinitial_state")
 
 
+def _count_block_builds(monkeypatch) -> list:
+    """A list that gains an entry each time the block pass (kernel 1) runs, forward or backward."""
+    builds = []
+    block_states = tmpl.block_states
+    monkeypatch.setattr(tmpl, "block_states", lambda *a, **kw: builds.append(1) or block_states(*a, **kw))
+    return builds
+
+
 @pytest.mark.parametrize("fwd_extra,bwd_extra,reused", [
     ({"out_inline_l1": 0}, {"dq_inline_l1": 0}, True),
     ({"out_inline_l1": 1}, {"dq_inline_l1": 1}, True),    # level-1 blocks skipped, built inline in dq
@@ -448,9 +456,7 @@ def test_save_blocks(device, monkeypatch, fwd_extra, bwd_extra, reused):
         extra = fwd_extra if template is llops.FORWARD else {**fwd_extra, **bwd_extra}
         return {**original(template, *args), **_config(16), **extra}
     monkeypatch.setattr(llops, "config_for", config_for)
-    builds = []
-    block_states = tmpl.block_states
-    monkeypatch.setattr(tmpl, "block_states", lambda *a, **kw: builds.append(1) or block_states(*a, **kw))
+    builds = _count_block_builds(monkeypatch)
     for cu in (None, torch.tensor([0, 20, 20, 45], dtype=torch.int32, device=device)):
         inputs = _inputs(B=1 if cu is not None else 2, device=device, seed=4)
         leaves = [x.clone().requires_grad_() for x in inputs]
@@ -677,9 +683,7 @@ def test_gpu_bf16_save_blocks(head, monkeypatch):
     reads the forward's blocks match the one that rebuilds them (the two passes may tile the
     blocks differently, so equal to bf16 rounding, not bit for bit)."""
     q, k, v, g, lam = _inputs(B=2, T=2000, H=4, K=head, V=head, L=12, dtype=torch.bfloat16, device="cuda")
-    builds = []
-    block_states = tmpl.block_states
-    monkeypatch.setattr(tmpl, "block_states", lambda *a, **kw: builds.append(1) or block_states(*a, **kw))
+    builds = _count_block_builds(monkeypatch)
     grads = {}
     for save in (False, True):
         inputs = [x.detach().clone().requires_grad_() for x in (q, k, v, g, lam)]

@@ -313,6 +313,7 @@ def _bad_calls(device):
         ("scale nan", lambda: att(q, k, v, g, lam, scale=float("nan")), ValueError, "scale must be finite"),
         ("output_final_state int", lambda: att(q, k, v, g, lam, output_final_state=1), TypeError,
          "output_final_state must be a bool"),
+        ("save_blocks str", lambda: att(q, k, v, g, lam, save_blocks="yes"), TypeError, "save_blocks must be a bool"),
         ("cu_seqlens with B=2", lambda: att(*(x.expand(2, *x.shape[1:]) for x in (q, k, v, g, lam)), cu_seqlens=cu),
          ValueError, "cu_seqlens .* B = 1 .* got B=2"),
         ("cu_seqlens from 1", lambda: att(q, k, v, g, lam, cu_seqlens=torch.tensor([1, 9], device=device)),
