@@ -80,8 +80,9 @@ if _cuda is not None:
 # default where there are channels enough to fill the GPU; see default_config.
 CHANNEL_LAYOUT_DEFAULT = True
 # The CUDA channel-layout backward as the default config from 8192 channels (N <= 16): H100, bf16,
-# batch 8 x dim 2048 x L 4096 x N 16: 2.31 ms (block partials; atomics 2.21) vs 3.44 for the Triton
-# backward (see BWD.default_config and docs/selective_scan_cuda.md).
+# batch 8 x dim 2048 x L 4096 x N 16: 2.21 ms with atomic block sums (its default; 2.31 with
+# partials, deterministic mode's choice) vs 3.44 for the Triton backward (see BWD.default_config and
+# docs/selective_scan_cuda.md).
 CUDA_BWD_DEFAULT = True
 # B and C are packed with L padded to a multiple of this (every chunk length divides it).
 L_PAD_MULTIPLE = 64

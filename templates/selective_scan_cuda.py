@@ -95,9 +95,10 @@ CUDA_BWD_CHANNEL_SPACE: dict[str, list] = {
     "split": [1, 2, 4, 8],            # threads per channel
     "steps": [4, 8, 16],              # steps recomputed per group, their h and decays in registers
     "occupancy": [8, 16],
-    # How the blocks' dB/dC sums meet: per-block partials summed by torch (deterministic, a
-    # batch * dim / (threads / split) * L * 2N * 4-byte buffer: 268 MB at the issue's target) or
-    # fp32 atomicAdd into one buffer (not bitwise reproducible).
+    # How the blocks' dB/dC sums meet: fp32 atomicAdd into one buffer (not bitwise reproducible;
+    # under torch.use_deterministic_algorithms the launcher takes partials instead) or per-block
+    # partials summed by torch (deterministic, a batch * dim / (threads / split) * L * 2N * 4-byte
+    # buffer: 268 MB at the issue's target, and its sum: ~0.1 ms there).
     "block_sum": ["partials", "atomic"],
 }
 # Registers of the channel backward's arrays: a group's states and decays (2 * steps * N / split)
@@ -199,8 +200,10 @@ def bwd_channel_default_config(shape: Mapping[str, int]) -> dict:
             break
     while threads > 32 and bwd_channel_shared_bytes(n_states, split, threads, steps) > _STATIC_SHARED_BYTES:
         threads //= 2
+    # Atomic block sums: H100, bf16, the issue's shape, 2.21 ms against 2.31 with partials, whose
+    # torch sum adds ~0.1 ms more (session 4, round 119); deterministic mode still gets partials.
     return {"layout": "channel", "threads": threads, "split": split, "steps": steps, "occupancy": occupancy,
-            "block_sum": "partials"}
+            "block_sum": "atomic"}
 
 
 def _is_pow2(value: Any) -> bool:
@@ -617,7 +620,8 @@ def selective_scan_bwd_channel_cuda(config: Mapping[str, Any], u: torch.Tensor, 
     [batch, dim, ceil(L / CHECKPOINT_STEPS), N]. Writes du, ddelta (and dz); returns dA [dim, N],
     dBC fp32 [batch, G, L_pad / steps, N, 2, steps] (dB and dC, see selective_scan.unpack_dbc; a view),
     dD, ddelta_bias [dim] and dinitial_state [batch, dim, N] (None unless asked), all fp32.
-    Channel sums are per-block partials added here by torch: deterministic."""
+    Channel sums (config ``block_sum``): fp32 atomics into one buffer, or per-block partials added
+    here by torch (deterministic; always so under torch.use_deterministic_algorithms)."""
     batch, dim, length = u.shape
     groups, l_pad, n_pad = BC.shape[1], BC.shape[2], BC.shape[4]
     for name, tensor in (("u", u), ("delta", delta), ("z", z), ("dout", dout), ("du", du), ("ddelta", ddelta),
@@ -646,7 +650,8 @@ def selective_scan_bwd_channel_cuda(config: Mapping[str, Any], u: torch.Tensor, 
         raise ValueError(f"selective_scan_bwd_channel_cuda: config {config} cannot run {shape}: {reason}")
     threads, split, steps = config["threads"], config["split"], config["steps"]
     blocks_per_group = -(-(dim // groups) // (threads // split))
-    atomic = config["block_sum"] == "atomic"
+    # torch.use_deterministic_algorithms(True) asks for bitwise-reproducible gradients: partials
+    atomic = config["block_sum"] == "atomic" and not torch.are_deterministic_algorithms_enabled()
     f32 = dict(device=u.device, dtype=torch.float32)
     if atomic:
         dBC_part = torch.zeros(batch, groups, 1, l_pad // steps, steps, 2, n_states, **f32)
@@ -664,7 +669,7 @@ def selective_scan_bwd_channel_cuda(config: Mapping[str, Any], u: torch.Tensor, 
                 i(l_pad), i(groups), i(int(batch > 1 and BC.stride(0) == 0)), i(int(bool(delta_softplus))),
                 i(int(atomic)))
         cuda_jit.launch(SOURCE, expression, (batch * groups * blocks_per_group,), (threads,), args, device=u.device)
-    # Sums over channel blocks and the batch: separate passes keep the result deterministic.
+    # Sums over channel blocks (partials) and the batch: separate passes, deterministic.
     dBC = dBC_part.sum(2) if dBC_part.shape[2] > 1 else dBC_part[:, :, 0]     # [batch, G, chunks, steps, 2, N]
     return {"dA": dA_part.sum(0), "dBC": dBC.permute(0, 1, 2, 5, 4, 3),      # unpack_dbc's order
             "dD": dD_part.sum(0) if dD_part is not None else None,

@@ -703,7 +703,8 @@ EMU_BWD = [
 ]
 # Channel-layout backward: (u dtype, N, config).
 EMU_BWD_CHANNEL = [
-    (torch.float32, 4, {"layout": "channel", "threads": 64, "split": 2, "steps": 8, "occupancy": 8}),
+    (torch.float32, 4, {"layout": "channel", "threads": 64, "split": 2, "steps": 8, "occupancy": 8,
+                        "block_sum": "partials"}),
     (torch.float32, 5, {"layout": "channel", "threads": 32, "split": 1, "steps": 4, "occupancy": 16}),
     (torch.float16, 8, {"layout": "channel", "threads": 32, "split": 4, "steps": 16, "occupancy": 8,
                         "block_sum": "atomic"}),
@@ -962,6 +963,35 @@ def test_emulated_bwd_channel_from_the_channel_forward(emulator):
         assert_close(f"d{name}", got[name], want[name], 1e-4)
 
 
+def test_emulated_bwd_channel_deterministic_mode_takes_partials(emulator, request, monkeypatch):
+    # Atomic block sums are the default (faster); torch.use_deterministic_algorithms makes the
+    # launcher write per-block partials instead, so an atomic config gives the partials' bits.
+    atomic_flags = []
+    launch = cuda_jit.launch
+
+    def spy(source, expression, grid, block, args, **kwargs):
+        atomic_flags.append(int(args[-1]))                # the kernel's atomic_dbc argument
+        return launch(source, expression, grid, block, args, **kwargs)
+
+    monkeypatch.setattr(cuda_jit, "launch", spy)
+    inputs = make_scan_inputs(1, 80, 150, 4, 1, torch.float32, seed=73)     # three blocks of 32 channels
+    gen = torch.Generator().manual_seed(74)
+    dout, dlast = torch.randn(inputs["u"].shape, generator=gen), torch.randn(1, 80, 4, generator=gen)
+    config = {**EMU_BWD_CHANNEL[0][2]}
+    config.pop("block_sum")
+    assert ssc.bwd_channel_default_config({"batch": 1, "dim": 80, "L": 150, "N": 4})["block_sum"] == "atomic"
+    partials = run_bwd_channel({**config, "block_sum": "partials"}, inputs, True, dout, dlast)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    request.addfinalizer(lambda: torch.use_deterministic_algorithms(was_deterministic))
+    atomic = run_bwd_channel({**config, "block_sum": "atomic"}, inputs, True, dout, dlast)
+    for name in partials:
+        assert torch.equal(atomic[name], partials[name]), name
+    torch.use_deterministic_algorithms(was_deterministic)
+    run_bwd_channel({**config, "block_sum": "atomic"}, inputs, True, dout, dlast)
+    assert atomic_flags == [0, 0, 1]
+
+
 def test_emulated_bwd_channel_empty_sequence(emulator):
     inputs = make_scan_inputs(2, 3, 0, 4, 1, torch.float32, seed=72)
     dlast = torch.randn(2, 3, 4)
@@ -1008,7 +1038,7 @@ def test_emulated_bwd_dispatch_runs_the_channel_layout_or_falls_back(emulator, m
 def test_bwd_channel_config():
     config = ssc.bwd_channel_default_config(TARGET)
     assert config == {"layout": "channel", "threads": 128, "split": 4, "steps": 8, "occupancy": 16,
-                      "block_sum": "partials"}
+                      "block_sum": "atomic"}
     assert ssc.cuda_check_config(config, TARGET, "bwd") is None
     assert ssc.cuda_canonical({**config, "items_per_thread": 8, "block_d": 4}, "bwd") == config
     assert ssc.cuda_canonical(ssc.cuda_default_config(TARGET, "bwd"), "bwd") == ssc.cuda_default_config(TARGET, "bwd")
@@ -1292,7 +1322,7 @@ def _check_gpu_bwd_channel(config, inputs, softplus, tol, seed=0):
 def test_gpu_bwd_channel_layout_configs(dtype):
     """The channel backward over its knobs on a ragged shape with every option and idle threads
     in the last block (fp32: every valid (split, steps, occupancy) at 128 threads, other thread
-    counts and atomic block sums with the default; 16-bit: the default and split 8; each config
+    counts and per-block partial sums with the default; 16-bit: the default and split 8; each config
     is one NVRTC build); odd and large N."""
     _needs_cupy()
     import itertools
@@ -1306,7 +1336,7 @@ def test_gpu_bwd_channel_layout_configs(dtype):
         configs = [{**default, **dict(zip(("split", "steps", "occupancy"), values))}
                    for values in itertools.product(space["split"], space["steps"], space["occupancy"])]
         configs += [{**default, "threads": 64}, {**default, "threads": 64, "split": 2, "occupancy": 8},
-                    {**default, "block_sum": "atomic"}]
+                    {**default, "block_sum": "partials"}]
     checked = 0
     for config in configs:
         if ssc.cuda_check_config(config, shape, "bwd") is None:
@@ -1322,9 +1352,10 @@ def test_gpu_bwd_channel_layout_configs(dtype):
 
 
 @gpu
-def test_gpu_bwd_channel_equals_triton_backward_and_is_deterministic():
+def test_gpu_bwd_channel_equals_triton_backward_and_is_deterministic(request):
     """At 8192 channels (every block full) the CUDA and Triton backwards agree on every gradient
-    (both fp32 inside), and two CUDA runs are bitwise equal (per-block partials, no atomics)."""
+    (both fp32 inside), and under torch.use_deterministic_algorithms two CUDA runs with the default
+    config (atomic block sums otherwise) are bitwise equal: the launcher takes per-block partials."""
     _needs_cupy()
     from kernelgen.templates import selective_scan as ss
     inputs = make_scan_inputs(4, 2048, 300, 16, 1, torch.float32, device="cuda", seed=85)
@@ -1336,6 +1367,10 @@ def test_gpu_bwd_channel_equals_triton_backward_and_is_deterministic():
                                inputs["initial_state"], torch.empty_like(u), None, checkpoints)
     dout = torch.randn(u.shape, device="cuda")
     results = []
+    assert ssc.bwd_channel_default_config({**shape, "G": 1})["block_sum"] == "atomic"
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    request.addfinalizer(lambda: torch.use_deterministic_algorithms(was_deterministic))
     for config in ({"backend": "cuda", **ssc.bwd_channel_default_config({**shape, "G": 1})},
                    {"backend": "cuda", **ssc.bwd_channel_default_config({**shape, "G": 1})},
                    ss.BWD.triton_default_config(shape)):
