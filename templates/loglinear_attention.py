@@ -1622,9 +1622,9 @@ class LogLinearBackward(_LogLinearTemplate):
     def default_config(self, shape, gpu=None) -> Config:
         KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
         # dqk_tma (session 12): the levels-outer dq reads its blocks by tensor descriptor; with three
-        # stages dq/dk 1.53 -> 1.45 ms at K = V = 128 (backward 2.64 -> 2.59), even at 64. dv_chain
-        # (a candidate, not a default): dv 0.49 -> 0.44 ms at K = V = 128 (backward 2.58 -> 2.53),
-        # 0.25 -> 0.26 at 64; round 96's eight-trial tune kept the default at both.
+        # stages dq/dk 1.53 -> 1.45 ms at K = V = 128 (backward 2.64 -> 2.59), even at 64. dv_chain:
+        # dv 0.49 -> 0.44 ms at K = V = 128 (backward 2.58-2.60 -> 2.53, round 121: the default
+        # there since session 15), 0.25 -> 0.27 at 64 (backward 1.10 -> 1.12: a candidate there).
         # scan_stages: the level scans' pipelined loads (their loop is one flat walk since session
         # 10: H100 bf16 K = V = 128, 0.52 -> 0.40 ms at two stages). dqk_levels_outer (session 11):
         # each level's dO·Blockᵀ summed over the V tiles before its dq update and dλ row reduction,
@@ -1648,7 +1648,7 @@ class LogLinearBackward(_LogLinearTemplate):
                 "dv_bk": KP if VP >= 64 else min(64, KP), "dv_bv": VP, "dv_warps": 4,
                 "num_stages": 3 if KP >= 128 else 1, "stack": 1, "stack_segment": 0, "dk_with_dv": 0, "stack_pairs": 0,
                 "scan_stages": 2, "dqk_levels_outer": 1, "dq_inline_l1": int(KP == 128 and VP == 128),
-                "stack_in_blocks": 1, "dqk_tma": 1}
+                "stack_in_blocks": 1, "dqk_tma": 1, "dv_chain": int(KP == 128 and VP == 128)}
 
     def candidates(self, shape, gpu=None) -> list[Config]:
         # dk written by the dv kernel (the whole V per program, so K in tiles, and more warps than
@@ -1657,12 +1657,14 @@ class LogLinearBackward(_LogLinearTemplate):
         # And the level scans unpipelined (one stage: K = V = 64 measured even in session 10); and
         # dq/dλ per (level, V tile), the layout before session 11; and dq building the level-1 blocks
         # the block pass then skips (its stores; at K = V = 64 dq spills more for it on sm_90); and
-        # dv as one chained product per later-query state, without their fp32 sum in registers.
+        # dv the other way than the default: one chained product per later-query state, without
+        # their fp32 sum in registers, or that sum.
         VP = _pow2(shape["V"])
+        dv_other = 1 - int(self.default_config(shape, gpu).get("dv_chain", 0))
         dk_in_dv = [] if VP > max(self.space["dv_bv"]) else [
             {"dk_with_dv": 1, "dv_bv": VP, "dv_bk": bk, "dv_warps": warps} for bk, warps in ((32, 4), (32, 8), (64, 8))]
         return ([{"scan_stages": 1}, {"dqk_levels_outer": 0}, {"dq_inline_l1": 1}, {"stack_in_blocks": 0},
-                 {"dv_chain": 1}] + dk_in_dv)
+                 {"dv_chain": dv_other}] + dk_in_dv)
 
     def check_config(self, config, shape, gpu=None) -> str | None:
         for name, dim in (("scan_bk", "K"), ("scan_bv", "V"), ("dqk_bk", "K"), ("dqk_bv", "V"),
