@@ -309,7 +309,9 @@ __device__ __forceinline__ float kg_state_into_lane(const float (&dt)[kItems], c
 // Forward scan. For each chunk and state: the lane maps, the warp scan with the carry from the
 // previous chunk, then the replay accumulating C * h into y. kWarps channels of one batch row
 // share a block so their B/C loads (identical within a group) hit L1. No __syncthreads: warps
-// are independent. Optionally writes the state entering every chunk (the backward's checkpoints).
+// are independent. Optionally writes the state entering every chunk (`chunk_states`, the warp
+// backward's input) and the state entering every `ckpt_steps`-th step (`checkpoints`, the channel
+// and Triton backwards' input; a multiple of kItems, so each is some lane's start state).
 //
 // Template parameters: InT the type of u/delta/z/out, WT the type of B/C, kN the number of states,
 // kWarps channels per block (threads = 32 * kWarps), kItems timesteps per lane, kUnroll the
@@ -331,7 +333,8 @@ selective_scan_fwd_kernel(const typename InT::storage* __restrict__ u,
                           typename InT::storage* __restrict__ out,      // [batch, dim, L]
                           float* __restrict__ last_state,               // [batch, dim, N] or null
                           float* __restrict__ chunk_states,             // [batch, dim, chunks, N] or null
-                          int dim, int L, int groups, int delta_softplus) {
+                          float* __restrict__ checkpoints,              // [batch, dim, n_ckpt, N] or null
+                          int dim, int L, int groups, int delta_softplus, int ckpt_steps) {
     typedef KgRowIO<InT, kItems> InIO;
     typedef KgRowIO<WT, kItems> WIO;
     constexpr int kChunk = 32 * kItems;
@@ -353,6 +356,8 @@ selective_scan_fwd_kernel(const typename InT::storage* __restrict__ u,
     const float* A_row = A + (long long)d * kN;
     const int n_chunks = (L + kChunk - 1) / kChunk;
     float* states_row = chunk_states ? chunk_states + row * n_chunks * kN : nullptr;
+    const int n_ckpt = (L + ckpt_steps - 1) / (ckpt_steps > 0 ? ckpt_steps : 1);
+    float* ckpt_row = checkpoints ? checkpoints + row * n_ckpt * kN : nullptr;
     const bool bc_vec = WIO::aligned(Bm, L) && WIO::aligned(Cm, L);
 
     float* carry = carry_smem[warp];
@@ -382,6 +387,8 @@ selective_scan_fwd_kernel(const typename InT::storage* __restrict__ u,
             float h_chunk_end, lane_decay;
             float h = kg_state_into_lane(dt, dtu, bn, A_row[n] * KG_LOG2E, dt_sum, h_chunk, lane, decay, input,
                                          h_chunk_end, lane_decay);
+            // h enters the lane's first step: a checkpoint where that step is a multiple of ckpt_steps
+            if (ckpt_row && valid > 0 && t_lane % ckpt_steps == 0) ckpt_row[(t_lane / ckpt_steps) * kN + n] = h;
 #pragma unroll
             for (int i = 0; i < kItems; ++i) {
                 h = fmaf(decay[i], h, input[i]);

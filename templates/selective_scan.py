@@ -807,13 +807,12 @@ def selective_scan_fwd(config: Mapping[str, Any], u: torch.Tensor, delta: torch.
     fp32 contiguous. Returns the packed BC when the backward will need it (training: ``checkpoints``
     given) or when the Triton path ran.
 
-    The CUDA warp layout writes no checkpoints, so a training-mode call with it (and inputs outside
-    the CUDA contract: mixed dtypes) runs the Triton template with its default config instead."""
+    Both CUDA layouts write the checkpoints; inputs outside the CUDA contract (mixed dtypes) run the
+    Triton template with its default config instead."""
     n_states = B.shape[2]
     if config.get("backend", "triton") == "cuda":
-        layout = config.get("layout", "warp")
-        if (checkpoints is None or layout == "channel") and delta.dtype == u.dtype \
-                and (z is None or z.dtype == u.dtype) and C.dtype == B.dtype and cuda_unavailable() is None:
+        if delta.dtype == u.dtype and (z is None or z.dtype == u.dtype) and C.dtype == B.dtype \
+                and cuda_unavailable() is None:
             _cuda.selective_scan_fwd_cuda(
                 config, u.contiguous(), delta.contiguous(), A, B.contiguous(), C.contiguous(), D,
                 None if z is None else z.contiguous(), delta_bias, delta_softplus, initial_state, out, last_state,
@@ -1027,7 +1026,7 @@ class SelectiveScanFwd(_SelectiveScanTemplate):
         # Untuned on a GPU with CuPy, the CUDA kernel (a warp scans along L, so batch·dim·32 lanes
         # work) beat the Triton one (a lane per channel: batch·dim lanes) at N=16 on the H100:
         # 1.78 vs 2.78 ms at the issue's target, 0.16 vs 0.63 ms at batch 2, dim 1536, L 2048; at
-        # N=64 Triton won (0.31 vs 0.56 ms). Training calls run Triton regardless (checkpoints).
+        # N=64 Triton won (0.31 vs 0.56 ms). (Both CUDA layouts write the training checkpoints.)
         # Re-measured with the Triton config below (H100, bf16): at batch 8, dim 2048, L 4096,
         # N 16 Triton takes 1.14 ms and CUDA 2.34 ms, so CUDA stays the default only where few
         # channels leave the Triton kernel's lanes idle.
@@ -1041,6 +1040,17 @@ class SelectiveScanFwd(_SelectiveScanTemplate):
             if self.check_config(config, shape, gpu) is None:
                 return config
         return self.triton_default_config(shape, gpu)
+
+    def candidates(self, shape: Shape, gpu=None) -> list[Config]:
+        # Each backend's heuristic config (and each CUDA layout's), whichever the default is, so a
+        # short TPE study always measures Triton against CUDA (round 125: at batch 4, dim 1024,
+        # L 1024, N 64 six trials kept the Triton default at 0.242 ms; the CUDA default took 0.209).
+        found = [self.triton_default_config(shape, gpu)]
+        if _cuda is not None and cuda_unavailable() is None:
+            cuda_shape = _cuda_shape(shape)
+            found += [{"backend": "cuda", **_cuda.cuda_default_config(cuda_shape, "fwd")},
+                      {"backend": "cuda", **_cuda.warp_fwd_default_config(cuda_shape)}]
+        return found
 
     def triton_default_config(self, shape: Shape, gpu=None) -> Config:
         """The heuristic Triton config (what runs where the CUDA backend cannot)."""
@@ -1155,6 +1165,15 @@ class SelectiveScanBwd(_SelectiveScanTemplate):
             if self.check_config(config, shape, gpu) is None:
                 return config
         return self.triton_default_config(shape, gpu)
+
+    def candidates(self, shape: Shape, gpu=None) -> list[Config]:
+        # Both backends' heuristic configs, whichever the default is (round 125: at batch 2,
+        # dim 1536, L 2048, N 16 the CUDA channel backward took 0.47 ms, the Triton default 1.22).
+        # (Named: merged over a CUDA default, a Triton config without "backend" would stay CUDA.)
+        found = [{"backend": "triton", **self.triton_default_config(shape, gpu)}]
+        if _cuda is not None and cuda_unavailable() is None:
+            found.append({"backend": "cuda", **_cuda.bwd_channel_default_config(_cuda_shape(shape))})
+        return found
 
     def triton_default_config(self, shape: Shape, gpu=None) -> Config:
         """The heuristic Triton config (what runs where the CUDA backward cannot)."""

@@ -439,8 +439,9 @@ def selective_scan_fwd_cuda(config: Mapping[str, Any], u: torch.Tensor, delta: t
                             last_state: torch.Tensor | None, chunk_states: torch.Tensor | None = None,
                             checkpoints: torch.Tensor | None = None) -> None:
     """y = selective scan of u (see module docstring) into ``out``; final state into ``last_state``;
-    the state entering each chunk into ``chunk_states`` when given (warp layout), or every
-    CHECKPOINT_STEPS-th state into ``checkpoints`` (channel layout, the Triton backward's input)."""
+    the state entering each chunk into ``chunk_states`` when given (warp layout), and every
+    CHECKPOINT_STEPS-th state into ``checkpoints`` (either layout; the channel and Triton backwards'
+    input)."""
     batch, dim, length = u.shape
     groups, n_states = (B.shape[1], B.shape[2]) if B.dim() == 4 else (1, B.shape[1])
     for name, tensor in (("u", u), ("delta", delta), ("z", z), ("out", out)):
@@ -460,8 +461,6 @@ def selective_scan_fwd_cuda(config: Mapping[str, Any], u: torch.Tensor, delta: t
         _launch_fwd_channel(config, shape, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                             initial_state, out, last_state, checkpoints)
         return
-    if checkpoints is not None:
-        raise ValueError("only the channel layout writes checkpoints")
     if layout != "warp":
         raise ValueError(f"layout must be 'warp' or 'channel'; got {layout!r}")
     defaults = warp_fwd_default_config(shape)
@@ -472,11 +471,15 @@ def selective_scan_fwd_cuda(config: Mapping[str, Any], u: torch.Tensor, delta: t
     warps = threads // 32
     if chunk_states is not None:
         _check_chunk_states(chunk_states, (batch, dim, chunk_count({"items_per_thread": items}, length), n_states))
+    ckpt_steps = _checkpoint_steps(checkpoints, shape)
+    if ckpt_steps % items:   # each checkpoint is the start state of some lane
+        raise ValueError(f"checkpoints need items_per_thread dividing {ckpt_steps}; got {items}")
     expression = fwd_name_expression(u.dtype, B.dtype, n_states, warps, items, unroll, occupancy)
     grid = (batch * math.ceil(dim / warps),)
     p, i = cuda_jit.pointer, cuda_jit.i32
     args = (p(u), p(delta), p(A), p(B), p(C), p(D), p(z), p(delta_bias), p(initial_state), p(out),
-            p(last_state), p(chunk_states), i(dim), i(length), i(groups), i(int(bool(delta_softplus))))
+            p(last_state), p(chunk_states), p(checkpoints), i(dim), i(length), i(groups),
+            i(int(bool(delta_softplus))), i(ckpt_steps))
     cuda_jit.launch(SOURCE, expression, grid, (threads,), args, device=u.device)
 
 
@@ -498,14 +501,7 @@ def _launch_fwd_channel(config, shape, u, delta, A, B, C, D, z, delta_bias, delt
     config, reason = _channel_launch_config(tuple(sorted(config.items())), tuple(sorted(shape.items())))
     if reason is not None:
         raise ValueError(f"selective_scan_fwd_cuda: config {config} cannot run {shape}: {reason}")
-    ckpt_steps = 0
-    if checkpoints is not None:
-        _require("checkpoints", checkpoints, torch.float32)
-        ckpt_steps = CHECKPOINT_STEPS
-        expected = (batch, dim, -(-length // ckpt_steps), n_states)
-        if tuple(checkpoints.shape) != expected:
-            raise ValueError(f"checkpoints must be [batch, dim, ceil(L / {ckpt_steps}), N] = {list(expected)}; "
-                             f"got {list(checkpoints.shape)}")
+    ckpt_steps = _checkpoint_steps(checkpoints, shape)
     threads = int(config["threads"])
     channels_per_block = threads // int(config["split"])
     grid = (batch * groups * math.ceil(dim // groups / channels_per_block),)
@@ -516,6 +512,19 @@ def _launch_fwd_channel(config, shape, u, delta, A, B, C, D, z, delta_bias, delt
             p(last_state), p(checkpoints), i(dim), i(length), i(groups), i(int(bool(delta_softplus))),
             i(ckpt_steps))
     cuda_jit.launch(SOURCE, expression, grid, (threads,), args, device=u.device)
+
+
+def _checkpoint_steps(checkpoints: torch.Tensor | None, shape: Mapping[str, int]) -> int:
+    """The forward kernels' ckpt_steps argument: CHECKPOINT_STEPS when ``checkpoints`` (fp32
+    [batch, dim, ceil(L / CHECKPOINT_STEPS), N], contiguous) is given, else 0."""
+    if checkpoints is None:
+        return 0
+    _require("checkpoints", checkpoints, torch.float32)
+    expected = (shape["batch"], shape["dim"], -(-shape["L"] // CHECKPOINT_STEPS), shape["N"])
+    if tuple(checkpoints.shape) != expected:
+        raise ValueError(f"checkpoints must be [batch, dim, ceil(L / {CHECKPOINT_STEPS}), N] = {list(expected)}; "
+                         f"got {list(checkpoints.shape)}")
+    return CHECKPOINT_STEPS
 
 
 def _check_chunk_states(chunk_states: torch.Tensor, expected: tuple[int, ...]) -> None:

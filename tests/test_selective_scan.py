@@ -626,9 +626,27 @@ def test_every_default_config_is_valid():
                 assert template.check_config(template.default_config(sized), sized) is None, (template.name, sized)
 
 
+@pytest.mark.parametrize("cuda", [False, True])
+def test_candidates_are_every_backends_default(monkeypatch, cuda):
+    # Every TPE study measures Triton against CUDA (both forward layouts), whichever is the default.
+    monkeypatch.setattr(ss, "cuda_unavailable", lambda: None if cuda else "no GPU here")
+    big, small = {"batch": 8, "dim": 2048, "L": 4096, "N": 16}, {"batch": 2, "dim": 1536, "L": 2048, "N": 16}
+    cases = [(ss.FWD, big, {("triton", None), ("cuda", "channel"), ("cuda", "warp")}),
+             (ss.FWD, small, {("triton", None), ("cuda", "warp")}),   # the channel default needs 4096 channels
+             (ss.BWD, big, {("triton", None), ("cuda", "channel")}), (ss.BWD, small, {("triton", None), ("cuda", "channel")})]
+    for template, shape, backends in cases:
+        default = template.default_config(shape)
+        found = set()
+        for candidate in template.candidates(shape):
+            config = template.canonical({**default, **candidate})   # as the study merges them
+            assert template.check_config(config, shape) is None, config
+            found.add((config.get("backend", "triton"), config.get("layout")))
+        assert found == (backends if cuda else {("triton", None)}), (template.name, shape, found)
+
+
 def test_cuda_config_falls_back_to_triton_where_cuda_cannot_run(device):
-    # A tuned file may name the CUDA backend; on a machine without it (or in training mode, which
-    # needs the Triton forward's checkpoints) the op still runs, on the Triton default.
+    # A tuned file may name the CUDA backend; on a machine without it (or with mixed input dtypes,
+    # outside the CUDA kernels' contract) the op still runs, on the Triton default.
     if ss.cuda_unavailable() is None and device == "cuda":
         pytest.skip("the CUDA backend is available here")
     i = make_inputs(device, groups=2)

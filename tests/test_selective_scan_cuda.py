@@ -821,13 +821,15 @@ def test_emulated_fwd_channel_layout(emulator, case):
     assert emulator.launched == [_channel_expr(*EMU_FWD_CHANNEL[case])]
 
 
-def test_emulated_fwd_channel_layout_writes_the_backward_checkpoints(emulator):
+@pytest.mark.parametrize("config", [EMU_FWD_CHANNEL[0][3], EMU_FWD[0][3], EMU_FWD[1][3]],
+                         ids=["channel", "warp-items4", "warp-items8"])
+def test_emulated_fwd_writes_the_backward_checkpoints(emulator, config):
+    # Both layouts (the warp layout: from the lanes whose first step is a multiple of 64), L ragged.
     inputs = make_scan_inputs(1, 3, 150, 4, 1, torch.float32, seed=40)
     u = inputs["u"]
     steps = ssc.CHECKPOINT_STEPS
     checkpoints = torch.full((1, 3, -(-150 // steps), 4), float("nan"))
     out = torch.empty_like(u)
-    config = EMU_FWD_CHANNEL[0][3]
     ssc.selective_scan_fwd_cuda(config, u, inputs["delta"], inputs["A"], inputs["B"], inputs["C"], inputs["D"],
                                 inputs["z"], inputs["delta_bias"], True, inputs["initial_state"], out, None,
                                 checkpoints=checkpoints)
@@ -1146,17 +1148,20 @@ def test_gpu_fwd_channel_layout_configs():
 
 @gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_gpu_channel_layout_checkpoints_equal_the_triton_forward(dtype):
-    """The channel layout's checkpoints are the Triton backward's input: same states as the Triton
-    forward writes (fp32 both, up to summation order)."""
+def test_gpu_cuda_checkpoints_equal_the_triton_forward(dtype):
+    """The CUDA layouts' checkpoints are the backwards' input: the channel and the warp layout (every
+    items_per_thread) write the states the Triton forward writes (fp32 all, up to summation order)."""
     _needs_cupy()
     from kernelgen.templates import selective_scan as ss
     inputs = make_scan_inputs(2, 64, 1000, 16, 2, dtype, device="cuda", seed=21)
     u = inputs["u"]
     shape = {"batch": 2, "dim": 64, "L": 1000, "N": 16}
     ckpts = []
-    for config in ({"backend": "cuda", "layout": "channel", "threads": 64, "split": 2, "chunk": 64, "poly": 0,
-                    "occupancy": 8}, ss.FWD.triton_default_config(shape)):
+    warp = {"backend": "cuda", "layout": "warp", "threads": 64, "state_unroll": 1, "occupancy": 8}
+    for config in (ss.FWD.triton_default_config(shape),
+                   {"backend": "cuda", "layout": "channel", "threads": 64, "split": 2, "chunk": 64, "poly": 0,
+                    "occupancy": 8},
+                   *({**warp, "items_per_thread": items} for items in (4, 8, 16))):
         checkpoints = torch.full((2, 64, -(-1000 // ss.CHECKPOINT_STEPS), 16), float("nan"), device="cuda")
         out = torch.empty_like(u)
         BC = ss.selective_scan_fwd(config, u, inputs["delta"], inputs["A"], inputs["B"], inputs["C"], inputs["D"],
@@ -1164,7 +1169,8 @@ def test_gpu_channel_layout_checkpoints_equal_the_triton_forward(dtype):
                                    checkpoints)
         assert BC is not None    # the backward's packed B/C, from either backend
         ckpts.append(checkpoints)
-    assert_close("checkpoints", ckpts[0], ckpts[1], 1e-5)
+    for other in ckpts[1:]:
+        assert_close("checkpoints", other, ckpts[0], 1e-5)
 
 
 @gpu
@@ -1417,6 +1423,40 @@ def test_gpu_op_training_with_the_channel_layout(cuda_bwd, monkeypatch):
     for name, got in zip([k for k in GRAD_NAMES if k in leaves], grads):
         assert_close(f"d{name}", got, want[name], 5e-2)
     dispatch.reset()
+
+
+@gpu
+def test_gpu_op_training_with_the_warp_layout(monkeypatch):
+    """A warp-layout forward config (tuned where channels are few) also serves training: it writes
+    the backward's checkpoints itself (until session 15 such a call ran the Triton forward).
+    Output and every gradient against the float64 reference."""
+    _needs_cupy()
+    import kernelgen
+    from kernelgen.ops import selective_scan as op
+    from kernelgen.templates import selective_scan as ss
+    warp = {"backend": "cuda", "layout": "warp", "threads": 32, "items_per_thread": 16, "state_unroll": 1,
+            "occupancy": 8}
+    real_config_for = op.config_for
+    monkeypatch.setattr(op, "config_for", lambda t, *a, **k: warp if t is ss.FWD else real_config_for(t, *a, **k))
+    launched = []
+    real_fwd = ssc.selective_scan_fwd_cuda
+    monkeypatch.setattr(ssc, "selective_scan_fwd_cuda", lambda config, *a, **k: launched.append(
+        (config.get("layout"), k.get("checkpoints") is not None)) or real_fwd(config, *a, **k))
+    inputs = make_scan_inputs(2, 96, 300, 16, 2, torch.bfloat16, device="cuda", seed=87)
+    leaves = {k: v.detach().clone().requires_grad_() for k, v in inputs.items() if v is not None}
+    y, last = kernelgen.selective_scan(leaves["u"], leaves["delta"], leaves["A"], leaves["B"], leaves["C"],
+                                       leaves["D"], leaves["z"], leaves["delta_bias"], True, return_last_state=True,
+                                       initial_state=leaves["initial_state"])
+    assert launched == [("warp", True)], launched
+    gen = torch.Generator(device="cuda").manual_seed(4)
+    dout = torch.randn(y.shape, device="cuda", generator=gen).to(y.dtype)
+    names = [k for k in GRAD_NAMES if k in leaves]
+    grads = torch.autograd.grad((y.float() * dout.float()).sum(), [leaves[k] for k in names])
+    ref_y, _ = ref_scan(**inputs, delta_softplus=True)
+    assert_close("y", y, ref_y, TOL[torch.bfloat16])
+    want = ref_grads(inputs, True, dout, None)
+    for name, got in zip(names, grads):
+        assert_close(f"d{name}", got, want[name], 5e-2)
 
 
 def test_bwd_space_has_the_backend_axis():

@@ -179,9 +179,9 @@ class StudyRunner:
             # every stored winner names every knob.
             warm = [{**default, **c} for c in self.warm_start]
             # a candidate is measured only inside the space: a winner outside it would be refused
-            # by dispatch
-            warm += [{**default, **c} for c in self.template.candidates(self.shape, self.gpu)
-                     if self.template.outside_space({**default, **c}, self.shape, self.gpu, self.flags) is None]
+            # by dispatch; canonical, so one on another backend keeps none of the default's keys
+            merged = [self.template.canonical({**default, **c}) for c in self.template.candidates(self.shape, self.gpu)]
+            warm += [c for c in merged if self.template.outside_space(c, self.shape, self.gpu, self.flags) is None]
             queue = [default] + [c for c in warm if self.template.check_config(c, self.shape, self.gpu) is None]
         else:
             raise ValueError(f"sampler must be 'tpe' or 'grid'; got {sampler!r}")

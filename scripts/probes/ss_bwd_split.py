@@ -1,14 +1,17 @@
 """Where selective_scan's fwd+bwd goes at the issue's shape (batch 8, dim 2048, L 4096, N 16, bf16,
 softplus + delta_bias, no z): the op's median time and each GPU kernel's share (session 15: the
-CUDA backward had never been profiled). python3 scripts/probes/ss_bwd_split.py"""
+CUDA backward had never been profiled). python3 scripts/probes/ss_bwd_split.py [batch dim L N]"""
 import torch
 import triton.testing
 
 import kernelgen
 from kernelgen.tune.breakdown import kernel_split
 
+import sys
+
 torch.manual_seed(0)
-batch, dim, L, N = 8, 2048, 4096, 16
+# optional argv: batch dim L N (default: the issue's target)
+batch, dim, L, N = (int(x) for x in sys.argv[1:5]) if len(sys.argv) > 4 else (8, 2048, 4096, 16)
 dev, dt = "cuda", torch.bfloat16
 u = torch.randn(batch, dim, L, device=dev, dtype=dt, requires_grad=True)
 delta = (0.5 * torch.rand(batch, dim, L, device=dev, dtype=dt)).requires_grad_()

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Round 125 (session 15): selective_scan tuned at the bench's other shapes (round 123: at N = 64
+# the Triton forward, 0.263 ms, beat the CUDA default the dispatch ran, 0.280), then its bench again.
+export KERNELGEN_CACHE_DIR=/tmp/kg-cache
+exec > >(tee $OUT/log.txt) 2>&1
+cp tuned/h100.json $OUT/h100.json
+echo "## ss tune"; timeout 300 python3 -m kernelgen.cli tune --gpu h100 --op selective_scan --kernel fwd,bwd --flags plain --shapes 'batch=4,dim=1024,L=1024,N=64;batch=2,dim=1536,L=2048,N=16' --trials 6 --out $OUT/h100.json 2>&1 | grep -v Warn | grep -v "━" | grep "│ selective\|Wrote\|rror" | cut -c1-240
+echo "## bench"; KERNELGEN_TUNED_DIR=$OUT timeout 200 python3 bench.py --op selective_scan --json $OUT/session15-h100-selective_scan-retuned.json 2>&1 | grep -v -i warn | grep "│ selective_scan \|kernelgen" | cut -c1-200
