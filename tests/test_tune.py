@@ -144,6 +144,22 @@ def test_a_templates_candidates_are_measured_after_the_shipped_winner(tmp_path, 
     assert all(e["block"] in (16, 32, 64, 128) for e in events)
 
 
+def test_candidates_are_canonicalised_before_they_are_measured(tmp_path, monkeypatch):
+    """A candidate merged over the default is canonicalised first: selective_scan offers another
+    backend's default as a candidate, and merged over a default of the first backend it would
+    otherwise keep that backend's keys (in the trial and in the stored winner)."""
+    default = SCALE_SHIFT.default_config(SHAPE)
+    template = type(SCALE_SHIFT)
+    monkeypatch.setattr(template, "candidates", lambda self, shape, gpu=None: [{"block": 16, "stray": 1}],
+                        raising=False)
+    canonical = template.canonical
+    monkeypatch.setattr(template, "canonical",
+                        lambda self, config: {k: v for k, v in canonical(self, config).items() if k != "stray"})
+    events, _ = _retune_over(tmp_path, {"block": 32, "variant": "a"})
+    assert events[2] == {**default, "block": 16}
+    assert not any("stray" in config for config in events)
+
+
 class _FixedTimes:
     """A worker stand-in that times each config by its block size (no kernel runs)."""
     timeout_s = 20
