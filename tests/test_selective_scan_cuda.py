@@ -1391,6 +1391,25 @@ def test_gpu_bwd_channel_equals_triton_backward_and_is_deterministic(request):
         assert_close(f"d{name}", results[0][name], results[2][name], 1e-4)
 
 
+def _check_op_training(inputs, seed):
+    """kernelgen.selective_scan in training (softplus, every given input a leaf): y and every
+    gradient against the float64 reference, bf16 tolerances."""
+    import kernelgen
+    leaves = {k: v.detach().clone().requires_grad_() for k, v in inputs.items() if v is not None}
+    y, _ = kernelgen.selective_scan(leaves["u"], leaves["delta"], leaves["A"], leaves["B"], leaves["C"],
+                                    leaves.get("D"), leaves.get("z"), leaves.get("delta_bias"), True,
+                                    return_last_state=True, initial_state=leaves.get("initial_state"))
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    dout = torch.randn(y.shape, device="cuda", generator=gen).to(y.dtype)
+    names = [k for k in GRAD_NAMES if k in leaves]
+    grads = torch.autograd.grad((y.float() * dout.float()).sum(), [leaves[k] for k in names])
+    ref_y, _ = ref_scan(**inputs, delta_softplus=True)
+    assert_close("y", y, ref_y, TOL[torch.bfloat16])
+    want = ref_grads(inputs, True, dout, None)
+    for name, got in zip(names, grads):
+        assert_close(f"d{name}", got, want[name], 5e-2)
+
+
 @gpu
 @pytest.mark.parametrize("cuda_bwd", [False, True])
 def test_gpu_op_training_with_the_channel_layout(cuda_bwd, monkeypatch):
@@ -1398,7 +1417,6 @@ def test_gpu_op_training_with_the_channel_layout(cuda_bwd, monkeypatch):
     default backward (CUDA_BWD_DEFAULT) reads them: the Triton one, or the channel-layout one.
     Output and every gradient against the float64 reference."""
     _needs_cupy()
-    import kernelgen
     from kernelgen import dispatch
     from kernelgen.templates import selective_scan as ss
     monkeypatch.setattr(ss, "CUDA_BWD_DEFAULT", cuda_bwd)
@@ -1410,18 +1428,8 @@ def test_gpu_op_training_with_the_channel_layout(cuda_bwd, monkeypatch):
     real = ssc.selective_scan_bwd_channel_cuda
     monkeypatch.setattr(ssc, "selective_scan_bwd_channel_cuda", lambda *a, **k: calls.append(1) or real(*a, **k))
     inputs = make_scan_inputs(4, 2048, 150, 16, 1, torch.bfloat16, device="cuda", z=False, init=False, seed=86)
-    leaves = {k: v.detach().clone().requires_grad_() for k, v in inputs.items() if v is not None}
-    y, last = kernelgen.selective_scan(leaves["u"], leaves["delta"], leaves["A"], leaves["B"], leaves["C"],
-                                       leaves["D"], None, leaves["delta_bias"], True, return_last_state=True)
-    gen = torch.Generator(device="cuda").manual_seed(3)
-    dout = torch.randn(y.shape, device="cuda", generator=gen).to(y.dtype)
-    grads = torch.autograd.grad((y.float() * dout.float()).sum(), [leaves[k] for k in GRAD_NAMES if k in leaves])
+    _check_op_training(inputs, seed=3)
     assert bool(calls) == cuda_bwd, "the op's backward ran the wrong kernel"
-    ref_y, _ = ref_scan(**inputs, delta_softplus=True)
-    assert_close("y", y, ref_y, TOL[torch.bfloat16])
-    want = ref_grads(inputs, True, dout, None)
-    for name, got in zip([k for k in GRAD_NAMES if k in leaves], grads):
-        assert_close(f"d{name}", got, want[name], 5e-2)
     dispatch.reset()
 
 
@@ -1431,7 +1439,6 @@ def test_gpu_op_training_with_the_warp_layout(monkeypatch):
     the backward's checkpoints itself (until session 15 such a call ran the Triton forward).
     Output and every gradient against the float64 reference."""
     _needs_cupy()
-    import kernelgen
     from kernelgen.ops import selective_scan as op
     from kernelgen.templates import selective_scan as ss
     warp = {"backend": "cuda", "layout": "warp", "threads": 32, "items_per_thread": 16, "state_unroll": 1,
@@ -1443,20 +1450,8 @@ def test_gpu_op_training_with_the_warp_layout(monkeypatch):
     monkeypatch.setattr(ssc, "selective_scan_fwd_cuda", lambda config, *a, **k: launched.append(
         (config.get("layout"), k.get("checkpoints") is not None)) or real_fwd(config, *a, **k))
     inputs = make_scan_inputs(2, 96, 300, 16, 2, torch.bfloat16, device="cuda", seed=87)
-    leaves = {k: v.detach().clone().requires_grad_() for k, v in inputs.items() if v is not None}
-    y, last = kernelgen.selective_scan(leaves["u"], leaves["delta"], leaves["A"], leaves["B"], leaves["C"],
-                                       leaves["D"], leaves["z"], leaves["delta_bias"], True, return_last_state=True,
-                                       initial_state=leaves["initial_state"])
+    _check_op_training(inputs, seed=4)
     assert launched == [("warp", True)], launched
-    gen = torch.Generator(device="cuda").manual_seed(4)
-    dout = torch.randn(y.shape, device="cuda", generator=gen).to(y.dtype)
-    names = [k for k in GRAD_NAMES if k in leaves]
-    grads = torch.autograd.grad((y.float() * dout.float()).sum(), [leaves[k] for k in names])
-    ref_y, _ = ref_scan(**inputs, delta_softplus=True)
-    assert_close("y", y, ref_y, TOL[torch.bfloat16])
-    want = ref_grads(inputs, True, dout, None)
-    for name, got in zip(names, grads):
-        assert_close(f"d{name}", got, want[name], 5e-2)
 
 
 def test_bwd_space_has_the_backend_axis():
