@@ -902,10 +902,10 @@ def _bwd_dv_kernel(
 ):
     """dv for one (chunk slot, V tile, head): Aᵀ·dO inside the chunk + (k decayed)·ΣRBlock.
     WITH_DK (one V tile spans V): also dk = (dA masked)ᵀ·q + (v decayed)·ΣRBlockᵀ per K tile,
-    from the same ΣRBlock tiles, and −k·dk into dG's last partial. CHAIN (not with WITH_DK): one
-    product per RBlock, its scalar decay on k (rounded to k's dtype), chained on dv's accumulator,
-    instead of an fp32 [BK, BV] sum in registers; TMA_RBLOCKS (K tiles that divide K): ``rblocks``
-    is a [slots·H·K, V] tensor descriptor."""
+    from the same ΣRBlock tiles, and −k·dk into dG's last partial. CHAIN: one product per RBlock,
+    its scalar decay on k (rounded to k's dtype), chained on dv's accumulator (with WITH_DK a
+    second, the decay on v, on dk's), instead of an fp32 [BK, BV] sum in registers; TMA_RBLOCKS
+    (K tiles that divide K): ``rblocks`` is a [slots·H·K, V] tensor descriptor."""
     i_s, i_v, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_n, n, bos, start, slot0, n0, n_last, offs, pos, valid, tok = _slot_chunk(
         i_s, slot_seq, slot_chunk, cu_seqlens, seq_pos, seq_slot0, T, NC, C, LOG_C, IS_VARLEN, TABLE)
@@ -946,6 +946,8 @@ def _bwd_dv_kernel(
         b_k = tl.load(k + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_tk, other=0.0)
         b_st += tl.dot(b_k, tl.trans(b_q), input_precision=DOT_PREC)
         if CHAIN:
+            if WITH_DK:
+                b_dk = tl.dot(b_dAt, b_q, input_precision=DOT_PREC)
             for j in range(1, NJ + 1):
                 if ((n >> (j - 1)) & 1) == 0:
                     rsrc = ((n >> (j - 1)) | 1) << (j - 1)
@@ -957,8 +959,10 @@ def _bwd_dv_kernel(
                         else:
                             b_rb = tl.load(rblocks + (((slot0 + rsrc - n0) * H + i_h) * K + offs_k[:, None]) * V
                                            + offs_v[None, :], mask=m_kv, other=0.0).to(dt)
-                        b_kj = (b_k * (e_k * tl.exp(decay))[:, None]).to(dt)
-                        b_dv = tl.dot(b_kj, b_rb, b_dv, input_precision=DOT_PREC)
+                        e_j = (e_k * tl.exp(decay))[:, None]
+                        b_dv = tl.dot((b_k * e_j).to(dt), b_rb, b_dv, input_precision=DOT_PREC)
+                        if WITH_DK:
+                            b_dk = tl.dot((b_v * e_j).to(dt), tl.trans(b_rb), b_dk, input_precision=DOT_PREC)
         else:
             # the same sum as _later_query_states, as a branch per level: its loop without branches
             # made this kernel slower (H100, K = V = 128: 0.58 vs 0.49 ms), unlike dq/dk's
@@ -976,9 +980,10 @@ def _bwd_dv_kernel(
             if WITH_DK:
                 b_dk = tl.dot(b_vd, tl.trans(b_rs.to(dt)), input_precision=DOT_PREC)
                 b_dk = tl.dot(b_dAt, b_q, b_dk, input_precision=DOT_PREC)
-                b_dG -= tl.sum(b_k.to(tl.float32) * b_dk, 1)
-                b_dk += b_diag[:, None] * b_q.to(tl.float32)
-                tl.store(dk + (tok[:, None] * H + i_h) * K + offs_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
+        if WITH_DK:
+            b_dG -= tl.sum(b_k.to(tl.float32) * b_dk, 1)
+            b_dk += b_diag[:, None] * b_q.to(tl.float32)
+            tl.store(dk + (tok[:, None] * H + i_h) * K + offs_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
     # Aᵀ is built key-major, never transposed in registers: with one K tile and 8 warps, triton 3.6
     # gave the C×C accumulator a warp-replicated wgmma layout, and tl.trans of it left dv NaN on H100
     b_At = (b_st * causal_decay(b_G, C, True, True)
@@ -1349,7 +1354,7 @@ def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seql
     # 5: dv (and dk)
     # dv_chain: one product per later-query state chained on dv (no fp32 sum of them in registers),
     # the states by tensor descriptor where the K tiles divide K
-    chain = bool(int(config.get("dv_chain", 0))) and not dk_with_dv
+    chain = bool(int(config.get("dv_chain", 0)))
     tma_r = chain and K % vbk == 0 and tma_loads((rblocks,))
     rblock_src = TensorDescriptor.from_tensor(rblocks.view(-1, V), [vbk, vbv]) if tma_r else rblocks
     _bwd_dv_kernel[(plan.num_slots, cdiv(V, vbv), H)](
@@ -1642,29 +1647,41 @@ class LogLinearBackward(_LogLinearTemplate):
         # 3.37 ms for the whole backward against 5.42 on 64 × 32; dv on whole tiles and 4 warps a
         # further −0.25. K = V = 64: dq/dk on 4 warps 1.44 against 1.95. Session 9: one stage at
         # K = V = 64 (1.16 vs 1.23 ms; dq/dk spills less), two at 128 (3.13 vs 3.17).
+        # dk_with_dv (session 16, K = V = 128): dq alone in the dq/dk kernel (0.91 ms), dk and dv
+        # in one kernel with both chains (0.91; the two kernels took 1.46 + 0.44): backward 2.56 ->
+        # 2.47 ms, with its K tiles at 64 on 4 warps (8 warps, whole K: 1.09 for dk and dv).
+        big = KP == 128 and VP == 128
         return {"chunk": _default_chunk(shape), "scan_bk": min(64, KP), "scan_bv": min(64, VP), "scan_warps": 4,
                 "dqk_bk": KP, "dqk_bv": min(64, VP), "dqk_warps": 8 if KP >= 128 else 4,
                 # one K tile with 32-wide V tiles once gave a wrong dv (triton 3.6, sm_90): not a default
-                "dv_bk": KP if VP >= 64 else min(64, KP), "dv_bv": VP, "dv_warps": 4,
-                "num_stages": 3 if KP >= 128 else 1, "stack": 1, "stack_segment": 0, "dk_with_dv": 0, "stack_pairs": 0,
-                "scan_stages": 2, "dqk_levels_outer": 1, "dq_inline_l1": int(KP == 128 and VP == 128),
-                "stack_in_blocks": 1, "dqk_tma": 1, "dv_chain": int(KP == 128 and VP == 128)}
+                "dv_bk": 64 if big else KP if VP >= 64 else min(64, KP), "dv_bv": VP, "dv_warps": 4,
+                "num_stages": 3 if KP >= 128 else 1, "stack": 1, "stack_segment": 0, "dk_with_dv": int(big),
+                "stack_pairs": 0,
+                "scan_stages": 2, "dqk_levels_outer": 1, "dq_inline_l1": int(big),
+                "stack_in_blocks": 1, "dqk_tma": 1, "dv_chain": int(big)}
 
     def candidates(self, shape, gpu=None) -> list[Config]:
-        # dk written by the dv kernel (the whole V per program, so K in tiles, and more warps than
-        # dv alone): the dq/dk kernel then runs without spills on sm_90 (243 registers at K = V =
-        # 128, 8 warps); the dv kernel's tiles it pays with are the open question these measure.
-        # And the level scans unpipelined (one stage: K = V = 64 measured even in session 10); and
-        # dq/dλ per (level, V tile), the layout before session 11; and dq building the level-1 blocks
+        # dk where the default does not write it: by the dv kernel (the whole V per program, so K
+        # in tiles; the dq/dk kernel then holds dq alone), with dv's and dk's later-query states
+        # chained on their accumulators or summed in registers, or by the dq/dk kernel. And the
+        # level scans unpipelined (one stage: K = V = 64 measured even in session 10); and dq/dλ
+        # per (level, V tile), the layout before session 11; and dq building the level-1 blocks
         # the block pass then skips (its stores; at K = V = 64 dq spills more for it on sm_90); and
         # dv the other way than the default: one chained product per later-query state, without
         # their fp32 sum in registers, or that sum.
-        VP = _pow2(shape["V"])
-        dv_other = 1 - int(self.default_config(shape, gpu).get("dv_chain", 0))
-        dk_in_dv = [] if VP > max(self.space["dv_bv"]) else [
-            {"dk_with_dv": 1, "dv_bv": VP, "dv_bk": bk, "dv_warps": warps} for bk, warps in ((32, 4), (32, 8), (64, 8))]
+        KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
+        default = self.default_config(shape, gpu)
+        dv_other = 1 - int(default.get("dv_chain", 0))
+        if int(default.get("dk_with_dv", 0)):
+            dk_moves = [{"dk_with_dv": 0, "dv_bk": KP, "dv_bv": VP, "dv_warps": 4}]
+        elif VP > max(self.space["dv_bv"]):
+            dk_moves = []
+        else:
+            bk = min(64, KP)
+            dk_moves = [{"dk_with_dv": 1, "dv_chain": chain, "dv_bv": VP, "dv_bk": bk, "dv_warps": warps}
+                        for chain, warps in ((1, 4), (0, 4), (0, 8))]
         return ([{"scan_stages": 1}, {"dqk_levels_outer": 0}, {"dq_inline_l1": 1}, {"stack_in_blocks": 0},
-                 {"dv_chain": dv_other}] + dk_in_dv)
+                 {"dv_chain": dv_other}] + dk_moves)
 
     def check_config(self, config, shape, gpu=None) -> str | None:
         for name, dim in (("scan_bk", "K"), ("scan_bv", "V"), ("dqk_bk", "K"), ("dqk_bv", "V"),
@@ -1674,6 +1691,12 @@ class LogLinearBackward(_LogLinearTemplate):
                 return problem
         if int(config.get("dk_with_dv", 0)) and int(config["dv_bv"]) < _pow2(shape["V"]):
             return f"dk_with_dv needs the whole V in one dv tile (dv_bv={config['dv_bv']} < {_pow2(shape['V'])})"
+        # H100, Triton 3.6 (round 139): dk in the dv kernel on K tiles narrower than 64 that do not
+        # span K gave a wrong dk or an illegal address (chained states on 4 and 8 warps; summed
+        # ones on 4 warps at K = 32 and 64), right in the interpreter; wider tiles run clean
+        if int(config.get("dk_with_dv", 0)) and int(config["dv_bk"]) < min(64, _pow2(shape["K"])):
+            return (f"dk_with_dv on dv_bk={config['dv_bk']} < {min(64, _pow2(shape['K']))} is miscompiled by "
+                    "Triton 3.6 (sm_90)")
         return (self._chunk_ok(config, shape) or self._pairs_ok(config)
                 or _fits(("scan", "dqk", "dv"), config, shape, gpu))
 
