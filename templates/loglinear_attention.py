@@ -891,6 +891,15 @@ def _bwd_dqk_kernel(
     tl.store(dG + part_base + tok * H + i_h, b_dG, mask=valid)
 
 
+@triton.jit
+def _key_major_weights(b_st, b_G, b_lam, cols, valid, L, offs, scale, C: tl.constexpr, LOG_C: tl.constexpr):
+    """Aᵀ [s, t] from the key-major scores k_s·q_t: decay, level weights and scale. Built key-major,
+    never transposed in registers: with one K tile and 8 warps, triton 3.6 gave the C×C
+    accumulator a warp-replicated wgmma layout, and tl.trans of it left dv NaN on the H100."""
+    return (b_st * causal_decay(b_G, C, True, True)
+            * _intra_level_weights(b_lam, cols, valid, L, offs, C, LOG_C, True) * scale)
+
+
 @triton.jit(do_not_specialize=["T", "NC", "NJ", "L"])
 def _bwd_dv_kernel(
     q, k, v, g, lam, do, rblocks, rdec, dv, dk, dG, cu_seqlens, seq_pos, seq_slot0, slot_seq, slot_chunk,
@@ -898,14 +907,16 @@ def _bwd_dv_kernel(
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LOG_C: tl.constexpr,
     BK: tl.constexpr, BV: tl.constexpr, LP: tl.constexpr, WITH_DK: tl.constexpr,
     IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, DOT_PREC: tl.constexpr, CHAIN: tl.constexpr = False,
-    TMA_RBLOCKS: tl.constexpr = False,
+    TMA_RBLOCKS: tl.constexpr = False, AT_FIRST: tl.constexpr = False,
 ):
     """dv for one (chunk slot, V tile, head): Aᵀ·dO inside the chunk + (k decayed)·ΣRBlock.
     WITH_DK (one V tile spans V): also dk = (dA masked)ᵀ·q + (v decayed)·ΣRBlockᵀ per K tile,
     from the same ΣRBlock tiles, and −k·dk into dG's last partial. CHAIN: one product per RBlock,
     its scalar decay on k (rounded to k's dtype), chained on dv's accumulator (with WITH_DK a
     second, the decay on v, on dk's), instead of an fp32 [BK, BV] sum in registers; TMA_RBLOCKS
-    (K tiles that divide K): ``rblocks`` is a [slots·H·K, V] tensor descriptor."""
+    (K tiles that divide K): ``rblocks`` is a [slots·H·K, V] tensor descriptor. AT_FIRST: the
+    scores kᵀq in a loop of their own over the K tiles and Aᵀ·dO first, so neither they nor dO
+    stay live through the main loop (q and k tiles are read twice)."""
     i_s, i_v, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_n, n, bos, start, slot0, n0, n_last, offs, pos, valid, tok = _slot_chunk(
         i_s, slot_seq, slot_chunk, cu_seqlens, seq_pos, seq_slot0, T, NC, C, LOG_C, IS_VARLEN, TABLE)
@@ -937,6 +948,15 @@ def _bwd_dv_kernel(
         b_dAt = tl.where(on_diag, 0.0, b_dAt).to(dt)
         b_vd = (b_v * e_k[:, None]).to(dt)
         b_dG = tl.zeros([C], dtype=tl.float32)
+    if AT_FIRST:
+        for k0 in range(0, K, BK):
+            offs_k = k0 + tl.arange(0, BK)
+            m_tk = valid[:, None] & (offs_k < K)[None, :]
+            b_q = tl.load(q + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_tk, other=0.0)
+            b_k = tl.load(k + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_tk, other=0.0)
+            b_st += tl.dot(b_k, tl.trans(b_q), input_precision=DOT_PREC)
+        b_dv = tl.dot(_key_major_weights(b_st, b_G, b_lam, cols, valid, L, offs, scale, C, LOG_C).to(dt), b_do,
+                      input_precision=DOT_PREC)
     for k0 in range(0, K, BK):
         offs_k = k0 + tl.arange(0, BK)
         m_k = offs_k < K
@@ -944,7 +964,8 @@ def _bwd_dv_kernel(
         m_kv = m_k[:, None] & m_v[None, :]
         b_q = tl.load(q + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_tk, other=0.0)
         b_k = tl.load(k + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_tk, other=0.0)
-        b_st += tl.dot(b_k, tl.trans(b_q), input_precision=DOT_PREC)
+        if not AT_FIRST:
+            b_st += tl.dot(b_k, tl.trans(b_q), input_precision=DOT_PREC)
         if CHAIN:
             if WITH_DK:
                 b_dk = tl.dot(b_dAt, b_q, input_precision=DOT_PREC)
@@ -984,11 +1005,9 @@ def _bwd_dv_kernel(
             b_dG -= tl.sum(b_k.to(tl.float32) * b_dk, 1)
             b_dk += b_diag[:, None] * b_q.to(tl.float32)
             tl.store(dk + (tok[:, None] * H + i_h) * K + offs_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
-    # Aᵀ is built key-major, never transposed in registers: with one K tile and 8 warps, triton 3.6
-    # gave the C×C accumulator a warp-replicated wgmma layout, and tl.trans of it left dv NaN on H100
-    b_At = (b_st * causal_decay(b_G, C, True, True)
-            * _intra_level_weights(b_lam, cols, valid, L, offs, C, LOG_C, True) * scale)
-    b_dv += tl.dot(b_At.to(dt), b_do, input_precision=DOT_PREC)
+    if not AT_FIRST:
+        b_At = _key_major_weights(b_st, b_G, b_lam, cols, valid, L, offs, scale, C, LOG_C)
+        b_dv += tl.dot(b_At.to(dt), b_do, input_precision=DOT_PREC)
     tl.store(dv + (tok[:, None] * H + i_h) * V + offs_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
     if WITH_DK:
         tl.store(dG + tok * H + i_h, b_dG, mask=valid)
@@ -1362,6 +1381,7 @@ def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seql
         cu, *_plan_args(plan, dummy), *_slot_args(plan, dummy),
         float(scale), T, plan.slots_per_seq, plan.levels, L,
         BK=vbk, BV=vbv, LP=lp, WITH_DK=dk_with_dv, CHAIN=chain, TMA_RBLOCKS=tma_r,
+        AT_FIRST=bool(int(config.get("dv_at_first", 0))),
         num_warps=int(config["dv_warps"]), **common)
 
     # 6: dg = reverse cumsum of dG inside each sequence
@@ -1513,6 +1533,8 @@ def _estimate(kind: str, config, shape, elt: int) -> tuple[float, int]:
         regs = elt * C * bv + 4 * C * bv + 2 * 4 * C * C + 2 * elt * C * bk + 4 * bk * bv
         if dk_with_dv:      # v, the masked dAᵀ and its weights, a dk tile
             regs += elt * C * bv + (elt + 4) * C * C + 4 * C * bk
+        if int(config.get("dv_chain", 0)):     # no ΣRBlock tile: one state at a time, in shared memory
+            regs -= 4 * bk * bv
         smem = elt * (C * bv + C * C) + stages * elt * (2 * C * bk + bk * bv)
     return regs / 4 / (32 * warps), smem
 
@@ -1622,7 +1644,8 @@ class LogLinearBackward(_LogLinearTemplate):
              "dq_inline_l1": [0, 1],
              "dv_bk": [32, 64, 128], "dv_bv": [32, 64, 128], "dv_warps": [4, 8], "num_stages": [1, 2, 3],
              "stack": [1, 0], "stack_segment": [0, 8, 16, 32], "dk_with_dv": [0, 1], "stack_pairs": [0, 1],
-             "scan_stages": [1, 2, 3], "stack_in_blocks": [0, 1], "dqk_tma": [1, 0], "dv_chain": [0, 1]}
+             "scan_stages": [1, 2, 3], "stack_in_blocks": [0, 1], "dqk_tma": [1, 0], "dv_chain": [0, 1],
+             "dv_at_first": [0, 1]}
 
     def default_config(self, shape, gpu=None) -> Config:
         KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
@@ -1648,13 +1671,14 @@ class LogLinearBackward(_LogLinearTemplate):
         # further −0.25. K = V = 64: dq/dk on 4 warps 1.44 against 1.95. Session 9: one stage at
         # K = V = 64 (1.16 vs 1.23 ms; dq/dk spills less), two at 128 (3.13 vs 3.17).
         # dk_with_dv (session 16, K = V = 128): dq alone in the dq/dk kernel (0.91 ms), dk and dv
-        # in one kernel with both chains (0.91; the two kernels took 1.46 + 0.44): backward 2.56 ->
-        # 2.47 ms, with its K tiles at 64 on 4 warps (8 warps, whole K: 1.09 for dk and dv).
+        # in one kernel with both chains (0.91 on 64-wide K tiles, 4 warps; the two kernels took
+        # 1.46 + 0.44): backward 2.56 -> 2.47 ms; with dv_at_first on the whole K (its scores and
+        # Aᵀ·dO before the states' products: 116 -> 38 spilled registers) 0.67, backward 2.24.
         big = KP == 128 and VP == 128
         return {"chunk": _default_chunk(shape), "scan_bk": min(64, KP), "scan_bv": min(64, VP), "scan_warps": 4,
                 "dqk_bk": KP, "dqk_bv": min(64, VP), "dqk_warps": 8 if KP >= 128 else 4,
                 # one K tile with 32-wide V tiles once gave a wrong dv (triton 3.6, sm_90): not a default
-                "dv_bk": 64 if big else KP if VP >= 64 else min(64, KP), "dv_bv": VP, "dv_warps": 4,
+                "dv_bk": KP if VP >= 64 else min(64, KP), "dv_bv": VP, "dv_warps": 4, "dv_at_first": int(big),
                 "num_stages": 3 if KP >= 128 else 1, "stack": 1, "stack_segment": 0, "dk_with_dv": int(big),
                 "stack_pairs": 0,
                 "scan_stages": 2, "dqk_levels_outer": 1, "dq_inline_l1": int(big),
@@ -1668,20 +1692,25 @@ class LogLinearBackward(_LogLinearTemplate):
         # per (level, V tile), the layout before session 11; and dq building the level-1 blocks
         # the block pass then skips (its stores; at K = V = 64 dq spills more for it on sm_90); and
         # dv the other way than the default: one chained product per later-query state, without
-        # their fp32 sum in registers, or that sum.
+        # their fp32 sum in registers, or that sum; and the dv kernel's scores before its main
+        # loop (dv_at_first) or in it.
         KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
         default = self.default_config(shape, gpu)
-        dv_other = 1 - int(default.get("dv_chain", 0))
+        dv_other = {"dv_chain": 1 - int(default.get("dv_chain", 0))}
         if int(default.get("dk_with_dv", 0)):
-            dk_moves = [{"dk_with_dv": 0, "dv_bk": KP, "dv_bv": VP, "dv_warps": 4}]
+            # the states summed: on narrower K tiles (the sum tile's registers), scores in the loop
+            dv_other = {"dv_chain": 0, "dv_at_first": 0, "dv_bk": min(64, KP)}
+            dk_moves = [{"dk_with_dv": 0, "dv_at_first": 0, "dv_bk": KP, "dv_bv": VP, "dv_warps": 4},
+                        {"dv_at_first": 0, "dv_bk": min(64, KP)}]
         elif VP > max(self.space["dv_bv"]):
             dk_moves = []
         else:
             bk = min(64, KP)
-            dk_moves = [{"dk_with_dv": 1, "dv_chain": chain, "dv_bv": VP, "dv_bk": bk, "dv_warps": warps}
-                        for chain, warps in ((1, 4), (0, 4), (0, 8))]
+            dk_moves = [{"dk_with_dv": 1, "dv_chain": chain, "dv_bv": VP, "dv_bk": bk, "dv_warps": warps,
+                         "dv_at_first": first} for chain, warps, first in ((1, 4, 0), (1, 4, int(bk == KP)), (0, 4, 0),
+                                                                           (0, 8, 0))]
         return ([{"scan_stages": 1}, {"dqk_levels_outer": 0}, {"dq_inline_l1": 1}, {"stack_in_blocks": 0},
-                 {"dv_chain": dv_other}] + dk_moves)
+                 dv_other] + dk_moves)
 
     def check_config(self, config, shape, gpu=None) -> str | None:
         for name, dim in (("scan_bk", "K"), ("scan_bv", "V"), ("dqk_bk", "K"), ("dqk_bv", "V"),
@@ -1697,6 +1726,11 @@ class LogLinearBackward(_LogLinearTemplate):
         if int(config.get("dk_with_dv", 0)) and int(config["dv_bk"]) < min(64, _pow2(shape["K"])):
             return (f"dk_with_dv on dv_bk={config['dv_bk']} < {min(64, _pow2(shape['K']))} is miscompiled by "
                     "Triton 3.6 (sm_90)")
+        # H100, Triton 3.6 (round 140): the scores' own loop over two K tiles gave a wrong dk
+        # (right in the interpreter); over one it runs clean
+        if int(config.get("dv_at_first", 0)) and int(config["dv_bk"]) < _pow2(shape["K"]):
+            return (f"dv_at_first on dv_bk={config['dv_bk']} < K={_pow2(shape['K'])} (several K tiles) is "
+                    "miscompiled by Triton 3.6 (sm_90)")
         return (self._chunk_ok(config, shape) or self._pairs_ok(config)
                 or _fits(("scan", "dqk", "dv"), config, shape, gpu))
 

@@ -241,25 +241,29 @@ def test_backward_tile_combinations(device, dv_bk, dv_bv, dqk_bk, dqk_bv, scan_b
                          scan_bv=scan_bv)
 
 
-@pytest.mark.parametrize("chain", [0, 1])
-def test_backward_dk_with_dv(device, chain):
+@pytest.mark.parametrize("chain,first", [(0, 0), (1, 0), (1, 1), (0, 1)])
+def test_backward_dk_with_dv(device, chain, first):
     """dk written by the dv kernel (whole V per program, V ragged), the later-query states summed
-    in registers or chained on dk's and dv's accumulators."""
+    in registers or chained on dk's and dv's accumulators, the scores in the main loop or before
+    it (dv_at_first)."""
     config = _check_tile_backward(device, 11, dv_bk=32, dv_bv=64, dqk_bk=16, dqk_bv=32, dk_with_dv=1,
-                                  dv_chain=chain)
+                                  dv_chain=chain, dv_at_first=first)
     template = tmpl.LogLinearBackward()
     assert "whole V" in template.check_config({**config, "dv_bv": 32}, TILE_SHAPE)
-    # K tiles narrower than 64 that do not span K: what Triton 3.6 miscompiled on the H100
+    # what Triton 3.6 miscompiled on the H100: dk in dv on K tiles narrower than 64 that do not
+    # span K; the scores' own loop over several K tiles
     assert "miscompiled" in template.check_config({**config, "dv_bk": 16}, TILE_SHAPE)
-    assert template.check_config({**config, "dv_bk": 64, "dv_bv": 128}, {**TILE_SHAPE, "K": 128, "V": 128}) is None
+    assert "several K tiles" in template.check_config({**config, "dk_with_dv": 0, "dv_bk": 16, "dv_at_first": 1},
+                                                      TILE_SHAPE)
+    assert template.check_config({**config, "dv_bk": 128, "dv_bv": 128}, {**TILE_SHAPE, "K": 128, "V": 128}) is None
 
 
-@pytest.mark.parametrize("dv_bk,dv_bv", [(16, 64), (32, 32), (32, 16)])
-def test_backward_dv_chain(device, dv_bk, dv_bv):
+@pytest.mark.parametrize("dv_bk,dv_bv,first", [(16, 64, 0), (32, 32, 0), (32, 16, 0), (32, 16, 1)])
+def test_backward_dv_chain(device, dv_bk, dv_bv, first):
     """dv as one product per later-query state chained on its accumulator (dv_chain), the states
     by tensor descriptor (K tiles that divide K) with tiles wider than, equal to and narrower than
-    V = 48."""
-    _check_tile_backward(device, 17, dv_bk=dv_bk, dv_bv=dv_bv, dqk_bk=32, dqk_bv=32, dv_chain=1)
+    V = 48; the scores and Aᵀ·dO before the states' products (dv_at_first) or after."""
+    _check_tile_backward(device, 17, dv_bk=dv_bk, dv_bv=dv_bv, dqk_bk=32, dqk_bv=32, dv_chain=1, dv_at_first=first)
 
 
 @pytest.mark.parametrize("dqk_bk,dqk_bv,dk_with_dv,outer,inline,tma", [
