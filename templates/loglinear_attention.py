@@ -757,6 +757,34 @@ def _earlier_level_grads(b_dq, b_dlam, b_r, b_q, b_G, decay, lam, lam_row, valid
     return b_dq, b_dlam
 
 
+@triton.jit
+def _intra_chunk_grads(b_dq, b_dk, b_dlam, b_dA, b_q, b_k, b_G, lam, lam_row, valid, offs, cols, L, scale,
+                       C: tl.constexpr, LOG_C: tl.constexpr, WITH_DK: tl.constexpr, DOT_PREC: tl.constexpr):
+    """The in-chunk pairs' share of dq (and dk) and dλ from dA = dO·vᵀ; returns them with the
+    (t, t) pairs' weights, which stay out of the sums dG is taken from: each token's own pair is
+    in both q·dq and k·dk and cancels in dG exactly; under strong decay it is nearly all of them,
+    so it is added to dq, dk afterwards (otherwise dG keeps only its rounding: fp32, g = -20, 60x
+    relative error)."""
+    dt = b_q.dtype
+    b_s = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PREC)
+    b_D = causal_decay(b_G, C, True) * scale
+    b_W = _intra_level_weights(lam, lam_row, valid, L, offs, C, LOG_C)
+    b_dAM = b_dA * b_D * b_W
+    on_diag = offs[:, None] == offs[None, :]
+    b_diag = tl.sum(tl.where(on_diag, b_dAM, 0.0), 1)
+    b_dAM = tl.where(on_diag, 0.0, b_dAM)
+    b_dq += tl.dot(b_dAM.to(dt), b_k, input_precision=DOT_PREC)
+    if WITH_DK:
+        b_dk += tl.dot(tl.trans(b_dAM.to(dt)), b_q, input_precision=DOT_PREC)
+    b_P = b_dA * b_s * b_D                              # dλ[t, lvl(t,s)] gathers these per row
+    x = offs[:, None] ^ offs[None, :]
+    for lvl in tl.static_range(0, LOG_C + 1):
+        in_lvl = (x < (1 << lvl)) & (x >= ((1 << lvl) >> 1))     # bit_length(x) == lvl
+        part = tl.sum(tl.where(in_lvl, b_P, 0.0), 1)
+        b_dlam += tl.where(cols[None, :] == lvl, part[:, None], 0.0)
+    return b_dq, b_dk, b_dlam, b_diag
+
+
 @triton.jit(do_not_specialize=["T", "NC", "NJ", "L", "TOKENS"])
 def _bwd_dqk_kernel(
     q, k, v, g, lam, do, blocks, ldec, rblocks, rdec, dq, dk, dlam, dG,
@@ -765,7 +793,7 @@ def _bwd_dqk_kernel(
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LOG_C: tl.constexpr,
     BK: tl.constexpr, BV: tl.constexpr, LP: tl.constexpr, WITH_DK: tl.constexpr,
     IS_VARLEN: tl.constexpr, TABLE: tl.constexpr, DOT_PREC: tl.constexpr, LEVELS_OUTER: tl.constexpr = True,
-    INLINE_L1: tl.constexpr = False, TMA_BLOCKS: tl.constexpr = False,
+    INLINE_L1: tl.constexpr = False, TMA_BLOCKS: tl.constexpr = False, INTRA_FIRST: tl.constexpr = False,
 ):
     """dq (and dk with WITH_DK; else the dv kernel writes it) for one (chunk slot, K tile, head),
     and this K tile's share of dλ and of dG (q·dq, minus k·dk with WITH_DK)."""
@@ -815,6 +843,10 @@ def _bwd_dqk_kernel(
                                        H, K, V, BK, BV)
             b_vd = (b_v * e_k[:, None]).to(dt)
             b_dk += tl.dot(b_vd, tl.trans(b_rs.to(dt)), input_precision=DOT_PREC)
+    if INTRA_FIRST:
+        # the in-chunk pairs before the levels: dA and k are not live through them
+        b_dq, b_dk, b_dlam, b_diag = _intra_chunk_grads(b_dq, b_dk, b_dlam, b_dA, b_q, b_k, b_G, lam, lam_row, valid,
+                                                        offs, cols, L, scale, C, LOG_C, WITH_DK, DOT_PREC)
     if LEVELS_OUTER:
         # The same products with the V tiles summed first: one dq update and one dλ row reduction
         # per level, not one per (level, V tile); dO tiles are read again per level (from cache).
@@ -857,26 +889,12 @@ def _bwd_dqk_kernel(
             b_dq, b_dlam = _earlier_level_grads(b_dq, b_dlam, b_r, b_q, b_G, decay, lam, lam_row, valid, offs,
                                                 cols, src, n0, j, L, scale, LOG_C)
 
-    # intra-chunk
-    b_s = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PREC)
-    b_D = causal_decay(b_G, C, True) * scale
-    b_W = _intra_level_weights(lam, lam_row, valid, L, offs, C, LOG_C)
-    b_dAM = b_dA * b_D * b_W
-    # Each token's own pair (t, t) is in both q·dq and k·dk and cancels in dG exactly; under strong
-    # decay it is nearly all of them, so it is left out of the sums dG is taken from and added to
-    # dq, dk afterwards (otherwise dG keeps only its rounding: fp32, g = -20, 60x relative error).
-    on_diag = offs[:, None] == offs[None, :]
-    b_diag = tl.sum(tl.where(on_diag, b_dAM, 0.0), 1)
-    b_dAM = tl.where(on_diag, 0.0, b_dAM)
-    b_dq += tl.dot(b_dAM.to(dt), b_k, input_precision=DOT_PREC)
-    if WITH_DK:
-        b_dk += tl.dot(tl.trans(b_dAM.to(dt)), b_q, input_precision=DOT_PREC)
-    b_P = b_dA * b_s * b_D                              # dλ[t, lvl(t,s)] gathers these per row
-    x = offs[:, None] ^ offs[None, :]
-    for lvl in tl.static_range(0, LOG_C + 1):
-        in_lvl = (x < (1 << lvl)) & (x >= ((1 << lvl) >> 1))     # bit_length(x) == lvl
-        part = tl.sum(tl.where(in_lvl, b_P, 0.0), 1)
-        b_dlam += tl.where(cols[None, :] == lvl, part[:, None], 0.0)
+    if not INTRA_FIRST:
+        b_dq, b_dk, b_dlam, b_diag = _intra_chunk_grads(b_dq, b_dk, b_dlam, b_dA, b_q, b_k, b_G, lam, lam_row, valid,
+                                                        offs, cols, L, scale, C, LOG_C, WITH_DK, DOT_PREC)
+    else:
+        # k's rows again for the (t, t) pairs: not held through the levels
+        b_k = tl.load(k + (tok[:, None] * H + i_h) * K + offs_k[None, :], mask=m_qk, other=0.0)
 
     b_dG = tl.sum(b_q.to(tl.float32) * b_dq, 1)
     b_dq += b_diag[:, None] * b_k.to(tl.float32)
@@ -1368,7 +1386,8 @@ def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seql
         cu, *_plan_args(plan, dummy), *_slot_args(plan, dummy),
         float(scale), T, plan.slots_per_seq, plan.levels, L, tokens,
         BK=kbk, BV=kbv, LP=lp, WITH_DK=not dk_with_dv, LEVELS_OUTER=levels_outer,
-        INLINE_L1=inline_level1, TMA_BLOCKS=tma, num_warps=int(config["dqk_warps"]), **common)
+        INLINE_L1=inline_level1, TMA_BLOCKS=tma, num_warps=int(config["dqk_warps"]),
+        INTRA_FIRST=bool(int(config.get("dq_intra_first", 0))), **common)
 
     # 5: dv (and dk)
     # dv_chain: one product per later-query state chained on dv (no fp32 sum of them in registers),
