@@ -1546,6 +1546,8 @@ def _estimate(kind: str, config, shape, elt: int) -> tuple[float, int]:
         regs = 2 * elt * C * bk + 3 * 4 * C * bk + 2 * 4 * C * C + 2 * elt * C * bv + 4 * bk * bv + 4 * C * LP
         if dk_with_dv:      # no dk accumulator, no ΣRBlock tile
             regs -= 4 * C * bk + 4 * bk * bv
+        if int(config.get("dq_intra_first", 0)):     # dA gone before the levels' products
+            regs -= 4 * C * C
         smem = elt * (2 * C * bk + C * C) + stages * elt * (2 * C * bv + bk * bv)
     else:   # dv
         bk, bv, warps = min(int(config["dv_bk"]), KP), min(int(config["dv_bv"]), VP), int(config["dv_warps"])
@@ -1664,7 +1666,7 @@ class LogLinearBackward(_LogLinearTemplate):
              "dv_bk": [32, 64, 128], "dv_bv": [32, 64, 128], "dv_warps": [4, 8], "num_stages": [1, 2, 3],
              "stack": [1, 0], "stack_segment": [0, 8, 16, 32], "dk_with_dv": [0, 1], "stack_pairs": [0, 1],
              "scan_stages": [1, 2, 3], "stack_in_blocks": [0, 1], "dqk_tma": [1, 0], "dv_chain": [0, 1],
-             "dv_at_first": [0, 1]}
+             "dv_at_first": [0, 1], "dq_intra_first": [0, 1]}
 
     def default_config(self, shape, gpu=None) -> Config:
         KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
@@ -1693,9 +1695,13 @@ class LogLinearBackward(_LogLinearTemplate):
         # in one kernel with both chains (0.91 on 64-wide K tiles, 4 warps; the two kernels took
         # 1.46 + 0.44): backward 2.56 -> 2.47 ms; with dv_at_first on the whole K (its scores and
         # Aᵀ·dO before the states' products: 116 -> 38 spilled registers) 0.67, backward 2.24.
+        # dq_intra_first: dq's in-chunk pairs before the levels, so dA and k are not live through
+        # them, which lets dq alone run on 4 warps (two programs per SM): 0.92 -> 0.68 ms, backward
+        # 2.23 -> 2.00 (on 8 warps it changes nothing: 0.94).
         big = KP == 128 and VP == 128
         return {"chunk": _default_chunk(shape), "scan_bk": min(64, KP), "scan_bv": min(64, VP), "scan_warps": 4,
-                "dqk_bk": KP, "dqk_bv": min(64, VP), "dqk_warps": 8 if KP >= 128 else 4,
+                "dqk_bk": KP, "dqk_bv": min(64, VP), "dqk_warps": 8 if KP >= 128 and not big else 4,
+                "dq_intra_first": int(big),
                 # one K tile with 32-wide V tiles once gave a wrong dv (triton 3.6, sm_90): not a default
                 "dv_bk": KP if VP >= 64 else min(64, KP), "dv_bv": VP, "dv_warps": 4, "dv_at_first": int(big),
                 "num_stages": 3 if KP >= 128 else 1, "stack": 1, "stack_segment": 0, "dk_with_dv": int(big),
@@ -1710,6 +1716,7 @@ class LogLinearBackward(_LogLinearTemplate):
         # level scans unpipelined (one stage: K = V = 64 measured even in session 10); and dq/dλ
         # per (level, V tile), the layout before session 11; and dq building the level-1 blocks
         # the block pass then skips (its stores; at K = V = 64 dq spills more for it on sm_90); and
+        # dq's in-chunk pairs before its levels (dq_intra_first) or after them; and
         # dv the other way than the default: one chained product per later-query state, without
         # their fp32 sum in registers, or that sum; and the dv kernel's scores before its main
         # loop (dv_at_first) or in it.
@@ -1719,7 +1726,8 @@ class LogLinearBackward(_LogLinearTemplate):
         if int(default.get("dk_with_dv", 0)):
             # the states summed: on narrower K tiles (the sum tile's registers), scores in the loop
             dv_other = {"dv_chain": 0, "dv_at_first": 0, "dv_bk": min(64, KP)}
-            dk_moves = [{"dk_with_dv": 0, "dv_at_first": 0, "dv_bk": KP, "dv_bv": VP, "dv_warps": 4},
+            dk_moves = [{"dk_with_dv": 0, "dv_at_first": 0, "dv_bk": KP, "dv_bv": VP, "dv_warps": 4, "dqk_warps": 8,
+                         "dq_intra_first": 0},
                         {"dv_at_first": 0, "dv_bk": min(64, KP)}]
         elif VP > max(self.space["dv_bv"]):
             dk_moves = []
@@ -1728,8 +1736,10 @@ class LogLinearBackward(_LogLinearTemplate):
             dk_moves = [{"dk_with_dv": 1, "dv_chain": chain, "dv_bv": VP, "dv_bk": bk, "dv_warps": warps,
                          "dv_at_first": first} for chain, warps, first in ((1, 4, 0), (1, 4, int(bk == KP)), (0, 4, 0),
                                                                            (0, 8, 0))]
+        intra = ([{"dq_intra_first": 0, "dqk_warps": 8}] if int(default.get("dq_intra_first", 0))
+                 else [{"dq_intra_first": 1}])
         return ([{"scan_stages": 1}, {"dqk_levels_outer": 0}, {"dq_inline_l1": 1}, {"stack_in_blocks": 0},
-                 dv_other] + dk_moves)
+                 dv_other] + dk_moves + intra)
 
     def check_config(self, config, shape, gpu=None) -> str | None:
         for name, dim in (("scan_bk", "K"), ("scan_bv", "V"), ("dqk_bk", "K"), ("dqk_bv", "V"),

@@ -279,6 +279,14 @@ def test_backward_dq_level_layouts(device, dqk_bk, dqk_bv, dk_with_dv, outer, in
                          dqk_tma=tma)
 
 
+@pytest.mark.parametrize("dk_with_dv,inline", [(1, 1), (0, 0)])
+def test_backward_dq_intra_first(device, dk_with_dv, inline):
+    """dq's in-chunk pairs before its levels (dq_intra_first), dk written by the dv kernel or by
+    the dq/dk kernel beside dq, level-1 blocks built by dq or stored."""
+    _check_tile_backward(device, 37, dqk_bk=32, dqk_bv=16, dq_intra_first=1, dk_with_dv=dk_with_dv, dv_bk=32,
+                         dv_bv=64, dq_inline_l1=inline)
+
+
 @pytest.mark.parametrize("inline", [0, 1])
 def test_packed_sequences_backward_dq_inline_l1(device, inline):
     """Packed sequences (one empty, one of a single chunk) with level-1 blocks built by dq."""
