@@ -796,7 +796,9 @@ def _bwd_dqk_kernel(
     INLINE_L1: tl.constexpr = False, TMA_BLOCKS: tl.constexpr = False, INTRA_FIRST: tl.constexpr = False,
 ):
     """dq (and dk with WITH_DK; else the dv kernel writes it) for one (chunk slot, K tile, head),
-    and this K tile's share of dλ and of dG (q·dq, minus k·dk with WITH_DK)."""
+    and this K tile's share of dλ and of dG (q·dq, minus k·dk with WITH_DK). INTRA_FIRST: the
+    in-chunk pairs before the earlier chunks' levels, so dA and k are not live through those
+    products (k is read again for the (t, t) pairs)."""
     i_s, i_k, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_n, n, bos, start, slot0, n0, n_last, offs, pos, valid, tok = _slot_chunk(
         i_s, slot_seq, slot_chunk, cu_seqlens, seq_pos, seq_slot0, T, NC, C, LOG_C, IS_VARLEN, TABLE)
