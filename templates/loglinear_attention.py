@@ -1734,10 +1734,13 @@ class LogLinearBackward(_LogLinearTemplate):
         elif VP > max(self.space["dv_bv"]):
             dk_moves = []
         else:
+            # with both kernels' registers freed (scores first in dv, in-chunk pairs first in dq):
+            # no spills in either at K = V = 64 on sm_90 (280 spilled bytes in dq/dk by default)
             bk = min(64, KP)
+            first = int(bk == KP)
             dk_moves = [{"dk_with_dv": 1, "dv_chain": chain, "dv_bv": VP, "dv_bk": bk, "dv_warps": warps,
-                         "dv_at_first": first} for chain, warps, first in ((1, 4, 0), (1, 4, int(bk == KP)), (0, 4, 0),
-                                                                           (0, 8, 0))]
+                         "dv_at_first": at_first, "dq_intra_first": at_first}
+                        for chain, warps, at_first in ((1, 4, 0), (1, 4, first), (0, 4, 0), (0, 8, 0))]
         intra = ([{"dq_intra_first": 0, "dqk_warps": 8}] if int(default.get("dq_intra_first", 0))
                  else [{"dq_intra_first": 1}])
         return ([{"scan_stages": 1}, {"dqk_levels_outer": 0}, {"dq_inline_l1": 1}, {"stack_in_blocks": 0},

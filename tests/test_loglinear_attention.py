@@ -279,12 +279,13 @@ def test_backward_dq_level_layouts(device, dqk_bk, dqk_bv, dk_with_dv, outer, in
                          dqk_tma=tma)
 
 
-@pytest.mark.parametrize("dk_with_dv,inline", [(1, 1), (0, 0)])
-def test_backward_dq_intra_first(device, dk_with_dv, inline):
-    """dq's in-chunk pairs before its levels (dq_intra_first), dk written by the dv kernel or by
-    the dq/dk kernel beside dq, level-1 blocks built by dq or stored."""
+@pytest.mark.parametrize("dk_with_dv,inline,dv_first", [(1, 1, 1), (1, 0, 0), (0, 0, 0)])
+def test_backward_dq_intra_first(device, dk_with_dv, inline, dv_first):
+    """dq's in-chunk pairs before its levels (dq_intra_first), dk written by the dv kernel (its
+    states chained and its scores first, the pairing offered at K = V = 64, or summed) or by the
+    dq/dk kernel beside dq, level-1 blocks built by dq or stored."""
     _check_tile_backward(device, 37, dqk_bk=32, dqk_bv=16, dq_intra_first=1, dk_with_dv=dk_with_dv, dv_bk=32,
-                         dv_bv=64, dq_inline_l1=inline)
+                         dv_bv=64, dq_inline_l1=inline, dv_chain=dv_first, dv_at_first=dv_first)
 
 
 @pytest.mark.parametrize("inline", [0, 1])
