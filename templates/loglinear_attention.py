@@ -1357,8 +1357,10 @@ def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seql
     dummy = blocks
     cu = cu_seqlens if cu_seqlens is not None else dummy
 
-    # 3: λ-weighted query states of right halves, per level
-    sbk, sbv = _tile(K, config["scan_bk"]), _tile(V, config["scan_bv"])
+    # 3: λ-weighted query states of right halves, per level, on their own tiles where rscan_bk /
+    # rscan_bv are set (0: the block pass's scan tiles, which spills at 64 x 128 where these do not)
+    sbk = _tile(K, int(config.get("rscan_bk", 0)) or config["scan_bk"])
+    sbv = _tile(V, int(config.get("rscan_bv", 0)) or config["scan_bv"])
     snv = cdiv(V, sbv)
     rblocks = torch.empty(plan.num_slots, H, K, V, device=device, dtype=block_dtype(q.dtype))
     rdec = torch.empty(plan.num_slots, H, plan.levels, device=device, dtype=torch.float32)
@@ -1436,8 +1438,10 @@ def step(q, k, v, g, lam, states, position, scale: float, config, out=None, new_
 # double it, differently per kernel. "out", "dqk" and "dv" from triton 3.6 on the H100 (session 8):
 # out estimates of 328-336 compiled to 202-243 registers without spills; dqk 212 and 264 to 255
 # with 20 and 80 spilled and still the fastest, 424 to 366 spilled (slow); dv 360 to 255 with 2.
+# Session 17: dq alone on the whole V at K = V = 128 (estimate 296) to 255 with 48 spilled, the
+# fastest dq there (0.637 vs 0.676 ms on 64-wide V tiles).
 # The bounds drop what cannot fit and leave the rest to the tuner's clock.
-MAX_REGISTERS = {"scan": 120, "out": 340, "dqk": 270, "dv": 370}
+MAX_REGISTERS = {"scan": 120, "rscan": 120, "out": 340, "dqk": 300, "dv": 370}
 DEFAULT_SHARED_MEMORY = 227 * 1024
 
 
@@ -1495,11 +1499,13 @@ class _LogLinearTemplate(Template):
 
     def _powers_ok(self, config) -> str | None:
         """Chunks, tiles and segments index bits and aranges: each must be a power of two (a
-        segment of 0 means automatic). Catches hand-edited tuned files before a launch does."""
+        segment of 0 means automatic, a level-scan tile of 0 the block pass's). Catches hand-edited
+        tuned files before a launch does."""
         for name in self.space:
             if name.endswith(("_bk", "_bv")) or name in ("chunk", "stack_segment"):
-                value = int(config.get(name, 0 if name == "stack_segment" else 16))
-                if not (value == 0 and name == "stack_segment") and (value < 2 or value & (value - 1)):
+                may_be_zero = name == "stack_segment" or name.startswith("rscan_")
+                value = int(config.get(name, 0 if may_be_zero else 16))
+                if not (value == 0 and may_be_zero) and (value < 2 or value & (value - 1)):
                     return f"{name}={value} is not a power of two"
         return None
 
@@ -1521,7 +1527,7 @@ class _LogLinearTemplate(Template):
         return None
 
     def _tile_ok(self, name: str, config, size: int) -> str | None:
-        tile = int(config[name])
+        tile = int(config.get(name, 0))     # 0: a knob that defers to another (rscan_*)
         if tile > max(min(self.space[name]), _pow2(size)):
             return f"{name}={tile} > padded size {_pow2(size)}"
         return None
@@ -1539,6 +1545,12 @@ def _estimate(kind: str, config, shape, elt: int) -> tuple[float, int]:
         if int(config.get("stack_pairs", 0)):    # a second chunk's product and prefetched rows
             regs += 4 * bk * bv + elt * C * (bk + bv)
         smem = stages * elt * C * (bk + bv)
+    elif kind == "rscan":   # the backward's level scans (their tiles default to the scan tiles)
+        bk = min(int(config.get("rscan_bk", 0)) or int(config["scan_bk"]), KP)
+        bv = min(int(config.get("rscan_bv", 0)) or int(config["scan_bv"]), VP)
+        warps = int(config["scan_warps"])
+        regs = 4 * bk * bv + elt * C * (bk + bv)
+        smem = max(1, int(config.get("scan_stages", stages))) * elt * C * (bk + bv)
     elif kind == "out":
         bv, warps = min(int(config["out_bv"]), VP), int(config["out_warps"])
         regs = 2 * elt * C * KP + elt * C * bv + 3 * 4 * C * C + 4 * C * bv + elt * KP * bv
@@ -1550,7 +1562,8 @@ def _estimate(kind: str, config, shape, elt: int) -> tuple[float, int]:
             regs -= 4 * C * bk + 4 * bk * bv
         if int(config.get("dq_intra_first", 0)):     # dA gone before the levels' products
             regs -= 4 * C * C
-        smem = elt * (2 * C * bk + C * C) + stages * elt * (2 * C * bv + bk * bv)
+        # the levels stream dO and a block per stage; v too only where dk is computed here
+        smem = elt * (2 * C * bk + C * C) + stages * elt * ((1 + (not dk_with_dv)) * C * bv + bk * bv)
     else:   # dv
         bk, bv, warps = min(int(config["dv_bk"]), KP), min(int(config["dv_bv"]), VP), int(config["dv_warps"])
         regs = elt * C * bv + 4 * C * bv + 2 * 4 * C * C + 2 * elt * C * bk + 4 * bk * bv
@@ -1668,7 +1681,8 @@ class LogLinearBackward(_LogLinearTemplate):
              "dv_bk": [32, 64, 128], "dv_bv": [32, 64, 128], "dv_warps": [4, 8], "num_stages": [1, 2, 3],
              "stack": [1, 0], "stack_segment": [0, 8, 16, 32], "dk_with_dv": [0, 1], "stack_pairs": [0, 1],
              "scan_stages": [1, 2, 3], "stack_in_blocks": [0, 1], "dqk_tma": [1, 0], "dv_chain": [0, 1],
-             "dv_at_first": [0, 1], "dq_intra_first": [0, 1]}
+             "dv_at_first": [0, 1], "dq_intra_first": [0, 1],
+             "rscan_bk": [0, 32, 64, 128], "rscan_bv": [0, 32, 64, 128]}
 
     def default_config(self, shape, gpu=None) -> Config:
         KP, VP = _pow2(shape["K"]), _pow2(shape["V"])
@@ -1699,17 +1713,20 @@ class LogLinearBackward(_LogLinearTemplate):
         # Aᵀ·dO before the states' products: 116 -> 38 spilled registers) 0.67, backward 2.24.
         # dq_intra_first: dq's in-chunk pairs before the levels, so dA and k are not live through
         # them, which lets dq alone run on 4 warps (two programs per SM): 0.92 -> 0.68 ms, backward
-        # 2.23 -> 2.00 (on 8 warps it changes nothing: 0.94).
+        # 2.23 -> 2.00 (on 8 warps it changes nothing: 0.94). Session 17 (rounds 146-151): three
+        # stages for the level scans (0.401 -> 0.377 ms), dq on the whole V (0.676 -> 0.637: 48
+        # spilled registers against 58) and the level scans on 64 x 128 tiles of their own (0.377 ->
+        # 0.361; the block pass spills on those): backward 2.00 -> 1.93.
         big = KP == 128 and VP == 128
         return {"chunk": _default_chunk(shape), "scan_bk": min(64, KP), "scan_bv": min(64, VP), "scan_warps": 4,
-                "dqk_bk": KP, "dqk_bv": min(64, VP), "dqk_warps": 8 if KP >= 128 and not big else 4,
+                "dqk_bk": KP, "dqk_bv": VP if big else min(64, VP), "dqk_warps": 8 if KP >= 128 and not big else 4,
                 "dq_intra_first": int(big),
                 # one K tile with 32-wide V tiles once gave a wrong dv (triton 3.6, sm_90): not a default
                 "dv_bk": KP if VP >= 64 else min(64, KP), "dv_bv": VP, "dv_warps": 4, "dv_at_first": int(big),
                 "num_stages": 3 if KP >= 128 else 1, "stack": 1, "stack_segment": 0, "dk_with_dv": int(big),
                 "stack_pairs": 0,
-                "scan_stages": 2, "dqk_levels_outer": 1, "dq_inline_l1": int(big),
-                "stack_in_blocks": 1, "dqk_tma": 1, "dv_chain": int(big)}
+                "scan_stages": 3 if big else 2, "dqk_levels_outer": 1, "dq_inline_l1": int(big),
+                "stack_in_blocks": 1, "dqk_tma": 1, "dv_chain": int(big), "rscan_bk": 0, "rscan_bv": VP if big else 0}
 
     def candidates(self, shape, gpu=None) -> list[Config]:
         # dk where the default does not write it: by the dv kernel (the whole V per program, so K
@@ -1729,7 +1746,7 @@ class LogLinearBackward(_LogLinearTemplate):
             # the states summed: on narrower K tiles (the sum tile's registers), scores in the loop
             dv_other = {"dv_chain": 0, "dv_at_first": 0, "dv_bk": min(64, KP)}
             dk_moves = [{"dk_with_dv": 0, "dv_at_first": 0, "dv_bk": KP, "dv_bv": VP, "dv_warps": 4, "dqk_warps": 8,
-                         "dq_intra_first": 0},
+                         "dq_intra_first": 0, "dqk_bv": min(64, VP)},
                         {"dv_at_first": 0, "dv_bk": min(64, KP)}]
         elif VP > max(self.space["dv_bv"]):
             dk_moves = []
@@ -1741,14 +1758,16 @@ class LogLinearBackward(_LogLinearTemplate):
             dk_moves = [{"dk_with_dv": 1, "dv_chain": chain, "dv_bv": VP, "dv_bk": bk, "dv_warps": warps,
                          "dv_at_first": at_first, "dq_intra_first": at_first}
                         for chain, warps, at_first in ((1, 4, 0), (1, 4, first), (0, 4, 0), (0, 8, 0))]
-        intra = ([{"dq_intra_first": 0, "dqk_warps": 8}] if int(default.get("dq_intra_first", 0))
+        intra = ([{"dq_intra_first": 0, "dqk_warps": 8, "dqk_bv": min(64, VP)}] if int(default.get("dq_intra_first", 0))
                  else [{"dq_intra_first": 1}])
+        # the level scans on the block pass's tiles, two stages, dq on 64-wide V tiles (session 16)
+        tiles = [{"scan_stages": 2, "rscan_bv": 0, "dqk_bv": min(64, VP)}] if int(default.get("rscan_bv", 0)) else []
         return ([{"scan_stages": 1}, {"dqk_levels_outer": 0}, {"dq_inline_l1": 1}, {"stack_in_blocks": 0},
-                 dv_other] + dk_moves + intra)
+                 dv_other] + dk_moves + intra + tiles)
 
     def check_config(self, config, shape, gpu=None) -> str | None:
-        for name, dim in (("scan_bk", "K"), ("scan_bv", "V"), ("dqk_bk", "K"), ("dqk_bv", "V"),
-                          ("dv_bk", "K"), ("dv_bv", "V")):
+        for name, dim in (("scan_bk", "K"), ("scan_bv", "V"), ("rscan_bk", "K"), ("rscan_bv", "V"),
+                          ("dqk_bk", "K"), ("dqk_bv", "V"), ("dv_bk", "K"), ("dv_bv", "V")):
             problem = self._tile_ok(name, config, shape[dim])
             if problem:
                 return problem
@@ -1766,7 +1785,7 @@ class LogLinearBackward(_LogLinearTemplate):
             return (f"dv_at_first on dv_bk={config['dv_bk']} < K={_pow2(shape['K'])} (several K tiles) is "
                     "miscompiled by Triton 3.6 (sm_90)")
         return (self._chunk_ok(config, shape) or self._pairs_ok(config)
-                or _fits(("scan", "dqk", "dv"), config, shape, gpu))
+                or _fits(("scan", "rscan", "dqk", "dv"), config, shape, gpu))
 
     def flops(self, shape, dtype: str, flags: str = "") -> float:
         return 2.5 * LogLinearForward.flops(self, shape, dtype, flags)

@@ -241,6 +241,16 @@ def test_backward_tile_combinations(device, dv_bk, dv_bv, dqk_bk, dqk_bv, scan_b
                          scan_bv=scan_bv)
 
 
+@pytest.mark.parametrize("rscan_bk,rscan_bv", [(32, 16), (16, 64), (0, 32)])
+def test_backward_level_scan_tiles(device, rscan_bk, rscan_bv):
+    """The level scans on tiles of their own (rscan_bk / rscan_bv; 0: the block pass's), apart
+    from the block pass's 16 x 32 and the dq/dv kernels' tiles."""
+    _check_tile_backward(device, 23, scan_bk=16, scan_bv=32, rscan_bk=rscan_bk, rscan_bv=rscan_bv, dv_bk=32,
+                         dv_bv=16, dqk_bk=16, dqk_bv=64)
+    template = tmpl.LogLinearBackward()
+    assert "padded size" in template.check_config({**_config(16), "rscan_bv": 128}, TILE_SHAPE)
+
+
 @pytest.mark.parametrize("chain,first", [(0, 0), (1, 0), (1, 1), (0, 1)])
 def test_backward_dk_with_dv(device, chain, first):
     """dk written by the dv kernel (whole V per program, V ragged), the later-query states summed

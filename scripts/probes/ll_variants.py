@@ -13,10 +13,14 @@ SHAPES = [dict(B=8, T=4096, H=16, K=128, V=128, L=13), dict(B=8, T=4096, H=16, K
           dict(B=2, T=16384, H=16, K=64, V=64, L=15)]
 FWD = [{}, {"num_stages": 2}]
 BWD = [{}, {"num_stages": 1}, {"num_stages": 3}]
-for arg in list(sys.argv[1:]):     # --bwd='[{...}, ...]': these backward variants (the default first)
-    if arg.startswith("--bwd="):
+# --fwd='[{...}, ...]' / --bwd='[...]': only these forward / backward variants (each after the default)
+given = {}
+for arg in list(sys.argv[1:]):
+    if arg.startswith(("--fwd=", "--bwd=")):
         sys.argv.remove(arg)
-        FWD, BWD = [], [{}] + json.loads(arg[len("--bwd="):])
+        given[arg[2:5]] = [{}] + json.loads(arg[6:])
+if given:
+    FWD, BWD = given.get("fwd", []), given.get("bwd", [])
 if "--defaults" in sys.argv:    # only the default configs (the baseline run)
     sys.argv.remove("--defaults")
     FWD, BWD = FWD[:1], BWD[:1]
