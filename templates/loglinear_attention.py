@@ -1153,6 +1153,13 @@ def _slot_args(plan: ChunkPlan, dummy):
     return (plan.slot_seq if plan.table else dummy, plan.slot_chunk if plan.table else dummy)
 
 
+def level_scan_tiles(config) -> tuple[int, int]:
+    """(BK, BV) of the backward's level scans before clipping to K, V: rscan_bk / rscan_bv where
+    set, else (0) the block pass's scan tiles, which spill at 64 x 128 where the scans do not."""
+    return (int(config.get("rscan_bk", 0)) or int(config["scan_bk"]),
+            int(config.get("rscan_bv", 0)) or int(config["scan_bv"]))
+
+
 def _register_cap(config, key: str, x: torch.Tensor) -> dict:
     """Launch options capping a kernel's registers at config[key] (0: none), so more programs fit
     on an SM. The caps are sized for 16-bit tiles; fp32 ones would spill under them."""
@@ -1357,10 +1364,8 @@ def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seql
     dummy = blocks
     cu = cu_seqlens if cu_seqlens is not None else dummy
 
-    # 3: λ-weighted query states of right halves, per level, on their own tiles where rscan_bk /
-    # rscan_bv are set (0: the block pass's scan tiles, which spills at 64 x 128 where these do not)
-    sbk = _tile(K, int(config.get("rscan_bk", 0)) or config["scan_bk"])
-    sbv = _tile(V, int(config.get("rscan_bv", 0)) or config["scan_bv"])
+    # 3: λ-weighted query states of right halves, per level
+    sbk, sbv = (_tile(size, block) for size, block in zip((K, V), level_scan_tiles(config)))
     snv = cdiv(V, sbv)
     rblocks = torch.empty(plan.num_slots, H, K, V, device=device, dtype=block_dtype(q.dtype))
     rdec = torch.empty(plan.num_slots, H, plan.levels, device=device, dtype=torch.float32)
@@ -1539,18 +1544,15 @@ def _estimate(kind: str, config, shape, elt: int) -> tuple[float, int]:
     C, KP, VP, LP = int(config["chunk"]), _pow2(shape["K"]), _pow2(shape["V"]), _pow2(shape["L"])
     stages = max(1, int(config.get("num_stages", 1)))
     dk_with_dv = int(config.get("dk_with_dv", 0))
-    if kind == "scan":
-        bk, bv, warps = min(int(config["scan_bk"]), KP), min(int(config["scan_bv"]), VP), int(config["scan_warps"])
+    if kind in ("scan", "rscan"):     # the block pass; the backward's level scans (rscan)
+        tiles = level_scan_tiles(config) if kind == "rscan" else (int(config["scan_bk"]), int(config["scan_bv"]))
+        bk, bv, warps = min(tiles[0], KP), min(tiles[1], VP), int(config["scan_warps"])
         regs = 4 * bk * bv + elt * C * (bk + bv)
-        if int(config.get("stack_pairs", 0)):    # a second chunk's product and prefetched rows
+        if kind == "scan" and int(config.get("stack_pairs", 0)):    # a second chunk's product and rows
             regs += 4 * bk * bv + elt * C * (bk + bv)
+        if kind == "rscan":
+            stages = max(1, int(config.get("scan_stages", stages)))
         smem = stages * elt * C * (bk + bv)
-    elif kind == "rscan":   # the backward's level scans (their tiles default to the scan tiles)
-        bk = min(int(config.get("rscan_bk", 0)) or int(config["scan_bk"]), KP)
-        bv = min(int(config.get("rscan_bv", 0)) or int(config["scan_bv"]), VP)
-        warps = int(config["scan_warps"])
-        regs = 4 * bk * bv + elt * C * (bk + bv)
-        smem = max(1, int(config.get("scan_stages", stages))) * elt * C * (bk + bv)
     elif kind == "out":
         bv, warps = min(int(config["out_bv"]), VP), int(config["out_warps"])
         regs = 2 * elt * C * KP + elt * C * bv + 3 * 4 * C * C + 4 * C * bv + elt * KP * bv
