@@ -12,7 +12,9 @@ Online softmax in base 2 with log2(e) folded into the score scale. Optional spli
 range over SPLITS programs (partial results in fp32, then ``_fwd_combine_kernel``) for long
 windows with few query blocks. TMA (D >= 128 by default): K, V tiles arrive by tensor-descriptor
 copies on mbarriers instead of per-thread cp.async address math (-20% instructions per key block).
-The row log-sum-exp is saved for backward.
+The row log-sum-exp is saved for backward. ANCHOR: the diagonal blocks run first (online), the
+rest of the window reuses their row max as a fixed reference (no rescale per block), and a program
+whose weights outgrow what the dtype holds redoes its window online (see ``_fwd_kernel``).
 
 Backward (FA2, no atomics): ``_bwd_dq_kernel`` holds one query block and walks its key blocks like
 the forward, and also writes delta = rowsum(dO * O) of its rows (no separate pass over O, dO);
@@ -125,23 +127,30 @@ def _window_mask(s, offs_m, n0, window, BLOCK_N: tl.constexpr):
 
 
 @triton.jit
-def _fwd_softmax_step(acc, l_i, m_i, s, v, qk_scale, PRECISION: tl.constexpr):
-    """One online-softmax update with the scores s of one key block and its values v."""
-    # qk_scale > 0, so the scaled row max is the max scaled; the scale folds into one FMA.
-    m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)
-    p = tl.math.exp2(s * qk_scale - m_new[:, None])
-    alpha = tl.math.exp2(m_i - m_new)
-    l_i = l_i * alpha + tl.sum(p, 1)
-    acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None], input_precision=PRECISION)
-    return acc, l_i, m_new
+def _fwd_softmax_step(acc, l_i, m_i, s, v, qk_scale, PRECISION: tl.constexpr, ANCHORED: tl.constexpr):
+    """One online-softmax update with the scores s of one key block and its values v.
+    ANCHORED: m_i is held fixed (no row max, no rescale of acc and l_i; see ``_fwd_kernel``)."""
+    if ANCHORED:
+        p = tl.math.exp2(s * qk_scale - m_i[:, None])
+        l_i = l_i + tl.sum(p, 1)
+        acc = tl.dot(p.to(v.dtype), v, acc, input_precision=PRECISION)
+        return acc, l_i, m_i
+    else:
+        # qk_scale > 0, so the scaled row max is the max scaled; the scale folds into one FMA.
+        m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)
+        p = tl.math.exp2(s * qk_scale - m_new[:, None])
+        alpha = tl.math.exp2(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None], input_precision=PRECISION)
+        return acc, l_i, m_new
 
 
 @triton.jit
 def _fwd_loop(acc, l_i, m_i, q, k_base, v_base, offs_m, start, end, seq_len, window, qk_scale,
               STRIDE_KV: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
-              MASK: tl.constexpr, BOUNDS: tl.constexpr, PRECISION: tl.constexpr):
+              MASK: tl.constexpr, BOUNDS: tl.constexpr, PRECISION: tl.constexpr, ANCHORED: tl.constexpr = False):
     """Online softmax over key blocks [start, end). MASK: window-mask the scores; BOUNDS: blocks
-    may run past the sequence end (the diagonal range)."""
+    may run past the sequence end (the diagonal range); ANCHORED: the row max held fixed."""
     tile = tl.arange(0, BLOCK_N)[:, None] * STRIDE_KV + tl.arange(0, HEAD_DIM)[None, :]
     # Scalar block pointers advance through the loop; the tile offsets are loop-invariant.
     k_block = k_base + start.to(tl.int64) * STRIDE_KV
@@ -157,7 +166,7 @@ def _fwd_loop(acc, l_i, m_i, q, k_base, v_base, offs_m, start, end, seq_len, win
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION)
         if MASK:
             s = _window_mask(s, offs_m, n0, window, BLOCK_N)
-        acc, l_i, m_i = _fwd_softmax_step(acc, l_i, m_i, s, v, qk_scale, PRECISION)
+        acc, l_i, m_i = _fwd_softmax_step(acc, l_i, m_i, s, v, qk_scale, PRECISION, ANCHORED)
         k_block += BLOCK_N * STRIDE_KV
         v_block += BLOCK_N * STRIDE_KV
     return acc, l_i, m_i
@@ -166,7 +175,7 @@ def _fwd_loop(acc, l_i, m_i, q, k_base, v_base, offs_m, start, end, seq_len, win
 @triton.jit
 def _fwd_fused_loop(acc, l_i, m_i, q, k_src, v_src, kv_row, kv_col, offs_m, start, full_lo, full_hi, end, seq_len,
                     window, qk_scale, STRIDE_KV: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
-                    TMA: tl.constexpr, PRECISION: tl.constexpr):
+                    TMA: tl.constexpr, PRECISION: tl.constexpr, ANCHORED: tl.constexpr = False):
     """``_fwd_loop`` over [start, end) as one loop: the mask is a runtime branch taken only outside
     [full_lo, full_hi), so the software pipeline is not drained between the three ranges.
     TMA: k_src, v_src are [tokens, H * D] tensor descriptors read at (kv_row + key, kv_col); else
@@ -189,7 +198,7 @@ def _fwd_fused_loop(acc, l_i, m_i, q, k_src, v_src, kv_row, kv_col, offs_m, star
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION)
         if (n0 < full_lo) | (n0 >= full_hi):
             s = _window_mask(s, offs_m, n0, window, BLOCK_N)
-        acc, l_i, m_i = _fwd_softmax_step(acc, l_i, m_i, s, v, qk_scale, PRECISION)
+        acc, l_i, m_i = _fwd_softmax_step(acc, l_i, m_i, s, v, qk_scale, PRECISION, ANCHORED)
         if not TMA:
             k_block += BLOCK_N * STRIDE_KV
             v_block += BLOCK_N * STRIDE_KV
@@ -197,10 +206,36 @@ def _fwd_fused_loop(acc, l_i, m_i, q, k_src, v_src, kv_row, kv_col, offs_m, star
 
 
 @triton.jit
+def _fwd_range(acc, l_i, m_i, q, k_src, v_src, kv_row, kv_col, offs_m, start, full_lo, full_hi, end, seq_len,
+               window, qk_scale, STRIDE_KV: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
+               FUSED: tl.constexpr, TMA: tl.constexpr, PRECISION: tl.constexpr, ANCHORED: tl.constexpr):
+    """The key blocks [start, end) of one query block, masked outside [full_lo, full_hi): one
+    pipelined loop (FUSED) or three loops, left edge (window mask), interior (no mask at all) and
+    diagonal (causal mask, sequence end). Without TMA, k_src / v_src point at key 0 of the sequence
+    and kv head."""
+    if FUSED:
+        acc, l_i, m_i = _fwd_fused_loop(acc, l_i, m_i, q, k_src, v_src, kv_row, kv_col, offs_m, start, full_lo,
+                                        full_hi, end, seq_len, window, qk_scale, STRIDE_KV, HEAD_DIM, BLOCK_N, TMA,
+                                        PRECISION, ANCHORED)
+    else:
+        acc, l_i, m_i = _fwd_loop(acc, l_i, m_i, q, k_src, v_src, offs_m, start, tl.minimum(full_lo, end),
+                                  seq_len, window, qk_scale, STRIDE_KV, HEAD_DIM, BLOCK_N, True, False, PRECISION,
+                                  ANCHORED)
+        acc, l_i, m_i = _fwd_loop(acc, l_i, m_i, q, k_src, v_src, offs_m, tl.maximum(full_lo, start),
+                                  tl.minimum(full_hi, end), seq_len, window, qk_scale, STRIDE_KV, HEAD_DIM, BLOCK_N,
+                                  False, False, PRECISION, ANCHORED)
+        acc, l_i, m_i = _fwd_loop(acc, l_i, m_i, q, k_src, v_src, offs_m, tl.maximum(full_hi, start), end,
+                                  seq_len, window, qk_scale, STRIDE_KV, HEAD_DIM, BLOCK_N, True, True, PRECISION,
+                                  ANCHORED)
+    return acc, l_i, m_i
+
+
+@triton.jit
 def _fwd_kernel(q, k, v, o, lse, o_split, lse_split, cu_seqlens, block_table, qk_scale, T, window,
                 HQ: tl.constexpr, H: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
                 BLOCK_N: tl.constexpr, SPLITS: tl.constexpr, FUSED: tl.constexpr, TMA: tl.constexpr,
-                IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr):
+                IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr, ANCHOR: tl.constexpr = False,
+                ANCHOR_LIMIT: tl.constexpr = 0.0):
     G: tl.constexpr = HQ // H
     pid_m, pid_bh, split = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     # The G query heads of one kv head are neighbours in launch order: they share K/V in L2.
@@ -232,20 +267,35 @@ def _fwd_kernel(q, k, v, o, lse, o_split, lse_split, cu_seqlens, block_table, qk
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     m_i = tl.full([BLOCK_M], NEG_BIG, dtype=tl.float32)
-    if FUSED:
-        # One pipelined loop over every key block; only edge blocks take the mask branch.
-        acc, l_i, m_i = _fwd_fused_loop(acc, l_i, m_i, q_tile, k_src, v_src, bos, (pid_bh % H) * HEAD_DIM, offs_m,
-                                        lo, full_lo, full_hi, hi, seq_len, window, qk_scale, STRIDE_KV, HEAD_DIM,
-                                        BLOCK_N, TMA, PRECISION)
+    kv_col = (pid_bh % H) * HEAD_DIM
+    if ANCHOR:
+        # The diagonal blocks first, online: they hold every row's own key, so each row's max
+        # there is one of its real scores. The rest of the window reuses that max as a fixed
+        # reference: no row max, no rescale of acc and l_i per block (a third of the softmax's
+        # instructions). Exact as long as no score lies far above it: p <= l_i bounds every
+        # weight, so l_i <= ANCHOR_LIMIT (what p's cast to the value dtype and acc hold without
+        # overflow) means nothing overflowed; else (a key outweighing the diagonal block's best
+        # by more than that, or non-finite inputs) the program redoes its window online. Weights
+        # far below the reference underflow only where the diagonal's own weight (>= 1 in l_i)
+        # dwarfs them anyway.
+        acc, l_i, m_i = _fwd_range(acc, l_i, m_i, q_tile, k_src, v_src, bos, kv_col, offs_m, full_hi, full_lo,
+                                   full_hi, hi, seq_len, window, qk_scale, STRIDE_KV, HEAD_DIM, BLOCK_N, FUSED, TMA,
+                                   PRECISION, False)
+        acc, l_i, m_i = _fwd_range(acc, l_i, m_i, q_tile, k_src, v_src, bos, kv_col, offs_m, lo, full_lo,
+                                   full_hi, full_hi, seq_len, window, qk_scale, STRIDE_KV, HEAD_DIM, BLOCK_N, FUSED,
+                                   TMA, PRECISION, True)
+        overflow = row_ok & ~(l_i <= ANCHOR_LIMIT)   # also true for NaN
+        if tl.max(overflow.to(tl.int32), 0) > 0:
+            acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+            l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+            m_i = tl.full([BLOCK_M], NEG_BIG, dtype=tl.float32)
+            acc, l_i, m_i = _fwd_range(acc, l_i, m_i, q_tile, k_src, v_src, bos, kv_col, offs_m, lo, full_lo,
+                                       full_hi, hi, seq_len, window, qk_scale, STRIDE_KV, HEAD_DIM, BLOCK_N, FUSED,
+                                       TMA, PRECISION, False)
     else:
-        # Left edge (window mask), interior (no mask at all), diagonal (causal mask, sequence end).
-        acc, l_i, m_i = _fwd_loop(acc, l_i, m_i, q_tile, k_src, v_src, offs_m, lo, tl.minimum(full_lo, hi),
-                                  seq_len, window, qk_scale, STRIDE_KV, HEAD_DIM, BLOCK_N, True, False, PRECISION)
-        acc, l_i, m_i = _fwd_loop(acc, l_i, m_i, q_tile, k_src, v_src, offs_m, tl.maximum(full_lo, lo),
-                                  tl.minimum(full_hi, hi), seq_len, window, qk_scale,
-                                  STRIDE_KV, HEAD_DIM, BLOCK_N, False, False, PRECISION)
-        acc, l_i, m_i = _fwd_loop(acc, l_i, m_i, q_tile, k_src, v_src, offs_m, tl.maximum(full_hi, lo), hi,
-                                  seq_len, window, qk_scale, STRIDE_KV, HEAD_DIM, BLOCK_N, True, True, PRECISION)
+        acc, l_i, m_i = _fwd_range(acc, l_i, m_i, q_tile, k_src, v_src, bos, kv_col, offs_m, lo, full_lo, full_hi,
+                                   hi, seq_len, window, qk_scale, STRIDE_KV, HEAD_DIM, BLOCK_N, FUSED, TMA, PRECISION,
+                                   False)
 
     has_keys = l_i > 0.0   # false only on padding rows and on rows an empty split never saw
     l_i = tl.where(has_keys, l_i, 1.0)
@@ -596,6 +646,13 @@ def _precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
+def anchor_limit(dtype: torch.dtype) -> float:
+    """Largest row sum of weights the anchored forward keeps: its weights reach the second product
+    in the value dtype, fp16 overflows past 65504 (2^15 leaves room), bf16 and fp32 past 2^127
+    (2^64 leaves room for acc = sum of weights * v)."""
+    return 2.0 ** 15 if dtype == torch.float16 else 2.0 ** 64
+
+
 def _check_grid(batch_heads: int) -> None:
     # B * H is the second grid axis (the first holds the many query blocks); CUDA caps it at 65535.
     if batch_heads > 65535:
@@ -651,7 +708,8 @@ def swa_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int, 
     _fwd_kernel[grid](q, k, v, o, lse, o_split, lse_split, cu_seqlens, table, scale * 1.4426950408889634,
                       length, window, HQ=heads_q, H=heads, HEAD_DIM=dim, BLOCK_M=block_m, BLOCK_N=block_n,
                       SPLITS=splits, FUSED=fused, TMA=tma, IS_VARLEN=cu_seqlens is not None,
-                      PRECISION=_precision(q.dtype),
+                      PRECISION=_precision(q.dtype), ANCHOR=bool(config.get("ANCHOR", 0)) and splits == 1,
+                      ANCHOR_LIMIT=anchor_limit(q.dtype),
                       num_warps=config["num_warps"], num_stages=config["num_stages"])
     if splits > 1:
         tokens = batch * length
@@ -827,7 +885,7 @@ class SlidingWindowForward(_SlidingWindowTemplate):
     name = "sliding_window_attention.fwd"
     kernel = "fwd"
     space = {"BLOCK_M": [32, 64, 128, 256], "BLOCK_N": [32, 64, 128], "num_warps": [4, 8],
-             "num_stages": [1, 2, 3, 4], "SPLITS": [1, 2, 4], "FUSED": [0, 1], "TMA": [0, 1]}
+             "num_stages": [1, 2, 3, 4], "SPLITS": [1, 2, 4], "FUSED": [0, 1], "TMA": [0, 1], "ANCHOR": [0, 1]}
 
     def default_config(self, shape: Shape, gpu=None) -> Config:
         dim, length = shape["D"], shape["T"]
@@ -853,7 +911,18 @@ class SlidingWindowForward(_SlidingWindowTemplate):
         while splits < 4 and programs * splits < sms and key_blocks >= 4 * splits:
             splits *= 2
         config["SPLITS"] = splits
+        # The row max anchored on the diagonal blocks (see _fwd_kernel), for whole windows of 4+
+        # key blocks (H100, bf16, probes of rounds 155-156; D = 128 the middle of three interleaved
+        # runs): D = 128 W = 512 B = 8 0.365 -> 0.357 ms, T = 65536 0.774 -> 0.751, GQA W = 4096
+        # 1.66 -> 1.53, D = 256 W = 1024 0.552 -> 0.420; D = 64 W = 128 0.118 -> 0.140, slower:
+        # one key block past the diagonal.
+        config["ANCHOR"] = int(splits == 1 and window >= 4 * config["BLOCK_N"])
         return self.fit(config, dim, gpu, 2)
+
+    def candidates(self, shape: Shape, gpu=None) -> list[Config]:
+        # The online and the anchored loop, the latter also on 32-key blocks (three programs an
+        # SM; round 156: 0.351 vs 0.357 ms at B = 8, slower at T = 65536): TPE draws few of each.
+        return [{"ANCHOR": 0}, {"ANCHOR": 1}, {"ANCHOR": 1, "BLOCK_N": 32}]
 
     @staticmethod
     def shared_memory(config: Config, dim: int, element_size: int = 2) -> int:
@@ -880,6 +949,8 @@ class SlidingWindowForward(_SlidingWindowTemplate):
             return f"accumulator + score tiles need {registers} fp32 registers per thread > {FWD_TILE_REGISTERS}"
         if config.get("TMA", 0) and not config.get("FUSED", 0):
             return "TMA loads are only in the fused key loop (FUSED=1)"
+        if config.get("ANCHOR", 0) and config["SPLITS"] > 1:
+            return "ANCHOR needs each program's whole window (SPLITS=1): a split may miss the diagonal"
         window = min(shape["W"], shape["T"])
         if config["SPLITS"] > 1 and cdiv(window + block_m, block_n) < 2 * config["SPLITS"]:
             return f"window of {window} keys is too short for {config['SPLITS']} splits of {block_n}-key blocks"
@@ -940,6 +1011,11 @@ class SlidingWindowBackward(_SlidingWindowTemplate):
         config.setdefault("TMA", 0)
         config.setdefault("FUSED", 0)
         return self.fit(config, shape["D"], gpu, 2)
+
+    def candidates(self, shape: Shape, gpu=None) -> list[Config]:
+        # A third dK/dV stage: the winner of session 5's 10-trial study at D = 128 (1.205 vs 1.268
+        # ms), which round 160's 6-trial study never drew.
+        return [{"stages_kv": 3}]
 
     @staticmethod
     def shared_memory(config: Config, dim: int, element_size: int = 2) -> tuple[int, int]:

@@ -6,6 +6,7 @@ and the window split. Tolerances (relative Frobenius error): fp32 1e-5, fp16 2e-
 5e-3 backward; bf16 (GPU only) 2e-2 forward and 5e-2 backward.
 """
 import json
+import math
 import os
 import subprocess
 import sys
@@ -35,6 +36,10 @@ SMALL_FWD = [  # square, tall, wide tiles; window split 1, 2, 4; three loops or 
     {"BLOCK_M": 32, "BLOCK_N": 16, "SPLITS": 1, "FUSED": 1, "num_warps": 4, "num_stages": 1},
     {"BLOCK_M": 16, "BLOCK_N": 16, "SPLITS": 2, "FUSED": 1, "TMA": 1, "num_warps": 4, "num_stages": 1},
     {"BLOCK_M": 32, "BLOCK_N": 16, "SPLITS": 1, "FUSED": 1, "TMA": 1, "num_warps": 4, "num_stages": 2},
+    # the row max anchored on the diagonal blocks: three loops, one loop, TMA with wide key tiles
+    {"BLOCK_M": 16, "BLOCK_N": 16, "SPLITS": 1, "FUSED": 0, "ANCHOR": 1, "num_warps": 4, "num_stages": 1},
+    {"BLOCK_M": 32, "BLOCK_N": 16, "SPLITS": 1, "FUSED": 1, "ANCHOR": 1, "num_warps": 4, "num_stages": 2},
+    {"BLOCK_M": 16, "BLOCK_N": 32, "SPLITS": 1, "FUSED": 1, "TMA": 1, "ANCHOR": 1, "num_warps": 4, "num_stages": 1},
 ]
 SMALL_BWD = [  # tall dK/dV tiles, wide dQ tiles; three loops or one fused loop; pointer or TMA loads
     {"BLOCK_M_KV": 16, "BLOCK_N_KV": 32, "warps_kv": 4, "stages_kv": 1,
@@ -85,7 +90,7 @@ def test_forward_matches_reference(device, dtype, window, heads_q, heads):
 
 @pytest.mark.parametrize("config", SMALL_FWD,
                          ids=lambda c: f"{c['BLOCK_M']}x{c['BLOCK_N']}s{c['SPLITS']}{'fused' if c['FUSED'] else ''}"
-                                       f"{'tma' if c.get('TMA') else ''}")
+                                       f"{'tma' if c.get('TMA') else ''}{'anchor' if c.get('ANCHOR') else ''}")
 def test_forward_tiles_edges_and_splits(device, config):
     q, k, v, _ = _inputs(device, torch.float32)
     for window in (7, 20):   # interior range empty / non-empty for 16-wide tiles
@@ -93,6 +98,32 @@ def test_forward_tiles_edges_and_splits(device, config):
         o_ref, lse_ref = sliding_window_attention_ref(q, k, v, window, scale=0.3)
         assert_close(f"o W={window}", o, o_ref, 1e-5)
         assert_close(f"lse W={window}", lse, lse_ref, 1e-5)
+
+
+@pytest.mark.parametrize("dtype, key_norm", [
+    (torch.float16, 20.0),    # weights up to ~2^40 past the diagonal's: overflow fp16, redone online
+    (torch.float32, 20.0),    # the same weights kept by the anchored sums (limit 2^64)
+    (torch.float32, 100.0),   # ~2^190: would overflow fp32, redone online
+])
+@pytest.mark.parametrize("fused", [0, 1])
+def test_forward_anchor_outlying_scores(device, dtype, key_norm, fused):
+    """A key far outscoring every later row's diagonal block: the anchored forward keeps weights
+    under its limit and redoes a window online past it; both match the reference."""
+    q, k, v, _ = _inputs(device, torch.float32, heads_q=2, heads=2)
+    direction = torch.zeros(32, device=device)
+    direction[0] = 1.0
+    q = q + 3.0 * direction                       # every query leans towards one direction
+    k[:, 3] = key_norm * direction                # key 3 points along it
+    q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
+    scale, window = 0.3, 40
+    gaps = scale * (q.double()[:, 16:43] @ k.double()[:, 3, None].transpose(-1, -2)) / math.log(2)
+    assert gaps.max() > 15.0   # past fp16's limit (2^15), in base 2
+    config = {"BLOCK_M": 16, "BLOCK_N": 16, "SPLITS": 1, "FUSED": fused, "ANCHOR": 1, "num_warps": 4,
+              "num_stages": 1}
+    o, lse = swa_forward(q, k, v, window, scale, None, config)
+    o_ref, lse_ref = sliding_window_attention_ref(q, k, v, window, scale=scale)
+    assert_close("o", o, o_ref, FWD_TOL[dtype])
+    assert_close("lse", lse, lse_ref, 1e-5)
 
 
 def test_custom_scale_and_noncontiguous_inputs(device):
