@@ -38,5 +38,6 @@ __all__ = sorted(_OPS)
 def __getattr__(name: str):
     if name in _OPS:
         module = importlib.import_module(f"kernelgen.ops.{_OPS[name]}")
-        return getattr(module, name)
+        value = globals()[name] = getattr(module, name)   # later lookups skip this hook (host time a call)
+        return value
     raise AttributeError(f"module 'kernelgen' has no attribute {name!r}")

@@ -119,7 +119,7 @@ def _torch_stream(device_index: int) -> Any:
     """torch's current stream on ``device_index`` as a CuPy stream object (cached per pointer)."""
     import cupy
     import torch
-    pointer = torch.cuda.current_stream(device_index).cuda_stream
+    pointer = torch._C._cuda_getCurrentRawStream(device_index)   # no Stream object: host time a launch
     key = (device_index, pointer)
     stream = _streams.get(key)
     if stream is None:

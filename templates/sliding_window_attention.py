@@ -774,7 +774,8 @@ _decode_workspaces: dict = {}
 
 
 def _decode_workspace(device: torch.device, counters: int, floats: int) -> tuple[torch.Tensor, torch.Tensor]:
-    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
+    # The raw stream handle: torch.cuda.current_stream builds a Stream object (~10 us a call).
+    stream = torch._C._cuda_getCurrentRawStream(device.index) if device.type == "cuda" else 0
     key = (device, stream)
     found = _decode_workspaces.get(key)
     if found is None or found[0].numel() < counters or found[1].numel() < floats:
