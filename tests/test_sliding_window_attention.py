@@ -50,6 +50,11 @@ SMALL_BWD = [  # tall dK/dV tiles, wide dQ tiles; three loops or one fused loop;
 SMALL_BWD = [{**config, "FUSED": fused, "TMA": tma} for tma in (0, 1) for fused in (0, 1) for config in SMALL_BWD]
 
 
+def _fwd_id(config):
+    return (f"{config['BLOCK_M']}x{config['BLOCK_N']}s{config['SPLITS']}{'fused' if config['FUSED'] else ''}"
+            f"{'tma' if config.get('TMA') else ''}{'anchor' if config.get('ANCHOR') else ''}")
+
+
 def _bwd_id(config):
     return (f"{config['BLOCK_M_KV']}x{config['BLOCK_N_KV']}-{config['BLOCK_M_Q']}x{config['BLOCK_N_Q']}"
             f"{'fused' if config['FUSED'] else ''}{'tma' if config['TMA'] else ''}")
@@ -89,8 +94,7 @@ def test_forward_matches_reference(device, dtype, window, heads_q, heads):
 
 
 @pytest.mark.parametrize("config", SMALL_FWD,
-                         ids=lambda c: f"{c['BLOCK_M']}x{c['BLOCK_N']}s{c['SPLITS']}{'fused' if c['FUSED'] else ''}"
-                                       f"{'tma' if c.get('TMA') else ''}{'anchor' if c.get('ANCHOR') else ''}")
+                         ids=_fwd_id)
 def test_forward_tiles_edges_and_splits(device, config):
     q, k, v, _ = _inputs(device, torch.float32)
     for window in (7, 20):   # interior range empty / non-empty for 16-wide tiles
@@ -220,12 +224,14 @@ def test_varlen_small_tiles(device):
         assert_close(name, grad, ref, 1e-5)
 
 
-def test_varlen_tma_loads_stay_in_their_sequence(device):
+@pytest.mark.parametrize("config", [c for c in SMALL_FWD if c.get("TMA") or c.get("ANCHOR")],
+                         ids=_fwd_id)
+def test_varlen_tma_and_anchored_loops_stay_in_their_sequence(device, config):
     # One [tokens, H * D] descriptor serves every sequence: keys past a sequence's end (the next
-    # sequence's rows, or zero fill at the tensor's end) must be masked out.
+    # sequence's rows, or zero fill at the tensor's end) must be masked out; the anchored loop's
+    # diagonal blocks are the sequence's own.
     q, k, v, _ = (x[:1] for x in _inputs(device, torch.float32))
     cu = torch.tensor([0, 3, 40, 45], dtype=torch.int64, device=device)
-    config = SMALL_FWD[-1]
     o, lse = swa_forward(q, k, v, 18, 32 ** -0.5, cu, config)
     o_ref, lse_ref = sliding_window_attention_ref(q, k, v, 18, cu_seqlens=cu)
     assert_close("o", o, o_ref, 1e-5)
