@@ -119,7 +119,8 @@ def _torch_stream(device_index: int) -> Any:
     """torch's current stream on ``device_index`` as a CuPy stream object (cached per pointer)."""
     import cupy
     import torch
-    pointer = torch._C._cuda_getCurrentRawStream(device_index)   # no Stream object: host time a launch
+    from kernelgen.launch import current_stream_handle
+    pointer = current_stream_handle(torch.device("cuda", device_index))
     key = (device_index, pointer)
     stream = _streams.get(key)
     if stream is None:

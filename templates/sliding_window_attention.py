@@ -35,7 +35,7 @@ import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from kernelgen.launch import cdiv, tma_loads, next_pow2
+from kernelgen.launch import cdiv, current_stream_handle, tma_loads, next_pow2
 from kernelgen.reference import sliding_window_attention as reference
 from kernelgen.template import DTYPES, Config, Shape, Template, Tensors
 from kernelgen.templates import register
@@ -774,9 +774,7 @@ _decode_workspaces: dict = {}
 
 
 def _decode_workspace(device: torch.device, counters: int, floats: int) -> tuple[torch.Tensor, torch.Tensor]:
-    # The raw stream handle: torch.cuda.current_stream builds a Stream object (~10 us a call).
-    stream = torch._C._cuda_getCurrentRawStream(device.index) if device.type == "cuda" else 0
-    key = (device, stream)
+    key = (device, current_stream_handle(device))
     found = _decode_workspaces.get(key)
     if found is None or found[0].numel() < counters or found[1].numel() < floats:
         size = max(counters, 0 if found is None else found[0].numel())

@@ -253,3 +253,7 @@ def test_next_pow2_is_tritons_next_power_of_2():
     import triton
     from kernelgen.launch import next_pow2
     assert all(next_pow2(n) == triton.next_power_of_2(n) for n in range(-3, 5000))
+
+
+def test_current_stream_handle_is_zero_off_cuda():
+    assert launch.current_stream_handle(torch.device("cpu")) == 0
