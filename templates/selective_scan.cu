@@ -467,9 +467,12 @@ struct KgRowRaw {
 // L 4096, N 16 that is 4.3 GB through L2). Here a thread owns one channel (or 1/kSplit of its
 // states) and walks L step by step with its states in registers: no scan, no shuffles but the
 // kSplit-lane sum of y, and the block's channels share each chunk of B/C staged once in shared
-// memory (read back as broadcasts). Per (step, state): one ex2, two multiplies, two FMAs, so the
-// exp unit is the bound; the parallelism is batch * dim * kSplit threads, each with kS
-// independent chains a step (enough ILP for one or two warps per scheduler).
+// memory (read back as broadcasts). B/C come packed to fp32 by pack_bc (templates/selective_scan.py,
+// [batch, G, l_pad, 2, NP], the backwards' input too), so a chunk is one contiguous run copied by
+// cp.async: no registers held for it, no conversions, no bounds clamps. Per (step, state): one
+// ex2, two multiplies, two FMAs, so the exp unit is the bound; the parallelism is
+// batch * dim * kSplit threads, each with kS independent chains a step (enough ILP for one or two
+// warps per scheduler).
 //
 // Template parameters: kN states; kSplit threads per channel (a power of two <= 32, dividing kN);
 // kThreads per block (channels per block = kThreads / kSplit, all of one group); kChunk steps of
@@ -566,13 +569,42 @@ __device__ __forceinline__ void kg_per_channel(const float (&in)[kItems], float 
     }
 }
 
-template <typename InT, typename WT, int kN, int kSplit, int kThreads, int kChunk, int kPoly, int kMinBlocks>
+// Asynchronous 16-byte copies global -> shared (cp.async, sm_80+) for the staging of B/C: no
+// registers held and no conversion on the way. `inside` false zero-fills the 16 bytes (the source
+// address must still be valid). Elsewhere (older GPUs, the CPU emulation) a plain copy.
+__device__ __forceinline__ void kg_copy_async16(float* smem, const float* gmem, bool inside) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    unsigned int dst;
+    asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(dst) : "l"(smem));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(gmem), "r"(inside ? 16 : 0)
+                 : "memory");
+#else
+    for (int i = 0; i < 4; ++i) smem[i] = inside ? gmem[i] : 0.f;
+#endif
+}
+
+__device__ __forceinline__ void kg_copy_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void kg_copy_async_wait_all() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group 0;" ::: "memory");
+#endif
+}
+
+// The packed B/C row stride of `pack_bc` (templates/selective_scan.py): N rounded up to a power
+// of two, at least 2.
+__host__ __device__ constexpr int kg_packed_states(int n) { return n <= 2 ? 2 : kg_pow2_ceil(n); }
+
+template <typename InT, int kN, int kSplit, int kThreads, int kChunk, int kPoly, int kMinBlocks>
 __global__ void __launch_bounds__(kThreads, kMinBlocks)
 selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
                                   const typename InT::storage* __restrict__ delta,
                                   const float* __restrict__ A,                  // [dim, N]
-                                  const typename WT::storage* __restrict__ Bm,  // [batch, G, N, L]
-                                  const typename WT::storage* __restrict__ Cm,  // [batch, G, N, L]
+                                  const float* __restrict__ bc,                 // [batch or 1, G, l_pad, 2, NP]
                                   const float* __restrict__ D,                  // [dim] or null
                                   const typename InT::storage* __restrict__ z,  // [batch, dim, L] or null
                                   const float* __restrict__ delta_bias,         // [dim] or null
@@ -580,18 +612,21 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
                                   typename InT::storage* __restrict__ out,      // [batch, dim, L]
                                   float* __restrict__ last_state,               // [batch, dim, N] or null
                                   float* __restrict__ checkpoints,              // [batch, dim, n_ckpt, N] or null
-                                  int dim, int L, int groups, int delta_softplus, int ckpt_steps) {
+                                  int dim, int L, int groups, int l_pad, int bc_broadcast, int delta_softplus,
+                                  int ckpt_steps) {
     static_assert(kN % kSplit == 0 && (kSplit & (kSplit - 1)) == 0 && kSplit <= 32, "kSplit: power of 2 dividing N");
     static_assert(kThreads % 32 == 0 && kThreads % kSplit == 0, "kThreads: whole warps and channels");
     static_assert(kChunk % 8 == 0, "kChunk: a multiple of the 8-step sub-chunk");
     constexpr int kS = kN / kSplit;              // states per thread
     constexpr int kItems = 8;                    // steps per sub-chunk (one 16-byte bf16 vector)
     constexpr int kChannels = kThreads / kSplit;
-    constexpr int kStage = 2 * kN * kChunk;      // B and C values of one chunk
-    constexpr int kStagePerThread = (kStage + kThreads - 1) / kThreads;
+    constexpr int kNP = kg_packed_states(kN);
+    constexpr int kStepFloats = 2 * kNP;         // one packed step: B then C
+    constexpr int kVectors = kChunk * kStepFloats / 4;
+    constexpr int kVectorsPerThread = (kVectors + kThreads - 1) / kThreads;
     typedef KgRowIO<InT, kItems> InIO;
-    // [buffer][step][B, C][state]: a thread reads its kS consecutive states of one step.
-    __shared__ __align__(16) float bc_smem[2][kChunk][2][kN];
+    // [buffer][step][B, C][state], the packed rows as they are in memory.
+    __shared__ __align__(16) float bc_smem[2][kChunk * kStepFloats];
 
     const int tid = (int)threadIdx.x;
     const int part = tid % kSplit;
@@ -606,7 +641,8 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
     const int d = g * dpg + (active ? d_local : dpg - 1);
     const long long row = (long long)b * dim + d;
     const KgForwardRow<InT, kItems> io(u, delta, z, out, D, delta_bias, row, d, L);
-    const long long bc_offset = ((long long)b * groups + g) * kN * (long long)L;
+    const long long bc_floats = (long long)l_pad * kStepFloats;     // one (batch, group)'s rows
+    const float* __restrict__ bc_rows = bc + ((long long)(bc_broadcast ? 0 : b) * groups + g) * bc_floats;
     const int s0 = part * kS;
     const int n_ckpt = (L + ckpt_steps - 1) / (ckpt_steps > 0 ? ckpt_steps : 1);
 
@@ -617,35 +653,25 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
         h[s] = initial_state ? initial_state[row * kN + s0 + s] : 0.f;
     }
 
-    // Stage one chunk of B/C: element e = ((which * kN) + n) * kChunk + t, t fastest, so a warp's
-    // global reads run along L; out of range (t >= L) stages 0, which keeps padded steps inert.
-    // Loads are unconditional (clamped to a valid address) with the range applied afterwards, so
-    // all of a thread's loads are in flight at once (a load under a branch is waited on there).
-    typename WT::storage staged[kStagePerThread];
-    auto fetch = [&](int chunk_start) {
+    // One chunk of packed B/C into a buffer, straight from global memory (padding steps of the
+    // packed rows are zeros; a chunk running past l_pad is zero-filled), as one commit group.
+    auto stage = [&](int buffer, int chunk_start) {
+        const long long first = (long long)chunk_start * kStepFloats;
 #pragma unroll
-        for (int k = 0; k < kStagePerThread; ++k) {
-            const int e = k * kThreads + tid < kStage ? k * kThreads + tid : 0;
-            const int t = e % kChunk, n = (e / kChunk) % kN, which = e / (kChunk * kN);
-            const int l = chunk_start + t;
-            const long long at = bc_offset + (long long)n * L + (l < L ? l : L - 1);
-            staged[k] = (which ? Cm : Bm)[at];
-        }
-    };
-    auto deposit = [&](int buffer, int chunk_start) {
-#pragma unroll
-        for (int k = 0; k < kStagePerThread; ++k) {
-            const int e = k * kThreads + tid;
-            if (e < kStage) {
-                const int t = e % kChunk, n = (e / kChunk) % kN, which = e / (kChunk * kN);
-                bc_smem[buffer][t][which][n] = chunk_start + t < L ? WT::to_float(staged[k]) : 0.f;
+        for (int k = 0; k < kVectorsPerThread; ++k) {
+            const int v = k * kThreads + tid;
+            if (kVectors % kThreads == 0 || v < kVectors) {
+                const long long at = first + 4LL * v;
+                const bool inside = at < bc_floats;
+                kg_copy_async16(&bc_smem[buffer][4 * v], bc_rows + (inside ? at : 0), inside);
             }
         }
+        kg_copy_async_commit();
     };
 
     if (L > 0) {
-        fetch(0);
-        deposit(0, 0);
+        stage(0, 0);
+        kg_copy_async_wait_all();
     }
     __syncthreads();
     // The next 8 steps' delta/u/z are loaded one sub-chunk ahead: with one warp per scheduler
@@ -657,12 +683,13 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
         Raw::load(io.u, L, io.u_vec, u_next);
         if (io.z) Raw::load(io.z, L, io.z_vec, z_next);
     }
+    int ckpt_countdown = 0;                      // steps to the next checkpoint (a multiple of 8)
 #pragma unroll 1
     for (int t0 = 0; t0 < L; t0 += kItems) {
         const int sub = t0 % kChunk;
         const int buffer = (t0 / kChunk) & 1;
         const bool next_chunk = t0 - sub + kChunk < L;
-        if (sub == 0 && next_chunk) fetch(t0 + kChunk);        // in flight during this chunk
+        if (sub == 0 && next_chunk) stage(buffer ^ 1, t0 + kChunk);   // in flight during this chunk
         const int valid = L - t0;
         float dt[kItems], uu[kItems], zz[kItems], y[kItems];
 #pragma unroll
@@ -676,10 +703,16 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
             Raw::load(io.u + t0 + kItems, valid - kItems, io.u_vec, u_next);
             if (io.z) Raw::load(io.z + t0 + kItems, valid - kItems, io.z_vec, z_next);
         }
-        if (checkpoints && active && t0 % ckpt_steps == 0) {
-            float* at = checkpoints + (row * n_ckpt + t0 / ckpt_steps) * kN + s0;
+        if (checkpoints) {
+            if (ckpt_countdown == 0) {
+                if (active) {
+                    float* at = checkpoints + (row * n_ckpt + t0 / ckpt_steps) * kN + s0;
 #pragma unroll
-            for (int s = 0; s < kS; ++s) at[s] = h[s];
+                    for (int s = 0; s < kS; ++s) at[s] = h[s];
+                }
+                ckpt_countdown = ckpt_steps;
+            }
+            ckpt_countdown -= kItems;
         }
         // All 8 steps' dt first (their softplus chains overlap), then the states.
         float step[kItems], step_u[kItems];
@@ -689,38 +722,38 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
 #pragma unroll
             for (int i = 0; i < kItems; ++i) step[i] = dt[i] + io.bias;
         }
+        if (valid < kItems) {                            // the last, partial sub-chunk only
 #pragma unroll
-        for (int i = 0; i < kItems; ++i) {
-            step[i] = i < valid ? step[i] : 0.f;       // past L: decay 1, input 0
-            step_u[i] = step[i] * uu[i];
+            for (int i = 0; i < kItems; ++i) step[i] = i < valid ? step[i] : 0.f;   // past L: decay 1, input 0
         }
 #pragma unroll
+        for (int i = 0; i < kItems; ++i) step_u[i] = step[i] * uu[i];
+#pragma unroll
         for (int i = 0; i < kItems; ++i) {
-            const float* bc = &bc_smem[buffer][sub + i][0][s0];
+            const float* bcs = &bc_smem[buffer][(sub + i) * kStepFloats + s0];
             // B_t, C_t of the thread's states, read as 16-byte vectors when they are whole ones
-            // (one LDS.128 per 4 states, not 4 scalar loads; 1.5% on the H100: the loop is bound
-            // by the recurrence's dependency stalls, not by the MIO queue it shares with the exps).
-            float b[kS], c[kS];
+            // (one LDS.128 per 4 states, not 4 scalar loads).
+            float bs[kS], cs[kS];
             if constexpr (kS % 4 == 0) {
 #pragma unroll
                 for (int v = 0; v < kS / 4; ++v) {
-                    const float4 bv = reinterpret_cast<const float4*>(bc)[v];
-                    const float4 cv = reinterpret_cast<const float4*>(bc + kN)[v];
-                    b[4 * v] = bv.x; b[4 * v + 1] = bv.y; b[4 * v + 2] = bv.z; b[4 * v + 3] = bv.w;
-                    c[4 * v] = cv.x; c[4 * v + 1] = cv.y; c[4 * v + 2] = cv.z; c[4 * v + 3] = cv.w;
+                    const float4 bv = reinterpret_cast<const float4*>(bcs)[v];
+                    const float4 cv = reinterpret_cast<const float4*>(bcs + kNP)[v];
+                    bs[4 * v] = bv.x; bs[4 * v + 1] = bv.y; bs[4 * v + 2] = bv.z; bs[4 * v + 3] = bv.w;
+                    cs[4 * v] = cv.x; cs[4 * v + 1] = cv.y; cs[4 * v + 2] = cv.z; cs[4 * v + 3] = cv.w;
                 }
             } else {
 #pragma unroll
-                for (int s = 0; s < kS; ++s) { b[s] = bc[s]; c[s] = bc[kN + s]; }
+                for (int s = 0; s < kS; ++s) { bs[s] = bcs[s]; cs[s] = bcs[kNP + s]; }
             }
             float y0 = 0.f, y1 = 0.f;                   // two sums: halves the FMA chain
 #pragma unroll
             for (int s = 0; s < kS; ++s) {
                 const float arg = step[i] * A2[s];
                 const float decay = s < kPoly ? kg_exp2_poly(arg) : kg_exp2(arg);
-                h[s] = fmaf(decay, h[s], step_u[i] * b[s]);
-                if (s % 2 == 0) y0 = fmaf(c[s], h[s], y0);
-                else y1 = fmaf(c[s], h[s], y1);
+                h[s] = fmaf(decay, h[s], step_u[i] * bs[s]);
+                if (s % 2 == 0) y0 = fmaf(cs[s], h[s], y0);
+                else y1 = fmaf(cs[s], h[s], y1);
             }
             y[i] = y0 + y1;                              // this thread's states' share of y_t
         }
@@ -761,8 +794,8 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
             if (active && part == 0) InIO::store(io.out + t0, valid, io.out_vec, y);
         }
         if ((sub + kItems == kChunk || t0 + kItems >= L) && next_chunk) {
-            deposit(buffer ^ 1, t0 - sub + kChunk);   // the other buffer: last read a chunk ago
-            __syncthreads();
+            kg_copy_async_wait_all();                // this thread's copies of the next chunk
+            __syncthreads();                         // everyone's, and this buffer's reads done
         }
     }
     if (last_state && active) {
@@ -770,6 +803,7 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
         for (int s = 0; s < kS; ++s) last_state[row * kN + s0 + s] = h[s];
     }
 }
+
 
 // ---------------------------------------------------------------------------------------------
 // Backward scan. With dy = dout * silu(z) and G_t = dL/dh_t (per state), running backwards:
@@ -1087,7 +1121,7 @@ selective_scan_bwd_channel_kernel(const typename InT::storage* __restrict__ u,  
     static_assert(kThreads % 32 == 0 && kThreads % kSplit == 0, "kThreads: whole warps and channels");
     constexpr int kSeg = 64;                        // CHECKPOINT_STEPS
     static_assert(kSeg % kSteps == 0 && (kSteps & (kSteps - 1)) == 0, "kSteps: a power of two dividing 64");
-    constexpr int kNP = kN <= 2 ? 2 : kg_pow2_ceil(kN);   // pack_bc's padded N
+    constexpr int kNP = kg_packed_states(kN);
     constexpr int kS = kN / kSplit;
     constexpr int kWarps = kThreads / 32;
     constexpr int kChannels = kThreads / kSplit;

@@ -152,12 +152,28 @@ def chunk_count(config: Mapping[str, Any], length: int) -> int:
 # 0.627 / 0.684, poly 1-2 slower (0.92-0.97: the loop is issue-bound, not exp-bound). Round 34 (B/C
 # read as 16-byte vectors): chunk 16 0.572, 32 0.600 (fewer staged registers), split 4 0.91-1.03.
 # Round 37 (softplus once per channel, shared by shuffles): split 2 chunk 8 0.534, chunk 16 0.560.
-CHANNEL_DEFAULTS = {"split": 2, "chunk": 8, "poly": 0}
+# Round 168 (B/C copied from pack_bc's fp32 rows by cp.async, nothing held in registers): chunk 8
+# 0.517, 32 0.500, 64 0.499; poly 1 0.531; 256 threads 0.533, 64 threads 0.499.
+CHANNEL_DEFAULTS = {"split": 2, "chunk": 64, "poly": 0}
+
+
+def packed_states(n_states: int) -> int:
+    """pack_bc's padded N: the row stride of the packed B/C the channel-layout kernels read."""
+    return max(2, 1 << max(0, n_states - 1).bit_length())
 
 
 def channel_shared_bytes(n_states: int, chunk: int) -> int:
-    """Static shared memory of the channel-layout forward: two buffers of a chunk's B and C."""
-    return 4 * 2 * chunk * 2 * n_states
+    """Static shared memory of the channel-layout forward: two buffers of a chunk's packed B and C."""
+    return 4 * 2 * chunk * 2 * packed_states(n_states)
+
+
+def channel_default_chunk(n_states: int) -> int:
+    """CHANNEL_DEFAULTS' chunk, halved until its two buffers fit the static shared memory (one
+    barrier per chunk: at the H100 target 64 steps take 0.499 ms, 8 steps 0.517)."""
+    chunk = CHANNEL_DEFAULTS["chunk"]
+    while chunk > 8 and channel_shared_bytes(n_states, chunk) > _STATIC_SHARED_BYTES:
+        chunk //= 2
+    return chunk
 
 
 def bwd_shared_bytes(warps: int, n_states: int, items: int) -> int:
@@ -177,7 +193,7 @@ def bwd_channel_shared_bytes(n_states: int, split: int, threads: int, steps: int
     """Static shared memory of the channel-layout backward: a checkpoint segment of B/C (N padded
     as pack_bc pads it), the state entering each group of ``steps``, the segment's dt and dt * u
     and the group's dy per channel, and the warps' column sums."""
-    n_pad = max(2, 1 << max(0, n_states - 1).bit_length())
+    n_pad = packed_states(n_states)
     left, _ = bwd_channel_column_sums(n_states, split)
     channels = threads // split
     return 4 * (CHECKPOINT_STEPS * 2 * n_pad + CHECKPOINT_STEPS // steps * (n_states // split) * threads
@@ -247,7 +263,8 @@ def cuda_default_config(shape: Mapping[str, int], kernel: str | None = None) -> 
         threads = 128
         while threads > 32 and threads // split > per_group:
             threads //= 2
-        return {"layout": "channel", "threads": threads, "occupancy": 8, **CHANNEL_DEFAULTS, "split": split}
+        return {"layout": "channel", "threads": threads, "occupancy": 8, **CHANNEL_DEFAULTS, "split": split,
+                "chunk": channel_default_chunk(n_states)}
     return warp_fwd_default_config(shape)
 
 
@@ -309,7 +326,8 @@ def cuda_check_config(config: Mapping[str, Any], shape: Mapping[str, int], kerne
     if occupancy not in (8, 16):
         return f"occupancy must be 8 or 16 warps per SM; got {occupancy!r}"
     if layout == "channel":
-        split, chunk, poly = (config.get(k, CHANNEL_DEFAULTS[k]) for k in ("split", "chunk", "poly"))
+        split, poly = (config.get(k, CHANNEL_DEFAULTS[k]) for k in ("split", "poly"))
+        chunk = config.get("chunk", channel_default_chunk(n_states))
         if not _is_pow2(split) or split > 32 or n_states % split:
             return f"split must be a power of two <= 32 dividing N={n_states}; got {split!r}"
         if n_states // split > MAX_STATES_PER_THREAD:
@@ -393,10 +411,11 @@ def fwd_name_expression(in_dtype: torch.dtype, bc_dtype: torch.dtype, n_states: 
             f"{n_states}, {warps}, {items}, {unroll}, {min_blocks}>")
 
 
-def fwd_channel_name_expression(in_dtype: torch.dtype, bc_dtype: torch.dtype, n_states: int, split: int,
-                                threads: int, chunk: int, poly: int, occupancy: int = 8) -> str:
+def fwd_channel_name_expression(in_dtype: torch.dtype, n_states: int, split: int, threads: int, chunk: int,
+                                poly: int, occupancy: int = 8) -> str:
+    """The channel-layout forward reads B/C packed to fp32 (pack_bc), so only u's type is a parameter."""
     min_blocks = max(1, occupancy // (threads // 32))
-    return (f"selective_scan_fwd_channel_kernel<{_type_name(in_dtype, 'u')}, {_type_name(bc_dtype, 'B')}, "
+    return (f"selective_scan_fwd_channel_kernel<{_type_name(in_dtype, 'u')}, "
             f"{n_states}, {split}, {threads}, {chunk}, {poly}, {min_blocks}>")
 
 
@@ -437,11 +456,12 @@ def selective_scan_fwd_cuda(config: Mapping[str, Any], u: torch.Tensor, delta: t
                             delta_bias: torch.Tensor | None, delta_softplus: bool,
                             initial_state: torch.Tensor | None, out: torch.Tensor,
                             last_state: torch.Tensor | None, chunk_states: torch.Tensor | None = None,
-                            checkpoints: torch.Tensor | None = None) -> None:
+                            checkpoints: torch.Tensor | None = None, BC: torch.Tensor | None = None) -> None:
     """y = selective scan of u (see module docstring) into ``out``; final state into ``last_state``;
     the state entering each chunk into ``chunk_states`` when given (warp layout), and every
     CHECKPOINT_STEPS-th state into ``checkpoints`` (either layout; the channel and Triton backwards'
-    input)."""
+    input). The channel layout reads B and C packed by ``selective_scan.pack_bc`` (``BC``, packed
+    here when not given)."""
     batch, dim, length = u.shape
     groups, n_states = (B.shape[1], B.shape[2]) if B.dim() == 4 else (1, B.shape[1])
     for name, tensor in (("u", u), ("delta", delta), ("z", z), ("out", out)):
@@ -458,7 +478,11 @@ def selective_scan_fwd_cuda(config: Mapping[str, Any], u: torch.Tensor, delta: t
     if layout == "channel":
         if chunk_states is not None:
             raise ValueError("the channel layout writes checkpoints (keyword checkpoints), not chunk_states")
-        _launch_fwd_channel(config, shape, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+        if BC is None:
+            from .selective_scan import pack_bc   # (that module imports this one)
+            BC = pack_bc(B if B.dim() == 4 else B.unsqueeze(1), C if C.dim() == 4 else C.unsqueeze(1),
+                         packed_states(n_states))
+        _launch_fwd_channel(config, shape, u, delta, A, BC, D, z, delta_bias, delta_softplus,
                             initial_state, out, last_state, checkpoints)
         return
     if layout != "warp":
@@ -490,14 +514,15 @@ def _channel_launch_config(config_items: tuple, shape_items: tuple) -> tuple[dic
     config, shape = dict(config_items), dict(shape_items)
     defaults = cuda_default_config(shape, "fwd")
     if defaults["layout"] != "channel":
-        defaults = {"threads": 128, "occupancy": 8, **CHANNEL_DEFAULTS}
+        defaults = {"threads": 128, "occupancy": 8, **CHANNEL_DEFAULTS, "chunk": channel_default_chunk(shape["N"])}
     config = {k: config.get(k, defaults[k]) for k in ("threads", "occupancy", "split", "chunk", "poly")}
     return config, cuda_check_config({**config, "layout": "channel"}, shape, "fwd")
 
 
-def _launch_fwd_channel(config, shape, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+def _launch_fwd_channel(config, shape, u, delta, A, BC, D, z, delta_bias, delta_softplus,
                         initial_state, out, last_state, checkpoints) -> None:
     batch, dim, length, n_states, groups = (shape[k] for k in ("batch", "dim", "L", "N", "G"))
+    l_pad, broadcast = _check_packed_bc(BC, batch, groups, n_states, length)
     config, reason = _channel_launch_config(tuple(sorted(config.items())), tuple(sorted(shape.items())))
     if reason is not None:
         raise ValueError(f"selective_scan_fwd_cuda: config {config} cannot run {shape}: {reason}")
@@ -505,13 +530,26 @@ def _launch_fwd_channel(config, shape, u, delta, A, B, C, D, z, delta_bias, delt
     threads = int(config["threads"])
     channels_per_block = threads // int(config["split"])
     grid = (batch * groups * math.ceil(dim // groups / channels_per_block),)
-    expression = fwd_channel_name_expression(u.dtype, B.dtype, n_states, int(config["split"]), threads,
+    expression = fwd_channel_name_expression(u.dtype, n_states, int(config["split"]), threads,
                                              int(config["chunk"]), int(config["poly"]), int(config["occupancy"]))
     p, i = cuda_jit.pointer, cuda_jit.i32
-    args = (p(u), p(delta), p(A), p(B), p(C), p(D), p(z), p(delta_bias), p(initial_state), p(out),
-            p(last_state), p(checkpoints), i(dim), i(length), i(groups), i(int(bool(delta_softplus))),
-            i(ckpt_steps))
+    args = (p(u), p(delta), p(A), p(BC), p(D), p(z), p(delta_bias), p(initial_state), p(out),
+            p(last_state), p(checkpoints), i(dim), i(length), i(groups), i(l_pad), i(int(broadcast)),
+            i(int(bool(delta_softplus))), i(ckpt_steps))
     cuda_jit.launch(SOURCE, expression, grid, (threads,), args, device=u.device)
+
+
+def _check_packed_bc(BC: torch.Tensor, batch: int, groups: int, n_states: int, length: int) -> tuple[int, bool]:
+    """(l_pad, broadcast over the batch) of pack_bc's fp32 [batch, G, L_pad, 2, N_pad], or ValueError."""
+    want_pad = packed_states(n_states)
+    if BC.dim() != 5 or BC.dtype != torch.float32 or BC.shape[4] != want_pad or BC.shape[3] != 2 \
+            or BC.shape[2] % CHECKPOINT_STEPS or BC.shape[2] < length or BC.shape[0] != batch or BC.shape[1] != groups:
+        raise ValueError(f"BC must be pack_bc's fp32 [batch={batch}, G={groups}, L_pad, 2, {want_pad}] with L_pad a "
+                         f"multiple of {CHECKPOINT_STEPS} >= L={length}; got {BC.dtype} {list(BC.shape)}")
+    if batch and (not BC[0].is_contiguous() or BC.stride(0) not in (0, BC[0].numel()) or BC.data_ptr() % 16):
+        raise ValueError(f"BC must be contiguous (or broadcast over the batch) and 16-byte aligned; got strides "
+                         f"{tuple(BC.stride())}")
+    return BC.shape[2], batch > 1 and BC.stride(0) == 0
 
 
 def _checkpoint_steps(checkpoints: torch.Tensor | None, shape: Mapping[str, int]) -> int:
@@ -641,14 +679,7 @@ def selective_scan_bwd_channel_cuda(config: Mapping[str, Any], u: torch.Tensor, 
         _require(name, tensor, torch.float32)
     if z is not None and dz is None:
         raise ValueError("dz must be given when z is")
-    want_pad = max(2, 1 << max(0, n_states - 1).bit_length())
-    if BC.dtype != torch.float32 or n_pad != want_pad or BC.shape[3] != 2 or l_pad % CHECKPOINT_STEPS \
-            or l_pad < length or BC.shape[0] != batch:
-        raise ValueError(f"BC must be pack_bc's fp32 [batch, G, L_pad, 2, {want_pad}] with L_pad a multiple of "
-                         f"{CHECKPOINT_STEPS} >= L={length}; got {BC.dtype} {list(BC.shape)}")
-    if batch and (not BC[0].is_contiguous() or BC.stride(0) not in (0, BC[0].numel()) or BC.data_ptr() % 16):
-        raise ValueError(f"BC must be contiguous (or broadcast over the batch) and 16-byte aligned; got strides "
-                         f"{tuple(BC.stride())}")
+    _check_packed_bc(BC, batch, groups, n_states, length)
     n_ckpt = -(-length // CHECKPOINT_STEPS)
     if tuple(checkpoints.shape) != (batch, dim, n_ckpt, n_states):
         raise ValueError(f"checkpoints must be [batch, dim, ceil(L / {CHECKPOINT_STEPS}), N] = "

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from kernelgen import cuda_jit
+from kernelgen.templates import selective_scan as ss
 from kernelgen.templates import selective_scan_cuda as ssc
 from reference_utils import assert_close
 
@@ -300,6 +301,11 @@ def test_channel_layout_default_and_constraints():
     for n_states in (17, 33, 63):     # no power-of-two split divides N: the warp layout
         assert ssc.cuda_default_config({**TARGET, "N": n_states})["layout"] == "warp"
     assert ssc.cuda_default_config({**TARGET, "N": 48})["split"] == 4
+    # the staged chunk: 64 steps while two buffers fit the static shared memory
+    assert [ssc.cuda_default_config({**TARGET, "N": n})["chunk"] for n in (16, 32, 64)] == [64, 64, 32]
+    for n_states in (4, 16, 48, 64):
+        assert ssc.cuda_check_config(ssc.cuda_default_config({**TARGET, "N": n_states}), {**TARGET, "N": n_states}) \
+            is None
     few = {"batch": 2, "dim": 1536, "L": 2048, "N": 16, "G": 1}     # 3072 channels: the warp layout
     assert ssc.cuda_default_config(few)["layout"] == "warp"
     narrow = {"batch": 64, "dim": 96, "L": 64, "N": 16, "G": 3}     # 32 channels a group, 2 threads each
@@ -450,12 +456,12 @@ def shipped_instantiations() -> list[str]:
         exprs.add(ssc.fwd_name_expression(torch.float16, torch.float32, n_states, warps, items, 1, 8))
     for n_states, threads, spl in ((256, 512, 8), (5, 64, 2), (1, 32, 1), (64, 256, 16)):
         exprs.add(ssc.step_name_expression(torch.bfloat16, torch.float32, n_states, threads, spl))
-    for in_dtype, bc_dtype in DTYPE_PAIRS:
-        exprs.add(ssc.fwd_channel_name_expression(in_dtype, bc_dtype, 16, 1, 128, 64, 0, 8))
+    for in_dtype in {in_dtype for in_dtype, _ in DTYPE_PAIRS}:
+        exprs.add(ssc.fwd_channel_name_expression(in_dtype, 16, 1, 128, 64, 0, 8))
     for n_states, split, threads, chunk, poly, occupancy in ((16, 2, 128, 32, 2, 16), (64, 4, 64, 32, 16, 8),
-                                                            (7, 1, 32, 8, 0, 8), (256, 8, 256, 8, 1, 8)):
-        exprs.add(ssc.fwd_channel_name_expression(torch.bfloat16, torch.bfloat16, n_states, split, threads,
-                                                  chunk, poly, occupancy))
+                                                            (7, 1, 32, 8, 0, 8), (256, 8, 256, 8, 1, 8),
+                                                            (2, 1, 32, 8, 0, 8), (16, 2, 128, 128, 0, 8)):
+        exprs.add(ssc.fwd_channel_name_expression(torch.bfloat16, n_states, split, threads, chunk, poly, occupancy))
     for in_dtype, bc_dtype in DTYPE_PAIRS:
         exprs.add(ssc.bwd_name_expression(in_dtype, bc_dtype, 16, 4, 8, 8))
     for items in ssc.CUDA_BWD_SPACE["items_per_thread"]:
@@ -694,8 +700,11 @@ EMU_FWD_CHANNEL = [
     (torch.float32, torch.float32, 8, {"layout": "channel", "threads": 32, "split": 4, "chunk": 8, "poly": 0,
                                        "occupancy": 8}),
     # The H100 default: two threads per channel, 16-byte B/C loads, 8-byte bf16 stores of 4 steps.
-    (torch.bfloat16, torch.bfloat16, 16, {"layout": "channel", "threads": 64, "split": 2, "chunk": 8, "poly": 0,
+    (torch.bfloat16, torch.bfloat16, 16, {"layout": "channel", "threads": 64, "split": 2, "chunk": 64, "poly": 0,
                                           "occupancy": 8}),
+    # A 128-step chunk past the packed rows' end (L 150 packs to 192 steps): the copy zero-fills.
+    (torch.float16, torch.float16, 16, {"layout": "channel", "threads": 32, "split": 2, "chunk": 128, "poly": 0,
+                                        "occupancy": 8}),
 ]
 EMU_BWD = [
     (torch.float32, torch.float32, 3, bwd_config(64, 4)),
@@ -726,7 +735,7 @@ def _fwd_expr(in_dtype, bc_dtype, n_states, config):
 
 
 def _channel_expr(in_dtype, bc_dtype, n_states, config):
-    return ssc.fwd_channel_name_expression(in_dtype, bc_dtype, n_states, config["split"], config["threads"],
+    return ssc.fwd_channel_name_expression(in_dtype, n_states, config["split"], config["threads"],
                                            config["chunk"], config["poly"], config["occupancy"])
 
 
@@ -812,13 +821,31 @@ def test_emulated_fwd_channel_layout(emulator, case):
     # Ragged L (partial chunks, partial 8-step sub-chunks, scalar loads when L % 8), groups whose
     # channel count leaves idle threads in the last block, every option on or off by case.
     in_dtype, bc_dtype, n_states, config = EMU_FWD_CHANNEL[case]
-    length = (150, 512, 77, 40, 520)[case]
-    dim, groups = (6, 1, 10, 4, 40)[case], (2, 1, 2, 1, 2)[case]
+    length = (150, 512, 77, 40, 520, 150)[case]
+    dim, groups = (6, 1, 10, 4, 40, 16)[case], (2, 1, 2, 1, 2, 1)[case]
     options = case != 1
     inputs = make_scan_inputs(2, dim, length, n_states, groups, in_dtype, bc_dtype, D=options, z=options,
                               bias=options, init=case != 3, seed=30 + case)
     _check_fwd(inputs, case % 2 == 0, config, TOL[in_dtype], last=case != 1)
     assert emulator.launched == [_channel_expr(*EMU_FWD_CHANNEL[case])]
+
+
+def test_emulated_fwd_channel_reads_packed_bc_broadcast_over_batch(emulator):
+    # B, C the same for every batch row, packed once and broadcast (stride-0 batch): the kernel
+    # reads row 0 for all of them; a packed BC of the wrong shape is refused.
+    in_dtype, _, n_states, config = EMU_FWD_CHANNEL[0]
+    inputs = make_scan_inputs(3, 6, 150, n_states, 2, in_dtype, seed=45)
+    for name in ("B", "C"):
+        inputs[name] = inputs[name][:1].expand(3, *inputs[name].shape[1:])
+    packed = ss.pack_bc(inputs["B"][:1], inputs["C"][:1], ssc.packed_states(n_states))
+    out = torch.full_like(inputs["u"], float("nan"))
+    args = (config, inputs["u"], inputs["delta"], inputs["A"], inputs["B"].contiguous(), inputs["C"].contiguous(),
+            inputs["D"], inputs["z"], inputs["delta_bias"], True, inputs["initial_state"], out, None)
+    ssc.selective_scan_fwd_cuda(*args, BC=packed.expand(3, *packed.shape[1:]))
+    ref_y, _ = ref_scan(**inputs, delta_softplus=True)
+    assert_close("y", out, ref_y, TOL[in_dtype])
+    with pytest.raises(ValueError, match="pack_bc"):
+        ssc.selective_scan_fwd_cuda(*args, BC=packed)   # one batch row, not broadcast
 
 
 @pytest.mark.parametrize("config", [EMU_FWD_CHANNEL[0][3], EMU_FWD[0][3], EMU_FWD[1][3]],

@@ -160,6 +160,20 @@ def test_candidates_are_canonicalised_before_they_are_measured(tmp_path, monkeyp
     assert not any("stray" in config for config in events)
 
 
+def test_the_shipped_winner_is_canonicalised_before_it_is_measured(tmp_path, monkeypatch):
+    """Merged over the default, a shipped winner on another backend would keep the default
+    backend's keys (round 169: a CUDA winner stored with the Triton default's block_d)."""
+    template = type(SCALE_SHIFT)
+    monkeypatch.setattr(template, "default_config",
+                        lambda self, shape, gpu=None: {"block": 64, "variant": "a", "stray": 1})
+    canonical = template.canonical
+    monkeypatch.setattr(template, "canonical",
+                        lambda self, config: {k: v for k, v in canonical(self, config).items() if k != "stray"})
+    shipped = {"block": 32, "variant": "b"}
+    events, _ = _retune_over(tmp_path, shipped)
+    assert events[1] == shipped             # not {**default, **shipped}, which keeps "stray"
+
+
 class _FixedTimes:
     """A worker stand-in that times each config by its block size (no kernel runs)."""
     timeout_s = 20

@@ -176,8 +176,9 @@ class StudyRunner:
                                              n_startup_trials=max(4, min(10, n_trials // 3)))
             study = self._study(tpe)
             # A shipped config from before a knob was added gets the default's value for it, so
-            # every stored winner names every knob.
-            warm = [{**default, **c} for c in self.warm_start]
+            # every stored winner names every knob; canonical, so a winner on another backend than
+            # the default's does not pick up the default backend's keys.
+            warm = [self.template.canonical({**default, **c}) for c in self.warm_start]
             # a candidate is measured only inside the space: a winner outside it would be refused
             # by dispatch; canonical, so one on another backend keeps none of the default's keys
             merged = [self.template.canonical({**default, **c}) for c in self.template.candidates(self.shape, self.gpu)]
