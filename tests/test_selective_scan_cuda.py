@@ -830,6 +830,14 @@ def test_emulated_fwd_channel_layout(emulator, case):
     assert emulator.launched == [_channel_expr(*EMU_FWD_CHANNEL[case])]
 
 
+@pytest.mark.parametrize("length", [0, 1, 9])
+def test_emulated_fwd_channel_short_sequences(emulator, length):
+    # No step (the state passes through), one step, and one whole sub-chunk plus one step.
+    in_dtype, _, n_states, config = EMU_FWD_CHANNEL[0]
+    inputs = make_scan_inputs(2, 6, length, n_states, 2, in_dtype, seed=46 + length)
+    _check_fwd(inputs, True, config, TOL[in_dtype])
+
+
 def test_emulated_fwd_channel_reads_packed_bc_broadcast_over_batch(emulator):
     # B, C the same for every batch row, packed once and broadcast (stride-0 batch): the kernel
     # reads row 0 for all of them; a packed BC of the wrong shape is refused.
