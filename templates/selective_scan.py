@@ -813,12 +813,13 @@ def selective_scan_fwd(config: Mapping[str, Any], u: torch.Tensor, delta: torch.
     if config.get("backend", "triton") == "cuda":
         if delta.dtype == u.dtype and (z is None or z.dtype == u.dtype) and C.dtype == B.dtype \
                 and cuda_unavailable() is None:
-            if BC is None and (checkpoints is not None or config.get("layout") == "channel"):
+            channel = config.get("layout") == "channel"
+            if BC is None and (checkpoints is not None or channel):
                 BC = pack_bc(B, C, padded_states(n_states))   # the channel layout's and the backwards' input
             _cuda.selective_scan_fwd_cuda(
                 config, u.contiguous(), delta.contiguous(), A, B.contiguous(), C.contiguous(), D,
                 None if z is None else z.contiguous(), delta_bias, delta_softplus, initial_state, out, last_state,
-                checkpoints=checkpoints, BC=BC if config.get("layout") == "channel" else None)
+                checkpoints=checkpoints, BC=BC if channel else None)
             return None if checkpoints is None else BC
         shape = {"batch": u.shape[0], "dim": u.shape[1], "L": u.shape[2], "N": n_states}
         config = FWD.triton_default_config(shape)
