@@ -14,7 +14,8 @@ windows with few query blocks. TMA (D >= 128 by default): K, V tiles arrive by t
 copies on mbarriers instead of per-thread cp.async address math (-20% instructions per key block).
 The row log-sum-exp is saved for backward. ANCHOR: the diagonal blocks run first (online), the
 rest of the window reuses their row max as a fixed reference (no rescale per block), and a program
-whose weights outgrow what the dtype holds redoes its window online (see ``_fwd_kernel``).
+whose weights outgrow what the dtype holds redoes its window online (see ``_fwd_kernel``); with
+FUSED both phases are one loop over the rotated block order (``_fwd_anchored_loop``).
 
 Backward (FA2, no atomics): ``_bwd_dq_kernel`` holds one query block and walks its key blocks like
 the forward, and also writes delta = rowsum(dO * O) of its rows (no separate pass over O, dO);
