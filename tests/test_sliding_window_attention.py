@@ -104,6 +104,28 @@ def test_forward_tiles_edges_and_splits(device, config):
         assert_close(f"lse W={window}", lse, lse_ref, 1e-5)
 
 
+@pytest.mark.parametrize("config", [
+    {"BLOCK_M": 32, "BLOCK_N": 16, "SPLITS": 1, "FUSED": 0, "ANCHOR": 1, "num_warps": 4, "num_stages": 1},
+    {"BLOCK_M": 32, "BLOCK_N": 16, "SPLITS": 1, "FUSED": 1, "ANCHOR": 1, "num_warps": 4, "num_stages": 2},
+    {"BLOCK_M": 16, "BLOCK_N": 16, "SPLITS": 1, "FUSED": 1, "TMA": 1, "ANCHOR": 1, "num_warps": 4, "num_stages": 2},
+], ids=_fwd_id)
+def test_forward_anchored_long_window(device, config):
+    """Many anchored blocks after the diagonal ones (the fused path visits them in one rotated
+    loop): a 100-key window over 150 ragged tokens, and a packed batch whose sequences end mid-block."""
+    q, k, v, _ = _inputs(device, torch.float32, batch=1, length=150, heads_q=2, heads=1)
+    o, lse = swa_forward(q, k, v, 100, 0.3, None, config)
+    o_ref, lse_ref = sliding_window_attention_ref(q, k, v, 100, scale=0.3)
+    assert_close("o", o, o_ref, 1e-5)
+    assert_close("lse", lse, lse_ref, 1e-5)
+    cu_seqlens = torch.tensor([0, 37, 150], dtype=torch.int32, device=device)
+    o, lse = swa_forward(q, k, v, 100, 0.3, cu_seqlens, config)
+    for start, end in ((0, 37), (37, 150)):
+        o_ref, lse_ref = sliding_window_attention_ref(q[:, start:end], k[:, start:end], v[:, start:end], 100,
+                                                      scale=0.3)
+        assert_close(f"o [{start}, {end})", o[:, start:end], o_ref, 1e-5)
+        assert_close(f"lse [{start}, {end})", lse[:, :, start:end], lse_ref, 1e-5)
+
+
 @pytest.mark.parametrize("dtype, key_norm", [
     (torch.float16, 20.0),    # weights up to ~2^40 past the diagonal's: overflow fp16, redone online
     (torch.float32, 20.0),    # the same weights kept by the anchored sums (limit 2^64)
