@@ -51,10 +51,12 @@ DEFAULT_SHARED_MEMORY = 232448
 DEFAULT_SMS = 132
 # Register budgets per thread for the tile models in check_config, calibrated on sm_90 compiles
 # (Triton 3.9, ptxas -v): past them the hot loop spills to local memory. dK/dV: 64 keys x 64
-# queries at D = 128 on 4 warps models 256 and compiles to 255 registers (Triton 3.6), spilling
-# 16 bytes outside the loop only; it is the fastest dK/dV tile there (round 182).
+# queries at D = 128 on 4 warps models 256; in the fused loop it compiles to 246 registers (Triton
+# 3.9) / 255 with 16 bytes spilled outside the loop (3.6) and is the fastest dK/dV tile there
+# (round 182); the three loops spill 24-152 bytes at that tile, so they keep 224.
 FWD_TILE_REGISTERS = 160      # (acc + scores) fp32
-DKDV_TILE_REGISTERS = 256     # (dK + dV acc + P + dP) fp32 + K, V bf16; 160 at D = 256
+DKDV_TILE_REGISTERS = 256     # (dK + dV acc + P + dP) fp32 + K, V bf16, one fused loop; 160 at D = 256
+DKDV_THREE_LOOP_REGISTERS = 224   # the same tiles in three loops (FUSED = 0)
 DQ_TILE_REGISTERS = 288       # (dQ acc + P + dP) fp32 + Q, dO bf16
 
 
@@ -1088,7 +1090,7 @@ class SlidingWindowBackward(_SlidingWindowTemplate):
         if smem > shared:
             return f"dK/dV kernel shared memory {smem} B > {shared} B"
         registers = (3 * block_n * dim + 2 * block_n * block_m) // (32 * warps)
-        budget = DKDV_TILE_REGISTERS if dim < 256 else 160
+        budget = 160 if dim >= 256 else DKDV_TILE_REGISTERS if config.get("FUSED", 0) else DKDV_THREE_LOOP_REGISTERS
         if registers > budget:
             return f"dK/dV kernel tiles need {registers} registers per thread > {budget}"
         block_m, block_n, warps = config["BLOCK_M_Q"], config["BLOCK_N_Q"], config["warps_q"]

@@ -383,6 +383,9 @@ def test_check_config_rejects_impossible():
     assert d128["TMA"] == 1 and d128["FUSED"] == 1 and BACKWARD.default_config({**big, "D": 64})["TMA"] == 0
     assert BACKWARD.check_config({**bwd, "TMA": 0}, big) is None
     assert "registers" in BACKWARD.check_config({**bwd, "BLOCK_N_KV": 64, "warps_kv": 4}, big)
+    # 64 x 64 dK/dV tiles on 4 warps at D = 128: spill-free in the fused loop only
+    assert d128["BLOCK_M_KV"] == 64 and BACKWARD.check_config(d128, {**big, "D": 128}) is None
+    assert "registers" in BACKWARD.check_config({**d128, "FUSED": 0}, {**big, "D": 128})
     assert "shared memory" in BACKWARD.check_config({**bwd, "BLOCK_N_KV": 128, "BLOCK_M_KV": 64}, big)
     dec = {"B": 1, "HQ": 8, "H": 8, "D": 128, "W": 64}
     assert "too short" in DECODE.check_config({"BLOCK_N": 64, "SPLITS": 4, "num_warps": 4, "num_stages": 1}, dec)
@@ -404,10 +407,12 @@ def test_flops_count_only_attended_pairs():
 def test_backward_tma_and_fused_paths_compile_for_the_h100(tmp_path):
     # The interpreter runs descriptor loads but never lowers them: compile both paths for sm_90.
     # MHA: under GQA the three-loop dK/dV kernel reaches 255 registers at these tiles and may spill.
+    # The three loops on 32-query steps: at the default's 64 they spill, and check_config says so.
     out = tmp_path / "aot.json"
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    three_loops = '[{"TMA": 0, "FUSED": 0, "BLOCK_M_KV": 32}, {"FUSED": 0, "BLOCK_M_KV": 32}]'
     done = subprocess.run([sys.executable, "-m", "kernelgen.aot", "--template", BACKWARD.name,
-                           "--shape", "B=1,T=256,HQ=2,H=2,D=128,W=64", "--configs", '[{"TMA": 0, "FUSED": 0}, {"FUSED": 0}]',
+                           "--shape", "B=1,T=256,HQ=2,H=2,D=128,W=64", "--configs", three_loops,
                            "--json", str(out)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
