@@ -55,8 +55,9 @@ DEFAULT_SMS = 132
 # 3.9) / 255 with 16 bytes spilled outside the loop (3.6) and is the fastest dK/dV tile there
 # (round 182); the three loops spill 24-152 bytes at that tile, so they keep 224.
 FWD_TILE_REGISTERS = 160      # (acc + scores) fp32
-DKDV_TILE_REGISTERS = 256     # (dK + dV acc + P + dP) fp32 + K, V bf16, one fused loop; 160 at D = 256
+DKDV_TILE_REGISTERS = 256     # (dK + dV acc + P + dP) fp32 + K, V bf16, one fused loop
 DKDV_THREE_LOOP_REGISTERS = 224   # the same tiles in three loops (FUSED = 0)
+DKDV_D256_REGISTERS = 160     # D = 256, either loop form
 DQ_TILE_REGISTERS = 288       # (dQ acc + P + dP) fp32 + Q, dO bf16
 
 
@@ -1090,7 +1091,12 @@ class SlidingWindowBackward(_SlidingWindowTemplate):
         if smem > shared:
             return f"dK/dV kernel shared memory {smem} B > {shared} B"
         registers = (3 * block_n * dim + 2 * block_n * block_m) // (32 * warps)
-        budget = 160 if dim >= 256 else DKDV_TILE_REGISTERS if config.get("FUSED", 0) else DKDV_THREE_LOOP_REGISTERS
+        if dim >= 256:
+            budget = DKDV_D256_REGISTERS
+        elif config.get("FUSED", 0):
+            budget = DKDV_TILE_REGISTERS
+        else:
+            budget = DKDV_THREE_LOOP_REGISTERS
         if registers > budget:
             return f"dK/dV kernel tiles need {registers} registers per thread > {budget}"
         block_m, block_n, warps = config["BLOCK_M_Q"], config["BLOCK_N_Q"], config["warps_q"]

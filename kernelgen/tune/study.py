@@ -175,13 +175,15 @@ class StudyRunner:
             tpe = optuna.samplers.TPESampler(seed=self.seed, multivariate=True,
                                              n_startup_trials=max(4, min(10, n_trials // 3)))
             study = self._study(tpe)
-            # A shipped config from before a knob was added gets the default's value for it, so
-            # every stored winner names every knob; canonical, so a winner on another backend than
-            # the default's does not pick up the default backend's keys.
-            warm = [self.template.canonical({**default, **c}) for c in self.warm_start]
-            # a candidate is measured only inside the space: a winner outside it would be refused
-            # by dispatch; canonical, so one on another backend keeps none of the default's keys
-            merged = [self.template.canonical({**default, **c}) for c in self.template.candidates(self.shape, self.gpu)]
+            # Stored winners and candidates are partial configs over the default: a shipped config
+            # from before a knob was added gets the default's value for it; canonical, so one on
+            # another backend than the default's keeps none of the default backend's keys.
+            def over_default(config):
+                return self.template.canonical({**default, **config})
+
+            warm = [over_default(c) for c in self.warm_start]
+            # a candidate is measured only inside the space: a winner outside it would be refused by dispatch
+            merged = [over_default(c) for c in self.template.candidates(self.shape, self.gpu)]
             warm += [c for c in merged if self.template.outside_space(c, self.shape, self.gpu, self.flags) is None]
             queue = [default] + [c for c in warm if self.template.check_config(c, self.shape, self.gpu) is None]
         else:
