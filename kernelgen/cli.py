@@ -33,6 +33,18 @@ def parse_shapes(spec: str | None, template) -> list[dict[str, int]]:
     return shapes
 
 
+def _warm_paths(spec: str | None) -> list[Path]:
+    """--warm-from: each comma-separated item a GPU key (its file in tuned/) or a path."""
+    from kernelgen.paths import tuned_dir
+    paths = []
+    for item in (spec or "").split(","):
+        item = item.strip()
+        if item:
+            as_path = Path(item)
+            paths.append(as_path if as_path.suffix == ".json" or as_path.exists() else tuned_dir() / f"{item}.json")
+    return paths
+
+
 def _select_templates(op: str | None, kernels: str | None):
     from kernelgen.templates import all_templates
     chosen = [t for t in all_templates().values() if op in (None, "all", t.op)]
@@ -92,9 +104,9 @@ def _sigterm_as_interrupt():
 
 
 def cmd_tune(args, console: Console) -> int:
-    from kernelgen import hardware
+    from kernelgen import hardware, store
     from kernelgen.paths import tuned_dir
-    from kernelgen.tune.run import Job, Target, tune_jobs
+    from kernelgen.tune.run import Job, Target, load_warm_files, tune_jobs
 
     profiles = hardware.load_profiles()
     if args.gpu not in profiles:
@@ -121,6 +133,11 @@ def cmd_tune(args, console: Console) -> int:
         console.print("[red]Nothing to tune[/]: no template accepts those shapes/dtypes.")
         return EXIT_USAGE
     out = Path(args.out) if args.out else tuned_dir() / f"{gpu.key}.json"
+    try:
+        warm_from = load_warm_files(_warm_paths(args.warm_from))
+    except store.StoreError as error:
+        console.print(f"[red]{escape(str(error))}[/]. Nothing was tuned.")
+        return EXIT_USAGE
     console.print(f"Tuning {len(jobs)} studies on {gpu.name} ({args.sampler}, {args.trials} trials each) -> {out}")
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -156,7 +173,7 @@ def cmd_tune(args, console: Console) -> int:
         with _sigterm_as_interrupt(), progress:
             results = tune_jobs(jobs, Target.for_gpu(gpu), out, n_trials=args.trials, sampler=args.sampler,
                                 storage_url=args.storage, seed=args.seed, trial_timeout_s=args.timeout,
-                                on_trial=on_trial, on_job=on_job)
+                                on_trial=on_trial, on_job=on_job, warm_from=warm_from)
     except KeyboardInterrupt:
         console.print(f"[yellow]Interrupted[/] after {len(finished)} of {len(jobs)} studies: their winners are in "
                       f"{out} (each is written when its study ends); the unfinished study's trials stay in "
@@ -261,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Optuna storage URL (sqlite:///f.db, postgresql://...) or journal file path; "
                       "default: a journal file in ~/.cache/kernelgen")
     tune.add_argument("--out", default=None, help="tuned file to merge winners into (default tuned/<gpu>.json)")
+    tune.add_argument("--warm-from", default=None,
+                      help="also measure, right after the default, the nearest winner stored in these tuned "
+                           "files (GPU keys or paths, comma separated), e.g. --warm-from h100 on an H200")
     tune.add_argument("--timeout", type=float, default=120.0, help="seconds before a trial counts as hung")
     tune.add_argument("--seed", type=int, default=0)
     tune.add_argument("-v", "--verbose", action="store_true", help="print every failed trial's reason")

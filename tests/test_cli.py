@@ -69,17 +69,23 @@ def test_parse_shapes():
         cli.parse_shapes("N=five", SCALE_SHIFT)
 
 
-def test_tune_end_to_end_through_the_cli(capsys, monkeypatch, tmp_path):
-    """The whole `kernelgen tune` path (progress, final table, file) with the CPU interpreter standing in
-    for the GPU and the fixture template registered as an op."""
+def _interpreter_as_gpu(monkeypatch, key="h100", name="NVIDIA H100 80GB HBM3"):
+    """`kernelgen tune` sees GPU ``key`` and runs its trials on the CPU interpreter, with the fixture
+    template registered as an op."""
     from kernelgen import templates
     from kernelgen.tune import run as tune_run
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
     monkeypatch.setitem(templates._REGISTRY, SCALE_SHIFT.name, SCALE_SHIFT)
-    h100 = hardware.DetectedGPU("NVIDIA H100 80GB HBM3", "h100", (9, 0), 132, 79.1, hardware.profile("h100"))
-    monkeypatch.setattr(hardware, "detect_gpu", lambda index=0: h100)
+    gpu = hardware.DetectedGPU(name, key, (9, 0), 132, 79.1, hardware.profile(key))
+    monkeypatch.setattr(hardware, "detect_gpu", lambda index=0: gpu)
     monkeypatch.setattr(tune_run.Target, "for_gpu",
                         classmethod(lambda cls, gpu: cls(device="cpu", identity=gpu.identity(), profile=None)))
+
+
+def test_tune_end_to_end_through_the_cli(capsys, monkeypatch, tmp_path):
+    """The whole `kernelgen tune` path (progress, final table, file) with the CPU interpreter standing in
+    for the GPU and the fixture template registered as an op."""
+    _interpreter_as_gpu(monkeypatch)
     out = tmp_path / "h100.json"
     code, text = run(capsys, "tune", "--gpu", "h100", "--op", "fake_scale_shift", "--shapes", "N=100",
                      "--trials", "1", "--dtype", "fp32", "--out", str(out), "--storage", str(tmp_path / "s.journal"))
@@ -87,6 +93,30 @@ def test_tune_end_to_end_through_the_cli(capsys, monkeypatch, tmp_path):
     assert "kernelgen tune" in text and "fake_scale_shift.fwd" in text and "Wrote 1 entries" in text
     [entry] = store.load(out).entries
     assert entry.config == SCALE_SHIFT.default_config({"N": 100}) and entry.shape == {"N": 100}
+
+
+def test_tune_warm_from_another_gpus_file(capsys, monkeypatch, tmp_path):
+    """`kernelgen tune --gpu h200 --warm-from h100`: the H100 winner (found by GPU key in the tuned
+    folder) is measured beside the default; a warm-from file that is not there stops the run."""
+    _interpreter_as_gpu(monkeypatch, "h200", "NVIDIA H200")
+    monkeypatch.setenv("KERNELGEN_TUNED_DIR", str(tmp_path))
+    borrowed = {"block": 32, "variant": "a"}
+    entry = store.Entry(op="fake_scale_shift", kernel="fwd", dtype="fp32", flags="", shape={"N": 120},
+                        config=borrowed, ms=1.0, default_ms=1.0, trials=1, template_hash=SCALE_SHIFT.source_hash())
+    store.merge_write(tmp_path / "h100.json", {"key": "h100", "name": "NVIDIA H100"}, [entry], {})
+    seen = []
+    from kernelgen.tune import study
+    measure = study.StudyRunner._evaluate
+    monkeypatch.setattr(study.StudyRunner, "_evaluate",
+                        lambda self, st, trial, config: (seen.append(dict(config)), measure(self, st, trial, config))[1])
+    args = ["tune", "--gpu", "h200", "--op", "fake_scale_shift", "--shapes", "N=100", "--trials", "2",
+            "--dtype", "fp32", "--storage", str(tmp_path / "s.journal")]
+    code, text = run(capsys, *args, "--warm-from", "h100")
+    assert code == 0, text
+    assert seen == [SCALE_SHIFT.default_config({"N": 100}), borrowed]
+    assert len(store.load(tmp_path / "h200.json").entries) == 1
+    code, text = run(capsys, *args, "--warm-from", str(tmp_path / "a100.json"))
+    assert code == cli.EXIT_USAGE and "no such tuned file" in text and "Nothing was tuned" in text
 
 
 def test_tune_stops_cleanly_on_sigterm(capsys, monkeypatch, tmp_path):

@@ -131,6 +131,41 @@ def test_a_shipped_winner_without_a_new_knob_gets_the_default_for_it(tmp_path):
     assert all(set(e.config) == set(default) for e in store.load(out).entries)
 
 
+def _other_gpus_file(tmp_path, entries):
+    """A tuned file of another GPU (h100) holding ``entries`` [(shape, dtype, config)]."""
+    path = tmp_path / "other" / "h100.json"
+    made = [store.Entry(op="fake_scale_shift", kernel="fwd", dtype=dtype, flags="", shape=shape, config=config,
+                        ms=1.0, default_ms=1.0, trials=1, template_hash=SCALE_SHIFT.source_hash())
+            for shape, dtype, config in entries]
+    store.merge_write(path, {"key": "h100", "name": "NVIDIA H100"}, made,
+                      {SCALE_SHIFT.name: SCALE_SHIFT.source_hash()})
+    return path
+
+
+def test_warm_from_measures_the_nearest_borrowed_winner_after_the_default(tmp_path):
+    """--warm-from (porting to a new GPU): the other file's winner for the nearest shape bucket of
+    the same template and dtype is measured second, before any draw; other dtypes are ignored."""
+    from kernelgen.tune.run import load_warm_files
+    default = SCALE_SHIFT.default_config(SHAPE)
+    near, far, other_dtype = {"block": 32, "variant": "a"}, {"block": 128, "variant": "a"}, {"block": 16, "variant": "a"}
+    warm = load_warm_files([_other_gpus_file(tmp_path, [({"N": 90}, "fp32", near), ({"N": 100000}, "fp32", far),
+                                                        ({"N": 100}, "fp16", other_dtype)])])
+    events = []
+    out = tmp_path / "tuned" / "cpu-interpreter.json"
+    tune_jobs([Job(SCALE_SHIFT, SHAPE, "fp32")], Target.cpu_interpreter(), out, n_trials=2, sampler="tpe",
+              trial_timeout_s=20, storage_url=str(tmp_path / "s.journal"), warm_from=warm,
+              on_trial=lambda job, n, config, reply: events.append(config))
+    assert events == [default, near]
+    [entry] = store.load(out).entries
+    assert entry.config in (default, near) and entry.trials == 2
+
+
+def test_warm_from_a_missing_file_is_an_error_not_a_cold_start(tmp_path):
+    from kernelgen.tune.run import load_warm_files
+    with pytest.raises(store.StoreError, match="no such tuned file"):
+        load_warm_files([tmp_path / "h100.json"])
+
+
 def test_a_templates_candidates_are_measured_after_the_shipped_winner(tmp_path, monkeypatch):
     """Template.candidates: configs every TPE study measures (merged over the default) before the
     sampler draws; one that cannot run, or lies outside the space, is skipped, not measured."""

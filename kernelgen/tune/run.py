@@ -58,12 +58,46 @@ def _stored_winners(path: Path) -> dict[tuple, dict]:
     return {(e.template, e.dtype, e.flags, _shape_key(e.shape)): dict(e.config) for e in tuned.entries}
 
 
+def load_warm_files(paths: list[Path]) -> list[store.TunedFile]:
+    """The tuned files a tune is warm-started from (``--warm-from``: another GPU's winners).
+    Unlike the output file, a named file must be readable: raises store.StoreError saying which."""
+    files = []
+    for path in paths:
+        if not Path(path).exists():
+            raise store.StoreError(f"--warm-from {path}: no such tuned file")
+        files.append(store.load(Path(path)))
+    return files
+
+
+def _borrowed_winners(job: Job, files: list[store.TunedFile]) -> list[dict]:
+    """Per warm-from file, the config dispatch would pick there for this job: the nearest shape
+    bucket among its entries for the same template, dtype and flags, preferring entries tuned with
+    the running template source (a stale one still says which region of the space won)."""
+    import triton
+    borrowed = []
+    for tuned in files:
+        same = [e for e in tuned.entries if e.template == job.template.name and e.dtype == job.dtype
+                and e.flags == job.flags]
+        fresh = [e for e in same
+                 if store.stale_reason(e, job.template.source_hash(), triton.__version__) is None]
+        entry = store.nearest(fresh, job.shape) or store.nearest(same, job.shape)
+        if entry is not None and dict(entry.config) not in borrowed:
+            borrowed.append(dict(entry.config))
+    return borrowed
+
+
 def tune_jobs(jobs: list[Job], target: Target, out: Path, *, n_trials: int = 24, sampler: str = "tpe",
               storage_url: str | None = None, seed: int = 0, trial_timeout_s: float = 120.0,
               on_trial: Callable[[Job, int, dict, dict], None] | None = None,
-              on_job: Callable[[Job, TuneResult | None, str | None], None] | None = None) -> list[TuneResult]:
+              on_job: Callable[[Job, TuneResult | None, str | None], None] | None = None,
+              warm_from: list[store.TunedFile] | None = None) -> list[TuneResult]:
     """Run each job's study and merge its winner into ``out`` as soon as it is known, so an
-    interrupted run keeps what it finished. A job whose every config fails is reported, not fatal."""
+    interrupted run keeps what it finished. A job whose every config fails is reported, not fatal.
+
+    Every study measures the default first, then ``out``'s stored winner for the same shape, then
+    the nearest winner of each ``warm_from`` file (e.g. the H100's when tuning an H200), then the
+    sampler's draws: a port to a new GPU ships the faster of the default and the borrowed config
+    even with two trials, and never a config it did not measure and verify here."""
     import triton
     storage = open_storage(storage_url)
     env = {"TRITON_INTERPRET": "1"} if target.device == "cpu" else {}
@@ -72,10 +106,12 @@ def tune_jobs(jobs: list[Job], target: Target, out: Path, *, n_trials: int = 24,
     with TrialWorker(timeout_s=trial_timeout_s, env=env) as worker:
         for job in jobs:
             previous = shipped.get((job.template.name, job.dtype, job.flags, _shape_key(job.shape)))
+            warm = ([previous] if previous else []) + [c for c in _borrowed_winners(job, warm_from or [])
+                                                       if c != previous]
             runner = StudyRunner(job.template, job.shape, job.dtype, job.flags, worker=worker, storage=storage,
                                  gpu_key=target.identity["key"], gpu=target.profile, device=target.device,
                                  seed=seed, on_trial=(lambda n, c, r, job=job: on_trial(job, n, c, r))
-                                 if on_trial else None, warm_start=[previous] if previous else None)
+                                 if on_trial else None, warm_start=warm)
             try:
                 runner.search(n_trials, sampler)
                 result = runner.finish()
