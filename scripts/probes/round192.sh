@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Ran on an H100 (kind nvidia-h200 without needs_h200 may be served by an H100): calibrate refused
+# (--gpu h200 on an H100) and so did every tune; nothing was measured. The H200 port waits for an H200.
 # Round 192 (session 21): the H200 port, part 1. Measure the H200's ceilings (profiles/h200.json),
 # then tune the H100 file's shapes on it with `--warm-from h100`: each study measures the default,
 # the H100's winner for the nearest bucket, and draws to 2 trials; winners go to tuned/h200.json.
