@@ -559,10 +559,10 @@ def _dq_loop(dq, q, do, lse2, delta, k_src, v_src, kv_row, kv_col, offs_m, start
 
 
 @triton.jit
-def _bwd_dq_kernel(q, k, v, o, do, lse, delta, dq, cu_seqlens, block_table, qk_scale, scale, T, window,
+def _bwd_dq_kernel(q, k, v, o, do, lse, dlse, delta, dq, cu_seqlens, block_table, qk_scale, scale, T, window,
                    HQ: tl.constexpr, H: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
                    BLOCK_N: tl.constexpr, FUSED: tl.constexpr, TMA: tl.constexpr, IS_VARLEN: tl.constexpr,
-                   PRECISION: tl.constexpr):
+                   PRECISION: tl.constexpr, HAS_DLSE: tl.constexpr):
     G: tl.constexpr = HQ // H
     pid_m, pid_bh = tl.program_id(0), tl.program_id(1)
     block, hq = pid_m // G, (pid_bh % H) * G + pid_m % G
@@ -587,6 +587,8 @@ def _bwd_dq_kernel(q, k, v, o, do, lse, delta, dq, cu_seqlens, block_table, qk_s
     # Each row belongs to exactly one dQ program; the dK/dV kernel, launched after, reads it.
     o_tile = tl.load(o + q_offset + rows)
     row_delta = tl.sum(o_tile.to(tl.float32) * do_tile.to(tl.float32), 1)
+    if HAS_DLSE:   # ∂lse_i/∂s_ij = p_ij: a gradient of lse enters every dS_ij as p_ij·dlse_i
+        row_delta -= tl.load(dlse + row_offset, mask=row_ok, other=0.0)
     tl.store(delta + row_offset, row_delta, mask=row_ok)
     delta = row_delta
     if TMA:
@@ -626,7 +628,7 @@ def _decode_kernel(q, k_cache, v_cache, cache_seqlens, o, o_split, lse_split, co
     G: tl.constexpr = HQ // H
     pid_bh, split = tl.program_id(0), tl.program_id(1)
     b, h = pid_bh // H, pid_bh % H
-    length = tl.minimum(tl.load(cache_seqlens + b).to(tl.int32), S)
+    length = tl.minimum(tl.load(cache_seqlens + b), S).to(tl.int32)   # clamped before an int64 narrows
     lo = tl.maximum(length - window, 0) + split * chunk
     hi = tl.minimum(length, lo + chunk)
     offs_g = tl.arange(0, BLOCK_G)
@@ -769,9 +771,10 @@ def swa_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int, 
 
 def swa_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor, lse: torch.Tensor,
                  do: torch.Tensor, window: int, scale: float, cu_seqlens: torch.Tensor | None, config: Config,
-                 dq: torch.Tensor | None = None, dk: torch.Tensor | None = None, dv: torch.Tensor | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dq, dk, dv) in the inputs' dtype for contiguous q, k, v, o, do and the forward's lse."""
+                 dq: torch.Tensor | None = None, dk: torch.Tensor | None = None, dv: torch.Tensor | None = None,
+                 dlse: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dq, dk, dv) in the inputs' dtype for contiguous q, k, v, o, do and the forward's lse; ``dlse``
+    (fp32, contiguous, lse's shape) is the gradient of the lse output, when it has one."""
     batch, length, heads_q, dim = q.shape
     heads = k.shape[2]
     dq = torch.empty_like(q) if dq is None else dq
@@ -798,9 +801,9 @@ def swa_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Ten
         k_src = TensorDescriptor.from_tensor(k.view(-1, heads * dim), [block_n, dim])
         v_src = TensorDescriptor.from_tensor(v.view(-1, heads * dim), [block_n, dim])
     _bwd_dq_kernel[(blocks * (heads_q // heads), batch * heads)](
-        q, k_src, v_src, o, do, lse, delta, dq, cu_seqlens, table, qk_scale, scale, length, window,
-        BLOCK_M=block_m, BLOCK_N=block_n, TMA=tma, num_warps=config["warps_q"], num_stages=config["stages_q"],
-        **common)
+        q, k_src, v_src, o, do, lse, lse if dlse is None else dlse, delta, dq, cu_seqlens, table, qk_scale, scale,
+        length, window, BLOCK_M=block_m, BLOCK_N=block_n, TMA=tma, num_warps=config["warps_q"],
+        num_stages=config["stages_q"], HAS_DLSE=dlse is not None, **common)
 
     block_m, block_n = config["BLOCK_M_KV"], config["BLOCK_N_KV"]
     table = None if cu_seqlens is None else varlen_block_table(cu_seqlens, block_n, length)

@@ -19,6 +19,7 @@ import numbers
 from typing import Optional, Tuple, Union
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from kernelgen.checks import check_cu_seqlens, check_cu_values, check_float, check_same_device, check_shape
 from kernelgen.dispatch import config_for
@@ -149,6 +150,7 @@ class _LinearAttentionFunction(torch.autograd.Function):
         return torch.zeros_like(v), final_s, final_z
 
     @staticmethod
+    @once_differentiable   # the kernels' backward is not differentiable: a double backward raises
     def backward(ctx, do, d_final_s, d_final_z):
         if ctx.empty:
             return _LinearAttentionFunction._backward_empty(ctx, d_final_s, d_final_z)
@@ -254,8 +256,10 @@ def linear_attention(
     """Chunked causal linear attention.
 
     q, k [B, T, H, K] and v [B, T, H, V] (one of fp32 / fp16 / bf16, K and V in 16..256, any
-    strides); g [B, T, H] per-token log decay (≤ 0) or g_gamma [H] constant log decay, not both
-    (any float dtype); scale defaults to K^-0.5; feature_map None / "elu1" / "relu" / "taylor2"
+    strides); g [B, T, H] per-token log decay (finite, ≤ 0: a hard reset is a new sequence in
+    cu_seqlens, not g = -inf, which makes exp(G_t − G_s) NaN in the chunked form) or g_gamma [H]
+    constant log decay, not both (any float dtype; with taylor2, the g_gamma gradient's fp32
+    rounding grows with the decay, ~1e-3 relative at γ = −5); scale defaults to K^-0.5; feature_map None / "elu1" / "relu" / "taylor2"
     (K ≤ 32) is applied to q and k inside the kernel. cu_seqlens [N+1] (int, with B = 1, rising
     from 0 to T) packs N sequences along T, each with its own state. Returns (o [B, T, H, V] in
     v's dtype, final_state or None), states fp32 as in the module docstring (initial_state may be

@@ -7,6 +7,7 @@ space and algorithms: templates/linear_scan.py; the math: kernelgen/reference/li
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from kernelgen.checks import FLOAT_DTYPES, check_float, check_same_device, check_shape
 from kernelgen.dispatch import config_for
@@ -37,6 +38,7 @@ class LinearScanFunction(torch.autograd.Function):
         return o, final_state
 
     @staticmethod
+    @once_differentiable   # the kernels' backward is not differentiable: a double backward raises
     def backward(ctx, do: torch.Tensor | None, dfinal: torch.Tensor | None):
         g, o, h0 = ctx.saved_tensors
         batch, steps, width = o.shape

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from kernelgen.checks import (check_cu_seqlens, check_cu_values, check_float, check_same_device, check_scale,
                               check_shape)
@@ -334,6 +335,7 @@ class _LogLinearAttention(torch.autograd.Function):
         return o, final
 
     @staticmethod
+    @once_differentiable   # the kernels' backward is not differentiable: a double backward raises
     def backward(ctx, do, d_final):
         q, k, v, g, level_scales, init = ctx.saved_tensors
         inputs = (q, k, v, g, level_scales)

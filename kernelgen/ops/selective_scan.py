@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from kernelgen.checks import check_float, check_same_device, check_shape, shape_str
 from kernelgen.dispatch import config_for
@@ -193,6 +194,7 @@ class _SelectiveScan(torch.autograd.Function):
         return out, last_state
 
     @staticmethod
+    @once_differentiable   # the kernels' backward is not differentiable: a double backward raises
     def backward(ctx, dout, dlast):
         u, delta, A, BC, D, z, delta_bias, initial_state, checkpoints = ctx.saved_tensors
         batch, dim, length = u.shape

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numbers
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from kernelgen.checks import (check_cu_seqlens, check_cu_values, check_float, check_same_device, check_scale,
                               check_shape)
@@ -84,15 +85,20 @@ class _SlidingWindowAttention(torch.autograd.Function):
         o, lse = swa_forward(q, k, v, window, scale, cu_seqlens, config)
         ctx.save_for_backward(q, k, v, o, lse, cu_seqlens)
         ctx.window, ctx.scale, ctx.shape = window, scale, shape
-        ctx.mark_non_differentiable(lse)
+        ctx.set_materialize_grads(False)   # an unused output's gradient arrives as None, not zeros
         return o, lse
 
     @staticmethod
-    def backward(ctx, do, _dlse):
-        # The lse output is marked non-differentiable: only o's gradient flows back.
+    @once_differentiable   # the kernels' backward is not differentiable: a double backward raises
+    def backward(ctx, do, dlse):
         q, k, v, o, lse, cu_seqlens = ctx.saved_tensors
+        if do is None and dlse is None:
+            return None, None, None, None, None, None
         config = _config(BACKWARD, ctx.shape, q.dtype, q.device)
-        dq, dk, dv = swa_backward(q, k, v, o, lse, do.contiguous(), ctx.window, ctx.scale, cu_seqlens, config)
+        do = torch.zeros_like(o) if do is None else do.contiguous()
+        if dlse is not None:
+            dlse = dlse.to(torch.float32).contiguous()
+        dq, dk, dv = swa_backward(q, k, v, o, lse, do, ctx.window, ctx.scale, cu_seqlens, config, dlse=dlse)
         return dq, dk, dv, None, None, None
 
 
@@ -108,7 +114,10 @@ def sliding_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     strides; T = 0 gives empty outputs. Differentiable in q, k and v.
 
     Returns o [B, T, HQ, D] in q's dtype, or the tuple (o, lse) when ``return_lse``, with
-    lse [B, HQ, T] fp32 the natural-log sum of exp of each row's scaled scores (no gradient).
+    lse [B, HQ, T] fp32 the natural-log sum of exp of each row's scaled scores; a gradient may flow
+    into lse too (e.g. when partial attentions are merged by their lse), and reaches q and k.
+    Like flash attention, a non-finite value in v (or k) can reach rows whose window excludes it
+    through the masked part of a key block (0·inf), packed neighbours included; finite inputs never do.
     """
     window_size = _check_window(window_size)
     check_shape("q", q, "B, T, HQ, D", (None, None, None, None))
