@@ -117,6 +117,10 @@ def test_tune_warm_from_another_gpus_file(capsys, monkeypatch, tmp_path):
     assert len(store.load(tmp_path / "h200.json").entries) == 1
     code, text = run(capsys, *args, "--warm-from", str(tmp_path / "a100.json"))
     assert code == cli.EXIT_USAGE and "no such tuned file" in text and "Nothing was tuned" in text
+    corrupt = tmp_path / "l40s.json"
+    corrupt.write_text("{")
+    code, text = run(capsys, *args, "--warm-from", f"h100,{corrupt}")
+    assert code == cli.EXIT_USAGE and "not valid JSON" in text and corrupt.read_text() == "{"   # left as it was
 
 
 def test_tune_stops_cleanly_on_sigterm(capsys, monkeypatch, tmp_path):
