@@ -276,6 +276,34 @@ def test_decode_step_mixed_dtypes_and_views(device):
     _close("o (float64 gates)", o64, o_ref[:, 5:], TOL[torch.float32])
 
 
+def test_decode_step_refuses_grad_and_tells_autograd_of_its_writes(device):
+    """The step has no backward: with a leaf that requires grad it raises (no silently detached o).
+    Its in-place write of the states bumps their version, so a prefill graph that saved them as
+    its initial state refuses a backward afterwards instead of using the changed values."""
+    q, k, v, g, lam = make(B=1, T=6, L=4, device=device)
+    with torch.no_grad():
+        _, state = kernelgen.loglinear_attention(*(x[:, :3] for x in (q, k, v, g, lam)), output_final_state=True)
+    leaf = q[:, 3].clone().requires_grad_()
+    with pytest.raises(NotImplementedError, match="no backward"):
+        kernelgen.loglinear_attention_step(leaf, k[:, 3], v[:, 3], g[:, 3], lam[:, 3], state)
+    q4 = q[:, 3:5].clone().requires_grad_()
+    o, _ = kernelgen.loglinear_attention(q4, k[:, 3:5], v[:, 3:5], g[:, 3:5], lam[:, 3:5], initial_state=state)
+    before = state.states._version
+    with torch.no_grad():
+        kernelgen.loglinear_attention_step(q[:, 3], k[:, 3], v[:, 3], g[:, 3], lam[:, 3], state)
+    assert state.states._version > before
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        o.sum().backward()
+
+
+def test_decode_step_refuses_a_negative_position(device):
+    q, k, v, g, lam = make(B=2, T=1, L=4, device=device)
+    states = torch.zeros(2, 2, 3, 16, 16, device=device)
+    with pytest.raises(ValueError, match="position must be >= 0"):
+        kernelgen.loglinear_attention_step(q[:, 0], k[:, 0], v[:, 0], g[:, 0], lam[:, 0],
+                                           (states, torch.tensor([2, -3], device=device)))
+
+
 # --------------------------------------------------------------------------------------------
 # wrong inputs
 # --------------------------------------------------------------------------------------------

@@ -573,3 +573,18 @@ def test_state_batch_indices_wrong_values(rows, error, match):
     with pytest.raises(error, match=match):
         _step(kernelgen.selective_state_update, {**i, "state": cache}, state_batch_indices=rows)
     assert torch.equal(cache, before)          # refused before anything was written
+
+
+def test_decode_step_tells_autograd_of_its_in_place_write(device):
+    """The kernel writes the state in place; its version counter moves, so a scan that saved the
+    same tensor as its initial_state refuses a backward on the changed values."""
+    i = step_inputs(device, dim=4, n_states=8)
+    scan = scan_inputs(device, dim=4, n_states=8, length=9, with_h0=True)
+    scan["initial_state"] = i["state"]
+    u = scan["u"].clone().requires_grad_()
+    y = _scan(kernelgen.selective_scan, {**scan, "u": u}, delta_softplus=True)
+    before = i["state"]._version
+    _step(kernelgen.selective_state_update, i)
+    assert i["state"]._version > before
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()

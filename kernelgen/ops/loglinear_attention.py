@@ -13,6 +13,7 @@ from itertools import accumulate
 
 import torch
 from torch.autograd.function import once_differentiable
+from torch.autograd.graph import increment_version
 
 from kernelgen.checks import (check_cu_seqlens, check_cu_values, check_float, check_same_device, check_scale,
                               check_shape)
@@ -56,8 +57,13 @@ class LogLinearState:
                    torch.zeros(num_seqs, dtype=torch.int64, device=device), 0)
 
     def known_max_position(self) -> int:
+        """The largest position, read from the device once (one sync, which also checks that no
+        position is negative: the step would advance a meaningless state)."""
         if self.max_position is None:
-            self.max_position = int(self.position.max().item()) if self.position.numel() else 0
+            low, high = torch.stack(torch.aminmax(self.position)).tolist() if self.position.numel() else (0, 0)
+            if low < 0:
+                raise ValueError(f"state.position must be >= 0; got a position of {low}")
+            self.max_position = int(high)
         return self.max_position
 
 
@@ -451,6 +457,9 @@ def loglinear_attention_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     head_v, level_count = v.shape[-1], level_scales.shape[-1]
     as_pair = not isinstance(state, LogLinearState)
     found = _unpack_state(state, "state", num_seqs, heads, head_k, head_v, device)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, g, level_scales, found.states)):
+        raise NotImplementedError("loglinear_attention_step has no backward; call it under torch.no_grad() "
+                                  "(or use loglinear_attention, which is differentiable)")
     if found.position.dtype != torch.int64:
         raise TypeError(f"state.position must be int64 (it is advanced in place); got {_name(found.position.dtype)}")
     if not found.states.is_contiguous():
@@ -466,6 +475,9 @@ def loglinear_attention_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
                         device)
     tensors = [x.contiguous() for x in (q, k, v, g, level_scales)]
     o = step(*tensors, found.states, found.position, check_scale(scale, head_k), config)
+    # the kernel wrote the states in place: tell autograd, so a graph that saved them (a prefill's
+    # initial_state) refuses to run backward on the changed values instead of using them
+    increment_version(found.states)
     found.position.add_(1)
     found.max_position = last + 1
     if token_layout:

@@ -27,6 +27,7 @@ import math
 
 import torch
 from torch.autograd.function import once_differentiable
+from torch.autograd.graph import increment_version
 
 from kernelgen.checks import check_float, check_same_device, check_shape, shape_str
 from kernelgen.dispatch import config_for
@@ -574,5 +575,10 @@ def selective_state_update(state: torch.Tensor, x: torch.Tensor, dt: torch.Tenso
         state.index_copy_(0, rows, selected)
         return y
     if isinstance(state, torch.Tensor) and state.dim() == 4:
-        return _state_update_heads(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
-    return _state_update_channels(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
+        y = _state_update_heads(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
+    else:
+        y = _state_update_channels(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
+    # written in place by a kernel: autograd's version counter must see it (a graph that saved
+    # the state, e.g. as a scan's initial_state, then refuses a backward on the changed values)
+    increment_version(state)
+    return y
