@@ -35,13 +35,13 @@ def parse_shapes(spec: str | None, template) -> list[dict[str, int]]:
 
 def _warm_paths(spec: str | None) -> list[Path]:
     """--warm-from: each comma-separated item a GPU key (its file in tuned/) or a path."""
-    from kernelgen.paths import tuned_dir
+    from kernelgen.paths import tuned_file
     paths = []
     for item in (spec or "").split(","):
         item = item.strip()
         if item:
             as_path = Path(item)
-            paths.append(as_path if as_path.suffix == ".json" or as_path.exists() else tuned_dir() / f"{item}.json")
+            paths.append(as_path if as_path.suffix == ".json" or as_path.exists() else tuned_file(item))
     return paths
 
 
@@ -105,7 +105,7 @@ def _sigterm_as_interrupt():
 
 def cmd_tune(args, console: Console) -> int:
     from kernelgen import hardware, store
-    from kernelgen.paths import tuned_dir
+    from kernelgen.paths import tuned_file
     from kernelgen.tune.run import Job, Target, load_warm_files, tune_jobs
 
     profiles = hardware.load_profiles()
@@ -132,7 +132,7 @@ def cmd_tune(args, console: Console) -> int:
     if not jobs:
         console.print("[red]Nothing to tune[/]: no template accepts those shapes/dtypes.")
         return EXIT_USAGE
-    out = Path(args.out) if args.out else tuned_dir() / f"{gpu.key}.json"
+    out = Path(args.out) if args.out else tuned_file(gpu.key)
     try:
         warm_from = load_warm_files(_warm_paths(args.warm_from))
     except store.StoreError as error:

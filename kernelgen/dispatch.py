@@ -14,7 +14,7 @@ from typing import Mapping
 import torch
 
 from kernelgen import hardware, store
-from kernelgen.paths import tuned_dir
+from kernelgen.paths import tuned_file
 from kernelgen.template import Config, Template, dtype_name
 
 
@@ -57,7 +57,7 @@ def config_for(template: Template, shape: Mapping[str, int], dtype: torch.dtype 
 
 def _tuned_file(gpu_key: str) -> tuple[store.TunedFile | None, str | None]:
     if gpu_key not in _files:
-        path = tuned_dir() / f"{gpu_key}.json"
+        path = tuned_file(gpu_key)
         if not path.exists():
             _files[gpu_key] = (None, f"no tuned file for GPU '{gpu_key}' ({path})")
         else:

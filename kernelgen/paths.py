@@ -20,6 +20,11 @@ def tuned_dir() -> Path:
     return Path(override) if override else data_dir("tuned")
 
 
+def tuned_file(gpu_key: str) -> Path:
+    """The tuned file of one GPU: tuned/<gpu key>.json (dispatch reads it, tune writes it)."""
+    return tuned_dir() / f"{gpu_key}.json"
+
+
 def profiles_dir() -> Path:
     return data_dir("profiles")
 
