@@ -1,4 +1,6 @@
 """The wheel carries templates/, tuned/ and profiles/, and an installed kernelgen finds them."""
+import os
+import site
 import subprocess
 import sys
 import venv
@@ -35,7 +37,17 @@ def test_installed_wheel_finds_its_data(wheel, tmp_path):
     env_dir = tmp_path / "venv"
     venv.create(env_dir, system_site_packages=True, with_pip=True)
     python = env_dir / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True)
+    if sys.prefix != sys.base_prefix:
+        # Run from a virtual environment (torch installed there, as on the GPU image): a venv made
+        # from it sees the base interpreter's packages only, so the new one gets this one's too.
+        new_site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                  capture_output=True, text=True, check=True).stdout.strip()
+        Path(new_site, "parent_env.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    # Without PYTHONPATH: a source tree on it (as on the GPU machine) makes pip find kernelgen
+    # already installed and skip the wheel.
+    clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True,
+                   env=clean_env)
     script = ("import kernelgen, kernelgen.paths as p, kernelgen.templates as t; "
               "from kernelgen.hardware import load_profiles; "
               "assert 'site-packages' in kernelgen.__file__, kernelgen.__file__; "
