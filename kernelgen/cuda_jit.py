@@ -31,6 +31,12 @@ import numpy as np
 # -std=c++17 is also NVRTC's default; naming it keeps nvcc checks and NVRTC builds alike. CuPy
 # adds the -arch option for the device it compiles on.
 DEFAULT_OPTIONS: tuple[str, ...] = ("-std=c++17",)
+# What CuPy (14.2 on the lent H100; seen by spying on its nvrtc.compileProgram) adds to every
+# RawModule compile: flush-to-zero, and device code as the default execution space. The latter
+# lets a kernel hold a generic lambda, which NVRTC 13.0 refuses without it (13.5 takes it either
+# way). nvrtc_check passes both so that it compiles what a launch compiles; launches leave them
+# to CuPy (passing one twice is an error).
+CUPY_NVRTC_OPTIONS: tuple[str, ...] = ("-ftz=true", "--device-as-default-execution-space")
 
 
 class CudaSource:
@@ -221,8 +227,9 @@ def nvrtc_available() -> bool:
 
 def nvrtc_check(source: CudaSource, name_expressions: Sequence[str], arch: str = "sm_90",
                 options: Sequence[str] = DEFAULT_OPTIONS) -> dict[str, str]:
-    """Compile ``source`` with NVRTC (the library CuPy uses) exactly as a launch would, without a
-    GPU. Returns name expression -> lowered (mangled) name; raises CudaCompileError with the log."""
+    """Compile ``source`` with NVRTC (the library CuPy uses) as a launch would (``options`` and the
+    ones CuPy adds, CUPY_NVRTC_OPTIONS), without a GPU. Returns name expression -> lowered
+    (mangled) name; raises CudaCompileError with the log."""
     lib = _nvrtc_library()
     if lib is None:
         raise FileNotFoundError("libnvrtc is not installed (pip install nvidia-cuda-nvrtc)")
@@ -238,7 +245,8 @@ def nvrtc_check(source: CudaSource, name_expressions: Sequence[str], arch: str =
     try:
         for expr in name_expressions:
             check(lib.nvrtcAddNameExpression(program, expr.encode()), f"nvrtcAddNameExpression({expr})")
-        opts = [o.encode() for o in (*options, f"-arch={arch}")]
+        added = [o for o in CUPY_NVRTC_OPTIONS if o not in options]
+        opts = [o.encode() for o in (*options, *added, f"-arch={arch}")]
         result = lib.nvrtcCompileProgram(program, len(opts), (ctypes.c_char_p * len(opts))(*opts))
         if result != 0:
             size = ctypes.c_size_t()
