@@ -3,10 +3,12 @@
 This runs on every op call, so everything after the first call for a given key is one dict
 lookup: the tuned file is read once per process and GPU, and each (template, shape, dtype, flags,
 device) resolves once. Nothing is ever tuned here. When nothing tuned applies the template's
-heuristic default is used and one warning says why.
+heuristic default is used and one warning says why. A GPU without its own tuned config borrows
+one from a tuned file of the same compute capability (an H200 runs the H100's), with a warning.
 """
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from typing import Mapping
@@ -14,7 +16,7 @@ from typing import Mapping
 import torch
 
 from kernelgen import hardware, store
-from kernelgen.paths import tuned_file
+from kernelgen.paths import tuned_dir, tuned_file
 from kernelgen.template import Config, Template, dtype_name
 
 
@@ -81,24 +83,59 @@ def _resolve(template: Template, shape: dict[str, int], dtype: str, flags: str,
         return default
     tuned, problem = _tuned_file(gpu.key)
     if tuned is not None:
-        import triton
-        candidates = [e for e in tuned.entries if e.op == template.op and e.kernel == template.kernel
-                      and e.dtype == dtype and e.flags == flags]
-        fresh = [e for e in candidates if store.stale_reason(e, template.source_hash(), triton.__version__) is None]
-        entry = store.nearest(fresh, shape)
-        if entry is not None:
-            reason = _outside_space(template, entry, profile) or template.check_config(entry.config, shape, profile)
-            if reason is None:
-                return dict(entry.config)
-            problem = f"nearest tuned config {entry.config} (bucket {entry.shape}) does not fit: {reason}"
-        elif candidates:
-            problem = store.stale_reason(candidates[0], template.source_hash(), triton.__version__)
-        else:
-            problem = f"no tuned entry for {template.name} dtype={dtype} flags={flags!r} on {gpu.key}"
+        config, problem = _from_file(tuned, template, shape, dtype, flags, profile)
+        if config is not None:
+            return config
+    for key, other in _same_architecture_files(gpu):
+        config, _ = _from_file(other, template, shape, dtype, flags, profile)
+        if config is not None:
+            major, minor = gpu.compute_capability
+            _warn_once((template.name, dtype, flags, problem, key),
+                       f"kernelgen: {template.name} ({dtype}{', ' + flags if flags else ''}) runs a config tuned "
+                       f"on {other.gpu.get('name', key)} ('{key}', the same compute capability {major}.{minor}): "
+                       f"{problem}. Run `kernelgen tune --gpu {gpu.key} --op {template.op} --warm-from {key}` to "
+                       f"tune it on this GPU.")
+            return config
     _warn_once((template.name, dtype, flags, problem),
                f"kernelgen: {template.name} ({dtype}{', ' + flags if flags else ''}) runs its heuristic "
                f"default config: {problem}. Run `kernelgen tune --gpu {gpu.key} --op {template.op}` to tune it.")
     return default
+
+
+def _from_file(tuned: store.TunedFile, template: Template, shape: dict[str, int], dtype: str, flags: str,
+               profile) -> tuple[Config | None, str | None]:
+    """(the nearest fresh entry's config, None) from one tuned file, or (None, why there is none)."""
+    import triton
+    candidates = [e for e in tuned.entries if e.op == template.op and e.kernel == template.kernel
+                  and e.dtype == dtype and e.flags == flags]
+    fresh = [e for e in candidates if store.stale_reason(e, template.source_hash(), triton.__version__) is None]
+    entry = store.nearest(fresh, shape)
+    if entry is not None:
+        # checked against this GPU's profile (shared memory, registers), not the one it was tuned on
+        reason = _outside_space(template, entry, profile) or template.check_config(entry.config, shape, profile)
+        if reason is None:
+            return dict(entry.config), None
+        return None, f"nearest tuned config {entry.config} (bucket {entry.shape}) does not fit: {reason}"
+    if candidates:
+        return None, store.stale_reason(candidates[0], template.source_hash(), triton.__version__)
+    return None, f"no tuned entry for {template.name} dtype={dtype} flags={flags!r} on {tuned.gpu.get('key')}"
+
+
+def _same_architecture_files(gpu: hardware.DetectedGPU) -> list[tuple[str, store.TunedFile]]:
+    """Other GPUs' tuned files of this GPU's compute capability (an H200 borrows the H100's), those
+    with its SM count first; none when KERNELGEN_BORROW_TUNED=0. Their configs still pass this
+    GPU's constraint check before they run."""
+    if os.environ.get("KERNELGEN_BORROW_TUNED", "1") == "0":
+        return []
+    found = []
+    for path in sorted(tuned_dir().glob("*.json")):
+        if path.stem == gpu.key:
+            continue
+        loaded, _ = _tuned_file(path.stem)   # unreadable, corrupt or mislabelled files are skipped
+        if loaded is None or tuple(loaded.gpu.get("compute_capability") or ()) != tuple(gpu.compute_capability):
+            continue
+        found.append((loaded.gpu.get("sms") != gpu.sms, path.stem, loaded))
+    return [(key, loaded) for _, key, loaded in sorted(found, key=lambda item: item[:2])]
 
 
 def _outside_space(template: Template, entry: store.Entry, profile) -> str | None:

@@ -106,3 +106,56 @@ def test_cpu_tensors_use_the_default_silently():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert dispatch.config_for(SCALE_SHIFT, {"N": 10}, "fp32", device="cpu") == DEFAULT
+
+
+H200 = hardware.DetectedGPU("NVIDIA H200", "h200", (9, 0), 132, 139.8, hardware.profile("h200"))
+A100 = hardware.DetectedGPU("NVIDIA A100-SXM4-80GB", "a100", (8, 0), 108, 79.2, hardware.profile("a100"))
+
+
+def on_gpu(monkeypatch, gpu):
+    monkeypatch.setattr(dispatch, "current_gpu", lambda device: gpu)
+    dispatch.reset()
+
+
+def test_a_gpu_without_its_own_file_borrows_one_of_its_architecture(tuned, monkeypatch):
+    """An H200 (sm_90, no tuned/h200.json) runs the H100's tuned configs, and says so once."""
+    tuned([entry(1000, 32), entry(1_000_000, 128)])
+    on_gpu(monkeypatch, H200)
+    with pytest.warns(dispatch.TuningWarning, match=r"tuned on NVIDIA H100 80GB HBM3 \('h100', the same compute "
+                                                    r"capability 9.0\): no tuned file for GPU 'h200'.*--warm-from h100"):
+        assert lookup(2000)["block"] == 32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert lookup(400_000)["block"] == 128   # the nearest bucket, as with its own file; no second warning
+
+
+def test_borrowing_also_covers_an_entry_missing_from_the_own_file(tuned, monkeypatch):
+    tuned([entry(1000, 32)])
+    store.merge_write(Path(dispatch.tuned_dir()) / "h200.json", {**H200.identity(), "key": "h200"},
+                      [store.Entry(op="fake_scale_shift", kernel="fwd", dtype="fp16", flags="", shape={"N": 1000},
+                                   config={"block": 64, "variant": "a"}, ms=1.0,
+                                   template_hash=SCALE_SHIFT.source_hash(), triton=triton.__version__)], {}, {})
+    on_gpu(monkeypatch, H200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert lookup(dtype="fp16")["block"] == 64           # its own entry first
+    with pytest.warns(dispatch.TuningWarning, match="tuned on .*no tuned entry for fake_scale_shift.fwd dtype=fp32"):
+        assert lookup()["block"] == 32
+
+
+def test_no_borrowing_across_architectures_or_when_turned_off(tuned, monkeypatch):
+    tuned([entry(1000, 32)])
+    on_gpu(monkeypatch, A100)                                 # sm_80: the H100's configs are not its own kind
+    with pytest.warns(dispatch.TuningWarning, match="runs its heuristic default config: no tuned file for GPU 'a100'"):
+        assert lookup() == DEFAULT
+    monkeypatch.setenv("KERNELGEN_BORROW_TUNED", "0")
+    on_gpu(monkeypatch, H200)
+    with pytest.warns(dispatch.TuningWarning, match="heuristic default config: no tuned file for GPU 'h200'"):
+        assert lookup() == DEFAULT
+
+
+def test_a_borrowed_config_must_fit_this_gpu(tuned, monkeypatch):
+    tuned([entry(1000, 8192)])                                 # does not fit N=1000 on any GPU
+    on_gpu(monkeypatch, H200)
+    with pytest.warns(dispatch.TuningWarning, match="heuristic default config: no tuned file for GPU 'h200'"):
+        assert lookup() == DEFAULT
