@@ -68,6 +68,7 @@ def cmd_info(args, console: Console) -> int:
         if gpu.profile is None:
             console.print("[yellow]No profile in profiles/ matches this GPU[/]: rooflines and constraints use "
                           "conservative defaults. Add profiles/<key>.json to describe it.")
+        _print_tuned_sources(gpu, console)
     table = Table(title="GPU profiles (profiles/)")
     for column in ("key", "name", "SMs", "smem/block", "L2 MB", "bf16 TFLOP/s", "fp32 TFLOP/s", "HBM GB/s",
                    "measured copy GB/s", "measured bf16 TFLOP/s"):
@@ -83,6 +84,24 @@ def cmd_info(args, console: Console) -> int:
     import triton
     console.print(f"torch {torch.__version__}, triton {triton.__version__}, CUDA {torch.version.cuda}")
     return 0
+
+
+def _print_tuned_sources(gpu, console: Console) -> None:
+    """Which tuned file the ops read on this GPU, and what they borrow when it has none."""
+    from kernelgen import dispatch
+    from kernelgen.paths import tuned_file
+    own, borrowed, problem = dispatch.tuned_sources(gpu)
+    problem = escape(problem or "")
+    if own is not None:
+        console.print(f"Tuned configs: {tuned_file(gpu.key)} ({len(own[1].entries)} entries)"
+                      + (f"; entries it lacks are borrowed from {', '.join(k for k, _ in borrowed)}" if borrowed else ""))
+    elif borrowed:
+        key = borrowed[0][0]
+        console.print(f"[yellow]Tuned configs: {problem}[/]; the ops borrow those of {', '.join(k for k, _ in borrowed)} "
+                      f"(same compute capability). `kernelgen tune --gpu {gpu.key} --warm-from {key}` tunes them here.")
+    else:
+        console.print(f"[yellow]Tuned configs: {problem}[/]; the ops run heuristic defaults. "
+                      f"`kernelgen tune --gpu {gpu.key}` tunes them here.")
 
 
 # --- tune ---------------------------------------------------------------------------------------

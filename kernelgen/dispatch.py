@@ -102,6 +102,13 @@ def _resolve(template: Template, shape: dict[str, int], dtype: str, flags: str,
     return default
 
 
+def tuned_sources(gpu: hardware.DetectedGPU) -> tuple[tuple[str, store.TunedFile] | None, list[tuple[str, store.TunedFile]], str | None]:
+    """Where this GPU's configs come from: (its own file as (key, file) or None, the same-architecture
+    files it borrows from, why its own file is unusable or None). For `kernelgen info`."""
+    own, problem = _tuned_file(gpu.key)
+    return ((gpu.key, own) if own is not None else None), _same_architecture_files(gpu), problem
+
+
 def _from_file(tuned: store.TunedFile, template: Template, shape: dict[str, int], dtype: str, flags: str,
                profile) -> tuple[Config | None, str | None]:
     """(the nearest fresh entry's config, None) from one tuned file, or (None, why there is none)."""

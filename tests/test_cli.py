@@ -166,3 +166,23 @@ def test_tune_table_shows_the_flag_variant(capsys, monkeypatch, tmp_path):
                      "--storage", str(tmp_path / "s.journal"))
     assert code == 0, text
     assert "fake_scale_shift.fwd [g]" in text
+
+
+def test_info_names_the_tuned_file_or_what_is_borrowed(capsys, monkeypatch, tmp_path):
+    """On an H100 with tuned/h100.json the file is named; an H200 without its own borrows it; an
+    A100 (another architecture) runs the defaults."""
+    from kernelgen import dispatch
+    h100 = hardware.DetectedGPU("NVIDIA H100 80GB HBM3", "h100", (9, 0), 132, 79.1, hardware.profile("h100"))
+    h200 = hardware.DetectedGPU("NVIDIA H200", "h200", (9, 0), 132, 139.8, hardware.profile("h200"))
+    a100 = hardware.DetectedGPU("NVIDIA A100-SXM4-80GB", "a100", (8, 0), 108, 79.2, hardware.profile("a100"))
+    monkeypatch.setenv("KERNELGEN_TUNED_DIR", str(tmp_path))
+    entry = store.Entry(op="fake_scale_shift", kernel="fwd", dtype="fp32", flags="", shape={"N": 100},
+                        config={"block": 32, "variant": "a"}, ms=1.0, template_hash=SCALE_SHIFT.source_hash(),
+                        triton="3.6.0")
+    store.merge_write(tmp_path / "h100.json", h100.identity(), [entry], {}, {})
+    for gpu, expected in ((h100, "h100.json (1 entries)"), (h200, "borrow those of h100"),
+                          (a100, "heuristic defaults")):
+        dispatch.reset()
+        monkeypatch.setattr(hardware, "detect_gpu", lambda index=0, gpu=gpu: gpu)
+        code, out = run(capsys, "info")
+        assert code == 0 and expected in " ".join(out.split()), out
