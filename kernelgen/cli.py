@@ -152,11 +152,23 @@ def cmd_tune(args, console: Console) -> int:
         console.print("[red]Nothing to tune[/]: no template accepts those shapes/dtypes.")
         return EXIT_USAGE
     out = Path(args.out) if args.out else tuned_file(gpu.key)
-    try:
-        warm_from = load_warm_files(_warm_paths(args.warm_from))
-    except store.StoreError as error:
-        console.print(f"[red]{escape(str(error))}[/]. Nothing was tuned.")
-        return EXIT_USAGE
+    if args.warm_from is None:
+        # What the ops run on this GPU until it has entries of its own (dispatch borrows them from a
+        # GPU of the same compute capability): the new winners must beat them, so they are measured.
+        from kernelgen import dispatch
+        siblings = dispatch.same_architecture_files(gpu)
+        warm_from = [tuned for _, tuned in siblings]
+        if siblings:
+            console.print(f"Warm start from {', '.join(key for key, _ in siblings)}: the configs the ops borrow on "
+                          f"this GPU until it has its own (--warm-from none to leave them out)")
+    elif args.warm_from.strip().lower() == "none":
+        warm_from = []
+    else:
+        try:
+            warm_from = load_warm_files(_warm_paths(args.warm_from))
+        except store.StoreError as error:
+            console.print(f"[red]{escape(str(error))}[/]. Nothing was tuned.")
+            return EXIT_USAGE
     console.print(f"Tuning {len(jobs)} studies on {gpu.name} ({args.sampler}, {args.trials} trials each) -> {out}")
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -299,7 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--out", default=None, help="tuned file to merge winners into (default tuned/<gpu>.json)")
     tune.add_argument("--warm-from", default=None,
                       help="also measure, right after the default, the nearest winner stored in these tuned "
-                           "files (GPU keys or paths, comma separated), e.g. --warm-from h100 on an H200")
+                           "files (GPU keys or paths, comma separated), e.g. --warm-from h100 on an H200; "
+                           "default: the files of the same compute capability that the ops borrow from "
+                           "while this GPU has no entries of its own; 'none' for no warm start")
     tune.add_argument("--timeout", type=float, default=120.0, help="seconds before a trial counts as hung")
     tune.add_argument("--seed", type=int, default=0)
     tune.add_argument("-v", "--verbose", action="store_true", help="print every failed trial's reason")

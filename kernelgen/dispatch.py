@@ -86,7 +86,7 @@ def _resolve(template: Template, shape: dict[str, int], dtype: str, flags: str,
         config, problem = _from_file(tuned, template, shape, dtype, flags, profile)
         if config is not None:
             return config
-    for key, other in _same_architecture_files(gpu):
+    for key, other in same_architecture_files(gpu):
         config, _ = _from_file(other, template, shape, dtype, flags, profile)
         if config is not None:
             major, minor = gpu.compute_capability
@@ -106,7 +106,7 @@ def tuned_sources(gpu: hardware.DetectedGPU) -> tuple[tuple[str, store.TunedFile
     """Where this GPU's configs come from: (its own file as (key, file) or None, the same-architecture
     files it borrows from, why its own file is unusable or None). For `kernelgen info`."""
     own, problem = _tuned_file(gpu.key)
-    return ((gpu.key, own) if own is not None else None), _same_architecture_files(gpu), problem
+    return ((gpu.key, own) if own is not None else None), same_architecture_files(gpu), problem
 
 
 def _from_file(tuned: store.TunedFile, template: Template, shape: dict[str, int], dtype: str, flags: str,
@@ -128,7 +128,7 @@ def _from_file(tuned: store.TunedFile, template: Template, shape: dict[str, int]
     return None, f"no tuned entry for {template.name} dtype={dtype} flags={flags!r} on {tuned.gpu.get('key')}"
 
 
-def _same_architecture_files(gpu: hardware.DetectedGPU) -> list[tuple[str, store.TunedFile]]:
+def same_architecture_files(gpu: hardware.DetectedGPU) -> list[tuple[str, store.TunedFile]]:
     """Other GPUs' tuned files of this GPU's compute capability (an H200 borrows the H100's), those
     with its SM count first; none when KERNELGEN_BORROW_TUNED=0. Their configs still pass this
     GPU's constraint check before they run."""

@@ -123,6 +123,35 @@ def test_tune_warm_from_another_gpus_file(capsys, monkeypatch, tmp_path):
     assert code == cli.EXIT_USAGE and "not valid JSON" in text and corrupt.read_text() == "{"   # left as it was
 
 
+def test_tune_warm_starts_from_what_the_ops_borrow(capsys, monkeypatch, tmp_path):
+    """Without --warm-from, an H200 study also measures the H100 winner that dispatch runs on it
+    until it has entries of its own (same compute capability); --warm-from none leaves it out."""
+    _interpreter_as_gpu(monkeypatch, "h200", "NVIDIA H200")
+    monkeypatch.setenv("KERNELGEN_TUNED_DIR", str(tmp_path))
+    borrowed = {"block": 32, "variant": "a"}
+    h100 = hardware.DetectedGPU("NVIDIA H100 80GB HBM3", "h100", (9, 0), 132, 79.1, hardware.profile("h100"))
+    entry = store.Entry(op="fake_scale_shift", kernel="fwd", dtype="fp32", flags="", shape={"N": 120},
+                        config=borrowed, ms=1.0, default_ms=1.0, trials=1, template_hash=SCALE_SHIFT.source_hash())
+    store.merge_write(tmp_path / "h100.json", h100.identity(), [entry], {})
+    seen = []
+    from kernelgen import dispatch
+    from kernelgen.tune import study
+    measure = study.StudyRunner._evaluate
+    monkeypatch.setattr(study.StudyRunner, "_evaluate",
+                        lambda self, st, trial, config: (seen.append(dict(config)), measure(self, st, trial, config))[1])
+    args = ["tune", "--gpu", "h200", "--op", "fake_scale_shift", "--shapes", "N=100", "--trials", "2",
+            "--dtype", "fp32", "--out", str(tmp_path / "out.json")]
+    dispatch.reset()
+    code, text = run(capsys, *args, "--storage", str(tmp_path / "a.journal"))
+    assert code == 0, text
+    assert "Warm start from h100" in text and seen[:2] == [SCALE_SHIFT.default_config({"N": 100}), borrowed]
+    seen.clear()
+    args[args.index("--trials") + 1] = "1"                    # one trial: the default alone
+    code, text = run(capsys, *args, "--storage", str(tmp_path / "b.journal"), "--warm-from", "none")
+    assert code == 0, text
+    assert "Warm start" not in text and seen == [SCALE_SHIFT.default_config({"N": 100})]
+
+
 def test_tune_stops_cleanly_on_sigterm(capsys, monkeypatch, tmp_path):
     """`timeout` or a scheduler sends SIGTERM: the tune unwinds (so its trial worker is shut down),
     says what it kept, exits 130, and leaves the process's SIGTERM handler as it found it."""
