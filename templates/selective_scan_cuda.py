@@ -74,11 +74,12 @@ CUDA_SPACE: dict[str, list] = {
     "split": [1, 2, 4],                 # channel layout: threads per channel
     "chunk": [8, 16, 32, 64, 128],      # channel layout: B/C steps staged in shared memory
     "poly": [0, 1, 2],                  # channel layout: states a thread exps on the FMA pipe
+    "steps": [8, 16, 32],               # channel layout: steps a sub-chunk (the unrolled loop body)
 }
 # Keys each forward layout reads (canonical configs keep only these).
 _FWD_LAYOUT_KEYS = {
     "warp": ("layout", "threads", "items_per_thread", "state_unroll", "occupancy"),
-    "channel": ("layout", "threads", "occupancy", "split", "chunk", "poly"),
+    "channel": ("layout", "threads", "occupancy", "split", "chunk", "poly", "steps"),
 }
 # The channel layout keeps N / split states (and as many A values) in registers per thread.
 MAX_STATES_PER_THREAD = 32
@@ -153,8 +154,9 @@ def chunk_count(config: Mapping[str, Any], length: int) -> int:
 # read as 16-byte vectors): chunk 16 0.572, 32 0.600 (fewer staged registers), split 4 0.91-1.03.
 # Round 37 (softplus once per channel, shared by shuffles): split 2 chunk 8 0.534, chunk 16 0.560.
 # Round 168 (B/C copied from pack_bc's fp32 rows by cp.async, nothing held in registers): chunk 8
-# 0.517, 32 0.500, 64 0.499; poly 1 0.531; 256 threads 0.533, 64 threads 0.499.
-CHANNEL_DEFAULTS = {"split": 2, "chunk": 64, "poly": 0}
+# 0.517, 32 0.500, 64 0.499; poly 1 0.531; 256 threads 0.533, 64 threads 0.499. Round 206 (steps a
+# sub-chunk, outputs identical): 8 0.499, 16 0.454, 32 0.467 (with z 0.551 / 0.508 / 0.516).
+CHANNEL_DEFAULTS = {"split": 2, "chunk": 64, "poly": 0, "steps": 16}
 
 
 def packed_states(n_states: int) -> int:
@@ -174,6 +176,14 @@ def channel_default_chunk(n_states: int) -> int:
     while chunk > 8 and channel_shared_bytes(n_states, chunk) > _STATIC_SHARED_BYTES:
         chunk //= 2
     return chunk
+
+
+def channel_default_steps(chunk: int) -> int:
+    """CHANNEL_DEFAULTS' steps a sub-chunk, or fewer where the chunk is shorter (it must divide it)."""
+    steps = CHANNEL_DEFAULTS["steps"]
+    while chunk % steps:
+        steps //= 2
+    return steps
 
 
 def bwd_shared_bytes(warps: int, n_states: int, items: int) -> int:
@@ -263,8 +273,9 @@ def cuda_default_config(shape: Mapping[str, int], kernel: str | None = None) -> 
         threads = 128
         while threads > 32 and threads // split > per_group:
             threads //= 2
+        chunk = channel_default_chunk(n_states)
         return {"layout": "channel", "threads": threads, "occupancy": 8, **CHANNEL_DEFAULTS, "split": split,
-                "chunk": channel_default_chunk(n_states)}
+                "chunk": chunk, "steps": channel_default_steps(chunk)}
     return warp_fwd_default_config(shape)
 
 
@@ -328,6 +339,7 @@ def cuda_check_config(config: Mapping[str, Any], shape: Mapping[str, int], kerne
     if layout == "channel":
         split, poly = (config.get(k, CHANNEL_DEFAULTS[k]) for k in ("split", "poly"))
         chunk = config.get("chunk", channel_default_chunk(n_states))
+        steps = config.get("steps", channel_default_steps(chunk) if isinstance(chunk, int) and chunk > 0 else 8)
         if not _is_pow2(split) or split > 32 or n_states % split:
             return f"split must be a power of two <= 32 dividing N={n_states}; got {split!r}"
         if n_states // split > MAX_STATES_PER_THREAD:
@@ -337,6 +349,10 @@ def cuda_check_config(config: Mapping[str, Any], shape: Mapping[str, int], kerne
             return f"threads ({threads}) must be a multiple of split ({split})"
         if not isinstance(chunk, int) or chunk % 8 or chunk <= 0:
             return f"chunk must be a positive multiple of 8; got {chunk!r}"
+        if steps not in (8, 16, 32):
+            return f"steps (a sub-chunk) must be 8, 16 or 32; got {steps!r}"
+        if chunk % steps or CHECKPOINT_STEPS % steps:
+            return f"steps ({steps}) must divide the chunk ({chunk}) and the checkpoint interval ({CHECKPOINT_STEPS})"
         if channel_shared_bytes(n_states, chunk) > _STATIC_SHARED_BYTES:
             return (f"chunk {chunk} at N={n_states} stages {channel_shared_bytes(n_states, chunk)} bytes of "
                     f"B/C (> {_STATIC_SHARED_BYTES})")
@@ -412,11 +428,11 @@ def fwd_name_expression(in_dtype: torch.dtype, bc_dtype: torch.dtype, n_states: 
 
 
 def fwd_channel_name_expression(in_dtype: torch.dtype, n_states: int, split: int, threads: int, chunk: int,
-                                poly: int, occupancy: int = 8) -> str:
+                                poly: int, occupancy: int = 8, steps: int = 8) -> str:
     """The channel-layout forward reads B/C packed to fp32 (pack_bc), so only u's type is a parameter."""
     min_blocks = max(1, occupancy // (threads // 32))
     return (f"selective_scan_fwd_channel_kernel<{_type_name(in_dtype, 'u')}, "
-            f"{n_states}, {split}, {threads}, {chunk}, {poly}, {min_blocks}>")
+            f"{n_states}, {split}, {threads}, {chunk}, {steps}, {poly}, {min_blocks}>")
 
 
 def bwd_name_expression(in_dtype: torch.dtype, bc_dtype: torch.dtype, n_states: int, warps: int,
@@ -514,8 +530,16 @@ def _channel_launch_config(config_items: tuple, shape_items: tuple) -> tuple[dic
     config, shape = dict(config_items), dict(shape_items)
     defaults = cuda_default_config(shape, "fwd")
     if defaults["layout"] != "channel":
-        defaults = {"threads": 128, "occupancy": 8, **CHANNEL_DEFAULTS, "chunk": channel_default_chunk(shape["N"])}
-    config = {k: config.get(k, defaults[k]) for k in ("threads", "occupancy", "split", "chunk", "poly")}
+        chunk = channel_default_chunk(shape["N"])
+        defaults = {"threads": 128, "occupancy": 8, **CHANNEL_DEFAULTS, "chunk": chunk,
+                    "steps": channel_default_steps(chunk)}
+    given = config
+    config = {k: given.get(k, defaults[k]) for k in ("threads", "occupancy", "split", "chunk", "poly")}
+    # A config without steps (partial, or stored before the knob) takes the default's where that
+    # divides its chunk.
+    chunk = config["chunk"]
+    fits = isinstance(chunk, int) and chunk > 0 and chunk % defaults["steps"] == 0
+    config["steps"] = given.get("steps", defaults["steps"] if fits else 8)
     return config, cuda_check_config({**config, "layout": "channel"}, shape, "fwd")
 
 
@@ -531,7 +555,8 @@ def _launch_fwd_channel(config, shape, u, delta, A, BC, D, z, delta_bias, delta_
     channels_per_block = threads // int(config["split"])
     grid = (batch * groups * math.ceil(dim // groups / channels_per_block),)
     expression = fwd_channel_name_expression(u.dtype, n_states, int(config["split"]), threads,
-                                             int(config["chunk"]), int(config["poly"]), int(config["occupancy"]))
+                                             int(config["chunk"]), int(config["poly"]), int(config["occupancy"]),
+                                             int(config["steps"]))
     p, i = cuda_jit.pointer, cuda_jit.i32
     args = (p(u), p(delta), p(A), p(BC), p(D), p(z), p(delta_bias), p(initial_state), p(out),
             p(last_state), p(checkpoints), i(dim), i(length), i(groups), i(l_pad), i(int(broadcast)),

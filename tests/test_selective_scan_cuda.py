@@ -457,11 +457,13 @@ def shipped_instantiations() -> list[str]:
     for n_states, threads, spl in ((256, 512, 8), (5, 64, 2), (1, 32, 1), (64, 256, 16)):
         exprs.add(ssc.step_name_expression(torch.bfloat16, torch.float32, n_states, threads, spl))
     for in_dtype in {in_dtype for in_dtype, _ in DTYPE_PAIRS}:
-        exprs.add(ssc.fwd_channel_name_expression(in_dtype, 16, 1, 128, 64, 0, 8))
-    for n_states, split, threads, chunk, poly, occupancy in ((16, 2, 128, 32, 2, 16), (64, 4, 64, 32, 16, 8),
-                                                            (7, 1, 32, 8, 0, 8), (256, 8, 256, 8, 1, 8),
-                                                            (2, 1, 32, 8, 0, 8), (16, 2, 128, 128, 0, 8)):
-        exprs.add(ssc.fwd_channel_name_expression(torch.bfloat16, n_states, split, threads, chunk, poly, occupancy))
+        for steps in ssc.CUDA_SPACE["steps"]:
+            exprs.add(ssc.fwd_channel_name_expression(in_dtype, 16, 1, 128, 64, 0, 8, steps))
+    for n_states, split, threads, chunk, poly, occupancy, steps in (
+            (16, 2, 128, 32, 2, 16, 16), (64, 4, 64, 32, 16, 8, 32), (7, 1, 32, 8, 0, 8, 8), (256, 8, 256, 8, 1, 8, 8),
+            (2, 1, 32, 8, 0, 8, 8), (16, 2, 128, 128, 0, 8, 16), (32, 32, 64, 64, 0, 16, 32)):
+        exprs.add(ssc.fwd_channel_name_expression(torch.bfloat16, n_states, split, threads, chunk, poly, occupancy,
+                                                  steps))
     for in_dtype, bc_dtype in DTYPE_PAIRS:
         exprs.add(ssc.bwd_name_expression(in_dtype, bc_dtype, 16, 4, 8, 8))
     for items in ssc.CUDA_BWD_SPACE["items_per_thread"]:
@@ -692,19 +694,19 @@ EMU_FWD = [
 # Channel layout: (u dtype, B/C dtype, N, config).
 EMU_FWD_CHANNEL = [
     (torch.float32, torch.float32, 4, {"layout": "channel", "threads": 32, "split": 2, "chunk": 32, "poly": 1,
-                                       "occupancy": 8}),
+                                       "occupancy": 8, "steps": 16}),
     (torch.bfloat16, torch.bfloat16, 8, {"layout": "channel", "threads": 32, "split": 1, "chunk": 64, "poly": 0,
-                                         "occupancy": 8}),
+                                         "occupancy": 8, "steps": 32}),
     (torch.float16, torch.float32, 5, {"layout": "channel", "threads": 64, "split": 1, "chunk": 16, "poly": 5,
-                                       "occupancy": 16}),
+                                       "occupancy": 16, "steps": 16}),
     (torch.float32, torch.float32, 8, {"layout": "channel", "threads": 32, "split": 4, "chunk": 8, "poly": 0,
-                                       "occupancy": 8}),
-    # The H100 default: two threads per channel, 16-byte B/C loads, 8-byte bf16 stores of 4 steps.
+                                       "occupancy": 8, "steps": 8}),
+    # The H100 default: two threads per channel, 16-step sub-chunks, 16-byte bf16 stores of 8 steps.
     (torch.bfloat16, torch.bfloat16, 16, {"layout": "channel", "threads": 64, "split": 2, "chunk": 64, "poly": 0,
-                                          "occupancy": 8}),
+                                          "occupancy": 8, "steps": 16}),
     # A 128-step chunk past the packed rows' end (L 150 packs to 192 steps): the copy zero-fills.
     (torch.float16, torch.float16, 16, {"layout": "channel", "threads": 32, "split": 2, "chunk": 128, "poly": 0,
-                                        "occupancy": 8}),
+                                        "occupancy": 8, "steps": 32}),
 ]
 EMU_BWD = [
     (torch.float32, torch.float32, 3, bwd_config(64, 4)),
@@ -736,7 +738,7 @@ def _fwd_expr(in_dtype, bc_dtype, n_states, config):
 
 def _channel_expr(in_dtype, bc_dtype, n_states, config):
     return ssc.fwd_channel_name_expression(in_dtype, n_states, config["split"], config["threads"],
-                                           config["chunk"], config["poly"], config["occupancy"])
+                                           config["chunk"], config["poly"], config["occupancy"], config["steps"])
 
 
 def _bwd_expr(in_dtype, bc_dtype, n_states, config):
