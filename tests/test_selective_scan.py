@@ -611,7 +611,7 @@ def test_canonical_keeps_only_the_chosen_backends_parameters():
     cuda_config = ss.FWD.canonical({**config, "backend": "cuda"})    # layout "warp": the first value
     assert set(cuda_config) == {"backend", "layout", "threads", "items_per_thread", "state_unroll", "occupancy"}
     channel = ss.FWD.canonical({**config, "backend": "cuda", "layout": "channel"})
-    assert set(channel) == {"backend", "layout", "threads", "occupancy", "split", "chunk", "poly"}
+    assert set(channel) == {"backend", "layout", "threads", "occupancy", "split", "chunk", "poly", "steps"}
     assert ss.FWD.canonical({**config, "scan": "assoc", "exp_fma": 4})["exp_fma"] == 0
     assert ss.FWD.canonical({**config, "scan": "tile", "exp_fma": 4})["exp_fma"] == 0
     step = {name: values[0] for name, values in ss.STEP.space.items()}
