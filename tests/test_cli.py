@@ -95,20 +95,27 @@ def test_tune_end_to_end_through_the_cli(capsys, monkeypatch, tmp_path):
     assert entry.config == SCALE_SHIFT.default_config({"N": 100}) and entry.shape == {"N": 100}
 
 
-def test_tune_warm_from_another_gpus_file(capsys, monkeypatch, tmp_path):
-    """`kernelgen tune --gpu h200 --warm-from h100`: the H100 winner (found by GPU key in the tuned
-    folder) is measured beside the default; a warm-from file that is not there stops the run."""
+def _tune_an_h200_beside_an_h100_winner(monkeypatch, tmp_path, h100_identity):
+    """`kernelgen tune` on an H200 (the interpreter standing in), the tuned folder holding an H100
+    file with one winner; returns (that winner's config, the list of configs each study measures)."""
+    from kernelgen.tune import study
     _interpreter_as_gpu(monkeypatch, "h200", "NVIDIA H200")
     monkeypatch.setenv("KERNELGEN_TUNED_DIR", str(tmp_path))
     borrowed = {"block": 32, "variant": "a"}
     entry = store.Entry(op="fake_scale_shift", kernel="fwd", dtype="fp32", flags="", shape={"N": 120},
                         config=borrowed, ms=1.0, default_ms=1.0, trials=1, template_hash=SCALE_SHIFT.source_hash())
-    store.merge_write(tmp_path / "h100.json", {"key": "h100", "name": "NVIDIA H100"}, [entry], {})
+    store.merge_write(tmp_path / "h100.json", h100_identity, [entry], {})
     seen = []
-    from kernelgen.tune import study
     measure = study.StudyRunner._evaluate
     monkeypatch.setattr(study.StudyRunner, "_evaluate",
                         lambda self, st, trial, config: (seen.append(dict(config)), measure(self, st, trial, config))[1])
+    return borrowed, seen
+
+
+def test_tune_warm_from_another_gpus_file(capsys, monkeypatch, tmp_path):
+    """`kernelgen tune --gpu h200 --warm-from h100`: the H100 winner (found by GPU key in the tuned
+    folder) is measured beside the default; a warm-from file that is not there stops the run."""
+    borrowed, seen = _tune_an_h200_beside_an_h100_winner(monkeypatch, tmp_path, {"key": "h100", "name": "NVIDIA H100"})
     args = ["tune", "--gpu", "h200", "--op", "fake_scale_shift", "--shapes", "N=100", "--trials", "2",
             "--dtype", "fp32", "--storage", str(tmp_path / "s.journal")]
     code, text = run(capsys, *args, "--warm-from", "h100")
@@ -126,19 +133,9 @@ def test_tune_warm_from_another_gpus_file(capsys, monkeypatch, tmp_path):
 def test_tune_warm_starts_from_what_the_ops_borrow(capsys, monkeypatch, tmp_path):
     """Without --warm-from, an H200 study also measures the H100 winner that dispatch runs on it
     until it has entries of its own (same compute capability); --warm-from none leaves it out."""
-    _interpreter_as_gpu(monkeypatch, "h200", "NVIDIA H200")
-    monkeypatch.setenv("KERNELGEN_TUNED_DIR", str(tmp_path))
-    borrowed = {"block": 32, "variant": "a"}
-    h100 = hardware.DetectedGPU("NVIDIA H100 80GB HBM3", "h100", (9, 0), 132, 79.1, hardware.profile("h100"))
-    entry = store.Entry(op="fake_scale_shift", kernel="fwd", dtype="fp32", flags="", shape={"N": 120},
-                        config=borrowed, ms=1.0, default_ms=1.0, trials=1, template_hash=SCALE_SHIFT.source_hash())
-    store.merge_write(tmp_path / "h100.json", h100.identity(), [entry], {})
-    seen = []
     from kernelgen import dispatch
-    from kernelgen.tune import study
-    measure = study.StudyRunner._evaluate
-    monkeypatch.setattr(study.StudyRunner, "_evaluate",
-                        lambda self, st, trial, config: (seen.append(dict(config)), measure(self, st, trial, config))[1])
+    h100 = hardware.DetectedGPU("NVIDIA H100 80GB HBM3", "h100", (9, 0), 132, 79.1, hardware.profile("h100"))
+    borrowed, seen = _tune_an_h200_beside_an_h100_winner(monkeypatch, tmp_path, h100.identity())
     args = ["tune", "--gpu", "h200", "--op", "fake_scale_shift", "--shapes", "N=100", "--trials", "2",
             "--dtype", "fp32", "--out", str(tmp_path / "out.json")]
     dispatch.reset()
