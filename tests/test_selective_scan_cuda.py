@@ -707,6 +707,12 @@ EMU_FWD_CHANNEL = [
     # A 128-step chunk past the packed rows' end (L 150 packs to 192 steps): the copy zero-fills.
     (torch.float16, torch.float16, 16, {"layout": "channel", "threads": 32, "split": 2, "chunk": 128, "poly": 0,
                                         "occupancy": 8, "steps": 32}),
+    # 16 threads a channel over 8 steps: the steps do not split among them (all sum every step).
+    (torch.float32, torch.float32, 16, {"layout": "channel", "threads": 64, "split": 16, "chunk": 16, "poly": 0,
+                                        "occupancy": 8, "steps": 8}),
+    # 4 threads a channel over 32 steps, 8 each after the transpose-reduce; L ragged in the last sub-chunk.
+    (torch.bfloat16, torch.bfloat16, 8, {"layout": "channel", "threads": 32, "split": 4, "chunk": 32, "poly": 1,
+                                         "occupancy": 8, "steps": 32}),
 ]
 EMU_BWD = [
     (torch.float32, torch.float32, 3, bwd_config(64, 4)),
@@ -828,8 +834,8 @@ def test_emulated_fwd_channel_layout(emulator, case):
     # Ragged L (partial chunks, partial 8-step sub-chunks, scalar loads when L % 8), groups whose
     # channel count leaves idle threads in the last block, every option on or off by case.
     in_dtype, bc_dtype, n_states, config = EMU_FWD_CHANNEL[case]
-    length = (150, 512, 77, 40, 520, 150)[case]
-    dim, groups = (6, 1, 10, 4, 40, 16)[case], (2, 1, 2, 1, 2, 1)[case]
+    length = (150, 512, 77, 40, 520, 150, 45, 101)[case]
+    dim, groups = (6, 1, 10, 4, 40, 16, 3, 6)[case], (2, 1, 2, 1, 2, 1, 1, 2)[case]
     options = case != 1
     inputs = make_scan_inputs(2, dim, length, n_states, groups, in_dtype, bc_dtype, D=options, z=options,
                               bias=options, init=case != 3, seed=30 + case)
