@@ -92,13 +92,13 @@ def _print_tuned_sources(gpu, console: Console) -> None:
     from kernelgen.paths import tuned_file
     own, borrowed, problem = dispatch.tuned_sources(gpu)
     problem = escape(problem or "")
+    keys = ", ".join(key for key, _ in borrowed)
     if own is not None:
         console.print(f"Tuned configs: {tuned_file(gpu.key)} ({len(own[1].entries)} entries)"
-                      + (f"; entries it lacks are borrowed from {', '.join(k for k, _ in borrowed)}" if borrowed else ""))
+                      + (f"; entries it lacks are borrowed from {keys}" if borrowed else ""))
     elif borrowed:
-        key = borrowed[0][0]
-        console.print(f"[yellow]Tuned configs: {problem}[/]; the ops borrow those of {', '.join(k for k, _ in borrowed)} "
-                      f"(same compute capability). `kernelgen tune --gpu {gpu.key} --warm-from {key}` tunes them here.")
+        console.print(f"[yellow]Tuned configs: {problem}[/]; the ops borrow those of {keys} (same compute "
+                      f"capability). `kernelgen tune --gpu {gpu.key} --warm-from {borrowed[0][0]}` tunes them here.")
     else:
         console.print(f"[yellow]Tuned configs: {problem}[/]; the ops run heuristic defaults. "
                       f"`kernelgen tune --gpu {gpu.key}` tunes them here.")

@@ -102,7 +102,10 @@ def _resolve(template: Template, shape: dict[str, int], dtype: str, flags: str,
     return default
 
 
-def tuned_sources(gpu: hardware.DetectedGPU) -> tuple[tuple[str, store.TunedFile] | None, list[tuple[str, store.TunedFile]], str | None]:
+KeyedFile = tuple[str, store.TunedFile]   # (GPU key, its tuned file)
+
+
+def tuned_sources(gpu: hardware.DetectedGPU) -> tuple[KeyedFile | None, list[KeyedFile], str | None]:
     """Where this GPU's configs come from: (its own file as (key, file) or None, the same-architecture
     files it borrows from, why its own file is unusable or None). For `kernelgen info`."""
     own, problem = _tuned_file(gpu.key)
@@ -128,7 +131,7 @@ def _from_file(tuned: store.TunedFile, template: Template, shape: dict[str, int]
     return None, f"no tuned entry for {template.name} dtype={dtype} flags={flags!r} on {tuned.gpu.get('key')}"
 
 
-def same_architecture_files(gpu: hardware.DetectedGPU) -> list[tuple[str, store.TunedFile]]:
+def same_architecture_files(gpu: hardware.DetectedGPU) -> list[KeyedFile]:
     """Other GPUs' tuned files of this GPU's compute capability (an H200 borrows the H100's), those
     with its SM count first; none when KERNELGEN_BORROW_TUNED=0. Their configs still pass this
     GPU's constraint check before they run."""
