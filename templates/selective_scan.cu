@@ -191,6 +191,9 @@ struct KgRowIO {
                 for (int e = 0; e < kPerVec; ++e) pack.elems[e] = T::from_float(in[v * kPerVec + e]);
                 vp[v] = pack.vec;
             }
+        } else if (valid >= kItems) {
+#pragma unroll
+            for (int i = 0; i < kItems; ++i) ptr[i] = T::from_float(in[i]);
         } else {
 #pragma unroll
             for (int i = 0; i < kItems; ++i)
@@ -437,6 +440,19 @@ struct KgRowRaw {
                 const uint4 q = vp[v];
                 words[4 * v] = q.x; words[4 * v + 1] = q.y; words[4 * v + 2] = q.z; words[4 * v + 3] = q.w;
             }
+        } else if (valid >= kItems) {
+            // Rows that are not 16-byte aligned (L % 8 != 0 in 2-byte types): element loads, all
+            // issued before any is used (behind per-element branches each waited on its own;
+            // round 214: L = 4093 1.15 -> 0.95 ms).
+#pragma unroll
+            for (int w = 0; w < kWords; ++w) words[w] = 0u;
+#pragma unroll
+            for (int i = 0; i < kItems; ++i) {
+                unsigned int bits = 0u;
+                if (sizeof(S) == 2) bits = (unsigned int)*reinterpret_cast<const unsigned short*>(ptr + i);
+                else bits = *reinterpret_cast<const unsigned int*>(ptr + i);
+                words[i * (int)sizeof(S) / 4] |= sizeof(S) == 2 ? bits << (16 * (i % 2)) : bits;
+            }
         } else {
 #pragma unroll
             for (int w = 0; w < kWords; ++w) words[w] = 0u;
@@ -479,7 +495,8 @@ struct KgRowRaw {
 // B/C staged at a time (a multiple of kItems, double buffered); kItems steps a sub-chunk, the
 // unrolled body (8, 16 or 32: at the H100 target, ~2 warps per scheduler, 16 steps give the
 // scheduler twice the independent exps of 8 and ran 9% faster); kPoly of each thread's kS states
-// take their exp on the FMA pipe (kg_exp2_poly) to offload the exp unit; kMinBlocks as above.
+// take their exp on the FMA pipe (kg_exp2_poly) to offload the exp unit; kMinBlocks as above;
+// kSoftplus applies softplus to delta + delta_bias.
 // Writes the state entering every `ckpt_steps`-th step to `checkpoints` ([batch, dim, n_ckpt, N],
 // the Triton backward's format) when given. Grid: one dimension, blocks ordered (batch, group,
 // channel block).
@@ -601,7 +618,8 @@ __device__ __forceinline__ void kg_copy_async_wait_all() {
 // of two, at least 2.
 __host__ __device__ constexpr int kg_packed_states(int n) { return n <= 2 ? 2 : kg_pow2_ceil(n); }
 
-template <typename InT, int kN, int kSplit, int kThreads, int kChunk, int kItems, int kPoly, int kMinBlocks>
+template <typename InT, int kN, int kSplit, int kThreads, int kChunk, int kItems, int kPoly, int kMinBlocks,
+          bool kSoftplus>
 __global__ void __launch_bounds__(kThreads, kMinBlocks)
 selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
                                   const typename InT::storage* __restrict__ delta,
@@ -614,7 +632,7 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
                                   typename InT::storage* __restrict__ out,      // [batch, dim, L]
                                   float* __restrict__ last_state,               // [batch, dim, N] or null
                                   float* __restrict__ checkpoints,              // [batch, dim, n_ckpt, N] or null
-                                  int dim, int L, int groups, int l_pad, int bc_broadcast, int delta_softplus,
+                                  int dim, int L, int groups, int l_pad, int bc_broadcast,
                                   int ckpt_steps) {
     static_assert(kN % kSplit == 0 && (kSplit & (kSplit - 1)) == 0 && kSplit <= 32, "kSplit: power of 2 dividing N");
     static_assert(kThreads % 32 == 0 && kThreads % kSplit == 0, "kThreads: whole warps and channels");
@@ -715,18 +733,19 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
             }
             ckpt_countdown -= kItems;
         }
-        // All 8 steps' dt first (their softplus chains overlap), then the states.
+        // All the sub-chunk's dt first (their softplus chains overlap), then the states. No branch
+        // around either (softplus is a template flag, the ragged mask a select on every step): a
+        // branch here closed the basic block, so nothing of the states could be scheduled into the
+        // softplus chain's latency (round 213: 0.454 -> 0.440 ms).
         float step[kItems], step_u[kItems];
-        if (delta_softplus) {
+        if constexpr (kSoftplus) {
             kg_per_channel<kSplit>(dt, step, part, [&](float x) { return kg_softplus(x + io.bias); });
         } else {
 #pragma unroll
             for (int i = 0; i < kItems; ++i) step[i] = dt[i] + io.bias;
         }
-        if (valid < kItems) {                            // the last, partial sub-chunk only
 #pragma unroll
-            for (int i = 0; i < kItems; ++i) step[i] = i < valid ? step[i] : 0.f;   // past L: decay 1, input 0
-        }
+        for (int i = 0; i < kItems; ++i) step[i] = i < valid ? step[i] : 0.f;   // past L: decay 1, input 0
 #pragma unroll
         for (int i = 0; i < kItems; ++i) step_u[i] = step[i] * uu[i];
 #pragma unroll

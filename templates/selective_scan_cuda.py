@@ -428,11 +428,13 @@ def fwd_name_expression(in_dtype: torch.dtype, bc_dtype: torch.dtype, n_states: 
 
 
 def fwd_channel_name_expression(in_dtype: torch.dtype, n_states: int, split: int, threads: int, chunk: int,
-                                poly: int, occupancy: int = 8, steps: int = 8) -> str:
-    """The channel-layout forward reads B/C packed to fp32 (pack_bc), so only u's type is a parameter."""
+                                poly: int, occupancy: int = 8, steps: int = 8, softplus: bool = True) -> str:
+    """The channel-layout forward reads B/C packed to fp32 (pack_bc), so only u's type is a parameter;
+    softplus is a template flag (no branch around the steps' dt)."""
     min_blocks = max(1, occupancy // (threads // 32))
     return (f"selective_scan_fwd_channel_kernel<{_type_name(in_dtype, 'u')}, "
-            f"{n_states}, {split}, {threads}, {chunk}, {steps}, {poly}, {min_blocks}>")
+            f"{n_states}, {split}, {threads}, {chunk}, {steps}, {poly}, {min_blocks}, "
+            f"{'true' if softplus else 'false'}>")
 
 
 def bwd_name_expression(in_dtype: torch.dtype, bc_dtype: torch.dtype, n_states: int, warps: int,
@@ -556,11 +558,11 @@ def _launch_fwd_channel(config, shape, u, delta, A, BC, D, z, delta_bias, delta_
     grid = (batch * groups * math.ceil(dim // groups / channels_per_block),)
     expression = fwd_channel_name_expression(u.dtype, n_states, int(config["split"]), threads,
                                              int(config["chunk"]), int(config["poly"]), int(config["occupancy"]),
-                                             int(config["steps"]))
+                                             int(config["steps"]), bool(delta_softplus))
     p, i = cuda_jit.pointer, cuda_jit.i32
     args = (p(u), p(delta), p(A), p(BC), p(D), p(z), p(delta_bias), p(initial_state), p(out),
             p(last_state), p(checkpoints), i(dim), i(length), i(groups), i(l_pad), i(int(broadcast)),
-            i(int(bool(delta_softplus))), i(ckpt_steps))
+            i(ckpt_steps))
     cuda_jit.launch(SOURCE, expression, grid, (threads,), args, device=u.device)
 
 

@@ -458,7 +458,8 @@ def shipped_instantiations() -> list[str]:
         exprs.add(ssc.step_name_expression(torch.bfloat16, torch.float32, n_states, threads, spl))
     for in_dtype in {in_dtype for in_dtype, _ in DTYPE_PAIRS}:
         for steps in ssc.CUDA_SPACE["steps"]:
-            exprs.add(ssc.fwd_channel_name_expression(in_dtype, 16, 1, 128, 64, 0, 8, steps))
+            for softplus in (False, True):
+                exprs.add(ssc.fwd_channel_name_expression(in_dtype, 16, 1, 128, 64, 0, 8, steps, softplus))
     for n_states, split, threads, chunk, poly, occupancy, steps in (
             (16, 2, 128, 32, 2, 16, 16), (64, 4, 64, 32, 16, 8, 32), (7, 1, 32, 8, 0, 8, 8), (256, 8, 256, 8, 1, 8, 8),
             (2, 1, 32, 8, 0, 8, 8), (16, 2, 128, 128, 0, 8, 16), (32, 32, 64, 64, 0, 16, 32)):
@@ -742,9 +743,10 @@ def _fwd_expr(in_dtype, bc_dtype, n_states, config):
                                    config["items_per_thread"], config["state_unroll"], config["occupancy"])
 
 
-def _channel_expr(in_dtype, bc_dtype, n_states, config):
+def _channel_expr(in_dtype, bc_dtype, n_states, config, softplus=True):
     return ssc.fwd_channel_name_expression(in_dtype, n_states, config["split"], config["threads"],
-                                           config["chunk"], config["poly"], config["occupancy"], config["steps"])
+                                           config["chunk"], config["poly"], config["occupancy"], config["steps"],
+                                           softplus)
 
 
 def _bwd_expr(in_dtype, bc_dtype, n_states, config):
@@ -772,7 +774,7 @@ def emulator_library(tmp_path_factory):
     if compiler is None:
         pytest.skip("g++ is not installed, so the CUDA kernels cannot be emulated on the CPU")
     expressions = sorted({_fwd_expr(*case) for case in EMU_FWD} | {_step_expr(*case) for case in EMU_STEP}
-                         | {_channel_expr(*case) for case in EMU_FWD_CHANNEL}
+                         | {_channel_expr(*case, softplus) for case in EMU_FWD_CHANNEL for softplus in (False, True)}
                          | {_bwd_expr(*case) for case in EMU_BWD}
                          | {_bwd_channel_expr(*case) for case in EMU_BWD_CHANNEL})
     folder = tmp_path_factory.mktemp("cuda_emulation")
@@ -840,7 +842,7 @@ def test_emulated_fwd_channel_layout(emulator, case):
     inputs = make_scan_inputs(2, dim, length, n_states, groups, in_dtype, bc_dtype, D=options, z=options,
                               bias=options, init=case != 3, seed=30 + case)
     _check_fwd(inputs, case % 2 == 0, config, TOL[in_dtype], last=case != 1)
-    assert emulator.launched == [_channel_expr(*EMU_FWD_CHANNEL[case])]
+    assert emulator.launched == [_channel_expr(*EMU_FWD_CHANNEL[case], case % 2 == 0)]
 
 
 @pytest.mark.parametrize("length", [0, 1, 9])
