@@ -259,8 +259,8 @@ def linear_attention(
     strides); g [B, T, H] per-token log decay (finite, ≤ 0: a hard reset is a new sequence in
     cu_seqlens, not g = -inf, which makes exp(G_t − G_s) NaN in the chunked form) or g_gamma [H]
     constant log decay, not both (any float dtype; with taylor2, the g_gamma gradient's fp32
-    rounding grows with the decay, ~1e-3 relative at γ = −5); scale defaults to K^-0.5; feature_map None / "elu1" / "relu" / "taylor2"
-    (K ≤ 32) is applied to q and k inside the kernel. cu_seqlens [N+1] (int, with B = 1, rising
+    rounding grows with the decay, ~1e-3 relative at γ = −5); scale defaults to K^-0.5;
+    feature_map None / "elu1" / "relu" / "taylor2" (K ≤ 32) is applied to q and k inside the kernel. cu_seqlens [N+1] (int, with B = 1, rising
     from 0 to T) packs N sequences along T, each with its own state. Returns (o [B, T, H, V] in
     v's dtype, final_state or None), states fp32 as in the module docstring (initial_state may be
     any float dtype). T = 0 gives an empty o and the initial state back. Differentiable in q, k,
