@@ -478,6 +478,246 @@ struct KgRowRaw {
 };
 
 // ---------------------------------------------------------------------------------------------
+// Rows that are not 16-byte aligned (L % 8 != 0 in 2-byte types, L % 4 != 0 in fp32, or a view's
+// offset), in the forward's channel layout. Element loads and stores there touch one cache line
+// per lane and element: the L1 becomes the bound (round 214: L = 4093 ran 2.2x the aligned time).
+// Instead the row is read and written as the aligned 16-byte vectors that cover it, the bytes
+// moved into place in registers (kg_byte_window); a vector two sub-chunks (or two lanes) share is
+// carried or handed over by a shuffle, so a sub-chunk costs the aligned path's vector count.
+// ---------------------------------------------------------------------------------------------
+__device__ __forceinline__ unsigned int kg_funnel_shift_right(unsigned int lo, unsigned int hi, unsigned int shift) {
+#if defined(__CUDA_ARCH__)
+    return __funnelshift_r(lo, hi, shift);
+#else
+    return (unsigned int)(((((unsigned long long)hi) << 32) | lo) >> (shift & 31u));
+#endif
+}
+
+// out = bytes [o, o + 4 kOut) of the little-endian byte string w, o known only at run time
+// (0 <= o < 16, or o = 16 with kUpTo16). Two selects pick the word offset o / 4 and a funnel
+// shift the bytes within a word: ~3 instructions a word, where an index into w would put it in
+// local memory.
+template <int kOut, bool kUpTo16>
+__device__ __forceinline__ void kg_byte_window(const unsigned int (&w)[kOut + 4], int o, unsigned int (&out)[kOut]) {
+    const int k = o >> 2;
+    const unsigned int shift = 8u * (unsigned int)(o & 3);
+    unsigned int s1[kOut + 3], s2[kOut + 1];
+#pragma unroll
+    for (int j = 0; j < kOut + 3; ++j) s1[j] = (k & 1) ? w[j + 1] : w[j];
+#pragma unroll
+    for (int j = 0; j < kOut + 1; ++j) s2[j] = (k & 2) ? s1[j + 2] : s1[j];
+#pragma unroll
+    for (int m = 0; m < kOut; ++m) {
+        const unsigned int v = kg_funnel_shift_right(s2[m], s2[m + 1], shift);
+        out[m] = (kUpTo16 && (k & 4)) ? w[4 + m] : v;
+    }
+}
+
+// Element i of words packing 2- or 4-byte elements, and the reverse.
+template <typename T>
+__device__ __forceinline__ float kg_word_element(const unsigned int* words, int i) {
+    typedef typename T::storage S;
+    if (sizeof(S) == 2) return T::to_float((S)(unsigned short)(words[i / 2] >> (16 * (i % 2))));
+    return kg_bits_to_float(words[i]);
+}
+
+template <typename T>
+__device__ __forceinline__ typename T::storage kg_word_storage(const unsigned int* words, int i) {
+    typedef typename T::storage S;
+    if constexpr (sizeof(S) == 2) return (S)(unsigned short)(words[i / 2] >> (16 * (i % 2)));
+    else return kg_bits_to_float(words[i]);
+}
+
+template <typename T, int kItems>
+__device__ __forceinline__ void kg_pack_words(const float (&in)[kItems], unsigned int (&words)[kItems * sizeof(typename T::storage) / 4]) {
+    typedef typename T::storage S;
+    if constexpr (sizeof(S) == 2) {
+#pragma unroll
+        for (int j = 0; j < kItems / 2; ++j)
+            words[j] = (unsigned int)(unsigned short)T::from_float(in[2 * j])
+                       | ((unsigned int)(unsigned short)T::from_float(in[2 * j + 1]) << 16);
+    } else {
+#pragma unroll
+        for (int j = 0; j < kItems; ++j) words[j] = kg_float_to_bits(in[j]);
+    }
+}
+
+__device__ __forceinline__ uint4 kg_load_vector_nc(const uint4* p) {
+#if defined(__CUDA_ARCH__)
+    return __ldg(p);   // read-only path, as the aligned loads through __restrict__ pointers get
+#else
+    return *p;
+#endif
+}
+
+// Loads of an unaligned row's kItems-element sub-chunks, one ahead (fetch during a sub-chunk,
+// take at the next) as raw words, converted only when taken: the aligned vectors covering the
+// sub-chunk, [carried vector, kVecs new ones], shifted by the row's offset when taken. The vector
+// holding the row's end is read by element (whole, it would reach past the last row's
+// allocation), and vectors past it are never used. The last, partial sub-chunk: element loads,
+// zeros past the row (garbage there would make 0 * x a NaN).
+template <typename T, int kItems>
+struct KgRowShiftedLoad {
+    typedef typename T::storage S;
+    typedef KgRowRaw<T, kItems> Raw;
+    static constexpr int kWords = Raw::kWords;
+    static constexpr int kVecs = kWords / 4;
+    const S* row;
+    const uint4* vectors;       // the aligned vector holding the row's first byte
+    int offset, L;              // that byte within it
+    int whole;                  // vectors [0, whole) lie inside the row's allocation
+    bool shifted;               // w is [carried vector, kVecs vectors] (else the words themselves)
+    unsigned int w[kWords + 4];
+
+    __device__ __forceinline__ void begin(const S* row_, int L_) {
+        row = row_;
+        L = L_;
+        const unsigned long long address = (unsigned long long)row_;
+        vectors = reinterpret_cast<const uint4*>(address & ~15ull);
+        offset = (int)(address & 15ull);
+        whole = (offset + L * (int)sizeof(S)) / 16;   // vector 0's head is the same allocation's
+        if (L >= kItems) {
+            const uint4 q = kg_load_vector_nc(vectors);
+            w[kWords] = q.x; w[kWords + 1] = q.y; w[kWords + 2] = q.z; w[kWords + 3] = q.w;
+        }
+        fetch(0, L);
+    }
+
+    // Start loading the sub-chunk at t (a multiple of kItems), `valid` = L - t elements in the row.
+    __device__ __forceinline__ void fetch(int t, int valid) {
+        if (valid >= kItems) {
+            const int v0 = t * (int)sizeof(S) / 16;  // the carried vector: the previous fetch's last
+#pragma unroll
+            for (int j = 0; j < 4; ++j) w[j] = w[kWords + j];
+#pragma unroll
+            for (int v = 0; v < kVecs; ++v) {
+                const int at = v0 + 1 + v;
+                if (at < whole) {
+                    const uint4 q = kg_load_vector_nc(vectors + at);
+                    w[4 + 4 * v] = q.x; w[4 + 4 * v + 1] = q.y; w[4 + 4 * v + 2] = q.z; w[4 + 4 * v + 3] = q.w;
+                } else {
+                    // The row's elements in vector `at` (none past its end).
+                    constexpr int kPerVec = 16 / (int)sizeof(S);
+                    const int first = (16 * at - offset) / (int)sizeof(S);
+#pragma unroll
+                    for (int j = 0; j < 4; ++j) w[4 + 4 * v + j] = 0u;
+#pragma unroll
+                    for (int i = 0; i < kPerVec; ++i) {
+                        if (first + i < L) {
+                            unsigned int bits;
+                            if (sizeof(S) == 2) bits = (unsigned int)*reinterpret_cast<const unsigned short*>(row + first + i);
+                            else bits = *reinterpret_cast<const unsigned int*>(row + first + i);
+                            w[4 + 4 * v + i * (int)sizeof(S) / 4] |= sizeof(S) == 2 ? bits << (16 * (i % 2)) : bits;
+                        }
+                    }
+                }
+            }
+            shifted = true;
+        } else {
+            unsigned int words[kWords];
+            Raw::load(row + t, valid, false, words);
+#pragma unroll
+            for (int j = 0; j < kWords; ++j) w[j] = words[j];
+            shifted = false;
+        }
+    }
+
+    __device__ __forceinline__ void take(float (&out)[kItems]) const {
+        unsigned int words[kWords];
+        if (shifted) {
+            kg_byte_window<kWords, false>(w, offset, words);
+        } else {
+#pragma unroll
+            for (int j = 0; j < kWords; ++j) words[j] = w[j];
+        }
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) out[i] = kg_word_element<T>(words, i);
+    }
+};
+
+// Stores of a row that is not 16-byte aligned, in runs: per sub-chunk each of a channel's kParts
+// lanes (adjacent) holds kRun consecutive outputs, lane p the p-th run (a whole number of
+// vectors). A lane writes the aligned vectors whose last byte is in its run: they begin with the
+// previous run's last `offset` bytes, handed over by a shuffle (the last lane's from the previous
+// sub-chunk, carried). Two places are written by element: the row's first vector (its head is the
+// row before, another thread's) and the last full run's tail (`flush`, before the partial last
+// sub-chunk's element stores or after the loop).
+template <typename T, int kRun, int kParts>
+struct KgRowStoreStream {
+    typedef typename T::storage S;
+    static constexpr int kRunWords = kRun * (int)sizeof(S) / 4;
+    static constexpr int kRunVecs = kRunWords / 4;
+    static constexpr int kPerVec = 16 / (int)sizeof(S);
+    static constexpr bool kFits = (kRun * (int)sizeof(S)) % 16 == 0;   // whole vectors a run
+    S* row;
+    uint4* vectors;
+    int offset;
+    unsigned int carry[4];      // this lane's last run's last vector
+    bool pending;               // that run's last `offset` bytes are not written yet
+
+    __device__ __forceinline__ void begin(S* row_) {
+        row = row_;
+        const unsigned long long address = (unsigned long long)row_;
+        vectors = reinterpret_cast<uint4*>(address & ~15ull);
+        offset = (int)(address & 15ull);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) carry[j] = 0u;
+        pending = false;
+    }
+
+    // A full sub-chunk at t0: this lane (`part` of kParts) holds outputs [part kRun, (part + 1) kRun).
+    // Every lane of the warp calls it (shuffles); only `store` lanes write.
+    __device__ __forceinline__ void put(const float (&values)[kRun], int t0, int part, bool store) {
+        unsigned int w[kRunWords + 4], own[kRunWords], out[kRunWords];
+        kg_pack_words<T, kRun>(values, own);
+#pragma unroll
+        for (int j = 0; j < kRunWords; ++j) w[4 + j] = own[j];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            if constexpr (kParts > 1) {
+                // lane p takes lane p - 1's run end; the first lane the last lane's previous one
+                const unsigned int send = part == kParts - 1 ? carry[j] : own[kRunWords - 4 + j];
+                const int lane = (int)threadIdx.x % 32;
+                w[j] = __shfl_sync(KG_FULL_MASK, send, part == 0 ? lane + kParts - 1 : lane - 1);
+            } else {
+                w[j] = carry[j];
+            }
+            carry[j] = own[kRunWords - 4 + j];
+        }
+        kg_byte_window<kRunWords, true>(w, 16 - offset, out);
+        if (store) {
+            const int run_start = t0 + part * kRun;
+            uint4* dst = vectors + run_start * (int)sizeof(S) / 16;
+#pragma unroll
+            for (int v = 0; v < kRunVecs; ++v) {
+                if (v == 0 && run_start == 0 && offset != 0) {
+                    // The row's first vector: only its bytes from `offset` on are this row's.
+#pragma unroll
+                    for (int i = 0; i < kPerVec; ++i)
+                        if (i < kPerVec - offset / (int)sizeof(S)) row[i] = kg_word_storage<T>(own, i);
+                } else {
+                    uint4 q;
+                    q.x = out[4 * v]; q.y = out[4 * v + 1]; q.z = out[4 * v + 2]; q.w = out[4 * v + 3];
+                    dst[v] = q;
+                }
+            }
+        }
+        pending = true;
+    }
+
+    // The last full sub-chunk (at t_full)'s pending bytes, by element from the last lane's carry.
+    __device__ __forceinline__ void flush(int t_full, int part, bool store) {
+        if (pending && store && part == kParts - 1 && offset != 0) {
+            S* at = row + t_full + kParts * kRun - kPerVec;   // the run's last vector's elements
+#pragma unroll
+            for (int i = 0; i < kPerVec; ++i)
+                if (i >= kPerVec - offset / (int)sizeof(S)) at[i] = kg_word_storage<T>(carry, i);
+        }
+        pending = false;
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
 // Forward scan, channel layout. The warp layout above spends its time on lane scans and on B/C
 // reloaded per channel (every channel of a group reads the same B_t, C_t: at batch 8, dim 2048,
 // L 4096, N 16 that is 4.3 GB through L2). Here a thread owns one channel (or 1/kSplit of its
@@ -619,7 +859,7 @@ __device__ __forceinline__ void kg_copy_async_wait_all() {
 __host__ __device__ constexpr int kg_packed_states(int n) { return n <= 2 ? 2 : kg_pow2_ceil(n); }
 
 template <typename InT, int kN, int kSplit, int kThreads, int kChunk, int kItems, int kPoly, int kMinBlocks,
-          bool kSoftplus>
+          bool kSoftplus, bool kAligned>
 __global__ void __launch_bounds__(kThreads, kMinBlocks)
 selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
                                   const typename InT::storage* __restrict__ delta,
@@ -695,13 +935,27 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
     __syncthreads();
     // The next 8 steps' delta/u/z are loaded one sub-chunk ahead: with one warp per scheduler
     // nothing else would hide the DRAM latency.
+    // kAligned: the launcher found every row 16-byte aligned. Else KgRowShiftedLoad and
+    // KgRowStoreStream read and write the aligned vectors that cover the rows, shifting in registers.
     typedef KgRowRaw<InT, kItems> Raw;
     unsigned int dt_next[Raw::kWords], u_next[Raw::kWords], z_next[Raw::kWords];
+    KgRowShiftedLoad<InT, kItems> delta_in, u_in, z_in;
     if (L > 0) {
-        Raw::load(io.delta, L, io.delta_vec, dt_next);
-        Raw::load(io.u, L, io.u_vec, u_next);
-        if (io.z) Raw::load(io.z, L, io.z_vec, z_next);
+        if constexpr (kAligned) {
+            Raw::load(io.delta, L, io.delta_vec, dt_next);
+            Raw::load(io.u, L, io.u_vec, u_next);
+            if (io.z) Raw::load(io.z, L, io.z_vec, z_next);
+        } else {
+            delta_in.begin(io.delta, L);
+            u_in.begin(io.u, L);
+            if (io.z) z_in.begin(io.z, L);
+        }
     }
+    constexpr bool kRunsSplit = kSplit > 1 && kItems % kSplit == 0;   // each split lane stores its own steps
+    typedef KgRowStoreStream<InT, kRunsSplit ? kItems / kSplit : kItems, kRunsSplit ? kSplit : 1> OutStream;
+    constexpr bool kStream = !kAligned && OutStream::kFits;
+    OutStream out_stream;
+    if constexpr (kStream) out_stream.begin(io.out);
     int ckpt_countdown = 0;                      // steps to the next checkpoint (a multiple of 8)
 #pragma unroll 1
     for (int t0 = 0; t0 < L; t0 += kItems) {
@@ -711,16 +965,32 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
         if (sub == 0 && next_chunk) stage(buffer ^ 1, t0 + kChunk);   // in flight during this chunk
         const int valid = L - t0;
         float dt[kItems], uu[kItems], zz[kItems], y[kItems];
+        if constexpr (kAligned) {
 #pragma unroll
-        for (int i = 0; i < kItems; ++i) {
-            dt[i] = Raw::get(dt_next, i);
-            uu[i] = Raw::get(u_next, i);
-            zz[i] = io.z ? Raw::get(z_next, i) : 0.f;
-        }
-        if (t0 + kItems < L) {
-            Raw::load(io.delta + t0 + kItems, valid - kItems, io.delta_vec, dt_next);
-            Raw::load(io.u + t0 + kItems, valid - kItems, io.u_vec, u_next);
-            if (io.z) Raw::load(io.z + t0 + kItems, valid - kItems, io.z_vec, z_next);
+            for (int i = 0; i < kItems; ++i) {
+                dt[i] = Raw::get(dt_next, i);
+                uu[i] = Raw::get(u_next, i);
+                zz[i] = io.z ? Raw::get(z_next, i) : 0.f;
+            }
+            if (t0 + kItems < L) {
+                Raw::load(io.delta + t0 + kItems, valid - kItems, io.delta_vec, dt_next);
+                Raw::load(io.u + t0 + kItems, valid - kItems, io.u_vec, u_next);
+                if (io.z) Raw::load(io.z + t0 + kItems, valid - kItems, io.z_vec, z_next);
+            }
+        } else {
+            delta_in.take(dt);
+            u_in.take(uu);
+            if (io.z) {
+                z_in.take(zz);
+            } else {
+#pragma unroll
+                for (int i = 0; i < kItems; ++i) zz[i] = 0.f;
+            }
+            if (t0 + kItems < L) {
+                delta_in.fetch(t0 + kItems, valid - kItems);
+                u_in.fetch(t0 + kItems, valid - kItems);
+                if (io.z) z_in.fetch(t0 + kItems, valid - kItems);
+            }
         }
         if (checkpoints) {
             if (ckpt_countdown == 0) {
@@ -777,7 +1047,7 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
             }
             y[i] = y0 + y1;                              // this thread's states' share of y_t
         }
-        if constexpr (kSplit > 1 && kItems % kSplit == 0) {
+        if constexpr (kRunsSplit) {
             // The channel's shares meet in a transpose-reduce (one shuffle per pair of values, not
             // log2(kSplit) per value): thread `part` ends with the whole sums of steps
             // [part * kMine, (part + 1) * kMine), adds D u, gates them with silu(z), stores them.
@@ -797,7 +1067,16 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
                 for (int j = 0; j < kMine; ++j) mine[j] *= kg_silu(own(zz, j));
             }
             const int first = part * kMine;
-            if (active) KgRowIO<InT, kMine>::store(io.out + t0 + first, valid - first, io.out_vec, mine);
+            if constexpr (kStream) {
+                if (valid >= kItems) {
+                    out_stream.put(mine, t0, part, active);
+                } else {
+                    out_stream.flush(t0 - kItems, part, active);
+                    if (active) KgRowIO<InT, kMine>::store(io.out + t0 + first, valid - first, false, mine);
+                }
+            } else if (active) {
+                KgRowIO<InT, kMine>::store(io.out + t0 + first, valid - first, io.out_vec, mine);
+            }
         } else {
 #pragma unroll
             for (int i = 0; i < kItems; ++i) {
@@ -811,13 +1090,23 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
 #pragma unroll
                 for (int i = 0; i < kItems; ++i) y[i] *= kg_silu(zz[i]);
             }
-            if (active && part == 0) InIO::store(io.out + t0, valid, io.out_vec, y);
+            if constexpr (kStream) {
+                if (valid >= kItems) {
+                    out_stream.put(y, t0, 0, active && part == 0);
+                } else {
+                    out_stream.flush(t0 - kItems, 0, active && part == 0);
+                    if (active && part == 0) InIO::store(io.out + t0, valid, false, y);
+                }
+            } else if (active && part == 0) {
+                InIO::store(io.out + t0, valid, io.out_vec, y);
+            }
         }
         if ((sub + kItems == kChunk || t0 + kItems >= L) && next_chunk) {
             kg_copy_async_wait_all();                // this thread's copies of the next chunk
             __syncthreads();                         // everyone's, and this buffer's reads done
         }
     }
+    if constexpr (kStream) out_stream.flush(L - kItems, kRunsSplit ? part : 0, active && (kRunsSplit || part == 0));
     if (last_state && active) {
 #pragma unroll
         for (int s = 0; s < kS; ++s) last_state[row * kN + s0 + s] = h[s];

@@ -428,13 +428,21 @@ def fwd_name_expression(in_dtype: torch.dtype, bc_dtype: torch.dtype, n_states: 
 
 
 def fwd_channel_name_expression(in_dtype: torch.dtype, n_states: int, split: int, threads: int, chunk: int,
-                                poly: int, occupancy: int = 8, steps: int = 8, softplus: bool = True) -> str:
+                                poly: int, occupancy: int = 8, steps: int = 8, softplus: bool = True,
+                                aligned: bool = True) -> str:
     """The channel-layout forward reads B/C packed to fp32 (pack_bc), so only u's type is a parameter;
-    softplus is a template flag (no branch around the steps' dt)."""
+    softplus is a template flag (no branch around the steps' dt), and so is whether every row is
+    16-byte aligned (`rows_aligned`; else rows are read and written as shifted aligned vectors)."""
     min_blocks = max(1, occupancy // (threads // 32))
+    flag = lambda value: "true" if value else "false"
     return (f"selective_scan_fwd_channel_kernel<{_type_name(in_dtype, 'u')}, "
             f"{n_states}, {split}, {threads}, {chunk}, {steps}, {poly}, {min_blocks}, "
-            f"{'true' if softplus else 'false'}>")
+            f"{flag(softplus)}, {flag(aligned)}>")
+
+
+def rows_aligned(length: int, *tensors: torch.Tensor | None) -> bool:
+    """Whether every row of these contiguous [..., L] tensors starts on a 16-byte boundary."""
+    return all(t is None or (t.data_ptr() % 16 == 0 and length * t.element_size() % 16 == 0) for t in tensors)
 
 
 def bwd_name_expression(in_dtype: torch.dtype, bc_dtype: torch.dtype, n_states: int, warps: int,
@@ -537,11 +545,10 @@ def _channel_launch_config(config_items: tuple, shape_items: tuple) -> tuple[dic
                     "steps": channel_default_steps(chunk)}
     given = config
     config = {k: given.get(k, defaults[k]) for k in ("threads", "occupancy", "split", "chunk", "poly")}
-    # A config without steps (partial, or stored before the knob) takes the default's where that
-    # divides its chunk.
+    # A config without steps (partial, or stored before the knob) takes the default that divides
+    # its chunk, as cuda_check_config assumes.
     chunk = config["chunk"]
-    fits = isinstance(chunk, int) and chunk > 0 and chunk % defaults["steps"] == 0
-    config["steps"] = given.get("steps", defaults["steps"] if fits else 8)
+    config["steps"] = given.get("steps", channel_default_steps(chunk) if isinstance(chunk, int) and chunk > 0 else 8)
     return config, cuda_check_config({**config, "layout": "channel"}, shape, "fwd")
 
 
@@ -558,7 +565,8 @@ def _launch_fwd_channel(config, shape, u, delta, A, BC, D, z, delta_bias, delta_
     grid = (batch * groups * math.ceil(dim // groups / channels_per_block),)
     expression = fwd_channel_name_expression(u.dtype, n_states, int(config["split"]), threads,
                                              int(config["chunk"]), int(config["poly"]), int(config["occupancy"]),
-                                             int(config["steps"]), bool(delta_softplus))
+                                             int(config["steps"]), bool(delta_softplus),
+                                             rows_aligned(length, u, delta, z, out))
     p, i = cuda_jit.pointer, cuda_jit.i32
     args = (p(u), p(delta), p(A), p(BC), p(D), p(z), p(delta_bias), p(initial_state), p(out),
             p(last_state), p(checkpoints), i(dim), i(length), i(groups), i(l_pad), i(int(broadcast)),

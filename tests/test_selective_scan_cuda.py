@@ -460,6 +460,9 @@ def shipped_instantiations() -> list[str]:
         for steps in ssc.CUDA_SPACE["steps"]:
             for softplus in (False, True):
                 exprs.add(ssc.fwd_channel_name_expression(in_dtype, 16, 1, 128, 64, 0, 8, steps, softplus))
+                # rows that are not 16-byte aligned: shifted vector loads, stores in runs of 1 and 2 lanes
+                exprs.add(ssc.fwd_channel_name_expression(in_dtype, 16, 1, 128, 64, 0, 8, steps, softplus, False))
+                exprs.add(ssc.fwd_channel_name_expression(in_dtype, 16, 2, 128, 64, 0, 8, steps, softplus, False))
     for n_states, split, threads, chunk, poly, occupancy, steps in (
             (16, 2, 128, 32, 2, 16, 16), (64, 4, 64, 32, 16, 8, 32), (7, 1, 32, 8, 0, 8, 8), (256, 8, 256, 8, 1, 8, 8),
             (2, 1, 32, 8, 0, 8, 8), (16, 2, 128, 128, 0, 8, 16), (32, 32, 64, 64, 0, 16, 32)):
@@ -714,6 +717,9 @@ EMU_FWD_CHANNEL = [
     # 4 threads a channel over 32 steps, 8 each after the transpose-reduce; L ragged in the last sub-chunk.
     (torch.bfloat16, torch.bfloat16, 8, {"layout": "channel", "threads": 32, "split": 4, "chunk": 32, "poly": 1,
                                          "occupancy": 8, "steps": 32}),
+    # 4 steps (8 bytes) a lane: on rows that are not aligned the stores stay element by element.
+    (torch.bfloat16, torch.bfloat16, 16, {"layout": "channel", "threads": 64, "split": 4, "chunk": 64, "poly": 0,
+                                          "occupancy": 8, "steps": 16}),
 ]
 EMU_BWD = [
     (torch.float32, torch.float32, 3, bwd_config(64, 4)),
@@ -743,10 +749,10 @@ def _fwd_expr(in_dtype, bc_dtype, n_states, config):
                                    config["items_per_thread"], config["state_unroll"], config["occupancy"])
 
 
-def _channel_expr(in_dtype, bc_dtype, n_states, config, softplus=True):
+def _channel_expr(in_dtype, bc_dtype, n_states, config, softplus=True, aligned=True):
     return ssc.fwd_channel_name_expression(in_dtype, n_states, config["split"], config["threads"],
                                            config["chunk"], config["poly"], config["occupancy"], config["steps"],
-                                           softplus)
+                                           softplus, aligned)
 
 
 def _bwd_expr(in_dtype, bc_dtype, n_states, config):
@@ -774,7 +780,8 @@ def emulator_library(tmp_path_factory):
     if compiler is None:
         pytest.skip("g++ is not installed, so the CUDA kernels cannot be emulated on the CPU")
     expressions = sorted({_fwd_expr(*case) for case in EMU_FWD} | {_step_expr(*case) for case in EMU_STEP}
-                         | {_channel_expr(*case, softplus) for case in EMU_FWD_CHANNEL for softplus in (False, True)}
+                         | {_channel_expr(*case, softplus, aligned) for case in EMU_FWD_CHANNEL
+                            for softplus in (False, True) for aligned in (False, True)}
                          | {_bwd_expr(*case) for case in EMU_BWD}
                          | {_bwd_channel_expr(*case) for case in EMU_BWD_CHANNEL})
     folder = tmp_path_factory.mktemp("cuda_emulation")
@@ -836,13 +843,60 @@ def test_emulated_fwd_channel_layout(emulator, case):
     # Ragged L (partial chunks, partial 8-step sub-chunks, scalar loads when L % 8), groups whose
     # channel count leaves idle threads in the last block, every option on or off by case.
     in_dtype, bc_dtype, n_states, config = EMU_FWD_CHANNEL[case]
-    length = (150, 512, 77, 40, 520, 150, 45, 101)[case]
-    dim, groups = (6, 1, 10, 4, 40, 16, 3, 6)[case], (2, 1, 2, 1, 2, 1, 1, 2)[case]
+    length = (150, 512, 77, 40, 520, 150, 45, 101, 133)[case]
+    dim, groups = (6, 1, 10, 4, 40, 16, 3, 6, 6)[case], (2, 1, 2, 1, 2, 1, 1, 2, 2)[case]
     options = case != 1
     inputs = make_scan_inputs(2, dim, length, n_states, groups, in_dtype, bc_dtype, D=options, z=options,
                               bias=options, init=case != 3, seed=30 + case)
     _check_fwd(inputs, case % 2 == 0, config, TOL[in_dtype], last=case != 1)
-    assert emulator.launched == [_channel_expr(*EMU_FWD_CHANNEL[case], case % 2 == 0)]
+    aligned = length * inputs["u"].element_size() % 16 == 0
+    assert emulator.launched == [_channel_expr(*EMU_FWD_CHANNEL[case], case % 2 == 0, aligned)]
+
+
+@pytest.mark.parametrize("case, length, offsets", [
+    (4, 133, (1, 3, 6, 2)),     # the H100 default, 2-byte rows: 8 whole sub-chunks and a ragged one
+    (4, 128, (5, 0, 7, 3)),     # L a multiple of the sub-chunk: the last run's tail flushed after the loop
+    (5, 70, (0, 0, 0, 0)),      # fp16, 2 lanes of 16 steps: rows 4 bytes off alignment by turns
+    (7, 96, (2, 4, 6, 1)),      # 4 lanes a channel: the run ends handed over by a chain of shuffles
+    (0, 37, (1, 2, 3, 0)),      # fp32: whole-word offsets, no shift within a word
+    (6, 64, (3, 1, 2, 2)),      # fp32, 16 lanes that all hold every step: one lane stores runs of 8
+    (8, 133, (1, 0, 0, 5)),     # element stores (4 steps a lane), shifted loads
+])
+def test_emulated_fwd_channel_rows_not_aligned(emulator, case, length, offsets):
+    """Rows that do not start on 16-byte boundaries (odd L, views at an offset into their storage)
+    are read and written as whole aligned vectors shifted in registers: y exact against float64,
+    and not one element written outside `out` (NaN sentinels on both sides)."""
+    _check_rows_not_aligned(*EMU_FWD_CHANNEL[case], length, offsets, "cpu")
+    assert emulator.launched == [_channel_expr(*EMU_FWD_CHANNEL[case], True, False)]
+
+
+def _offset_copy(tensor, offset):
+    """A contiguous copy of `tensor` starting `offset` elements into a larger buffer: its rows are
+    16-byte aligned only where offset + row * L is a multiple of the vector."""
+    if tensor is None:
+        return None
+    buffer = torch.empty(tensor.numel() + offset, dtype=tensor.dtype, device=tensor.device)
+    view = buffer[offset:].view(tensor.shape)
+    view.copy_(tensor)
+    return view
+
+
+def _check_rows_not_aligned(in_dtype, bc_dtype, n_states, config, length, offsets, device):
+    """u, delta, z and out at `offsets` elements into their buffers: y against float64, and NaN
+    sentinels around out untouched."""
+    inputs = make_scan_inputs(2, 6, length, n_states, 2, in_dtype, bc_dtype, device=device, seed=60 + length)
+    inputs.update({name: _offset_copy(inputs[name], k) for name, k in zip(("u", "delta", "z"), offsets)})
+    pad, size = 8, inputs["u"].numel()
+    sentinel = torch.full((size + offsets[3] + 2 * pad,), float("nan"), dtype=in_dtype, device=device)
+    out = sentinel[pad + offsets[3]:pad + offsets[3] + size].view(inputs["u"].shape)
+    assert not ssc.rows_aligned(length, inputs["u"], inputs["delta"], inputs["z"], out)
+    ssc.selective_scan_fwd_cuda(config, inputs["u"], inputs["delta"], inputs["A"], inputs["B"], inputs["C"],
+                                inputs["D"], inputs["z"], inputs["delta_bias"], True, inputs["initial_state"],
+                                out, None)
+    ref_y, _ = ref_scan(**inputs, delta_softplus=True)
+    assert_close("y", out, ref_y, TOL[in_dtype])
+    outside = torch.cat([sentinel[:pad + offsets[3]], sentinel[pad + offsets[3] + size:]])
+    assert torch.isnan(outside).all(), "the kernel wrote outside out"
 
 
 @pytest.mark.parametrize("length", [0, 1, 9])
@@ -1194,6 +1248,16 @@ def test_gpu_fwd_channel_layout_configs():
         config = {"layout": "channel", "threads": 64, "split": split, "chunk": 8 if n_states > 64 else 32,
                   "poly": 0, "occupancy": 8}
         _check_fwd(inputs, True, config, 1e-4)
+
+
+@gpu
+@pytest.mark.parametrize("case, length, offsets", [(4, 4093, (0, 0, 0, 0)), (4, 256, (1, 3, 6, 2)),
+                                                   (7, 96, (2, 4, 6, 1)), (0, 37, (1, 2, 3, 0)),
+                                                   (8, 133, (1, 0, 0, 5))])
+def test_gpu_fwd_channel_rows_not_aligned(case, length, offsets):
+    """The real kernels on rows that are not 16-byte aligned: shifted vector loads and stores."""
+    _needs_cupy()
+    _check_rows_not_aligned(*EMU_FWD_CHANNEL[case], length, offsets, "cuda")
 
 
 @gpu

@@ -16,7 +16,9 @@ from typing import Any, Callable
 from kernelgen.bench import BenchCase, optional_import, template_work
 
 # (batch, dim, L, N, target_ms from the issue or None)
-FORWARD = [(8, 2048, 4096, 16, 0.40), (2, 1536, 2048, 16, None), (4, 1024, 1024, 64, None)]
+# L = 4093: rows that are not 16-byte aligned (any L % 8 != 0 in bf16), read as shifted vectors.
+FORWARD = [(8, 2048, 4096, 16, 0.40), (2, 1536, 2048, 16, None), (4, 1024, 1024, 64, None),
+           (8, 2048, 4093, 16, None)]
 FORWARD_BACKWARD = [(8, 2048, 4096, 16, 1.3), (2, 1536, 2048, 16, None)]
 # (batch, dim, N); the target is 70% of 3.0 TB/s over the fp32 state read and written once.
 DECODE = [(256, 4096, 16), (1, 4096, 16), (32, 2048, 128)]
