@@ -957,6 +957,11 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
     OutStream out_stream;
     if constexpr (kStream) out_stream.begin(io.out);
     int ckpt_countdown = 0;                      // steps to the next checkpoint (a multiple of 8)
+    // The thread's kS states of each checkpoint go out as 16-byte vectors where they can: as kS
+    // scalar stores they were 8 partial-sector writes a thread, and the checkpoints cost 0.070 ms
+    // of the target's 0.503 (round 224).
+    float* ckpt_at = checkpoints ? checkpoints + row * n_ckpt * kN + s0 : nullptr;   // the next checkpoint
+    const bool ckpt_vec = kS % 4 == 0 && ((unsigned long long)checkpoints % 16) == 0;
 #pragma unroll 1
     for (int t0 = 0; t0 < L; t0 += kItems) {
         const int sub = t0 % kChunk;
@@ -995,10 +1000,19 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
         if (checkpoints) {
             if (ckpt_countdown == 0) {
                 if (active) {
-                    float* at = checkpoints + (row * n_ckpt + t0 / ckpt_steps) * kN + s0;
+                    if (ckpt_vec) {
 #pragma unroll
-                    for (int s = 0; s < kS; ++s) at[s] = h[s];
+                        for (int v = 0; v < kS / 4; ++v) {
+                            float4 q;
+                            q.x = h[4 * v]; q.y = h[4 * v + 1]; q.z = h[4 * v + 2]; q.w = h[4 * v + 3];
+                            reinterpret_cast<float4*>(ckpt_at)[v] = q;
+                        }
+                    } else {
+#pragma unroll
+                        for (int s = 0; s < kS; ++s) ckpt_at[s] = h[s];
+                    }
                 }
+                ckpt_at += kN;
                 ckpt_countdown = ckpt_steps;
             }
             ckpt_countdown -= kItems;

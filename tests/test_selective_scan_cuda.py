@@ -925,14 +925,16 @@ def test_emulated_fwd_channel_reads_packed_bc_broadcast_over_batch(emulator):
         ssc.selective_scan_fwd_cuda(*args, BC=packed)   # one batch row, not broadcast
 
 
-@pytest.mark.parametrize("config", [EMU_FWD_CHANNEL[0][3], EMU_FWD[0][3], EMU_FWD[1][3]],
-                         ids=["channel", "warp-items4", "warp-items8"])
-def test_emulated_fwd_writes_the_backward_checkpoints(emulator, config):
-    # Both layouts (the warp layout: from the lanes whose first step is a multiple of 64), L ragged.
-    inputs = make_scan_inputs(1, 3, 150, 4, 1, torch.float32, seed=40)
+@pytest.mark.parametrize("config, n_states, dtype", [
+    (EMU_FWD_CHANNEL[0][3], 4, torch.float32), (EMU_FWD[0][3], 4, torch.float32), (EMU_FWD[1][3], 4, torch.float32),
+    (EMU_FWD_CHANNEL[4][3], 16, torch.bfloat16)], ids=["channel", "warp-items4", "warp-items8", "channel-vectors"])
+def test_emulated_fwd_writes_the_backward_checkpoints(emulator, config, n_states, dtype):
+    # Both layouts (the warp layout: from the lanes whose first step is a multiple of 64), L ragged;
+    # the channel layout's 8 states a thread go out as 16-byte vectors.
+    inputs = make_scan_inputs(1, 3, 150, n_states, 1, dtype, seed=40)
     u = inputs["u"]
     steps = ssc.CHECKPOINT_STEPS
-    checkpoints = torch.full((1, 3, -(-150 // steps), 4), float("nan"))
+    checkpoints = torch.full((1, 3, -(-150 // steps), n_states), float("nan"))
     out = torch.empty_like(u)
     ssc.selective_scan_fwd_cuda(config, u, inputs["delta"], inputs["A"], inputs["B"], inputs["C"], inputs["D"],
                                 inputs["z"], inputs["delta_bias"], True, inputs["initial_state"], out, None,
