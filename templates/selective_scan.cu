@@ -959,7 +959,7 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
     int ckpt_countdown = 0;                      // steps to the next checkpoint (a multiple of 8)
     // The thread's kS states of each checkpoint go out as 16-byte vectors where they can: as kS
     // scalar stores they were 8 partial-sector writes a thread, and the checkpoints cost 0.070 ms
-    // of the target's 0.503 (round 224).
+    // of the target's 0.503 (round 222).
     float* ckpt_at = checkpoints ? checkpoints + row * n_ckpt * kN + s0 : nullptr;   // the next checkpoint
     const bool ckpt_vec = kS % 4 == 0 && ((unsigned long long)checkpoints % 16) == 0;
 #pragma unroll 1
