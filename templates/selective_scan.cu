@@ -308,119 +308,6 @@ __device__ __forceinline__ float kg_state_into_lane(const float (&dt)[kItems], c
     return lane == 0 ? h_chunk : h_in;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Forward scan. For each chunk and state: the lane maps, the warp scan with the carry from the
-// previous chunk, then the replay accumulating C * h into y. kWarps channels of one batch row
-// share a block so their B/C loads (identical within a group) hit L1. No __syncthreads: warps
-// are independent. Optionally writes the state entering every chunk (`chunk_states`, the warp
-// backward's input) and the state entering every `ckpt_steps`-th step (`checkpoints`, the channel
-// and Triton backwards' input; a multiple of kItems, so each is some lane's start state).
-//
-// Template parameters: InT the type of u/delta/z/out, WT the type of B/C, kN the number of states,
-// kWarps channels per block (threads = 32 * kWarps), kItems timesteps per lane, kUnroll the
-// unroll factor of the state loop (1 or 2: two states interleaved hide shuffle latency),
-// kMinBlocks the blocks per SM ptxas must fit (caps registers: more warps, or no spills).
-// Runtime flags (nullable pointers, delta_softplus) cost one uniform branch per element.
-// ---------------------------------------------------------------------------------------------
-template <typename InT, typename WT, int kN, int kWarps, int kItems, int kUnroll, int kMinBlocks>
-__global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
-selective_scan_fwd_kernel(const typename InT::storage* __restrict__ u,
-                          const typename InT::storage* __restrict__ delta,
-                          const float* __restrict__ A,                  // [dim, N]
-                          const typename WT::storage* __restrict__ Bm,  // [batch, G, N, L]
-                          const typename WT::storage* __restrict__ Cm,  // [batch, G, N, L]
-                          const float* __restrict__ D,                  // [dim] or null
-                          const typename InT::storage* __restrict__ z,  // [batch, dim, L] or null
-                          const float* __restrict__ delta_bias,         // [dim] or null
-                          const float* __restrict__ initial_state,      // [batch, dim, N] or null
-                          typename InT::storage* __restrict__ out,      // [batch, dim, L]
-                          float* __restrict__ last_state,               // [batch, dim, N] or null
-                          float* __restrict__ chunk_states,             // [batch, dim, chunks, N] or null
-                          float* __restrict__ checkpoints,              // [batch, dim, n_ckpt, N] or null
-                          int dim, int L, int groups, int delta_softplus, int ckpt_steps) {
-    typedef KgRowIO<InT, kItems> InIO;
-    typedef KgRowIO<WT, kItems> WIO;
-    constexpr int kChunk = 32 * kItems;
-    __shared__ float carry_smem[kWarps][kN];  // h entering the current chunk, per channel
-
-    const int warp = (int)threadIdx.x / 32;
-    const int lane = (int)threadIdx.x % 32;
-    const int blocks_per_row = (dim + kWarps - 1) / kWarps;
-    const int b = (int)blockIdx.x / blocks_per_row;
-    const int d = ((int)blockIdx.x % blocks_per_row) * kWarps + warp;
-    if (d >= dim) return;  // whole warp leaves; nothing below synchronises across warps
-    const int g = d / (dim / groups);
-
-    const long long row = (long long)b * dim + d;
-    const KgForwardRow<InT, kItems> io(u, delta, z, out, D, delta_bias, row, d, L);
-    const long long bc_offset = ((long long)b * groups + g) * kN * (long long)L;
-    const typename WT::storage* B_row0 = Bm + bc_offset;
-    const typename WT::storage* C_row0 = Cm + bc_offset;
-    const float* A_row = A + (long long)d * kN;
-    const int n_chunks = (L + kChunk - 1) / kChunk;
-    float* states_row = chunk_states ? chunk_states + row * n_chunks * kN : nullptr;
-    const int n_ckpt = (L + ckpt_steps - 1) / (ckpt_steps > 0 ? ckpt_steps : 1);
-    float* ckpt_row = checkpoints ? checkpoints + row * n_ckpt * kN : nullptr;
-    const bool bc_vec = WIO::aligned(Bm, L) && WIO::aligned(Cm, L);
-
-    float* carry = carry_smem[warp];
-    for (int n = lane; n < kN; n += 32) carry[n] = initial_state ? initial_state[row * kN + n] : 0.f;
-    __syncwarp();
-
-    for (int chunk = 0; chunk < n_chunks; ++chunk) {
-        const int t_lane = chunk * kChunk + lane * kItems;
-        const int valid = L - t_lane;  // items of this lane inside [0, L): may be <= 0 or > kItems
-
-        float dt[kItems], dtu[kItems], y[kItems];
-        InIO::load(io.delta + t_lane, valid, io.delta_vec, dt);
-        InIO::load(io.u + t_lane, valid, io.u_vec, dtu);
-        const float dt_sum = kg_prepare_dt(dt, dtu, io.bias, delta_softplus, valid);
-#pragma unroll
-        for (int i = 0; i < kItems; ++i) y[i] = 0.f;
-
-#pragma unroll kUnroll
-        for (int n = 0; n < kN; ++n) {
-            float bn[kItems], cn[kItems], decay[kItems], input[kItems];
-            // B and C are issued together, so C's latency hides behind the lane scan below
-            // (loaded after it, the replay waited on it once per state and chunk).
-            WIO::load(B_row0 + (long long)n * L + t_lane, valid, bc_vec, bn);
-            WIO::load(C_row0 + (long long)n * L + t_lane, valid, bc_vec, cn);
-            const float h_chunk = carry[n];
-            if (states_row && lane == 0) states_row[chunk * kN + n] = h_chunk;
-            float h_chunk_end, lane_decay;
-            float h = kg_state_into_lane(dt, dtu, bn, A_row[n] * KG_LOG2E, dt_sum, h_chunk, lane, decay, input,
-                                         h_chunk_end, lane_decay);
-            // h enters the lane's first step: a checkpoint where that step is a multiple of ckpt_steps
-            if (ckpt_row && valid > 0 && t_lane % ckpt_steps == 0) ckpt_row[(t_lane / ckpt_steps) * kN + n] = h;
-#pragma unroll
-            for (int i = 0; i < kItems; ++i) {
-                h = fmaf(decay[i], h, input[i]);
-                y[i] = fmaf(cn[i], h, y[i]);
-            }
-            // Every lane read carry[n] before the shuffles inside kg_state_into_lane.
-            if (lane == 0) carry[n] = h_chunk_end;
-        }
-        __syncwarp();  // carry writes visible to all lanes before the next chunk reads them
-
-        if (D) {
-            float uu[kItems];
-            InIO::load(io.u + t_lane, valid, io.u_vec, uu);
-#pragma unroll
-            for (int i = 0; i < kItems; ++i) y[i] = fmaf(io.D, uu[i], y[i]);
-        }
-        if (io.z) {
-            float zz[kItems];
-            InIO::load(io.z + t_lane, valid, io.z_vec, zz);
-#pragma unroll
-            for (int i = 0; i < kItems; ++i) y[i] *= kg_silu(zz[i]);
-        }
-        InIO::store(io.out + t_lane, valid, io.out_vec, y);
-    }
-
-    if (last_state)
-        for (int n = lane; n < kN; n += 32) last_state[row * kN + n] = carry[n];
-}
-
 // Raw loads for prefetching: the row's kItems elements as 32-bit words, converted to float only
 // when used. (KgRowIO::load converts inside its vector/scalar branch, which makes the thread wait
 // for the data right there: fine for immediate use, fatal for a prefetch.)
@@ -550,6 +437,33 @@ __device__ __forceinline__ uint4 kg_load_vector_nc(const uint4* p) {
 #endif
 }
 
+// Aligned vector `at` (counted from `vectors`, the one holding the row's first byte) as 4 words:
+// one 16-byte load while it lies inside the row's allocation (at < whole), else the row's elements
+// in it, zeros past the row's end (a whole load there could reach past the last row's allocation).
+template <typename T>
+__device__ __forceinline__ void kg_load_vector_words(const uint4* vectors, int at, int whole, const typename T::storage* row,
+                                                     int offset, int L, unsigned int* w) {
+    typedef typename T::storage S;
+    if (at < whole) {
+        const uint4 q = kg_load_vector_nc(vectors + at);
+        w[0] = q.x; w[1] = q.y; w[2] = q.z; w[3] = q.w;
+    } else {
+        constexpr int kPerVec = 16 / (int)sizeof(S);
+        const int first = (16 * at - offset) / (int)sizeof(S);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) w[j] = 0u;
+#pragma unroll
+        for (int i = 0; i < kPerVec; ++i) {
+            if (first + i < L) {
+                unsigned int bits;
+                if (sizeof(S) == 2) bits = (unsigned int)*reinterpret_cast<const unsigned short*>(row + first + i);
+                else bits = *reinterpret_cast<const unsigned int*>(row + first + i);
+                w[i * (int)sizeof(S) / 4] |= sizeof(S) == 2 ? bits << (16 * (i % 2)) : bits;
+            }
+        }
+    }
+}
+
 // Loads of an unaligned row's kItems-element sub-chunks, one ahead (fetch during a sub-chunk,
 // take at the next) as raw words, converted only when taken: the aligned vectors covering the
 // sub-chunk, [carried vector, kVecs new ones], shifted by the row's offset when taken. The vector
@@ -590,28 +504,7 @@ struct KgRowShiftedLoad {
 #pragma unroll
             for (int j = 0; j < 4; ++j) w[j] = w[kWords + j];
 #pragma unroll
-            for (int v = 0; v < kVecs; ++v) {
-                const int at = v0 + 1 + v;
-                if (at < whole) {
-                    const uint4 q = kg_load_vector_nc(vectors + at);
-                    w[4 + 4 * v] = q.x; w[4 + 4 * v + 1] = q.y; w[4 + 4 * v + 2] = q.z; w[4 + 4 * v + 3] = q.w;
-                } else {
-                    // The row's elements in vector `at` (none past its end).
-                    constexpr int kPerVec = 16 / (int)sizeof(S);
-                    const int first = (16 * at - offset) / (int)sizeof(S);
-#pragma unroll
-                    for (int j = 0; j < 4; ++j) w[4 + 4 * v + j] = 0u;
-#pragma unroll
-                    for (int i = 0; i < kPerVec; ++i) {
-                        if (first + i < L) {
-                            unsigned int bits;
-                            if (sizeof(S) == 2) bits = (unsigned int)*reinterpret_cast<const unsigned short*>(row + first + i);
-                            else bits = *reinterpret_cast<const unsigned int*>(row + first + i);
-                            w[4 + 4 * v + i * (int)sizeof(S) / 4] |= sizeof(S) == 2 ? bits << (16 * (i % 2)) : bits;
-                        }
-                    }
-                }
-            }
+            for (int v = 0; v < kVecs; ++v) kg_load_vector_words<T>(vectors, v0 + 1 + v, whole, row, offset, L, &w[4 + 4 * v]);
             shifted = true;
         } else {
             unsigned int words[kWords];
@@ -634,6 +527,52 @@ struct KgRowShiftedLoad {
         for (int i = 0; i < kItems; ++i) out[i] = kg_word_element<T>(words, i);
     }
 };
+
+// kg_byte_window for an offset the whole warp shares (the warp layout: its lanes walk one row): a
+// uniform branch on the word offset, then one funnel shift a word.
+template <int kOut, int kWord>
+__device__ __forceinline__ void kg_shift_words(const unsigned int (&w)[kOut + 4], unsigned int shift, unsigned int (&out)[kOut]) {
+#pragma unroll
+    for (int m = 0; m < kOut; ++m) out[m] = kg_funnel_shift_right(w[m + kWord], w[m + kWord + 1], shift);
+}
+
+template <int kOut>
+__device__ __forceinline__ void kg_byte_window_uniform(const unsigned int (&w)[kOut + 4], int o, unsigned int (&out)[kOut]) {
+    const unsigned int shift = 8u * (unsigned int)(o & 3);
+    switch (o >> 2) {
+        case 0: kg_shift_words<kOut, 0>(w, shift, out); break;
+        case 1: kg_shift_words<kOut, 1>(w, shift, out); break;
+        case 2: kg_shift_words<kOut, 2>(w, shift, out); break;
+        default: kg_shift_words<kOut, 3>(w, shift, out); break;
+    }
+}
+
+// kItems elements of a row from step t (t * element size a multiple of 16) as floats, zeros at
+// and past L, for rows that are not 16-byte aligned but whose offset the whole warp shares: a whole
+// run as the kItems / (16 / size) + 1 aligned vectors covering it, shifted into place; a partial
+// run by element. (A run of under 16 bytes: by element.)
+template <typename T, int kItems>
+__device__ __forceinline__ void kg_load_run_unaligned(const typename T::storage* row, int L, int t, float (&out)[kItems]) {
+    typedef typename T::storage S;
+    if constexpr ((kItems * (int)sizeof(S)) % 16 == 0) {
+        constexpr int kWords = kItems * (int)sizeof(S) / 4;
+        if (L - t >= kItems) {
+            const unsigned long long address = (unsigned long long)row;
+            const uint4* vectors = reinterpret_cast<const uint4*>(address & ~15ull);
+            const int offset = (int)(address & 15ull);
+            const int whole = (offset + L * (int)sizeof(S)) / 16;
+            const int v0 = t * (int)sizeof(S) / 16;
+            unsigned int w[kWords + 4], words[kWords];
+#pragma unroll
+            for (int v = 0; v <= kWords / 4; ++v) kg_load_vector_words<T>(vectors, v0 + v, whole, row, offset, L, &w[4 * v]);
+            kg_byte_window_uniform<kWords>(w, offset, words);
+#pragma unroll
+            for (int i = 0; i < kItems; ++i) out[i] = kg_word_element<T>(words, i);
+            return;
+        }
+    }
+    KgRowIO<T, kItems>::load(row + t, L - t, false, out);
+}
 
 // Stores of a row that is not 16-byte aligned, in runs: per sub-chunk each of a channel's kParts
 // lanes (adjacent) holds kRun consecutive outputs, lane p the p-th run (a whole number of
@@ -716,6 +655,147 @@ struct KgRowStoreStream {
         pending = false;
     }
 };
+
+// ---------------------------------------------------------------------------------------------
+// Forward scan. For each chunk and state: the lane maps, the warp scan with the carry from the
+// previous chunk, then the replay accumulating C * h into y. kWarps channels of one batch row
+// share a block so their B/C loads (identical within a group) hit L1. No __syncthreads: warps
+// are independent. Optionally writes the state entering every chunk (`chunk_states`, the warp
+// backward's input) and the state entering every `ckpt_steps`-th step (`checkpoints`, the channel
+// and Triton backwards' input; a multiple of kItems, so each is some lane's start state).
+//
+// Template parameters: InT the type of u/delta/z/out, WT the type of B/C, kN the number of states,
+// kWarps channels per block (threads = 32 * kWarps), kItems timesteps per lane, kUnroll the
+// unroll factor of the state loop (1 or 2: two states interleaved hide shuffle latency),
+// kMinBlocks the blocks per SM ptxas must fit (caps registers: more warps, or no spills);
+// kAligned: the launcher found every row of u, delta, z, out, B and C 16-byte aligned. Else a
+// lane's whole run is read as the aligned vectors covering it, shifted by the row's offset (one
+// per row, so one per warp: kg_load_run_unaligned), and written in aligned vectors whose head the
+// previous lane hands over (KgRowStoreStream over the warp's 32 runs): element loads there made
+// the L1 the bound (L = 2047 at batch 2, dim 1536: 2.6x the time at 2048).
+// Runtime flags (nullable pointers, delta_softplus) cost one uniform branch per element.
+// ---------------------------------------------------------------------------------------------
+template <typename InT, typename WT, int kN, int kWarps, int kItems, int kUnroll, int kMinBlocks, bool kAligned>
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
+selective_scan_fwd_kernel(const typename InT::storage* __restrict__ u,
+                          const typename InT::storage* __restrict__ delta,
+                          const float* __restrict__ A,                  // [dim, N]
+                          const typename WT::storage* __restrict__ Bm,  // [batch, G, N, L]
+                          const typename WT::storage* __restrict__ Cm,  // [batch, G, N, L]
+                          const float* __restrict__ D,                  // [dim] or null
+                          const typename InT::storage* __restrict__ z,  // [batch, dim, L] or null
+                          const float* __restrict__ delta_bias,         // [dim] or null
+                          const float* __restrict__ initial_state,      // [batch, dim, N] or null
+                          typename InT::storage* __restrict__ out,      // [batch, dim, L]
+                          float* __restrict__ last_state,               // [batch, dim, N] or null
+                          float* __restrict__ chunk_states,             // [batch, dim, chunks, N] or null
+                          float* __restrict__ checkpoints,              // [batch, dim, n_ckpt, N] or null
+                          int dim, int L, int groups, int delta_softplus, int ckpt_steps) {
+    typedef KgRowIO<InT, kItems> InIO;
+    typedef KgRowIO<WT, kItems> WIO;
+    constexpr int kChunk = 32 * kItems;
+    __shared__ float carry_smem[kWarps][kN];  // h entering the current chunk, per channel
+
+    const int warp = (int)threadIdx.x / 32;
+    const int lane = (int)threadIdx.x % 32;
+    const int blocks_per_row = (dim + kWarps - 1) / kWarps;
+    const int b = (int)blockIdx.x / blocks_per_row;
+    const int d = ((int)blockIdx.x % blocks_per_row) * kWarps + warp;
+    if (d >= dim) return;  // whole warp leaves; nothing below synchronises across warps
+    const int g = d / (dim / groups);
+
+    const long long row = (long long)b * dim + d;
+    const KgForwardRow<InT, kItems> io(u, delta, z, out, D, delta_bias, row, d, L);
+    const long long bc_offset = ((long long)b * groups + g) * kN * (long long)L;
+    const typename WT::storage* B_row0 = Bm + bc_offset;
+    const typename WT::storage* C_row0 = Cm + bc_offset;
+    const float* A_row = A + (long long)d * kN;
+    const int n_chunks = (L + kChunk - 1) / kChunk;
+    float* states_row = chunk_states ? chunk_states + row * n_chunks * kN : nullptr;
+    const int n_ckpt = (L + ckpt_steps - 1) / (ckpt_steps > 0 ? ckpt_steps : 1);
+    float* ckpt_row = checkpoints ? checkpoints + row * n_ckpt * kN : nullptr;
+    const bool bc_vec = WIO::aligned(Bm, L) && WIO::aligned(Cm, L);
+
+    float* carry = carry_smem[warp];
+    for (int n = lane; n < kN; n += 32) carry[n] = initial_state ? initial_state[row * kN + n] : 0.f;
+    __syncwarp();
+    typedef KgRowStoreStream<InT, kItems, 32> OutRuns;
+    constexpr bool kRuns = !kAligned && OutRuns::kFits;
+    OutRuns out_runs;
+    if constexpr (kRuns) out_runs.begin(io.out);
+
+    for (int chunk = 0; chunk < n_chunks; ++chunk) {
+        const int t_lane = chunk * kChunk + lane * kItems;
+        const int valid = L - t_lane;  // items of this lane inside [0, L): may be <= 0 or > kItems
+        auto load_in = [&](const typename InT::storage* row_ptr, bool vec_ok, float (&dst)[kItems]) {
+            if constexpr (kAligned) InIO::load(row_ptr + t_lane, valid, vec_ok, dst);
+            else kg_load_run_unaligned<InT, kItems>(row_ptr, L, t_lane, dst);
+        };
+
+        float dt[kItems], dtu[kItems], y[kItems];
+        load_in(io.delta, io.delta_vec, dt);
+        load_in(io.u, io.u_vec, dtu);
+        const float dt_sum = kg_prepare_dt(dt, dtu, io.bias, delta_softplus, valid);
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) y[i] = 0.f;
+
+#pragma unroll kUnroll
+        for (int n = 0; n < kN; ++n) {
+            float bn[kItems], cn[kItems], decay[kItems], input[kItems];
+            // B and C are issued together, so C's latency hides behind the lane scan below
+            // (loaded after it, the replay waited on it once per state and chunk).
+            if constexpr (kAligned) {
+                WIO::load(B_row0 + (long long)n * L + t_lane, valid, bc_vec, bn);
+                WIO::load(C_row0 + (long long)n * L + t_lane, valid, bc_vec, cn);
+            } else {
+                kg_load_run_unaligned<WT, kItems>(B_row0 + (long long)n * L, L, t_lane, bn);
+                kg_load_run_unaligned<WT, kItems>(C_row0 + (long long)n * L, L, t_lane, cn);
+            }
+            const float h_chunk = carry[n];
+            if (states_row && lane == 0) states_row[chunk * kN + n] = h_chunk;
+            float h_chunk_end, lane_decay;
+            float h = kg_state_into_lane(dt, dtu, bn, A_row[n] * KG_LOG2E, dt_sum, h_chunk, lane, decay, input,
+                                         h_chunk_end, lane_decay);
+            // h enters the lane's first step: a checkpoint where that step is a multiple of ckpt_steps
+            if (ckpt_row && valid > 0 && t_lane % ckpt_steps == 0) ckpt_row[(t_lane / ckpt_steps) * kN + n] = h;
+#pragma unroll
+            for (int i = 0; i < kItems; ++i) {
+                h = fmaf(decay[i], h, input[i]);
+                y[i] = fmaf(cn[i], h, y[i]);
+            }
+            // Every lane read carry[n] before the shuffles inside kg_state_into_lane.
+            if (lane == 0) carry[n] = h_chunk_end;
+        }
+        __syncwarp();  // carry writes visible to all lanes before the next chunk reads them
+
+        if (D) {
+            float uu[kItems];
+            load_in(io.u, io.u_vec, uu);
+#pragma unroll
+            for (int i = 0; i < kItems; ++i) y[i] = fmaf(io.D, uu[i], y[i]);
+        }
+        if (io.z) {
+            float zz[kItems];
+            load_in(io.z, io.z_vec, zz);
+#pragma unroll
+            for (int i = 0; i < kItems; ++i) y[i] *= kg_silu(zz[i]);
+        }
+        if constexpr (kRuns) {
+            if (L - chunk * kChunk >= kChunk) {
+                out_runs.put(y, chunk * kChunk, lane, true);
+            } else {
+                out_runs.flush(chunk * kChunk - kChunk, lane, true);
+                InIO::store(io.out + t_lane, valid, false, y);
+            }
+        } else {
+            InIO::store(io.out + t_lane, valid, io.out_vec, y);
+        }
+    }
+    if constexpr (kRuns) out_runs.flush((n_chunks - 1) * kChunk, lane, true);
+
+    if (last_state)
+        for (int n = lane; n < kN; n += 32) last_state[row * kN + n] = carry[n];
+}
 
 // ---------------------------------------------------------------------------------------------
 // Forward scan, channel layout. The warp layout above spends its time on lane scans and on B/C

@@ -421,10 +421,12 @@ def _type_name(dtype: torch.dtype, what: str) -> str:
 
 
 def fwd_name_expression(in_dtype: torch.dtype, bc_dtype: torch.dtype, n_states: int, warps: int,
-                        items: int, unroll: int, occupancy: int = 8) -> str:
+                        items: int, unroll: int, occupancy: int = 8, aligned: bool = True) -> str:
+    """``aligned``: every row of u, delta, z, out, B and C starts on a 16-byte boundary (`rows_aligned`);
+    else runs are read and written as shifted aligned vectors."""
     min_blocks = max(1, occupancy // warps)   # __launch_bounds__'s minimum blocks per SM
     return (f"selective_scan_fwd_kernel<{_type_name(in_dtype, 'u')}, {_type_name(bc_dtype, 'B')}, "
-            f"{n_states}, {warps}, {items}, {unroll}, {min_blocks}>")
+            f"{n_states}, {warps}, {items}, {unroll}, {min_blocks}, {'true' if aligned else 'false'}>")
 
 
 def fwd_channel_name_expression(in_dtype: torch.dtype, n_states: int, split: int, threads: int, chunk: int,
@@ -524,7 +526,8 @@ def selective_scan_fwd_cuda(config: Mapping[str, Any], u: torch.Tensor, delta: t
     ckpt_steps = _checkpoint_steps(checkpoints, shape)
     if ckpt_steps % items:   # each checkpoint is the start state of some lane
         raise ValueError(f"checkpoints need items_per_thread dividing {ckpt_steps}; got {items}")
-    expression = fwd_name_expression(u.dtype, B.dtype, n_states, warps, items, unroll, occupancy)
+    expression = fwd_name_expression(u.dtype, B.dtype, n_states, warps, items, unroll, occupancy,
+                                     rows_aligned(length, u, delta, z, out, B, C))
     grid = (batch * math.ceil(dim / warps),)
     p, i = cuda_jit.pointer, cuda_jit.i32
     args = (p(u), p(delta), p(A), p(B), p(C), p(D), p(z), p(delta_bias), p(initial_state), p(out),

@@ -384,11 +384,24 @@ def test_step_lane_layout():
 
 def test_name_expressions():
     assert (ssc.fwd_name_expression(torch.bfloat16, torch.float32, 16, 4, 16, 1, 16)
-            == "selective_scan_fwd_kernel<BFloat16, Float32, 16, 4, 16, 1, 4>")
+            == "selective_scan_fwd_kernel<BFloat16, Float32, 16, 4, 16, 1, 4, true>")
+    assert (ssc.fwd_name_expression(torch.bfloat16, torch.float32, 16, 4, 16, 1, 16, aligned=False)
+            == "selective_scan_fwd_kernel<BFloat16, Float32, 16, 4, 16, 1, 4, false>")
+    assert (ssc.fwd_channel_name_expression(torch.float16, 16, 2, 128, 64, 0, 8, 16, True, False)
+            == "selective_scan_fwd_channel_kernel<Float16, 16, 2, 128, 64, 16, 0, 2, true, false>")
     assert (ssc.step_name_expression(torch.float16, torch.float16, 5, 128, 2)
             == "selective_state_update_kernel<Float16, Float16, 5, 128, 2>")
     with pytest.raises(TypeError, match="u must be float32, float16 or bfloat16"):
         ssc.fwd_name_expression(torch.float64, torch.float32, 16, 4, 16, 1)
+
+
+def test_rows_aligned():
+    # Every row on a 16-byte boundary: L * element size a multiple of 16 and the data pointer aligned.
+    rows = torch.zeros(2, 3, 8, dtype=torch.bfloat16)
+    assert ssc.rows_aligned(8, rows, None, torch.zeros(2, 3, 8))
+    assert not ssc.rows_aligned(7, rows[..., :7].contiguous())
+    assert not ssc.rows_aligned(8, torch.zeros(49, dtype=torch.bfloat16)[1:].view(2, 3, 8))
+    assert not ssc.rows_aligned(4, torch.zeros(2, 3, 4, dtype=torch.bfloat16), torch.zeros(2, 3, 4))   # 8-byte bf16 rows
 
 
 def test_cuda_jit_compiles_once_and_launches_on_the_torch_stream(monkeypatch):
@@ -454,6 +467,10 @@ def shipped_instantiations() -> list[str]:
                 exprs.add(ssc.fwd_name_expression(torch.bfloat16, torch.bfloat16, 16, 4, items, unroll, 16))
     for n_states, warps, items in ((1, 1, 4), (7, 2, 8), (256, 8, 8)):
         exprs.add(ssc.fwd_name_expression(torch.float16, torch.float32, n_states, warps, items, 1, 8))
+    # rows that are not 16-byte aligned: shifted runs of 8, 16 and 32 bytes, and 8-byte runs by element
+    for in_dtype, bc_dtype in DTYPE_PAIRS:
+        for items in (4, 8, 16):
+            exprs.add(ssc.fwd_name_expression(in_dtype, bc_dtype, 16, 4, items, 1, 8, False))
     for n_states, threads, spl in ((256, 512, 8), (5, 64, 2), (1, 32, 1), (64, 256, 16)):
         exprs.add(ssc.step_name_expression(torch.bfloat16, torch.float32, n_states, threads, spl))
     for in_dtype in {in_dtype for in_dtype, _ in DTYPE_PAIRS}:
@@ -744,9 +761,9 @@ EMU_STEP = [
 ]
 
 
-def _fwd_expr(in_dtype, bc_dtype, n_states, config):
+def _fwd_expr(in_dtype, bc_dtype, n_states, config, aligned=True):
     return ssc.fwd_name_expression(in_dtype, bc_dtype, n_states, config["threads"] // 32,
-                                   config["items_per_thread"], config["state_unroll"], config["occupancy"])
+                                   config["items_per_thread"], config["state_unroll"], config["occupancy"], aligned)
 
 
 def _channel_expr(in_dtype, bc_dtype, n_states, config, softplus=True, aligned=True):
@@ -779,7 +796,8 @@ def emulator_library(tmp_path_factory):
     compiler = shutil.which("g++")
     if compiler is None:
         pytest.skip("g++ is not installed, so the CUDA kernels cannot be emulated on the CPU")
-    expressions = sorted({_fwd_expr(*case) for case in EMU_FWD} | {_step_expr(*case) for case in EMU_STEP}
+    expressions = sorted({_fwd_expr(*case, aligned) for case in EMU_FWD for aligned in (False, True)}
+                         | {_step_expr(*case) for case in EMU_STEP}
                          | {_channel_expr(*case, softplus, aligned) for case in EMU_FWD_CHANNEL
                             for softplus in (False, True) for aligned in (False, True)}
                          | {_bwd_expr(*case) for case in EMU_BWD}
@@ -818,7 +836,7 @@ def test_emulated_fwd_fp32_all_options_ragged_groups(emulator):
     _check_fwd(inputs, True, fwd_config(64, 4), 1e-4)
     grouped = make_scan_inputs(1, 6, 77, 4, 2, torch.float32, seed=1)
     _check_fwd(grouped, False, fwd_config(64, 4), 1e-4)
-    assert emulator.launched == [_fwd_expr(*EMU_FWD[0])] * 2
+    assert emulator.launched == [_fwd_expr(*EMU_FWD[0]), _fwd_expr(*EMU_FWD[0], False)]   # L 77: not aligned
 
 
 def test_emulated_fwd_unrolled_states_no_options(emulator):
@@ -868,6 +886,21 @@ def test_emulated_fwd_channel_rows_not_aligned(emulator, case, length, offsets):
     and not one element written outside `out` (NaN sentinels on both sides)."""
     _check_rows_not_aligned(*EMU_FWD_CHANNEL[case], length, offsets, "cpu")
     assert emulator.launched == [_channel_expr(*EMU_FWD_CHANNEL[case], True, False)]
+
+
+@pytest.mark.parametrize("case, length, offsets", [
+    (3, 1100, (1, 3, 6, 2)),    # bf16, 16 steps a lane: two whole 512-step chunks and a ragged one
+    (3, 1024, (5, 0, 7, 3)),    # L a multiple of the chunk: lane 31's tail flushed after the loop
+    (1, 601, (0, 0, 0, 0)),     # fp32, 8 steps a lane, unroll 2: L % 4 != 0
+    (2, 300, (2, 4, 6, 1)),     # fp16 u with fp32 B/C, whose rows are 16-byte runs of 4 steps' pairs
+    (0, 261, (1, 2, 3, 0)),     # fp32, 4 steps a lane: one vector a run
+])
+def test_emulated_fwd_warp_rows_not_aligned(emulator, case, length, offsets):
+    """The warp layout on rows that do not start on 16-byte boundaries: each lane's run read as the
+    aligned vectors covering it (the offset is one per warp) and written in aligned vectors."""
+    in_dtype, bc_dtype, n_states, config = EMU_FWD[case]
+    _check_rows_not_aligned(in_dtype, bc_dtype, n_states, config, length, offsets, "cpu")
+    assert emulator.launched == [_fwd_expr(*EMU_FWD[case], False)]
 
 
 def _offset_copy(tensor, offset):
@@ -1260,6 +1293,15 @@ def test_gpu_fwd_channel_rows_not_aligned(case, length, offsets):
     """The real kernels on rows that are not 16-byte aligned: shifted vector loads and stores."""
     _needs_cupy()
     _check_rows_not_aligned(*EMU_FWD_CHANNEL[case], length, offsets, "cuda")
+
+
+@gpu
+@pytest.mark.parametrize("case, length, offsets", [(3, 2047, (0, 0, 0, 0)), (3, 1024, (5, 0, 7, 3)),
+                                                   (1, 601, (2, 1, 3, 0)), (2, 300, (2, 4, 6, 1))])
+def test_gpu_fwd_warp_rows_not_aligned(case, length, offsets):
+    """The warp layout's real kernels on rows that are not 16-byte aligned."""
+    _needs_cupy()
+    _check_rows_not_aligned(*EMU_FWD[case], length, offsets, "cuda")
 
 
 @gpu
