@@ -366,7 +366,7 @@ struct KgRowRaw {
 
 // ---------------------------------------------------------------------------------------------
 // Rows that are not 16-byte aligned (L % 8 != 0 in 2-byte types, L % 4 != 0 in fp32, or a view's
-// offset), in the forward's channel layout. Element loads and stores there touch one cache line
+// offset), in the forward's channel and warp layouts. Element loads and stores there touch one cache line
 // per lane and element: the L1 becomes the bound (round 214: L = 4093 ran 2.2x the aligned time).
 // Instead the row is read and written as the aligned 16-byte vectors that cover it, the bytes
 // moved into place in registers (kg_byte_window); a vector two sub-chunks (or two lanes) share is
@@ -574,9 +574,9 @@ __device__ __forceinline__ void kg_load_run_unaligned(const typename T::storage*
     KgRowIO<T, kItems>::load(row + t, L - t, false, out);
 }
 
-// Stores of a row that is not 16-byte aligned, in runs: per sub-chunk each of a channel's kParts
-// lanes (adjacent) holds kRun consecutive outputs, lane p the p-th run (a whole number of
-// vectors). A lane writes the aligned vectors whose last byte is in its run: they begin with the
+// Stores of a row that is not 16-byte aligned, in runs: per sub-chunk each of the kParts adjacent
+// lanes sharing the row (a channel's split lanes, or a whole warp in the warp layout) holds kRun
+// consecutive outputs, lane p the p-th run (a whole number of vectors). A lane writes the aligned vectors whose last byte is in its run: they begin with the
 // previous run's last `offset` bytes, handed over by a shuffle (the last lane's from the previous
 // sub-chunk, carried). Two places are written by element: the row's first vector (its head is the
 // row before, another thread's) and the last full run's tail (`flush`, before the partial last
