@@ -308,6 +308,23 @@ __device__ __forceinline__ float kg_state_into_lane(const float (&dt)[kItems], c
     return lane == 0 ? h_chunk : h_in;
 }
 
+// Words packing 2- or 4-byte elements (two a word, the first in the low half): element i as a
+// float, and element i's bits loaded from `src` and ORed into its place.
+template <typename T>
+__device__ __forceinline__ float kg_word_element(const unsigned int* words, int i) {
+    typedef typename T::storage S;
+    if (sizeof(S) == 2) return T::to_float((S)(unsigned short)(words[i / 2] >> (16 * (i % 2))));
+    return kg_bits_to_float(words[i]);
+}
+
+template <typename S>
+__device__ __forceinline__ void kg_or_element_bits(const S* src, int i, unsigned int* words) {
+    unsigned int bits;
+    if (sizeof(S) == 2) bits = (unsigned int)*reinterpret_cast<const unsigned short*>(src);
+    else bits = *reinterpret_cast<const unsigned int*>(src);
+    words[i * (int)sizeof(S) / 4] |= sizeof(S) == 2 ? bits << (16 * (i % 2)) : bits;
+}
+
 // Raw loads for prefetching: the row's kItems elements as 32-bit words, converted to float only
 // when used. (KgRowIO::load converts inside its vector/scalar branch, which makes the thread wait
 // for the data right there: fine for immediate use, fatal for a prefetch.)
@@ -334,33 +351,14 @@ struct KgRowRaw {
 #pragma unroll
             for (int w = 0; w < kWords; ++w) words[w] = 0u;
 #pragma unroll
-            for (int i = 0; i < kItems; ++i) {
-                unsigned int bits = 0u;
-                if (sizeof(S) == 2) bits = (unsigned int)*reinterpret_cast<const unsigned short*>(ptr + i);
-                else bits = *reinterpret_cast<const unsigned int*>(ptr + i);
-                words[i * (int)sizeof(S) / 4] |= sizeof(S) == 2 ? bits << (16 * (i % 2)) : bits;
-            }
+            for (int i = 0; i < kItems; ++i) kg_or_element_bits(ptr + i, i, words);
         } else {
 #pragma unroll
             for (int w = 0; w < kWords; ++w) words[w] = 0u;
 #pragma unroll
-            for (int i = 0; i < kItems; ++i) {
-                if (i < valid) {
-                    unsigned int bits = 0u;
-                    if (sizeof(S) == 2) bits = (unsigned int)*reinterpret_cast<const unsigned short*>(ptr + i);
-                    else bits = *reinterpret_cast<const unsigned int*>(ptr + i);
-                    words[i * (int)sizeof(S) / 4] |= sizeof(S) == 2 ? bits << (16 * (i % 2)) : bits;
-                }
-            }
+            for (int i = 0; i < kItems; ++i)
+                if (i < valid) kg_or_element_bits(ptr + i, i, words);
         }
-    }
-
-    static __device__ __forceinline__ float get(const unsigned int (&words)[kWords], int i) {
-        if (sizeof(S) == 2) {
-            // 2-byte storage types are unsigned short bit patterns
-            return T::to_float((S)(unsigned short)(words[i / 2] >> (16 * (i % 2))));
-        }
-        return kg_bits_to_float(words[i]);
     }
 };
 
@@ -400,14 +398,7 @@ __device__ __forceinline__ void kg_byte_window(const unsigned int (&w)[kOut + 4]
     }
 }
 
-// Element i of words packing 2- or 4-byte elements, and the reverse.
-template <typename T>
-__device__ __forceinline__ float kg_word_element(const unsigned int* words, int i) {
-    typedef typename T::storage S;
-    if (sizeof(S) == 2) return T::to_float((S)(unsigned short)(words[i / 2] >> (16 * (i % 2))));
-    return kg_bits_to_float(words[i]);
-}
-
+// Element i of packed words as its storage type, and floats packed into words.
 template <typename T>
 __device__ __forceinline__ typename T::storage kg_word_storage(const unsigned int* words, int i) {
     typedef typename T::storage S;
@@ -453,14 +444,8 @@ __device__ __forceinline__ void kg_load_vector_words(const uint4* vectors, int a
 #pragma unroll
         for (int j = 0; j < 4; ++j) w[j] = 0u;
 #pragma unroll
-        for (int i = 0; i < kPerVec; ++i) {
-            if (first + i < L) {
-                unsigned int bits;
-                if (sizeof(S) == 2) bits = (unsigned int)*reinterpret_cast<const unsigned short*>(row + first + i);
-                else bits = *reinterpret_cast<const unsigned int*>(row + first + i);
-                w[i * (int)sizeof(S) / 4] |= sizeof(S) == 2 ? bits << (16 * (i % 2)) : bits;
-            }
-        }
+        for (int i = 0; i < kPerVec; ++i)
+            if (first + i < L) kg_or_element_bits(row + first + i, i, w);
     }
 }
 
@@ -528,51 +513,63 @@ struct KgRowShiftedLoad {
     }
 };
 
-// kg_byte_window for an offset the whole warp shares (the warp layout: its lanes walk one row): a
-// uniform branch on the word offset, then one funnel shift a word.
-template <int kOut, int kWord>
-__device__ __forceinline__ void kg_shift_words(const unsigned int (&w)[kOut + 4], unsigned int shift, unsigned int (&out)[kOut]) {
-#pragma unroll
-    for (int m = 0; m < kOut; ++m) out[m] = kg_funnel_shift_right(w[m + kWord], w[m + kWord + 1], shift);
-}
-
-template <int kOut>
-__device__ __forceinline__ void kg_byte_window_uniform(const unsigned int (&w)[kOut + 4], int o, unsigned int (&out)[kOut]) {
-    const unsigned int shift = 8u * (unsigned int)(o & 3);
-    switch (o >> 2) {
-        case 0: kg_shift_words<kOut, 0>(w, shift, out); break;
-        case 1: kg_shift_words<kOut, 1>(w, shift, out); break;
-        case 2: kg_shift_words<kOut, 2>(w, shift, out); break;
-        default: kg_shift_words<kOut, 3>(w, shift, out); break;
-    }
-}
-
-// kItems elements of a row from step t (t * element size a multiple of 16) as floats, zeros at
-// and past L, for rows that are not 16-byte aligned but whose offset the whole warp shares: a whole
-// run as the kItems / (16 / size) + 1 aligned vectors covering it, shifted into place; a partial
-// run by element. (A run of under 16 bytes: by element.)
+// kItems elements of a row from step t (t * element size a multiple of 16), zeros at and past L,
+// for rows that are not 16-byte aligned but whose offset the whole warp shares (the warp layout).
+// `fetch` issues the loads: a whole run as the kItems / (16 / size) + 1 aligned vectors covering
+// it, a partial run (or one of under 16 bytes) by element. `take` waits for them and shifts a
+// whole run into place. Split so that two rows' loads (B's and C's) are in flight together:
+// shifting right after the loads made C's wait for B's data (batch 2, dim 1536, L 2047:
+// 0.342 -> 0.282 ms). The shift is kg_byte_window's selects, although the offset is the warp's:
+// a switch on it, one funnel shift a word, ran 4% slower (its branches; round 227).
 template <typename T, int kItems>
-__device__ __forceinline__ void kg_load_run_unaligned(const typename T::storage* row, int L, int t, float (&out)[kItems]) {
+struct KgRunUnaligned {
     typedef typename T::storage S;
-    if constexpr ((kItems * (int)sizeof(S)) % 16 == 0) {
-        constexpr int kWords = kItems * (int)sizeof(S) / 4;
-        if (L - t >= kItems) {
+    static constexpr bool kVectors = (kItems * (int)sizeof(S)) % 16 == 0;
+    static constexpr int kWords = kVectors ? kItems * (int)sizeof(S) / 4 : 4;
+    unsigned int w[kWords + 4];   // kVectors: the covering vectors' words, or a partial run's own
+    float direct[kItems];         // !kVectors: the run itself
+    int offset;
+    bool whole;
+
+    __device__ __forceinline__ void fetch(const S* row, int L, int t) {
+        if constexpr (kVectors) {
             const unsigned long long address = (unsigned long long)row;
-            const uint4* vectors = reinterpret_cast<const uint4*>(address & ~15ull);
-            const int offset = (int)(address & 15ull);
-            const int whole = (offset + L * (int)sizeof(S)) / 16;
-            const int v0 = t * (int)sizeof(S) / 16;
-            unsigned int w[kWords + 4], words[kWords];
+            offset = (int)(address & 15ull);
+            whole = L - t >= kItems;
+            if (whole) {
+                const uint4* vectors = reinterpret_cast<const uint4*>(address & ~15ull);
+                const int in_row = (offset + L * (int)sizeof(S)) / 16;   // vectors inside the allocation
+                const int v0 = t * (int)sizeof(S) / 16;
 #pragma unroll
-            for (int v = 0; v <= kWords / 4; ++v) kg_load_vector_words<T>(vectors, v0 + v, whole, row, offset, L, &w[4 * v]);
-            kg_byte_window_uniform<kWords>(w, offset, words);
+                for (int v = 0; v <= kWords / 4; ++v) kg_load_vector_words<T>(vectors, v0 + v, in_row, row, offset, L, &w[4 * v]);
+            } else {
+                unsigned int words[kWords];
+                KgRowRaw<T, kItems>::load(row + t, L - t, false, words);
 #pragma unroll
-            for (int i = 0; i < kItems; ++i) out[i] = kg_word_element<T>(words, i);
-            return;
+                for (int j = 0; j < kWords; ++j) w[j] = words[j];
+            }
+        } else {
+            KgRowIO<T, kItems>::load(row + t, L - t, false, direct);
         }
     }
-    KgRowIO<T, kItems>::load(row + t, L - t, false, out);
-}
+
+    __device__ __forceinline__ void take(float (&out)[kItems]) const {
+        if constexpr (kVectors) {
+            unsigned int words[kWords];
+            if (whole) {
+                kg_byte_window<kWords, false>(w, offset, words);
+            } else {
+#pragma unroll
+                for (int j = 0; j < kWords; ++j) words[j] = w[j];
+            }
+#pragma unroll
+            for (int i = 0; i < kItems; ++i) out[i] = kg_word_element<T>(words, i);
+        } else {
+#pragma unroll
+            for (int i = 0; i < kItems; ++i) out[i] = direct[i];
+        }
+    }
+};
 
 // Stores of a row that is not 16-byte aligned, in runs: per sub-chunk each of the kParts adjacent
 // lanes sharing the row (a channel's split lanes, or a whole warp in the warp layout) holds kRun
@@ -670,7 +667,7 @@ struct KgRowStoreStream {
 // kMinBlocks the blocks per SM ptxas must fit (caps registers: more warps, or no spills);
 // kAligned: the launcher found every row of u, delta, z, out, B and C 16-byte aligned. Else a
 // lane's whole run is read as the aligned vectors covering it, shifted by the row's offset (one
-// per row, so one per warp: kg_load_run_unaligned), and written in aligned vectors whose head the
+// per row, so one per warp: KgRunUnaligned), and written in aligned vectors whose head the
 // previous lane hands over (KgRowStoreStream over the warp's 32 runs): element loads there made
 // the L1 the bound (L = 2047 at batch 2, dim 1536: 2.6x the time at 2048).
 // Runtime flags (nullable pointers, delta_softplus) cost one uniform branch per element.
@@ -727,14 +724,32 @@ selective_scan_fwd_kernel(const typename InT::storage* __restrict__ u,
     for (int chunk = 0; chunk < n_chunks; ++chunk) {
         const int t_lane = chunk * kChunk + lane * kItems;
         const int valid = L - t_lane;  // items of this lane inside [0, L): may be <= 0 or > kItems
-        auto load_in = [&](const typename InT::storage* row_ptr, bool vec_ok, float (&dst)[kItems]) {
-            if constexpr (kAligned) InIO::load(row_ptr + t_lane, valid, vec_ok, dst);
-            else kg_load_run_unaligned<InT, kItems>(row_ptr, L, t_lane, dst);
+        auto load_one = [&](const typename InT::storage* row_ptr, bool vec_ok, float (&dst)[kItems]) {
+            if constexpr (kAligned) {
+                InIO::load(row_ptr + t_lane, valid, vec_ok, dst);
+            } else {
+                KgRunUnaligned<InT, kItems> run;
+                run.fetch(row_ptr, L, t_lane);
+                run.take(dst);
+            }
+        };
+        // two rows' kItems elements at t_lane (unaligned rows: both rows' loads issued first)
+        auto load_pair = [&](const typename InT::storage* row0, bool vec0, float (&dst0)[kItems],
+                             const typename InT::storage* row1, bool vec1, float (&dst1)[kItems]) {
+            if constexpr (kAligned) {
+                InIO::load(row0 + t_lane, valid, vec0, dst0);
+                InIO::load(row1 + t_lane, valid, vec1, dst1);
+            } else {
+                KgRunUnaligned<InT, kItems> run0, run1;
+                run0.fetch(row0, L, t_lane);
+                run1.fetch(row1, L, t_lane);
+                run0.take(dst0);
+                run1.take(dst1);
+            }
         };
 
         float dt[kItems], dtu[kItems], y[kItems];
-        load_in(io.delta, io.delta_vec, dt);
-        load_in(io.u, io.u_vec, dtu);
+        load_pair(io.delta, io.delta_vec, dt, io.u, io.u_vec, dtu);
         const float dt_sum = kg_prepare_dt(dt, dtu, io.bias, delta_softplus, valid);
 #pragma unroll
         for (int i = 0; i < kItems; ++i) y[i] = 0.f;
@@ -748,8 +763,11 @@ selective_scan_fwd_kernel(const typename InT::storage* __restrict__ u,
                 WIO::load(B_row0 + (long long)n * L + t_lane, valid, bc_vec, bn);
                 WIO::load(C_row0 + (long long)n * L + t_lane, valid, bc_vec, cn);
             } else {
-                kg_load_run_unaligned<WT, kItems>(B_row0 + (long long)n * L, L, t_lane, bn);
-                kg_load_run_unaligned<WT, kItems>(C_row0 + (long long)n * L, L, t_lane, cn);
+                KgRunUnaligned<WT, kItems> b_run, c_run;
+                b_run.fetch(B_row0 + (long long)n * L, L, t_lane);
+                c_run.fetch(C_row0 + (long long)n * L, L, t_lane);
+                b_run.take(bn);
+                c_run.take(cn);
             }
             const float h_chunk = carry[n];
             if (states_row && lane == 0) states_row[chunk * kN + n] = h_chunk;
@@ -770,13 +788,13 @@ selective_scan_fwd_kernel(const typename InT::storage* __restrict__ u,
 
         if (D) {
             float uu[kItems];
-            load_in(io.u, io.u_vec, uu);
+            load_one(io.u, io.u_vec, uu);
 #pragma unroll
             for (int i = 0; i < kItems; ++i) y[i] = fmaf(io.D, uu[i], y[i]);
         }
         if (io.z) {
             float zz[kItems];
-            load_in(io.z, io.z_vec, zz);
+            load_one(io.z, io.z_vec, zz);
 #pragma unroll
             for (int i = 0; i < kItems; ++i) y[i] *= kg_silu(zz[i]);
         }
@@ -1053,9 +1071,9 @@ selective_scan_fwd_channel_kernel(const typename InT::storage* __restrict__ u,
         if constexpr (kAligned) {
 #pragma unroll
             for (int i = 0; i < kItems; ++i) {
-                dt[i] = Raw::get(dt_next, i);
-                uu[i] = Raw::get(u_next, i);
-                zz[i] = io.z ? Raw::get(z_next, i) : 0.f;
+                dt[i] = kg_word_element<InT>(dt_next, i);
+                uu[i] = kg_word_element<InT>(u_next, i);
+                zz[i] = io.z ? kg_word_element<InT>(z_next, i) : 0.f;
             }
             if (t0 + kItems < L) {
                 Raw::load(io.delta + t0 + kItems, valid - kItems, io.delta_vec, dt_next);

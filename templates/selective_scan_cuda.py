@@ -420,13 +420,18 @@ def _type_name(dtype: torch.dtype, what: str) -> str:
         raise TypeError(f"{what} must be float32, float16 or bfloat16 for the CUDA backend; got {dtype}") from None
 
 
+def _cpp_bool(value: bool) -> str:
+    """A template argument's spelling of a Python bool."""
+    return "true" if value else "false"
+
+
 def fwd_name_expression(in_dtype: torch.dtype, bc_dtype: torch.dtype, n_states: int, warps: int,
                         items: int, unroll: int, occupancy: int = 8, aligned: bool = True) -> str:
     """``aligned``: every row of u, delta, z, out, B and C starts on a 16-byte boundary (`rows_aligned`);
     else runs are read and written as shifted aligned vectors."""
     min_blocks = max(1, occupancy // warps)   # __launch_bounds__'s minimum blocks per SM
     return (f"selective_scan_fwd_kernel<{_type_name(in_dtype, 'u')}, {_type_name(bc_dtype, 'B')}, "
-            f"{n_states}, {warps}, {items}, {unroll}, {min_blocks}, {'true' if aligned else 'false'}>")
+            f"{n_states}, {warps}, {items}, {unroll}, {min_blocks}, {_cpp_bool(aligned)}>")
 
 
 def fwd_channel_name_expression(in_dtype: torch.dtype, n_states: int, split: int, threads: int, chunk: int,
@@ -436,10 +441,9 @@ def fwd_channel_name_expression(in_dtype: torch.dtype, n_states: int, split: int
     softplus is a template flag (no branch around the steps' dt), and so is whether every row is
     16-byte aligned (`rows_aligned`; else rows are read and written as shifted aligned vectors)."""
     min_blocks = max(1, occupancy // (threads // 32))
-    flag = lambda value: "true" if value else "false"
     return (f"selective_scan_fwd_channel_kernel<{_type_name(in_dtype, 'u')}, "
             f"{n_states}, {split}, {threads}, {chunk}, {steps}, {poly}, {min_blocks}, "
-            f"{flag(softplus)}, {flag(aligned)}>")
+            f"{_cpp_bool(softplus)}, {_cpp_bool(aligned)}>")
 
 
 def rows_aligned(length: int, *tensors: torch.Tensor | None) -> bool:

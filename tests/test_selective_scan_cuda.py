@@ -711,6 +711,7 @@ EMU_FWD = [
     (torch.bfloat16, torch.bfloat16, 4, fwd_config(32, 16, occupancy=16)),
     (torch.float32, torch.float32, 16, fwd_config(64, 4)),
     (torch.float32, torch.float32, 3, fwd_config(64, 4)),
+    (torch.bfloat16, torch.bfloat16, 4, fwd_config(64, 4)),
 ]
 # Channel layout: (u dtype, B/C dtype, N, config).
 EMU_FWD_CHANNEL = [
@@ -894,6 +895,7 @@ def test_emulated_fwd_channel_rows_not_aligned(emulator, case, length, offsets):
     (1, 601, (0, 0, 0, 0)),     # fp32, 8 steps a lane, unroll 2: L % 4 != 0
     (2, 300, (2, 4, 6, 1)),     # fp16 u with fp32 B/C, whose rows are 16-byte runs of 4 steps' pairs
     (0, 261, (1, 2, 3, 0)),     # fp32, 4 steps a lane: one vector a run
+    (6, 259, (3, 1, 0, 5)),     # bf16, 4 steps a lane: 8-byte runs, read and written by element
 ])
 def test_emulated_fwd_warp_rows_not_aligned(emulator, case, length, offsets):
     """The warp layout on rows that do not start on 16-byte boundaries: each lane's run read as the
