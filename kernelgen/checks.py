@@ -78,6 +78,14 @@ def interpreter_on() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+def bf16_dot_on_interpreter(*tensors: torch.Tensor | None) -> bool:
+    """Whether a call would feed bf16 operands (all of ``tensors`` bf16) to ``tl.dot`` under the
+    Triton interpreter, which multiplies them as their raw 16-bit patterns (Triton 3.9; fp16 and
+    fp32 are right; triton-lang/triton#11584). The ops built on tl.dot then run the call in fp32
+    and round the outputs back to bf16: slower, and more precise than bf16 on a GPU."""
+    return interpreter_on() and all(isinstance(t, torch.Tensor) and t.dtype == torch.bfloat16 for t in tensors)
+
+
 def check_runnable_device(name: str, tensor: torch.Tensor) -> None:
     if tensor.device.type == "cuda":
         return

@@ -268,6 +268,11 @@ def test_step_against_reference(device, small_config):
     assert_close("o", o, o_ref, 2e-3)
     assert_close("S", new[0], new_ref[0], 1e-5)
     assert_close("z", new[1], new_ref[1], 1e-5)
+    # the one-token slice of the [B, T, H, *] layout: the same step, o [B, 1, H, V]
+    with torch.no_grad():
+        o4, new4 = kernelgen.linear_attention_step(q, k, v, state, g=g, feature_map="relu", normalize=True)
+    assert o4.shape == (B, 1, H, V) and torch.equal(o4[:, 0], o)
+    assert torch.equal(new4[0], new[0]) and torch.equal(new4[1], new[1])
 
 
 def test_zero_length(device):

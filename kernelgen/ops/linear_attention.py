@@ -21,7 +21,8 @@ from typing import Optional, Tuple, Union
 import torch
 from torch.autograd.function import once_differentiable
 
-from kernelgen.checks import check_cu_seqlens, check_cu_values, check_float, check_same_device, check_shape
+from kernelgen.checks import (bf16_dot_on_interpreter, check_cu_seqlens, check_cu_values, check_float,
+                              check_same_device, check_shape)
 from kernelgen.dispatch import config_for
 from kernelgen.templates import linear_attention as tmpl
 
@@ -259,13 +260,20 @@ def linear_attention(
     strides); g [B, T, H] per-token log decay (finite, ≤ 0: a hard reset is a new sequence in
     cu_seqlens, not g = -inf, which makes exp(G_t − G_s) NaN in the chunked form) or g_gamma [H]
     constant log decay, not both (any float dtype; with taylor2, the g_gamma gradient's fp32
-    rounding grows with the decay, ~1e-3 relative at γ = −5); scale defaults to K^-0.5;
+    rounding grows with the decay, ~1e-3 relative at γ = −5; for every map, the decay gradient
+    that flows from final_state is a difference of fp32 sums, off by ~1e-6 of ‖S‖·‖dS‖ however
+    small its true value: under decays below ~−10 a token it is rounding noise, while the
+    gradient through o stays exact); scale defaults to K^-0.5;
     feature_map None / "elu1" / "relu" / "taylor2" (K ≤ 32) is applied to q and k inside the kernel. cu_seqlens [N+1] (int, with B = 1, rising
     from 0 to T) packs N sequences along T, each with its own state. Returns (o [B, T, H, V] in
     v's dtype, final_state or None), states fp32 as in the module docstring (initial_state may be
     any float dtype). T = 0 gives an empty o and the initial state back. Differentiable in q, k,
     v, g / g_gamma and initial_state.
     """
+    if bf16_dot_on_interpreter(q, k, v):
+        o, final_state = linear_attention(q.float(), k.float(), v.float(), g, g_gamma, scale, feature_map, normalize,
+                                          initial_state, output_final_state, cu_seqlens)
+        return o.to(v.dtype), final_state
     check_shape("q", q, "B, T, H, K", (None, None, None, None))
     B, T, H, K = q.shape
     check_shape("k", k, "B, T, H, K", (B, T, H, K))
@@ -308,7 +316,13 @@ def linear_attention_step(
     """One decode token per sequence: q, k [B, H, K], v [B, H, V], g [B, H] or g_gamma [H],
     state as ``linear_attention``'s final_state ([B, H, K', V], or (S, z) with normalize; any
     float dtype). Returns (o [B, H, V], new fp32 state); the input state is left unchanged.
-    Inference only."""
+    The one-token slice of the [B, T, H, *] layout is accepted too: q, k [B, 1, H, K], v [B, 1, H, V],
+    g [B, 1, H], giving o [B, 1, H, V]. Inference only."""
+    if isinstance(q, torch.Tensor) and q.dim() == 4 and q.shape[1] == 1:
+        one_token = lambda x, rank: x[:, 0] if isinstance(x, torch.Tensor) and x.dim() == rank + 1 else x
+        o, new_state = linear_attention_step(q[:, 0], one_token(k, 3), one_token(v, 3), state, one_token(g, 2),
+                                             g_gamma, scale, feature_map, normalize)
+        return o.unsqueeze(1), new_state
     check_shape("q", q, "B, H, K", (None, None, None))
     B, H, K = q.shape
     check_shape("k", k, "B, H, K", (B, H, K))

@@ -15,8 +15,8 @@ import torch
 from torch.autograd.function import once_differentiable
 from torch.autograd.graph import increment_version
 
-from kernelgen.checks import (check_cu_seqlens, check_cu_values, check_float, check_same_device, check_scale,
-                              check_shape)
+from kernelgen.checks import (bf16_dot_on_interpreter, check_cu_seqlens, check_cu_values, check_float,
+                              check_same_device, check_scale, check_shape)
 from kernelgen.dispatch import config_for
 from kernelgen.templates.loglinear_attention import (LogLinearBackward, LogLinearForward, LogLinearStep,
                                                      backward, backward_can_read_blocks, forward, make_plan, step)
@@ -381,6 +381,10 @@ def loglinear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: to
     of k: 2× at V = 128, chunk 64) until the backward, which then does not rebuild them (training
     from position 0 with no state in or out; elsewhere the flag changes nothing). Memory for time.
     """
+    if bf16_dot_on_interpreter(q, k, v):
+        o, final_state = loglinear_attention(q.float(), k.float(), v.float(), g, level_scales, scale, initial_state,
+                                             output_final_state, cu_seqlens, save_blocks)
+        return o.to(q.dtype), final_state
     device = _check_inputs(q, k, v, g, level_scales, ("B", "T"))
     g, level_scales = _gates_for_kernels(g, level_scales)
     batch, seq_len, heads, head_k = q.shape

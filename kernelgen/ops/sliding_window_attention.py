@@ -12,8 +12,8 @@ import numbers
 import torch
 from torch.autograd.function import once_differentiable
 
-from kernelgen.checks import (check_cu_seqlens, check_cu_values, check_float, check_same_device, check_scale,
-                              check_shape)
+from kernelgen.checks import (bf16_dot_on_interpreter, check_cu_seqlens, check_cu_values, check_float,
+                              check_same_device, check_scale, check_shape)
 from kernelgen.dispatch import config_for, current_gpu
 from kernelgen.templates.sliding_window_attention import (BACKWARD, DECODE, FORWARD, HEAD_DIMS, swa_backward,
                                                           swa_decode, swa_forward)
@@ -119,6 +119,9 @@ def sliding_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     Like flash attention, a non-finite value in v (or k) can reach rows whose window excludes it
     through the masked part of a key block (0·inf), packed neighbours included; finite inputs never do.
     """
+    if bf16_dot_on_interpreter(q, k, v):
+        out = sliding_window_attention(q.float(), k.float(), v.float(), window_size, scale, cu_seqlens, return_lse)
+        return (out[0].to(q.dtype), out[1]) if return_lse else out.to(q.dtype)
     window_size = _check_window(window_size)
     check_shape("q", q, "B, T, HQ, D", (None, None, None, None))
     batch, length, heads_q, dim = q.shape
@@ -158,6 +161,9 @@ def sliding_window_attention_decode(q: torch.Tensor, k_cache: torch.Tensor, v_ca
     The query sits at position L - 1 and reads cache rows [max(0, L - W), L); L = 0 gives zeros.
     Returns o with q's shape and dtype. Inference only (no autograd).
     """
+    if bf16_dot_on_interpreter(q, k_cache, v_cache):
+        return sliding_window_attention_decode(q.float(), k_cache.float(), v_cache.float(), cache_seqlens,
+                                               window_size, scale=scale).to(q.dtype)
     window_size = _check_window(window_size)
     squeeze = q.dim() == 4
     if squeeze:
