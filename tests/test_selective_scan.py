@@ -449,6 +449,47 @@ def test_decode_step_bad_inputs(device):
         kernelgen.selective_state_update(state, x, x.half(), A, B, B)
     with pytest.raises(ValueError, match=r"multiple of the number of groups G=4 of B"):
         kernelgen.selective_state_update(state, x, x, A, torch.randn(2, 4, 5), torch.randn(2, 4, 5))
+    with pytest.raises(TypeError, match=r"A must be a torch.Tensor \[dim, N\]; got NoneType"):
+        kernelgen.selective_state_update(state, x, x, None, B, B)
+    # written in place: rows of an expanded state would race on one memory location
+    with pytest.raises(ValueError, match=r"state is updated in place, so its elements must not share memory"):
+        kernelgen.selective_state_update(state[:1].expand(2, 6, 5), x, x, A, B, B)
+
+
+@pytest.mark.parametrize("groups", [None, 2])
+def test_batch_over_the_grid_limit_runs_in_row_groups(device, monkeypatch, groups):
+    """The kernels put the batch on a grid axis CUDA caps at 65535: bigger batches run in groups of
+    rows. With the cap patched to 2, a batch of 5 (groups 2, 2, 1) against float64, forward and
+    backward in every input, and the decode step against its reference."""
+    import kernelgen.ops.selective_scan as op
+    monkeypatch.setattr(op, "MAX_GRID_BATCH", 2)
+    launched = []   # the batch of every scan and decode call that reaches the kernels
+    scan_apply, step_run = op._SelectiveScan.apply, op.selective_state_update_run
+    monkeypatch.setattr(op._SelectiveScan, "apply", lambda u, *a: launched.append(u.shape[0]) or scan_apply(u, *a))
+    monkeypatch.setattr(op, "selective_state_update_run",
+                        lambda config, state, *a: launched.append(state.shape[0]) or step_run(config, state, *a))
+    i = make_inputs(device, batch=5, length=21, groups=groups, with_z=True, with_h0=True, requires_grad=True)
+    y, last = call_selective_scan(kernelgen.selective_scan, i, delta_softplus=True, return_last_state=True)
+    y_ref, last_ref = call_selective_scan(selective_scan_ref, i, delta_softplus=True, return_last_state=True)
+    assert_close("y", y, y_ref, TOL[torch.float32])
+    assert_close("last_state", last, last_ref, TOL[torch.float32])
+    names = [name for name, value in i.items() if value is not None]
+    weight_y, weight_last = torch.randn_like(y_ref), torch.randn_like(last_ref)
+    grads = torch.autograd.grad((y * weight_y).sum() + (last * weight_last).sum(), [i[n] for n in names])
+    grads_ref = torch.autograd.grad((y_ref * weight_y).sum() + (last_ref * weight_last).sum(), [i[n] for n in names])
+    for name, grad, grad_ref in zip(names, grads, grads_ref):
+        assert_close(f"d{name}", grad, grad_ref, 1e-4)
+
+    state = torch.randn(5, 6, 5, device=device)
+    x, dt, z = (torch.randn(5, 6, device=device) for _ in range(3))
+    B = torch.randn(5, 5, device=device) if groups is None else torch.randn(5, groups, 5, device=device)
+    C = torch.randn_like(B)
+    A = -torch.rand(6, 5, device=device)
+    expected_y, expected_state = selective_state_update_ref(state.clone(), x, dt, A, B, C, None, z, None, True)
+    y = kernelgen.selective_state_update(state, x, dt, A, B, C, z=z, dt_softplus=True)
+    assert_close("step y", y, expected_y, TOL[torch.float32])
+    assert_close("step state", state, expected_state, TOL[torch.float32])
+    assert launched == [2, 2, 1, 2, 2, 1]
 
 
 def test_decode_step_fast_path_keeps_checks_and_casts(device):

@@ -100,6 +100,20 @@ def _signature(*tensors: torch.Tensor | None) -> tuple | None:
         return None
 
 
+# The Triton kernels and the decode step put the batch on the grid's last axis, which CUDA caps at
+# 65535 programs: larger batches run in groups of rows, one call each (autograd joins them).
+MAX_GRID_BATCH = 65535
+
+
+def _batch_groups(batch: int) -> list[tuple[int, int]]:
+    return [(b0, min(batch, b0 + MAX_GRID_BATCH)) for b0 in range(0, batch, MAX_GRID_BATCH)]
+
+
+def _rows(tensor: torch.Tensor | None, b0: int, b1: int) -> torch.Tensor | None:
+    """Batch rows [b0, b1) of a per-row tensor; None and per-channel [dim, N] B/C pass as they are."""
+    return tensor[b0:b1] if tensor is not None and tensor.dim() >= 3 else tensor
+
+
 # Signatures of calls whose arguments passed every check. A serving loop calls the decode step
 # with the same shapes every token: after the first call the checks cost one tuple and one dict
 # lookup (~3 µs instead of ~45 µs of Python). Bounded, as shapes vary with batch and length.
@@ -329,6 +343,11 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
 
 def _scan_checked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state):
     """(y, last_state) of the real scan, its arguments already checked."""
+    if u.shape[0] > MAX_GRID_BATCH:
+        parts = [_scan_checked(u[b0:b1], delta[b0:b1], A, _rows(B, b0, b1), _rows(C, b0, b1), D, _rows(z, b0, b1),
+                               delta_bias, delta_softplus, _rows(initial_state, b0, b1))
+                 for b0, b1 in _batch_groups(u.shape[0])]
+        return torch.cat([y for y, _ in parts]), torch.cat([last for _, last in parts])
     per_channel = B.dim() == 2 or C.dim() == 2
     if per_channel:
         batch, dim, length = u.shape
@@ -406,6 +425,7 @@ def _check_step_args(state, x, dt, A, B, C, D, z, dt_bias) -> None:
     _refuse_complex(_REAL_STEP, state=state, A=A, B=B, C=C, D=D, dt_bias=dt_bias, x=x, dt=dt, z=z)
     check_shape("state", state, "batch, dim, N", [None, None, None])
     check_float("state", state)
+    _check_state_writable(state)
     batch, dim, n_states = state.shape
     _check_states(n_states, "state.shape[2]")
     check_shape("x", x, "batch, dim", [batch, dim])
@@ -430,10 +450,20 @@ def _check_step_args(state, x, dt, A, B, C, D, z, dt_bias) -> None:
     B3, C3 = B3[0], C3[0]
     if B3.shape[1] != C3.shape[1]:
         raise ValueError(f"B and C must have the same number of groups; got G={B3.shape[1]} and G={C3.shape[1]}")
+    check_shape("A", A, "dim, N", [dim, n_states])   # required: _fp32 passes None through
     _fp32("A", A, "dim, N", [dim, n_states])
     _fp32("D", D, "dim", [dim])
     _fp32("dt_bias", dt_bias, "dim", [dim])
     check_same_device(state=state, x=x, dt=dt, A=A, B=B, C=C, D=D, z=z, dt_bias=dt_bias)
+
+
+def _check_state_writable(state: torch.Tensor) -> None:
+    """The decode step writes state in place: an expanded tensor (stride 0 over a dimension of more
+    than one element) would have every row of that dimension race on the same memory."""
+    if any(stride == 0 and size > 1 for stride, size in zip(state.stride(), state.shape)):
+        raise ValueError(f"state is updated in place, so its elements must not share memory; got shape "
+                         f"{list(state.shape)} with strides {list(state.stride())} (an expanded tensor?): "
+                         "pass a tensor that owns its elements, e.g. state.clone()")
 
 
 def _state_update_channels(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus) -> torch.Tensor:
@@ -443,6 +473,10 @@ def _state_update_channels(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus) ->
         _check_step_args(state, x, dt, A, B, C, D, z, dt_bias)
         _remember(_checked_step, signature)
     batch, dim, n_states = state.shape
+    if batch > MAX_GRID_BATCH:   # each group updates its rows of state in place (views)
+        return torch.cat([_state_update_channels(state[b0:b1], x[b0:b1], dt[b0:b1], A, B[b0:b1], C[b0:b1], D,
+                                                 None if z is None else z[b0:b1], dt_bias, dt_softplus)
+                          for b0, b1 in _batch_groups(batch)])
     if B.dim() == 2:
         B3, C3 = B.unsqueeze(1), C.unsqueeze(1)
     else:
