@@ -1,6 +1,8 @@
 """linear_scan: the op (forward, backward, argument checks) and its templates, against the float64
 reference. On the CPU the real Triton kernels run under the interpreter, so shapes are tiny and
 ragged (T, D not multiples of any tile)."""
+import itertools
+
 import pytest
 import torch
 
@@ -320,38 +322,138 @@ def test_gpu_op_matches_fla_signature():
 
 # --- packed sequences (cu_seqlens, fla's varlen convention) ------------------------------------------
 
-def _per_sequence_reference(x, g, h0, bounds):
+def packed_scan_loop(x, g, h0, bounds):
+    """float64, from the math: per sequence n, h = h0[n] (or 0), then h = exp(g_t) * h + x_t for each of
+    its tokens; o is every h, final_state the last (h0 itself for an empty sequence). Differentiable."""
+    x64, g64 = x[0].double(), g[0].double()
     outs, finals = [], []
-    for n, (a, b) in enumerate(zip(bounds, bounds[1:])):
-        o, final = linear_scan_ref(x[:, a:b], g[:, a:b], None if h0 is None else h0[n:n + 1])
-        outs.append(o)
-        finals.append(final)
-    return torch.cat(outs, dim=1), torch.cat(finals, dim=0)
+    for n, (start, stop) in enumerate(zip(bounds, bounds[1:])):
+        h = h0[n].double() if h0 is not None else x64.new_zeros(x64.shape[1])
+        for t in range(start, stop):
+            h = torch.exp(g64[t]) * h + x64[t]
+            outs.append(h)
+        finals.append(h)
+    o = torch.stack(outs) if outs else x64   # T = 0: x64 is the empty [0, D]
+    return o[None], torch.stack(finals)
 
 
-@pytest.mark.parametrize("with_state", [False, True])
-def test_varlen_forward_backward(device, with_state):
-    bounds = [0, 7, 7, 30, 31, 53]           # includes an empty and a one-token sequence
-    gen = torch.Generator().manual_seed(3)
-    x = torch.randn(1, 53, 20, generator=gen).to(device).requires_grad_()
-    g = (-torch.rand(1, 53, 20, generator=gen) * 2).to(device).requires_grad_()
-    h0 = torch.randn(5, 20, generator=gen).to(device).requires_grad_() if with_state else None
-    cu = torch.tensor(bounds, dtype=torch.int32, device=device)
-    o, final = kernelgen.linear_scan(x, g, h0, output_final_state=True, cu_seqlens=cu)
-    x64 = x.detach().double().requires_grad_()
-    g64 = g.detach().double().requires_grad_()
-    h64 = h0.detach().double().requires_grad_() if with_state else None
-    o_ref, final_ref = _per_sequence_reference(x64, g64, h64, bounds)
-    assert_close("o", o, o_ref, 1e-5)
-    assert_close("final_state", final, final_ref, 1e-5)
-    do = torch.randn(o.shape, generator=gen).to(device)
-    dfinal = torch.randn(final.shape, generator=gen).to(device)
-    inputs = (x, g) + ((h0,) if with_state else ())
-    refs = (x64, g64) + ((h64,) if with_state else ())
-    grads = torch.autograd.grad((o * do).sum() + (final * dfinal).sum(), inputs)
-    grads_ref = torch.autograd.grad((o_ref * do.double()).sum() + (final_ref * dfinal.double()).sum(), refs)
-    for name, got, want in zip(("dx", "dg", "dh0"), grads, grads_ref):
-        assert_close(name, got, want, 1e-5)
+def offsets(lengths):
+    """cu_seqlens (as a list) of sequences of these lengths, packed."""
+    return [0, *itertools.accumulate(lengths)]
+
+
+# Empty and one-token sequences at the ends and between others; one long sequence among many short
+# ones (the layout that padding to [N, max_len, D] blew up); nothing at all (T = 0).
+LONG_AMONG_SHORT = offsets([1, 3, 2] * 3 + [1, 150, 1, 0, 2, 2, 1, 2, 1, 0, 3])
+PACKED_LAYOUTS = {"ragged": [0, 0, 7, 7, 30, 31, 53, 53], "long_among_short": LONG_AMONG_SHORT, "empty": [0, 0, 0]}
+
+
+def make_packed_inputs(bounds, dtype, device, width=20, seed=3):
+    """x ~ N(0, 1), g in (-2, 0) (weak enough decays that a missed restart shows), h0 ~ N(0, 1) [N, D]."""
+    gen = torch.Generator().manual_seed(seed)
+    steps = bounds[-1]
+    x = torch.randn(1, steps, width, generator=gen)
+    g = -2 * torch.rand(1, steps, width, generator=gen)
+    h0 = torch.randn(len(bounds) - 1, width, generator=gen)
+    return x.to(device, dtype), g.to(device, dtype), h0.to(device)
+
+
+def _packed_grads(x, g, h0, bounds, output_final_state, use_o=True, seed=1):
+    """(o, final_state) and the gradients of a weighted-sum loss of them, through kernelgen and through
+    packed_scan_loop, for the leaves x, g (and h0 when given)."""
+    gen = torch.Generator().manual_seed(seed)
+    w_o = torch.randn(x.shape, generator=gen, dtype=torch.float64).to(x.device)
+    w_f = torch.randn(h0.shape if h0 is not None else (len(bounds) - 1, x.shape[2]), generator=gen,
+                      dtype=torch.float64).to(x.device)
+    cu_seqlens = torch.tensor(bounds, dtype=torch.int32, device=x.device)
+
+    def run(scan, leaves):
+        o, final = scan(*leaves)
+        loss = (o.double() * w_o).sum() if use_o else 0
+        if output_final_state:
+            loss = loss + (final.double() * w_f).sum()
+        # T = 0 leaves g out of the reference's graph: its gradient is then the empty zeros.
+        return (o, final), torch.autograd.grad(loss, leaves, allow_unused=True, materialize_grads=True)
+
+    leaves = [t.clone().requires_grad_() for t in (x, g, h0) if t is not None]
+    found = run(lambda x, g, h0=None: kernelgen.linear_scan(x, g, h0, output_final_state, cu_seqlens), leaves)
+    ref_leaves = [t.detach().double().requires_grad_() for t in leaves]
+    expected = run(lambda x, g, h0=None: packed_scan_loop(x, g, h0, bounds), ref_leaves)
+    return found, expected, w_f
+
+
+@pytest.mark.parametrize("layout", PACKED_LAYOUTS)
+@pytest.mark.parametrize("output_final_state", [False, True], ids=["no_final", "final"])
+@pytest.mark.parametrize("with_state", [False, True], ids=["no_h0", "h0"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+def test_varlen_matches_per_sequence_loop(device, dtype, with_state, output_final_state, layout):
+    bounds = PACKED_LAYOUTS[layout]
+    x, g, h0 = make_packed_inputs(bounds, dtype, device)
+    ((o, final), grads), ((o_ref, final_ref), grads_ref), _ = _packed_grads(
+        x, g, h0 if with_state else None, bounds, output_final_state)
+    assert o.dtype == dtype
+    assert_close("o", o, o_ref, TOL[dtype])
+    if output_final_state:
+        assert final.dtype == torch.float32
+        assert_close("final_state", final, final_ref, TOL_FINAL)   # fp32 states whatever x's dtype
+    else:
+        assert final is None
+    for name, got, want in zip(("dx", "dg", "d initial_state"), grads, grads_ref):
+        assert got.dtype == (torch.float32 if name == "d initial_state" else dtype)
+        assert_close(name, got, want, TOL[dtype])
+
+
+def test_varlen_gradient_through_final_state_only(device):
+    # o unused: only the gathered final states drive the backward. An empty sequence's final state
+    # is its initial state, so d initial_state there is d final_state itself; float64 h0 gets a
+    # float64 gradient.
+    bounds = PACKED_LAYOUTS["ragged"]
+    x, g, h0 = make_packed_inputs(bounds, torch.float32, device)
+    (_, grads), (_, grads_ref), w_f = _packed_grads(x, g, h0.double(), bounds, True, use_o=False)
+    for name, got, want in zip(("dx", "dg", "d initial_state"), grads, grads_ref):
+        assert_close(name, got, want, TOL_FINAL)
+    empty = [n for n, (a, b) in enumerate(zip(bounds, bounds[1:])) if a == b]
+    assert grads[2].dtype == torch.float64
+    assert torch.equal(grads[2][empty], w_f[empty].float().double())   # final_state is fp32: so is its gradient
+
+
+def _spy_launches(monkeypatch):
+    """Record (kernel, shape of its first [B, T, D] tensor) for every launch the op makes."""
+    from kernelgen.ops import linear_scan as op
+    launches = []
+    for name in ("linear_scan_fwd", "linear_scan_bwd"):
+        def spy(config, first, *rest, real=getattr(op, name), name=name):
+            launches.append((name, tuple(first.shape)))
+            return real(config, first, *rest)
+        monkeypatch.setattr(op, name, spy)
+    return launches
+
+
+def test_varlen_runs_packed_without_padding(device, monkeypatch):
+    # 20 sequences, the longest 150 tokens: padded rows would be [20, 150, D] for T = 181.
+    launches = _spy_launches(monkeypatch)
+    bounds = LONG_AMONG_SHORT
+    x, g, h0 = make_packed_inputs(bounds, torch.float32, device)
+    _packed_grads(x, g, h0, bounds, True)
+    packed = (1, bounds[-1], x.shape[2])
+    assert launches == [("linear_scan_fwd", packed), ("linear_scan_bwd", packed)]
+
+
+def test_large_batch_runs_in_groups(device, monkeypatch):
+    # The grid's z axis holds the batch (CUDA caps it at 65535); a cap of 2 splits B = 5 into 2, 2, 1.
+    from kernelgen.ops import linear_scan as op
+    monkeypatch.setattr(op, "MAX_GRID_Z", 2)
+    launches = _spy_launches(monkeypatch)
+    x, g, h0 = make_inputs((5, 13, 24), torch.float32, "weak", device)
+    o, final = kernelgen.linear_scan(x, g, h0, output_final_state=True)
+    o_ref, final_ref = linear_scan_ref(x, g, h0)
+    assert_close("o", o, o_ref, TOL[torch.float32])
+    assert_close("final_state", final, final_ref, TOL_FINAL)
+    found, expected = _grads(x, g, h0, True, use_o=True, use_final=True)
+    for name, got, want in zip(("dx", "dg", "d initial_state"), found, expected):
+        assert_close(name, got, want, TOL[torch.float32])
+    rows = [(kernel, shape[0]) for kernel, shape in launches]
+    assert rows == [("linear_scan_fwd", b) for b in (2, 2, 1)] * 2 + [("linear_scan_bwd", b) for b in (2, 2, 1)]
 
 
 def test_varlen_bad_inputs(device):
