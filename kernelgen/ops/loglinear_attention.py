@@ -44,6 +44,9 @@ class LogLinearState:
               new power of two needs one more level).
     position  [N] int64: tokens seen so far (the next token's position P).
     max_position  host-side copy of ``position.max()`` when known, so checks need no device sync.
+              It is trusted: code that writes ``position`` in place (e.g. loading a sequence into
+              a slot of a serving cache) must set it too, or to None to have it read again; a
+              stale value skips the level check and decides when the state grows new levels.
     """
     states: torch.Tensor
     position: torch.Tensor
