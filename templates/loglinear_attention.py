@@ -1153,6 +1153,66 @@ def _slot_args(plan: ChunkPlan, dummy):
     return (plan.slot_seq if plan.table else dummy, plan.slot_chunk if plan.table else dummy)
 
 
+# CUDA caps a grid's y and z extents at 65535. The level scans, the stacked block pass and the
+# decode step hold one program per (sequence, head) on one of them, so past the cap they launch
+# once per group of whole sequences; a program reads only its own sequence, so the results are the
+# same bits. Read at every launch (tests lower it to run split launches on the CPU).
+MAX_GRID_YZ = 65535
+
+
+def launch_groups(num_seqs: int, heads: int) -> list[tuple[int, int]]:
+    """(first sequence, sequence count) of each launch whose grid holds one program per
+    (sequence, head) on axis y or z: whole sequences, at most MAX_GRID_YZ pairs a launch."""
+    per_launch = MAX_GRID_YZ // max(heads, 1)
+    if per_launch == 0:     # (the per-chunk kernels hold the heads alone on axis z: so does this bound)
+        raise ValueError(f"H must be <= {MAX_GRID_YZ} (CUDA's limit on grid axes y and z); got H={heads}")
+    return [(first, min(per_launch, num_seqs - first)) for first in range(0, num_seqs, per_launch)]
+
+
+@dataclass
+class SequenceGroup:
+    """One launch's share of a call: views of the call's tensors in which sequence i is the call's
+    sequence ``first + i``, as the kernels index them. Packed token rows (cu_seqlens) and tabled
+    slots (``seq_slot0``) are absolute, so those tensors pass whole and only the tables are cut."""
+    first: int
+    count: int
+    whole: bool             # the only group: every tensor passes unchanged (no host cost)
+    packed: bool            # token rows come from cu_seqlens
+    tabled: bool            # slots come from the plan's tables
+    slots_per_seq: int      # dense slots: this many per sequence, in sequence order
+
+    def per_sequence(self, x: torch.Tensor | None) -> torch.Tensor | None:
+        """A tensor with one leading row per sequence (states, positions, a plan table)."""
+        return x if x is None or self.whole else x.narrow(0, self.first, self.count)
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """A [B, T, H, *] token tensor: batch rows are the sequences; packed rows stay absolute."""
+        return x if self.packed else self.per_sequence(x)
+
+    def slots(self, x: torch.Tensor) -> torch.Tensor:
+        """A [S, H, *] tensor of chunk slots (blocks, their decays)."""
+        if self.whole or self.tabled:
+            return x
+        return x.narrow(0, self.first * self.slots_per_seq, self.count * self.slots_per_seq)
+
+    def cu_seqlens(self, cu_seqlens: torch.Tensor | None) -> torch.Tensor | None:
+        """The group's count + 1 sequence bounds, values unchanged (token rows stay absolute)."""
+        return cu_seqlens if cu_seqlens is None or self.whole else cu_seqlens.narrow(0, self.first, self.count + 1)
+
+    def plan_args(self, plan: ChunkPlan, dummy):
+        """The plan's per-sequence tables (start positions, first slots) for the group."""
+        return tuple(x if x is dummy else self.per_sequence(x) for x in _plan_args(plan, dummy))
+
+
+def sequence_groups(num_seqs: int, heads: int, plan: ChunkPlan | None = None,
+                    cu_seqlens: torch.Tensor | None = None) -> list[SequenceGroup]:
+    """The launch groups of a call over ``num_seqs`` sequences of ``heads`` heads (``launch_groups``)."""
+    bounds = launch_groups(num_seqs, heads)
+    return [SequenceGroup(first, count, len(bounds) == 1, cu_seqlens is not None,
+                          plan is not None and plan.table, plan.slots_per_seq if plan is not None else 0)
+            for first, count in bounds]
+
+
 def level_scan_tiles(config) -> tuple[int, int]:
     """(BK, BV) of the backward's level scans before clipping to K, V: rscan_bk / rscan_bv where
     set, else (0) the block pass's scan tiles, which spill at 64 x 128 where the scans do not."""
@@ -1191,35 +1251,44 @@ def _stacked_block_states(k, v, g, blocks, ldec, plan: ChunkPlan, config, cu_seq
     dummy = blocks
     nj = plan.levels
     nc_max = plan.slots_per_seq if not plan.table else cdiv(T, chunk)
-    programs = plan.num_seqs * H * nk * nv
+    programs = plan.num_seqs * H * nk * nv      # the whole call's: split launches run the same segments
     seg = int(config.get("stack_segment", 0)) or _auto_segment(programs)
     seg = min(seg, next_pow2(max(nc_max, 2)))
+    # segments sit on the grid's z axis: long enough that they fit it
+    seg = max(seg, next_pow2(cdiv(nc_max, MAX_GRID_YZ)))
     log_s = seg.bit_length() - 1
     ns = cdiv(nc_max, seg)
     nl = max(1, min(nj, log_s))
+    nl2 = max(1, nj - log_s)
     in_blocks = bool(int(config.get("stack_in_blocks", 1)))
-    # the fp32 stack of live blocks; with stack_in_blocks they are read back from ``blocks``
-    stack = torch.empty(programs * ns, nl, bk, bv, device=k.device, dtype=torch.float32) if not in_blocks else dummy
-    seg_total = torch.empty(programs, ns, bk, bv, device=k.device, dtype=torch.float32) if ns > 1 else stack
-    seg_decay = torch.empty(plan.num_seqs * H, ns, device=k.device, dtype=torch.float32) if ns > 1 else stack
     common = dict(H=H, K=K, V=V, C=chunk, NJ=nj, NJP=max(2, next_pow2(nj)), LOG_S=log_s,
                   BK=bk, BV=bv, NV=nv, IS_VARLEN=cu_seqlens is not None, TABLE=plan.table,
                   num_warps=int(config["scan_warps"]))
-    cu = cu_seqlens if cu_seqlens is not None else dummy
-    slot0 = plan.seq_slot0 if plan.table else dummy
-    _fwd_block_stack_kernel[(nk * nv, plan.num_seqs * H, ns)](
-        k, v, g, blocks, ldec, stack, seg_total, seg_decay, cu, slot0, T, plan.slots_per_seq,
-        NL=nl, SEGMENTED=ns > 1, PAIRS=bool(int(config.get("stack_pairs", 0))), SKIP_L1=skip_level1,
-        IN_BLOCKS=in_blocks,
-        DOT_PREC=_dot_precision(k.dtype),
-        num_stages=int(config["num_stages"]),
-        **common)
-    if ns > 1:
-        nl2 = max(1, nj - log_s)
-        stack2 = torch.empty(programs, nl2, bk, bv, device=k.device, dtype=torch.float32)
-        _fwd_block_segments_kernel[(nk * nv, plan.num_seqs * H)](
-            blocks, ldec, stack2, seg_total, seg_decay, cu, slot0, T, plan.slots_per_seq, ns,
-            NL2=nl2, NL2P=max(2, next_pow2(nl2)), num_stages=1, **common)
+    for group in sequence_groups(plan.num_seqs, H, plan, cu_seqlens):
+        # scratch per (tile, sequence·head) program of the group, which numbers its programs from 0
+        group_programs = group.count * H * nk * nv
+        # the fp32 stack of live blocks; with stack_in_blocks they are read back from ``blocks``
+        stack = (torch.empty(group_programs * ns, nl, bk, bv, device=k.device, dtype=torch.float32)
+                 if not in_blocks else dummy)
+        seg_total = (torch.empty(group_programs, ns, bk, bv, device=k.device, dtype=torch.float32)
+                     if ns > 1 else stack)
+        seg_decay = torch.empty(group.count * H, ns, device=k.device, dtype=torch.float32) if ns > 1 else stack
+        cu = group.cu_seqlens(cu_seqlens) if cu_seqlens is not None else dummy
+        slot0 = group.per_sequence(plan.seq_slot0) if plan.table else dummy
+        group_blocks, group_ldec = group.slots(blocks), group.slots(ldec)
+        _fwd_block_stack_kernel[(nk * nv, group.count * H, ns)](
+            group.tokens(k), group.tokens(v), group.tokens(g), group_blocks, group_ldec, stack, seg_total,
+            seg_decay, cu, slot0, T, plan.slots_per_seq,
+            NL=nl, SEGMENTED=ns > 1, PAIRS=bool(int(config.get("stack_pairs", 0))), SKIP_L1=skip_level1,
+            IN_BLOCKS=in_blocks,
+            DOT_PREC=_dot_precision(k.dtype),
+            num_stages=int(config["num_stages"]),
+            **common)
+        if ns > 1:
+            stack2 = torch.empty(group_programs, nl2, bk, bv, device=k.device, dtype=torch.float32)
+            _fwd_block_segments_kernel[(nk * nv, group.count * H)](
+                group_blocks, group_ldec, stack2, seg_total, seg_decay, cu, slot0, T, plan.slots_per_seq, ns,
+                NL2=nl2, NL2P=max(2, next_pow2(nl2)), num_stages=1, **common)
 
 
 def _takes_stacked_pass(plan: ChunkPlan, config, init=None, final=None) -> bool:
@@ -1274,15 +1343,18 @@ def block_states(k, v, g, plan: ChunkPlan, config, cu_seqlens, init=None, final=
         _stacked_block_states(k, v, g, blocks, ldec, plan, config, cu_seqlens, bk, bv, skip_level1)
         return blocks, ldec
     levels_axis = plan.levels + (1 if final is not None else 0)
-    _fwd_level_scan_kernel[(nk * nv, levels_axis, plan.num_seqs * H)](
-        k, v, g, blocks, ldec, init if init is not None else dummy, final if final is not None else dummy,
-        cu_seqlens if cu_seqlens is not None else dummy, *_plan_args(plan, dummy),
-        T, plan.slots_per_seq, plan.levels,
-        init.shape[2] if init is not None else 0, final.shape[2] if final is not None else 0,
-        H=H, K=K, V=V, C=chunk, LOG_C=chunk.bit_length() - 1, BK=bk, BV=bv, NV=nv,
-        IS_VARLEN=cu_seqlens is not None, TABLE=plan.table, HAS_INIT=init is not None,
-        STORE_FINAL=final is not None, DOT_PREC=_dot_precision(k.dtype),
-        num_warps=int(config["scan_warps"]), num_stages=int(config["num_stages"]))
+    for group in sequence_groups(plan.num_seqs, H, plan, cu_seqlens):
+        _fwd_level_scan_kernel[(nk * nv, levels_axis, group.count * H)](
+            group.tokens(k), group.tokens(v), group.tokens(g), group.slots(blocks), group.slots(ldec),
+            group.per_sequence(init) if init is not None else dummy,
+            group.per_sequence(final) if final is not None else dummy,
+            group.cu_seqlens(cu_seqlens) if cu_seqlens is not None else dummy, *group.plan_args(plan, dummy),
+            T, plan.slots_per_seq, plan.levels,
+            init.shape[2] if init is not None else 0, final.shape[2] if final is not None else 0,
+            H=H, K=K, V=V, C=chunk, LOG_C=chunk.bit_length() - 1, BK=bk, BV=bv, NV=nv,
+            IS_VARLEN=cu_seqlens is not None, TABLE=plan.table, HAS_INIT=init is not None,
+            STORE_FINAL=final is not None, DOT_PREC=_dot_precision(k.dtype),
+            num_warps=int(config["scan_warps"]), num_stages=int(config["num_stages"]))
     return blocks, ldec
 
 
@@ -1369,12 +1441,14 @@ def backward(q, k, v, g, lam, do, scale: float, config, plan: ChunkPlan, cu_seql
     snv = cdiv(V, sbv)
     rblocks = torch.empty(plan.num_slots, H, K, V, device=device, dtype=block_dtype(q.dtype))
     rdec = torch.empty(plan.num_slots, H, plan.levels, device=device, dtype=torch.float32)
-    _bwd_level_scan_kernel[(cdiv(K, sbk) * snv, plan.levels, plan.num_seqs * H)](
-        q, do, g, lam, rblocks, rdec, cu, *_plan_args(plan, dummy),
-        float(scale), T, plan.slots_per_seq, plan.levels, L,
-        BK=sbk, BV=sbv, NV=snv, num_warps=int(config["scan_warps"]),
-        # their own pipeline depth (configs from before the knob: the shared one)
-        **common | {"num_stages": int(config.get("scan_stages", config["num_stages"]))})
+    for group in sequence_groups(plan.num_seqs, H, plan, cu_seqlens):
+        _bwd_level_scan_kernel[(cdiv(K, sbk) * snv, plan.levels, group.count * H)](
+            group.tokens(q), group.tokens(do), group.tokens(g), group.tokens(lam), group.slots(rblocks),
+            group.slots(rdec), group.cu_seqlens(cu_seqlens) if cu_seqlens is not None else dummy,
+            *group.plan_args(plan, dummy), float(scale), T, plan.slots_per_seq, plan.levels, L,
+            BK=sbk, BV=sbv, NV=snv, num_warps=int(config["scan_warps"]),
+            # their own pipeline depth (configs from before the knob: the shared one)
+            **common | {"num_stages": int(config.get("scan_stages", config["num_stages"]))})
 
     # 4: dq (and dk), dλ and dG (partial over K tiles)
     kbk, kbv = _tile(K, config["dqk_bk"]), _tile(V, config["dqk_bv"])
@@ -1427,10 +1501,13 @@ def step(q, k, v, g, lam, states, position, scale: float, config, out=None, new_
     V, L, LS = v.shape[-1], lam.shape[-1], states.shape[2]
     o = torch.empty_like(v) if out is None else out
     bv = _tile(V, config["block_v"])
-    _step_kernel[(cdiv(V, bv), N * H)](
-        q, k, v, g, lam, states, states if new_states is None else new_states, position, o, float(scale), L, LS,
-        H=H, K=K, V=V, KP=max(16, next_pow2(K)), BV=bv, LP=max(2, next_pow2(L)),
-        ALL_LEVELS=new_states is not None, num_warps=int(config["num_warps"]))
+    for group in sequence_groups(N, H):
+        rows = group.per_sequence
+        _step_kernel[(cdiv(V, bv), group.count * H)](
+            rows(q), rows(k), rows(v), rows(g), rows(lam), rows(states),
+            rows(states if new_states is None else new_states), rows(position), rows(o), float(scale), L, LS,
+            H=H, K=K, V=V, KP=max(16, next_pow2(K)), BV=bv, LP=max(2, next_pow2(L)),
+            ALL_LEVELS=new_states is not None, num_warps=int(config["num_warps"]))
     return o
 
 

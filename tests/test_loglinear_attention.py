@@ -604,6 +604,148 @@ def test_state_gradients_fp16(device):
 
 
 # --------------------------------------------------------------------------------------------
+# launches past CUDA's grid limit: (sequence, head) pairs on axis y or z, in groups
+# --------------------------------------------------------------------------------------------
+GRID_CAP = 7      # five sequences of two heads: a group of three, then one of two
+
+
+class _GridSpy:
+    """A template kernel that records the grid of each launch as (kernel name, grid)."""
+
+    def __init__(self, name, kernel, launches):
+        self.name, self.kernel, self.launches = name, kernel, launches
+
+    def __getitem__(self, grid):
+        self.launches.append((self.name, tuple(grid)))
+        return self.kernel[grid]
+
+
+def _cap_grids(monkeypatch, cap=GRID_CAP) -> list:
+    """Lower the template's grid cap to ``cap``; the list receives every launch of its kernels."""
+    monkeypatch.setattr(tmpl, "MAX_GRID_YZ", cap)
+    launches = []
+    for name, kernel in list(vars(tmpl).items()):
+        if name.endswith("_kernel") and hasattr(kernel, "__getitem__"):
+            monkeypatch.setattr(tmpl, name, _GridSpy(name, kernel, launches))
+    return launches
+
+
+def _assert_split_within(launches, cap=GRID_CAP, split=("_fwd_level_scan_kernel", "_fwd_block_stack_kernel",
+                                                       "_bwd_level_scan_kernel", "_step_kernel")):
+    """No grid's y or z extent passes ``cap``, and the kernels in ``split`` that ran ran more than once."""
+    assert launches
+    for name, grid in launches:
+        assert max(grid[1:], default=1) <= cap, f"{name} launched with grid {grid} past the cap {cap}"
+    ran = [name for name, _ in launches]
+    assert any(ran.count(name) > 1 for name in split if name in ran), ran
+
+
+def test_launch_groups_fit_the_cap(device, monkeypatch):
+    monkeypatch.setattr(tmpl, "MAX_GRID_YZ", GRID_CAP)
+    assert tmpl.launch_groups(8, 2) == [(0, 3), (3, 3), (6, 2)]
+    assert tmpl.launch_groups(3, 2) == [(0, 3)] and tmpl.launch_groups(7, 1) == [(0, 7)]
+    assert tmpl.launch_groups(0, 2) == []
+    assert [g.whole for g in tmpl.sequence_groups(3, 2)] == [True]
+    assert [g.whole for g in tmpl.sequence_groups(4, 2)] == [False, False]
+    # more heads than the cap: no group of whole sequences fits, and the call says why
+    monkeypatch.setattr(tmpl, "MAX_GRID_YZ", 1)
+    with pytest.raises(ValueError, match=r"H must be <= 1 .*got H=2"):
+        kernelgen.loglinear_attention(*_inputs(B=1, T=9, device=device))
+
+
+def _split_run_inputs(device, packed: bool, with_states: bool):
+    """Five sequences of two heads, their initial states (at misaligned positions) or None, and
+    cu_seqlens or None: dense rows of 29 tokens, or packed with an empty one. The second launch
+    group's sequences run three and four chunks (chunk 3 reads a block that ended a chunk before),
+    so a launch that read or wrote another group's slots would show."""
+    if packed:
+        inputs = [x[:1].contiguous() for x in _inputs(B=1, T=65, L=9, device=device, seed=17)]
+        cu = torch.tensor([0, 5, 5, 19, 46, 65], device=device)
+    else:
+        inputs, cu = _inputs(B=5, T=29, L=9, device=device, seed=17), None
+    states = _prefix_states([13, 3, 5, 32, 16], V=16, L=9, seed=18) if with_states else None
+    return inputs, states, cu
+
+
+def _op_forward_backward(inputs, states, cu, with_states: bool):
+    """o, the final state (or None) and the gradients of every input (initial states too) under a
+    loss on o and on the final state."""
+    leaves = [x.clone().requires_grad_() for x in inputs]
+    init = None
+    if with_states:
+        leaves.append(states[0].to(inputs[0].device).requires_grad_())
+        init = (leaves[5], states[1].to(inputs[0].device))
+    o, final = kernelgen.loglinear_attention(*leaves[:5], initial_state=init, output_final_state=with_states,
+                                             cu_seqlens=cu)
+    gen = torch.Generator().manual_seed(19)
+    loss = (o * torch.randn(o.shape, generator=gen).to(o.device)).sum()
+    if with_states:
+        loss = loss + (final.states * torch.randn(final.states.shape, generator=gen).to(o.device)).sum()
+    return o.detach(), final.states.detach() if with_states else None, _grads(loss, leaves)
+
+
+@pytest.mark.parametrize("packed,with_states,extra", [
+    (False, False, {"stack_in_blocks": 0}),   # stacked block pass (live blocks in its fp32 stack), segments
+    (False, True, {}),                         # level scans, with a state in and out
+    (True, False, {}),                         # packed: cu_seqlens cut per group, its rows absolute
+    (True, True, {})])
+def test_split_launches_equal_one_launch(device, monkeypatch, packed, with_states, extra):
+    """Past the grid cap the scans, the block passes and the backward's query-state scan launch per
+    group of sequences; o, the final state and every gradient are the bits of one launch."""
+    _force_chunk(monkeypatch, 8, **extra)
+    inputs, states, cu = _split_run_inputs(device, packed, with_states)
+    o, final, grads = _op_forward_backward(inputs, states, cu, with_states)
+    launches = _cap_grids(monkeypatch)
+    split_o, split_final, split_grads = _op_forward_backward(inputs, states, cu, with_states)
+    _assert_split_within(launches)
+    assert torch.equal(split_o, o)
+    if with_states:
+        assert torch.equal(split_final, final)
+    for name, got, want in zip(NAMES, split_grads, grads):
+        assert torch.equal(got, want), name
+
+
+def test_split_decode_steps_equal_one_launch(device, monkeypatch):
+    """Decode steps past the grid cap (sequences at different positions, in place and into a new
+    buffer) give the bits of one launch."""
+    states, position = _prefix_states([13, 3, 5, 32, 16], V=16, L=9, seed=18)
+    q, k, v, g, lam = (x[:, 0] for x in _inputs(B=5, T=1, L=9, device=device, seed=20))
+    config = {"block_v": 16, "num_warps": 4}
+
+    def steps():
+        found = (states.clone().to(device), position.clone().to(device))
+        outs = []
+        for _ in range(3):
+            o, found = kernelgen.loglinear_attention_step(q, k, v, g, lam, found)
+            outs.append(o)
+        fresh = torch.full_like(found[0], float("nan"))
+        outs.append(tmpl.step(q, k, v, g, lam, found[0], found[1], 0.25, config, new_states=fresh))
+        return outs, found[0], fresh
+
+    outs, final, fresh = steps()
+    launches = _cap_grids(monkeypatch)
+    split_outs, split_final, split_fresh = steps()
+    _assert_split_within(launches)
+    assert all(torch.equal(a, b) for a, b in zip(split_outs, outs))
+    assert torch.equal(split_final, final) and torch.equal(split_fresh, fresh)
+
+
+def test_block_segments_fit_the_cap(device, monkeypatch):
+    """Segments of the stacked pass sit on axis z: a sequence of more segments than the cap takes
+    longer ones (16 chunks in segments of 2: 8 past a cap of 7, so 4 of 4). One sequence a launch
+    at a cap equal to H."""
+    launches = _cap_grids(monkeypatch)
+    q, k, v, g, lam = _inputs(B=2, T=121, H=GRID_CAP, L=9, device=device, seed=21)
+    config = _config(8)
+    plan = tmpl.make_plan(2, 121, config["chunk"], None, None, device)
+    o, _ = tmpl.forward(q, k, v, g, lam, 16 ** -0.5, config, plan, out=_nan_like(v))
+    _assert_split_within(launches)
+    assert launches.count(("_fwd_block_stack_kernel", (1, GRID_CAP, 4))) == 2
+    ro, _ = ref.loglinear_attention_reference(q, k, v, g, lam)
+    assert_close("o", o, ro, TOL[torch.float32])
+
+
+# --------------------------------------------------------------------------------------------
 # bad inputs
 # --------------------------------------------------------------------------------------------
 def test_bad_inputs(device):
