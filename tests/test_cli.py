@@ -144,6 +144,9 @@ def test_tune_warm_starts_from_what_the_ops_borrow(capsys, monkeypatch, tmp_path
     assert "Warm start from h100" in text and seen[:2] == [SCALE_SHIFT.default_config({"N": 100}), borrowed]
     seen.clear()
     args[args.index("--trials") + 1] = "1"                    # one trial: the default alone
+    # a fresh --out: the first run's stored winner (the borrowed config when it timed faster) would
+    # be measured again, as every re-tune measures out's winner
+    args[args.index("--out") + 1] = str(tmp_path / "out_none.json")
     code, text = run(capsys, *args, "--storage", str(tmp_path / "b.journal"), "--warm-from", "none")
     assert code == 0, text
     assert "Warm start" not in text and seen == [SCALE_SHIFT.default_config({"N": 100})]
