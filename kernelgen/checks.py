@@ -83,7 +83,9 @@ def bf16_dot_on_interpreter(*tensors: torch.Tensor | None) -> bool:
     Triton interpreter, which multiplies them as their raw 16-bit patterns (Triton 3.9; fp16 and
     fp32 are right; triton-lang/triton#11584). The ops built on tl.dot then run the call in fp32
     and round the outputs back to bf16: slower, and more precise than bf16 on a GPU."""
-    return interpreter_on() and all(isinstance(t, torch.Tensor) and t.dtype == torch.bfloat16 for t in tensors)
+    # tensor attributes first: a GPU call (the ops' hot path) never reads the environment here
+    return all(isinstance(t, torch.Tensor) and t.dtype == torch.bfloat16 and t.device.type == "cpu"
+               for t in tensors) and interpreter_on()
 
 
 def check_runnable_device(name: str, tensor: torch.Tensor) -> None:

@@ -57,6 +57,7 @@ import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
+from kernelgen.grid import MAX_GRID_YZ, grid_groups
 from kernelgen.launch import cdiv, tma_loads, next_pow2
 from kernelgen.template import DTYPES, Config, Template, Tensors
 from kernelgen.reference import loglinear_attention as ref
@@ -1156,17 +1157,14 @@ def _slot_args(plan: ChunkPlan, dummy):
 # CUDA caps a grid's y and z extents at 65535. The level scans, the stacked block pass and the
 # decode step hold one program per (sequence, head) on one of them, so past the cap they launch
 # once per group of whole sequences; a program reads only its own sequence, so the results are the
-# same bits. Read at every launch (tests lower it to run split launches on the CPU).
-MAX_GRID_YZ = 65535
+# same bits. MAX_GRID_YZ is read at every launch (tests lower it to run split launches on the CPU).
 
 
 def launch_groups(num_seqs: int, heads: int) -> list[tuple[int, int]]:
     """(first sequence, sequence count) of each launch whose grid holds one program per
     (sequence, head) on axis y or z: whole sequences, at most MAX_GRID_YZ pairs a launch."""
-    per_launch = MAX_GRID_YZ // max(heads, 1)
-    if per_launch == 0:     # (the per-chunk kernels hold the heads alone on axis z: so does this bound)
-        raise ValueError(f"H must be <= {MAX_GRID_YZ} (CUDA's limit on grid axes y and z); got H={heads}")
-    return [(first, min(per_launch, num_seqs - first)) for first in range(0, num_seqs, per_launch)]
+    # (the per-chunk kernels hold the heads alone on axis z: grid_groups' bound on H covers them)
+    return [(first, stop - first) for first, stop in grid_groups(num_seqs, heads, MAX_GRID_YZ)]
 
 
 @dataclass

@@ -24,6 +24,7 @@ from torch.autograd.function import once_differentiable
 from kernelgen.checks import (bf16_dot_on_interpreter, check_cu_seqlens, check_cu_values, check_float,
                               check_same_device, check_shape)
 from kernelgen.dispatch import config_for
+from kernelgen.grid import MAX_GRID_YZ, grid_groups
 from kernelgen.templates import linear_attention as tmpl
 
 State = Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]
@@ -35,7 +36,7 @@ TAYLOR2_MAX_K = 32
 DECAY_STATE_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 # The kernels put the (sequence, head) pairs on the grid's second axis, which CUDA caps at 65535;
 # larger problems are cut into groups of sequences, one launch each.
-MAX_GRID_Y = 65535
+MAX_GRID_Y = MAX_GRID_YZ
 
 
 def _check_feature_map(feature_map, K: int) -> Optional[str]:
@@ -208,10 +209,7 @@ def _run(q, k, v, g, g_gamma, s0, z0, scale, feature_map, normalize, want_final,
 
 def _sequence_groups(N: int, H: int) -> list:
     """[n0, n1) groups of sequences whose (sequence, head) pairs fit the grid's second axis."""
-    per_group = MAX_GRID_Y // max(H, 1)
-    if per_group == 0:
-        raise ValueError(f"H must be <= {MAX_GRID_Y} (the kernels' grid limit); got H={H}")
-    return [(n0, min(n0 + per_group, N)) for n0 in range(0, N, per_group)]
+    return grid_groups(N, H, MAX_GRID_Y)
 
 
 def _narrow(x: Optional[torch.Tensor], dim: int, start: int, stop: int) -> Optional[torch.Tensor]:

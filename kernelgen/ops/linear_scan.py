@@ -10,6 +10,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from kernelgen.checks import FLOAT_DTYPES, check_float, check_same_device, check_shape
+from kernelgen.grid import MAX_GRID_YZ, grid_groups
 from kernelgen.dispatch import config_for
 from kernelgen.templates.linear_scan import BWD, FWD, linear_scan_bwd, linear_scan_fwd
 
@@ -18,16 +19,15 @@ from kernelgen.templates.linear_scan import BWD, FWD, linear_scan_bwd, linear_sc
 STATE_DTYPES = (*FLOAT_DTYPES, torch.float64)
 # The sequential and chunked kernels put the batch on the grid's z axis, which CUDA caps at 65535:
 # larger batches run in groups of rows, one launch each.
-MAX_GRID_Z = 65535
+MAX_GRID_Z = MAX_GRID_YZ
 
 
 def _launch_in_batch_groups(template, launch, dtype: torch.dtype, *tensors: torch.Tensor | None) -> None:
     """launch(config, *tensors) on at most MAX_GRID_Z rows of the batch (dim 0) at a time, each
     group with its own config; None passes through. Rows of a contiguous tensor are contiguous views."""
     batch, steps, width = tensors[0].shape
-    rows = MAX_GRID_Z
-    groups = [tensors] if batch <= rows else [
-        tuple(None if t is None else t[start:start + rows] for t in tensors) for start in range(0, batch, rows)]
+    groups = [tensors] if batch <= MAX_GRID_Z else [tuple(None if t is None else t[start:stop] for t in tensors)
+                                                     for start, stop in grid_groups(batch, 1, MAX_GRID_Z)]
     for group in groups:
         shape = {"B": group[0].shape[0], "T": steps, "D": width}
         launch(config_for(template, shape, dtype, "", tensors[0].device), *group)

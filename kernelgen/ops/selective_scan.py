@@ -30,6 +30,7 @@ from torch.autograd.function import once_differentiable
 from torch.autograd.graph import increment_version
 
 from kernelgen.checks import check_float, check_same_device, check_shape, shape_str
+from kernelgen.grid import MAX_GRID_YZ, grid_groups
 from kernelgen.dispatch import config_for
 from kernelgen.ops.selective_scan_complex import check_complex_scan_args, selective_scan_complex
 from kernelgen.templates.selective_scan import (BWD, CHECKPOINT_STEPS, FWD, MAX_STATES, STEP, pack_bc,
@@ -102,11 +103,11 @@ def _signature(*tensors: torch.Tensor | None) -> tuple | None:
 
 # The Triton kernels and the decode step put the batch on the grid's last axis, which CUDA caps at
 # 65535 programs: larger batches run in groups of rows, one call each (autograd joins them).
-MAX_GRID_BATCH = 65535
+MAX_GRID_BATCH = MAX_GRID_YZ
 
 
 def _batch_groups(batch: int) -> list[tuple[int, int]]:
-    return [(b0, min(batch, b0 + MAX_GRID_BATCH)) for b0 in range(0, batch, MAX_GRID_BATCH)]
+    return grid_groups(batch, 1, MAX_GRID_BATCH)
 
 
 def _rows(tensor: torch.Tensor | None, b0: int, b1: int) -> torch.Tensor | None:
