@@ -515,8 +515,8 @@ struct KgRowShiftedLoad {
 
 // kItems elements of a row from step t (t * element size a multiple of 16), zeros at and past L,
 // for rows that are not 16-byte aligned but whose offset the whole warp shares (the warp layout).
-// `fetch` issues the loads: a whole run as the kItems / (16 / size) + 1 aligned vectors covering
-// it, a partial run (or one of under 16 bytes) by element. `take` waits for them and shifts a
+// `fetch` issues the loads: a run as the kItems / (16 / size) + 1 aligned vectors covering it
+// (a run of under 16 bytes by element). `take` waits for them and shifts a
 // whole run into place. Split so that two rows' loads (B's and C's) are in flight together:
 // shifting right after the loads made C's wait for B's data (batch 2, dim 1536, L 2047:
 // 0.342 -> 0.282 ms). The shift is kg_byte_window's selects, although the offset is the warp's:
@@ -526,27 +526,24 @@ struct KgRunUnaligned {
     typedef typename T::storage S;
     static constexpr bool kVectors = (kItems * (int)sizeof(S)) % 16 == 0;
     static constexpr int kWords = kVectors ? kItems * (int)sizeof(S) / 4 : 4;
-    unsigned int w[kWords + 4];   // kVectors: the covering vectors' words, or a partial run's own
+    unsigned int w[kWords + 4];   // kVectors: the covering vectors' words
     float direct[kItems];         // !kVectors: the run itself
     int offset;
-    bool whole;
+    bool covered;                 // the run has elements in the row (else it reads as zeros)
 
     __device__ __forceinline__ void fetch(const S* row, int L, int t) {
         if constexpr (kVectors) {
             const unsigned long long address = (unsigned long long)row;
             offset = (int)(address & 15ull);
-            whole = L - t >= kItems;
-            if (whole) {
+            // A partial run reads the covering vectors too: those past the row's allocation go by
+            // element, zeros past L, so the ragged chunk's lanes do not diverge into element loads.
+            covered = L - t > 0;
+            if (covered) {
                 const uint4* vectors = reinterpret_cast<const uint4*>(address & ~15ull);
                 const int in_row = (offset + L * (int)sizeof(S)) / 16;   // vectors inside the allocation
                 const int v0 = t * (int)sizeof(S) / 16;
 #pragma unroll
                 for (int v = 0; v <= kWords / 4; ++v) kg_load_vector_words<T>(vectors, v0 + v, in_row, row, offset, L, &w[4 * v]);
-            } else {
-                unsigned int words[kWords];
-                KgRowRaw<T, kItems>::load(row + t, L - t, false, words);
-#pragma unroll
-                for (int j = 0; j < kWords; ++j) w[j] = words[j];
             }
         } else {
             KgRowIO<T, kItems>::load(row + t, L - t, false, direct);
@@ -556,11 +553,11 @@ struct KgRunUnaligned {
     __device__ __forceinline__ void take(float (&out)[kItems]) const {
         if constexpr (kVectors) {
             unsigned int words[kWords];
-            if (whole) {
+            if (covered) {
                 kg_byte_window<kWords, false>(w, offset, words);
-            } else {
+            } else {   // a run past L
 #pragma unroll
-                for (int j = 0; j < kWords; ++j) words[j] = w[j];
+                for (int j = 0; j < kWords; ++j) words[j] = 0u;
             }
 #pragma unroll
             for (int i = 0; i < kItems; ++i) out[i] = kg_word_element<T>(words, i);
@@ -639,6 +636,19 @@ struct KgRowStoreStream {
             }
         }
         pending = true;
+    }
+
+    // A ragged last sub-chunk after put(..., store = whole run): the last whole run (at run_start,
+    // this lane's if `last_whole`) has its pending bytes written by element from its carry; the
+    // partial run after it is the caller's, by element. Nothing is pending after.
+    __device__ __forceinline__ void flush_run(int run_start, bool last_whole) {
+        if (last_whole && offset != 0) {
+            S* at = row + run_start + kRun - kPerVec;   // the run's last vector's elements
+#pragma unroll
+            for (int i = 0; i < kPerVec; ++i)
+                if (i >= kPerVec - offset / (int)sizeof(S)) at[i] = kg_word_storage<T>(carry, i);
+        }
+        pending = false;
     }
 
     // The last full sub-chunk (at t_full)'s pending bytes, by element from the last lane's carry.
@@ -799,8 +809,15 @@ selective_scan_fwd_kernel(const typename InT::storage* __restrict__ u,
             for (int i = 0; i < kItems; ++i) y[i] *= kg_silu(zz[i]);
         }
         if constexpr (kRuns) {
-            if (L - chunk * kChunk >= kChunk) {
+            const int whole_runs = (L - chunk * kChunk) / kItems;   // lanes holding kItems steps of the row
+            if (whole_runs >= 32) {
                 out_runs.put(y, chunk * kChunk, lane, true);
+            } else if (whole_runs > 0) {
+                // The ragged last chunk: the whole runs as vectors (their lanes only), then the last
+                // one's tail and the partial run after it by element.
+                out_runs.put(y, chunk * kChunk, lane, lane < whole_runs);
+                out_runs.flush_run(t_lane, lane == whole_runs - 1);
+                if (lane == whole_runs) InIO::store(io.out + t_lane, valid, false, y);
             } else {
                 out_runs.flush(chunk * kChunk - kChunk, lane, true);
                 InIO::store(io.out + t_lane, valid, false, y);

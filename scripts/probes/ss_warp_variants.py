@@ -19,8 +19,10 @@ sources = {"new": ssc.SOURCE, **{name: cuda_jit.CudaSource(here / f"_{name}.cu")
 total = {who: 0.0 for who in sources}
 tuned = {"layout": "warp", "threads": 32, "items_per_thread": 16, "state_unroll": 1, "occupancy": 8}
 default = {"layout": "warp", "threads": 128, "items_per_thread": 8, "state_unroll": 2, "occupancy": 8}
+default12 = {**default, "occupancy": 12}   # session 25: the default's occupancy (registers at most 168)
 g = torch.Generator(device="cuda").manual_seed(0)
 for batch, dim, length, config, name in ((2, 1536, 2047, tuned, "tuned"), (2, 1536, 2047, default, "default"),
+                                         (2, 1536, 2047, default12, "default occ 12"), (2, 1536, 2048, default12, "default occ 12"),
                                          (1, 2048, 4093, tuned, "tuned"), (2, 1536, 2040, tuned, "tuned")):
     r = lambda *s: torch.randn(*s, device="cuda", generator=g)
     u, delta, z = r(batch, dim, length).bfloat16(), (r(batch, dim, length) * 0.5).bfloat16(), r(batch, dim, length).bfloat16()

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Round 232 (session 25): the ragged-chunk reads and writes (templates/, from wip/warp-partial-chunk)
+# with the forward's new occupancy 12 (the default at 128 threads: at most 168 registers, so the
+# unaligned kernel's 172 no longer drop it to 2 blocks an SM) against main (_main.cu); then the
+# selective-scan entries re-tuned (forward 3 trials, backward 1) and the CUDA file's gpu tests.
+export KERNELGEN_CACHE_DIR=/tmp/kg-cache
+exec > >(tee $OUT/log.txt) 2>&1
+echo "## variants"; timeout 150 python3 scripts/probes/ss_warp_variants.py main 2>&1 | grep -v -i warn | tail -7
+cp tuned/h100.json $OUT/h100.json
+T='batch=8,dim=2048,L=4096,N=16'
+S="$T;batch=2,dim=1536,L=2048,N=16;batch=4,dim=1024,L=1024,N=64"
+tune() { python3 -m kernelgen.cli tune --gpu h100 --op selective_scan --out $OUT/h100.json "$@" 2>&1 \
+  | grep -v -i warn | grep -v "━━━━━━━━━━━━━━━━━━━" | grep "│\|Wrote" | cut -c1-200; }
+echo "## fwd"; timeout 130 bash -c "$(declare -f tune); tune --kernel fwd --shapes '$S' --flags plain --trials 3; tune --kernel fwd --shapes '$T' --flags z --trials 3"
+echo "## bwd"; timeout 90 bash -c "$(declare -f tune); tune --kernel bwd --shapes '$S' --flags plain --trials 1; tune --kernel bwd --shapes '$T' --flags z --trials 1"
+cp $OUT/h100.json tuned/h100.json
+echo "## gpu tests cuda"; timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_selective_scan_cuda.py -m gpu 2>&1 | tail -2
