@@ -28,6 +28,9 @@ def parse_shapes(spec: str | None, template) -> list[dict[str, int]]:
             shape = {k.strip(): int(v) for k, v in (item.split("=") for item in part.split(",") if item.strip())}
         except ValueError:
             raise SystemExit(f"--shapes: cannot read {part!r}; write e.g. 'B=8,T=4096,D=2048;B=2,T=65536,D=2048'")
+        empty = [f"{k}={v}" for k, v in shape.items() if v < 1]
+        if empty:
+            raise SystemExit(f"--shapes: {', '.join(empty)} in {part.strip()!r}; every size must be at least 1")
         if set(shape) >= set(template.dims):
             shapes.append({d: shape[d] for d in template.dims})
     return shapes
@@ -94,7 +97,9 @@ def _print_tuned_sources(gpu, console: Console) -> None:
     problem = escape(problem or "")
     keys = ", ".join(key for key, _ in borrowed)
     if own is not None:
-        console.print(f"Tuned configs: {tuned_file(gpu.key)} ({len(own[1].entries)} entries)"
+        skipped = len(own[1].skipped)
+        console.print(f"Tuned configs: {tuned_file(gpu.key)} ({len(own[1].entries)} entries"
+                      + (f"; {skipped} malformed ones skipped, `kernelgen show` lists them)" if skipped else ")")
                       + (f"; entries it lacks are borrowed from {keys}" if borrowed else ""))
     elif borrowed:
         console.print(f"[yellow]Tuned configs: {problem}[/]; the ops borrow those of {keys} (same compute "
@@ -122,10 +127,33 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+def _at_least_one(text: str) -> int:
+    """--trials: a whole number, at least 1 (0 would ship the default, measured once, as tuned)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    """--timeout: seconds, more than 0 (at 0 every trial times out)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds; got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds; got {text}")
+    return value
+
+
 def cmd_tune(args, console: Console) -> int:
     from kernelgen import hardware, store
     from kernelgen.paths import tuned_file
-    from kernelgen.tune.run import Job, Target, load_warm_files, tune_jobs
+    from kernelgen.tune.run import Job, Target, load_warm_files, output_problem, tune_jobs
+    from kernelgen.tune.study import StorageError
 
     profiles = hardware.load_profiles()
     if args.gpu not in profiles:
@@ -140,18 +168,39 @@ def cmd_tune(args, console: Console) -> int:
                       f"(key {gpu.key}). Tune on a {profiles[args.gpu].name}, or pass --gpu {gpu.key}.")
         return EXIT_USAGE
     templates = _select_templates(args.op, args.kernel)
+    of_op = _select_templates(args.op, None)
+    if not templates and of_op:     # the op is known: the --kernel filter left nothing
+        console.print(f"[red]--kernel {escape(args.kernel)}[/]: no such kernel of {args.op or 'any op'}; known: "
+                      f"{', '.join(sorted({t.kernel for t in of_op}))}")
+        return EXIT_USAGE
     if not templates:
         console.print(f"[red]--op {args.op}[/]: no template; known ops: "
                       f"{', '.join(sorted({t.op for t in _select_templates(None, None)}))}")
         return EXIT_USAGE
+    from kernelgen.template import DTYPES
     dtypes = args.dtype.split(",")
+    unknown = [d for d in dtypes if d not in DTYPES]
+    if unknown:
+        console.print(f"[red]--dtype {escape(args.dtype)}[/]: unknown {', '.join(unknown)}; known: {', '.join(DTYPES)}")
+        return EXIT_USAGE
     wanted_flags = None if args.flags is None else set(args.flags.split(","))
+    accepted = sorted({flags or "plain" for t in templates for flags in t.flags})
+    if wanted_flags is not None and wanted_flags - set(accepted):
+        console.print(f"[red]--flags {escape(args.flags)}[/]: {', '.join(sorted(wanted_flags - set(accepted)))} is "
+                      f"not a variant of {', '.join(t.name for t in templates)}; accepted: {', '.join(accepted)}")
+        return EXIT_USAGE
     jobs = [Job(t, shape, dtype, flags) for t in templates for shape in parse_shapes(args.shapes, t)
             for dtype in dtypes for flags in t.flags if wanted_flags is None or (flags or "plain") in wanted_flags]
     if not jobs:
         console.print("[red]Nothing to tune[/]: no template accepts those shapes/dtypes.")
         return EXIT_USAGE
     out = Path(args.out) if args.out else tuned_file(gpu.key)
+    # checked before any study: a study of hours must not end in a file it cannot write
+    problem = output_problem(out, gpu.key)
+    if problem:
+        console.print(f"[red]Cannot merge winners into {escape(str(out))}[/]: {escape(problem)}. Pass another "
+                      f"--out, or fix or move the file aside. Nothing was tuned.")
+        return EXIT_USAGE
     if args.warm_from is None:
         # What the ops run on this GPU until it has entries of its own (dispatch borrows them from a
         # GPU of the same compute capability): the new winners must beat them, so they are measured.
@@ -187,6 +236,7 @@ def cmd_tune(args, console: Console) -> int:
         progress.update(tasks[key], advance=1, best=f"best {best[key]:.4f} ms" if key in best else "")
 
     failures = []
+    unwritten = []      # studies with a winner that could not be merged into the file
     finished = []
 
     def on_job(job, result, error):
@@ -194,7 +244,7 @@ def cmd_tune(args, console: Console) -> int:
             tasks[job.label] = progress.add_task(escape(job.label), total=args.trials, best="")
         progress.update(tasks[job.label], completed=args.trials)
         if error:
-            failures.append((job, error))
+            (unwritten if result is not None else failures).append((job, error))
         else:
             finished.append(job)
 
@@ -210,6 +260,9 @@ def cmd_tune(args, console: Console) -> int:
                       f"{out} (each is written when its study ends); the unfinished study's trials stay in "
                       f"the Optuna storage.")
         return EXIT_INTERRUPTED
+    except StorageError as error:
+        console.print(f"[red]{escape(str(error))}[/]. Nothing was tuned.")
+        return EXIT_USAGE
     bandwidth = gpu.profile.bandwidth_gbs if gpu.profile else None
     table = Table(title=f"kernelgen tune — {gpu.name}")
     for column in ("template", "dtype", "shape", "winner", "ms", "GB/s", "% BW", "TFLOP/s", "default ms",
@@ -225,8 +278,10 @@ def cmd_tune(args, console: Console) -> int:
     console.print(table)
     for job, error in failures:
         console.print(f"[red]no winner[/] for {escape(job.label)}: {escape(str(error))}")
+    for job, error in unwritten:
+        console.print(f"[red]not written[/] for {escape(job.label)}: {escape(str(error))}")
     console.print(f"Wrote {len(results)} entries to {out}")
-    return 0 if results else 1
+    return 0 if results and not unwritten else 1
 
 
 # --- show ---------------------------------------------------------------------------------------
@@ -243,26 +298,32 @@ def cmd_show(args, console: Console) -> int:
         console.print(f"No tuned files in {folder}.")
         return 0
     hashes = {name: t.source_hash() for name, t in all_templates().items()}
+    unreadable = 0
     for path in files:
         try:
-            tuned = store.load(path)
+            tuned = store.load(path, warn=False)
         except store.StoreError as error:
             console.print(f"[red]{escape(str(error))}[/]")
+            unreadable += 1
             continue
         tools = ", ".join(f"{k} {v}" for k, v in tuned.toolchain.items())
-        table = Table(title=f"{path.name}: {tuned.gpu.get('name')} ({tools})")
+        table = Table(title=escape(f"{path.name}: {tuned.gpu.get('name')} ({tools})"))
         for column in ("template", "dtype", "flags", "shape", "config", "ms", "default ms", "GB/s", "trials", "status"):
             table.add_column(column)
         for e in sorted(tuned.entries, key=lambda e: e.key):
             current = hashes.get(e.template)
             status = "unknown template" if current is None else (
                 store.stale_reason(e, current, triton.__version__) or "ok")
-            table.add_row(e.template, e.dtype, e.flags or "-", " ".join(f"{k}={v}" for k, v in e.shape.items()),
-                          " ".join(f"{k}={v}" for k, v in e.config.items()), f"{e.ms:.4f}",
+            # hand-edited values may hold rich markup ("[/]"): escaped, never interpreted
+            table.add_row(escape(e.template), escape(e.dtype), escape(e.flags or "-"),
+                          escape(" ".join(f"{k}={v}" for k, v in e.shape.items())),
+                          escape(" ".join(f"{k}={v}" for k, v in e.config.items())), f"{e.ms:.4f}",
                           f"{e.default_ms:.4f}" if e.default_ms else "-", f"{e.gbps:.0f}" if e.gbps else "-",
                           str(e.trials), "[green]ok[/]" if status == "ok" else f"[yellow]stale: {escape(status)}[/]")
         console.print(table)
-    return 0
+        for reason in tuned.skipped:
+            console.print(f"[yellow]{escape(path.name)}: skipped {escape(reason)}[/]")
+    return 1 if unreadable else 0
 
 
 # --- bench / profile / calibrate -------------------------------------------------------------------
@@ -303,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--dtype", default="bf16", help="dtype(s) to tune, comma separated (default bf16)")
     tune.add_argument("--flags", default=None,
                       help="only these flag variants, comma separated ('plain' for the variant without flags; default: all)")
-    tune.add_argument("--trials", type=int, default=24, help="measured trials per study (default 24)")
+    tune.add_argument("--trials", type=_at_least_one, default=24, help="measured trials per study (default 24)")
     tune.add_argument("--sampler", choices=("tpe", "grid"), default="tpe", help="TPE (default) or the full grid")
     tune.add_argument("--storage", default=None,
                       help="Optuna storage URL (sqlite:///f.db, postgresql://...) or journal file path; "
@@ -314,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "files (GPU keys or paths, comma separated), e.g. --warm-from h100 on an H200; "
                            "default: the files of the same compute capability that the ops borrow from "
                            "while this GPU has no entries of its own; 'none' for no warm start")
-    tune.add_argument("--timeout", type=float, default=120.0, help="seconds before a trial counts as hung")
+    tune.add_argument("--timeout", type=_positive_seconds, default=120.0, help="seconds before a trial counts as hung")
     tune.add_argument("--seed", type=int, default=0)
     tune.add_argument("-v", "--verbose", action="store_true", help="print every failed trial's reason")
     tune.set_defaults(run=cmd_tune)

@@ -122,9 +122,13 @@ def _from_file(tuned: store.TunedFile, template: Template, shape: dict[str, int]
     entry = store.nearest(fresh, shape)
     if entry is not None:
         # checked against this GPU's profile (shared memory, registers), not the one it was tuned on
-        reason = _outside_space(template, entry, profile) or template.check_config(entry.config, shape, profile)
+        try:
+            config = _over_default(template, entry.config, shape, profile, flags)
+            reason = _outside_space(template, entry, profile) or template.check_config(config, shape, profile)
+        except Exception as error:  # noqa: BLE001 - a hand-edited entry must not break the op
+            reason = f"its check raised {type(error).__name__}: {error}"
         if reason is None:
-            return dict(entry.config), None
+            return config, None
         return None, f"nearest tuned config {entry.config} (bucket {entry.shape}) does not fit: {reason}"
     if candidates:
         return None, store.stale_reason(candidates[0], template.source_hash(), triton.__version__)
@@ -133,19 +137,36 @@ def _from_file(tuned: store.TunedFile, template: Template, shape: dict[str, int]
 
 def same_architecture_files(gpu: hardware.DetectedGPU) -> list[KeyedFile]:
     """Other GPUs' tuned files of this GPU's compute capability (an H200 borrows the H100's), those
-    with its SM count first; none when KERNELGEN_BORROW_TUNED=0. Their configs still pass this
-    GPU's constraint check before they run."""
-    if os.environ.get("KERNELGEN_BORROW_TUNED", "1") == "0":
+    with its SM count first; none when KERNELGEN_BORROW_TUNED is 0, false, no or off. Their configs
+    still pass this GPU's constraint check before they run."""
+    if os.environ.get("KERNELGEN_BORROW_TUNED", "1").strip().lower() in ("0", "false", "no", "off"):
         return []
     found = []
     for path in sorted(tuned_dir().glob("*.json")):
         if path.stem == gpu.key:
             continue
         loaded, _ = _tuned_file(path.stem)   # unreadable, corrupt or mislabelled files are skipped
-        if loaded is None or tuple(loaded.gpu.get("compute_capability") or ()) != tuple(gpu.compute_capability):
+        if loaded is None or _compute_capability(loaded) != tuple(gpu.compute_capability):
             continue
         found.append((loaded.gpu.get("sms") != gpu.sms, path.stem, loaded))
     return [(key, loaded) for _, key, loaded in sorted(found, key=lambda item: item[:2])]
+
+
+def _compute_capability(tuned: store.TunedFile) -> tuple[int, int] | None:
+    """The file's (major, minor), or None when its header does not hold one (then it is not borrowed)."""
+    value = tuned.gpu.get("compute_capability")
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(type(v) is int for v in value):
+        return tuple(value)
+    return None
+
+
+def _over_default(template: Template, config: Config, shape: dict[str, int], profile, flags: str) -> Config:
+    """A stored config with the knobs it lacks taken from the default, as the tuner reads a winner
+    from before a knob was added: a launch never finds a knob missing."""
+    default = template.default_for(shape, profile, flags)
+    if set(default) <= set(config):
+        return dict(config)
+    return template.canonical({**default, **config})
 
 
 def _outside_space(template: Template, entry: store.Entry, profile) -> str | None:

@@ -83,15 +83,24 @@ class Template:
     def outside_space(self, config: Config, shape: Shape, gpu: "GPUProfile | None" = None,
                       flags: str = "") -> str | None:
         """Why ``config`` holds a value no trial could have run (not in the space, and not the
-        default's at ``shape``), or None. Knobs the space does not name are not judged here."""
+        default's at ``shape``; compared with its type) or a knob neither the space nor the default
+        names, or None. Knobs only the default names are not judged here."""
+        if not isinstance(config, dict):
+            return f"config must be a dict of knob values; got {type(config).__name__}"
         default = None
         for name, value in config.items():
             known = [space[name] for space in self.subspaces() if name in space]
-            if not known or any(value in values for values in known):
+            # typed: 32.0 == 32 and True == 1, but a float tile or a bool warp count never ran
+            if known and any(_same_value(value, v) for values in known for v in values):
                 continue
             if default is None:
                 default = self.default_for(shape, gpu, flags)
-            if value != default.get(name):
+            if not known:
+                if name in default:
+                    continue   # a knob the default sets outside the space: not judged
+                knobs = sorted({k for space in self.subspaces() for k in space} | set(default))
+                return f"{name!r} is not a knob of {self.name} (knobs: {', '.join(knobs)})"
+            if not (name in default and _same_value(value, default[name])):
                 choices = sorted({v for values in known for v in values}, key=str)
                 return f"{name}={value!r} is not one of the template's values {choices}"
         return None
@@ -206,6 +215,10 @@ class Template:
 
     def __repr__(self) -> str:
         return f"<Template {self.name}>"
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
 
 
 def _last_name(node: ast.AST) -> str:

@@ -51,7 +51,7 @@ def test_stale_reasons():
 @pytest.mark.parametrize("text, message", [
     ("{not json", "not valid JSON"),
     ('{"schema": "kernelgen.tuned/0", "gpu": {}}', "schema"),
-    ('{"schema": "kernelgen.tuned/1", "gpu": {}, "entries": [{"op": "x"}]}', "malformed"),
+    ('{"schema": "kernelgen.tuned/1", "gpu": {}, "entries": {"op": "x"}}', "entries must be a list"),
     ("[]", "schema"),
 ])
 def test_corrupt_files_give_clear_errors(tmp_path, text, message):

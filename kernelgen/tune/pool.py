@@ -48,7 +48,8 @@ class TrialWorker:
             return ""
 
     def run(self, request: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
-        """Send one trial; the reply, or a failure reply when the worker hangs or dies."""
+        """Send one trial; the reply, or a failure reply when the worker hangs or dies (marked
+        ``transient``: a later run tries the config again)."""
         if self.process is None or self.process.poll() is not None:
             self._spawn()
         self._next_id += 1
@@ -64,8 +65,8 @@ class TrialWorker:
             left = deadline - time.monotonic()
             if left <= 0:
                 self._kill()
-                return {"id": request["id"], "ok": False, "ms": None, "errors": {},
-                        "reason": f"timeout: no result after {timeout_s or self.timeout_s:.0f} s (worker restarted)"}
+                return {"id": request["id"], "ok": False, "ms": None, "errors": {}, "transient": True,
+                        "reason": f"timeout: no result after {timeout_s or self.timeout_s:g} s (worker restarted)"}
             ready, _, _ = select.select([self.process.stdout], [], [], min(left, 1.0))
             if ready:
                 line = self.process.stdout.readline()
@@ -81,7 +82,8 @@ class TrialWorker:
         code = self.process.poll() if self.process else None
         tail = self.log_tail(3)
         self._kill()
-        return {"id": request["id"], "ok": False, "ms": None, "errors": {},
+        # transient: the worker may have been killed from outside (out of host memory, another job)
+        return {"id": request["id"], "ok": False, "ms": None, "errors": {}, "transient": True,
                 "reason": f"worker died (exit code {code}){': ' + tail.splitlines()[-1] if tail else ''}"}
 
     def close(self) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -58,6 +59,35 @@ def _stored_winners(path: Path) -> dict[tuple, dict]:
     return {(e.template, e.dtype, e.flags, _shape_key(e.shape)): dict(e.config) for e in tuned.entries}
 
 
+def output_problem(out: Path, gpu_key: str) -> str | None:
+    """Why the winners could not be merged into ``out``, or None. Checked before any study, so a
+    run does not tune for hours and then fail to write (another GPU's file, a folder in its place,
+    a file where its folder must be). A corrupt file is no problem: the first write moves it aside."""
+    out = Path(out)
+    if out.is_dir():
+        return f"{out} is a folder; name a .json file"
+    if not out.exists():
+        existing = next((p for p in out.parents if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            return f"{existing} is a file, not a folder"
+        if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+            return f"{existing} is not writable"
+        return None
+    if not os.access(out.parent, os.W_OK | os.X_OK):   # written by replacing: the folder must be writable
+        return f"{out.parent} is not writable"
+    try:
+        with warnings.catch_warnings():     # malformed entries are reported when the file is written
+            warnings.simplefilter("ignore")
+            tuned = store.load(out)
+    except store.StoreError:
+        return None
+    except Exception as error:  # noqa: BLE001 - the write would fail the same way
+        return f"{out}: cannot read ({type(error).__name__}: {error})"
+    if tuned.gpu.get("key") not in (None, gpu_key):
+        return f"{out} holds configs for GPU {tuned.gpu.get('key')!r}, not {gpu_key!r}"
+    return None
+
+
 def load_warm_files(paths: list[Path]) -> list[store.TunedFile]:
     """The tuned files a tune is warm-started from (``--warm-from``: another GPU's winners).
     Unlike the output file, a named file must be readable: raises store.StoreError saying which."""
@@ -92,7 +122,10 @@ def tune_jobs(jobs: list[Job], target: Target, out: Path, *, n_trials: int = 24,
               on_job: Callable[[Job, TuneResult | None, str | None], None] | None = None,
               warm_from: list[store.TunedFile] | None = None) -> list[TuneResult]:
     """Run each job's study and merge its winner into ``out`` as soon as it is known, so an
-    interrupted run keeps what it finished. A job whose every config fails is reported, not fatal.
+    interrupted run keeps what it finished; returns the winners written. A job whose every config
+    fails is reported as ``on_job(job, None, error)``, one whose winner could not be written as
+    ``on_job(job, result, error)``; neither stops the others. Raises StorageError (nothing tuned)
+    when the Optuna storage cannot be opened.
 
     Every study measures the default first, then ``out``'s stored winner for the same shape, then
     the nearest winner of each ``warm_from`` file (e.g. the H100's when tuning an H200), then the
@@ -106,21 +139,27 @@ def tune_jobs(jobs: list[Job], target: Target, out: Path, *, n_trials: int = 24,
     with TrialWorker(timeout_s=trial_timeout_s, env=env) as worker:
         for job in jobs:
             previous = shipped.get((job.template.name, job.dtype, job.flags, _shape_key(job.shape)))
-            warm = ([previous] if previous else []) + [c for c in _borrowed_winners(job, warm_from or [])
-                                                       if c != previous]
-            runner = StudyRunner(job.template, job.shape, job.dtype, job.flags, worker=worker, storage=storage,
-                                 gpu_key=target.identity["key"], gpu=target.profile, device=target.device,
-                                 seed=seed, on_trial=(lambda n, c, r, job=job: on_trial(job, n, c, r))
-                                 if on_trial else None, warm_start=warm)
             try:
+                warm = ([previous] if previous else []) + [c for c in _borrowed_winners(job, warm_from or [])
+                                                           if c != previous]
+                runner = StudyRunner(job.template, job.shape, job.dtype, job.flags, worker=worker, storage=storage,
+                                     gpu_key=target.identity["key"], gpu=target.profile, device=target.device,
+                                     seed=seed, on_trial=(lambda n, c, r, job=job: on_trial(job, n, c, r))
+                                     if on_trial else None, warm_start=warm)
                 runner.search(n_trials, sampler)
                 result = runner.finish()
             except Exception as error:  # noqa: BLE001 - one broken job must not lose the others' results
                 if on_job:
                     on_job(job, None, f"{type(error).__name__}: {error}")
                 continue
-            store.merge_write(out, target.identity, [result.entry(triton.__version__)],
-                              {job.template.name: job.template.source_hash()})
+            try:
+                store.merge_write(out, target.identity, [result.entry(triton.__version__)],
+                                  {job.template.name: job.template.source_hash()})
+            except Exception as error:  # noqa: BLE001 - the other studies still run; their trials are kept
+                if on_job:
+                    on_job(job, result, f"{type(error).__name__}: {error}; winner {result.config}. Its trials "
+                                        f"stay in the Optuna storage: re-run once the file is fixed to write it")
+                continue
             results.append(result)
             if on_job:
                 on_job(job, result, None)

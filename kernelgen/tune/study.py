@@ -2,14 +2,17 @@
 
 The search space belongs to the template, the strategy (TPE or grid) to the sampler, and the
 results to an Optuna storage chosen by URL; re-running the same study resumes it and keeps every
-finished trial. The winner is chosen after re-timing the fastest few one after another, with
-differences under 2% treated as ties that go to the simpler config.
+finished trial but those that failed for a passing reason (a timeout, a killed worker), which are
+measured again. The winner is chosen after verifying and re-timing the fastest few one after
+another, with differences under 2% treated as ties that go to the simpler config.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
 import math
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -27,27 +30,124 @@ FINALISTS = 4            # how many of the fastest are re-timed
 SEARCH_REP_MS = 40       # do_bench budget per trial while searching; finalists get the full 100 ms
 CONSTRAINT_RETRIES = 8   # samples per trial slot that may land on configs the constraints reject
 GRID_COUNT_LIMIT = 100_000   # spaces up to this many raw configs are listed to count the valid ones
+# A failed trial's "fail_kind": a transient failure (timeout, worker killed or crashed, GPU out of
+# memory) says nothing certain about the config, so a later run measures it again; a config failure
+# (rejected, compile error, wrong answer) is the same on every run of the study and stays failed.
+TRANSIENT, CONFIG_FAILURE = "transient", "config"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+class StorageError(RuntimeError):
+    """An Optuna storage that cannot be opened; the message names it and says what to do."""
+
+
 def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
     """An Optuna storage: any RDB URL (sqlite:///..., postgresql://...), a journal file path
-    (``*.journal`` / ``*.log`` or ``journal:PATH``), or by default a journal file in the cache dir."""
+    (``*.journal`` / ``*.log`` or ``journal:PATH``), or by default a journal file in the cache dir.
+    Raises StorageError when it cannot be opened."""
     if url is None:
-        url = str(cache_dir() / "studies.journal")
+        try:
+            url = str(cache_dir() / "studies.journal")
+        except OSError as error:
+            raise StorageError(f"cannot use the cache folder {error.filename} for the study journal "
+                               f"({error.strerror}); point KERNELGEN_CACHE_DIR at a folder or pass --storage"
+                               ) from error
     if url.startswith("journal:"):
         url = url[len("journal:"):]
     if "://" in url:
+        return _open_rdb(url)
+    return _open_journal(Path(url))
+
+
+def _open_rdb(url: str) -> optuna.storages.BaseStorage:
+    try:
         return optuna.storages.RDBStorage(url)
+    except Exception as error:  # noqa: BLE001 - SQLAlchemy, driver and Optuna errors alike
+        shown = re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", url)     # no password in the message
+        detail = (str(error).strip().splitlines() or [""])[0]
+        hint = "use sqlite:///PATH.db, postgresql://... or a journal file path"
+        if url.startswith("sqlite:///"):
+            path = Path(url[len("sqlite:///"):].split("?")[0])
+            if not path.parent.is_dir():
+                hint = f"its folder {path.parent} does not exist"
+            elif path.exists():
+                hint = f"{path} is not a usable Optuna database: move it aside or name another file"
+        raise StorageError(f"Optuna storage {shown}: cannot open it ({type(error).__name__}: {detail}); "
+                           f"{hint}") from error
+
+
+def _open_journal(path: Path) -> optuna.storages.BaseStorage:
     from optuna.storages.journal import JournalFileBackend, JournalStorage
-    Path(url).parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(url))
+    if path.is_dir():
+        raise StorageError(f"Optuna journal {path} is a folder; name a file, e.g. {path / 'studies.journal'}")
+    complete = _complete_length(path)
+    if complete is not None:
+        # Optuna skips a cut-off last line but appends the next record to it, and the glued line
+        # then breaks every study in the file: stop before writing; the file is left as it is.
+        raise StorageError(f"Optuna journal {path}: its last line is cut off (a tuner killed mid-write?), and the "
+                           f"next write would make the file unreadable. Left as it is: keep its trials by cutting "
+                           f"that line off (`truncate -s {complete} {path}`, after a copy) or move the file aside")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    except OSError as error:
+        raise StorageError(f"Optuna journal {path}: cannot open it ({error.strerror}: {error.filename})") from error
+    except Exception as error:  # noqa: BLE001 - a record Optuna cannot read or replay
+        line = _first_unreadable_line(path)
+        where = f"line {line} is not a journal record" if line else f"it cannot be replayed ({type(error).__name__})"
+        raise StorageError(f"Optuna journal {path}: {where}; move the file aside (its studies then start afresh) "
+                           f"or pass another --storage") from error
 
 
-def study_name(template: Template, shape: dict[str, int], dtype: str, flags: str, gpu_key: str) -> str:
+def _complete_length(path: Path) -> int | None:
+    """The length up to the last newline when the journal's last line was cut off, else None."""
+    try:
+        with open(path, "rb") as handle:
+            end = handle.seek(0, os.SEEK_END)
+            if end == 0:
+                return None
+            handle.seek(end - 1)
+            if handle.read(1) == b"\n":
+                return None
+            position = end
+            while position > 0:
+                start = max(0, position - 65536)
+                handle.seek(start)
+                found = handle.read(position - start).rfind(b"\n")
+                if found >= 0:
+                    return start + found + 1
+                position = start
+            return 0
+    except OSError:
+        return None     # missing or unreadable: opening it says why
+
+
+def _first_unreadable_line(path: Path) -> int | None:
+    """The number of the journal's first line that is not JSON (only read to explain an error)."""
+    try:
+        with open(path, "rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                try:
+                    json.loads(line)
+                except ValueError:
+                    return number
+    except OSError:
+        pass
+    return None
+
+
+def study_name(template: Template, shape: dict[str, int], dtype: str, flags: str, gpu_key: str,
+               triton_version: str | None = None) -> str:
+    """The study's key. It holds the Triton minor version, the one staleness compares
+    (store.stale_reason): after an upgrade a re-tune measures afresh rather than resuming
+    trials the old compiler ran."""
+    if triton_version is None:
+        import triton
+        triton_version = triton.__version__
     bucket = ",".join(f"{k}={v}" for k, v in shape.items())
-    return f"{gpu_key}/{template.name}/{dtype}/{flags or '-'}/{bucket}/{template.source_hash()}"
+    minor = ".".join(str(triton_version).split(".")[:2])
+    return f"{gpu_key}/{template.name}/{dtype}/{flags or '-'}/{bucket}/{template.source_hash()}/triton-{minor}"
 
 
 def _config_key(config: Config) -> str:
@@ -119,11 +219,16 @@ class StudyRunner:
             if trial.state == optuna.trial.TrialState.RUNNING and trial.datetime_start and \
                     trial.datetime_start < stale_before:
                 # An earlier tuner was killed mid-trial: close the trial so the study stays clean.
+                self.storage.set_trial_user_attr(trial._trial_id, "fail_reason", "interrupted: the tuner stopped")
+                self.storage.set_trial_user_attr(trial._trial_id, "fail_kind", TRANSIENT)
                 self.storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
             elif config is not None and trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL):
                 if trial.user_attrs.get("skipped"):
                     continue
-                self.results[_config_key(config)] = {"ms": trial.value, "reason": trial.user_attrs.get("fail_reason")}
+                if trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get("fail_kind") != CONFIG_FAILURE:
+                    continue    # a timeout or a killed worker says nothing about the config: measure it again
+                self.results[_config_key(config)] = {"ms": trial.value, "reason": trial.user_attrs.get("fail_reason"),
+                                                     "earlier": True}
         return study
 
     def measured(self) -> int:
@@ -156,6 +261,7 @@ class StudyRunner:
             study.tell(trial, ms)
         else:
             trial.set_user_attr("fail_reason", reply["reason"])
+            trial.set_user_attr("fail_kind", TRANSIENT if reply.get("transient") else CONFIG_FAILURE)
             self.results[key] = {"ms": None, "reason": reply["reason"]}
             self.failures.append(f"{config}: {reply['reason']}")
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -181,11 +287,11 @@ class StudyRunner:
             def over_default(config):
                 return self.template.canonical({**default, **config})
 
-            warm = [over_default(c) for c in self.warm_start]
-            # a candidate is measured only inside the space: a winner outside it would be refused by dispatch
-            merged = [over_default(c) for c in self.template.candidates(self.shape, self.gpu)]
-            warm += [c for c in merged if self.template.outside_space(c, self.shape, self.gpu, self.flags) is None]
-            queue = [default] + [c for c in warm if self.template.check_config(c, self.shape, self.gpu) is None]
+            warm = [over_default(c) for c in self.warm_start + self.template.candidates(self.shape, self.gpu)]
+            # measured only inside the space (a stored winner too, from an older space): a winner
+            # outside it would be refused by dispatch
+            queue = [default] + [c for c in warm if self.template.outside_space(c, self.shape, self.gpu, self.flags)
+                                 is None and self.template.check_config(c, self.shape, self.gpu) is None]
         else:
             raise ValueError(f"sampler must be 'tpe' or 'grid'; got {sampler!r}")
         for config in queue:
@@ -219,28 +325,38 @@ class StudyRunner:
                 break     # the whole valid space is measured
 
     def finish(self) -> TuneResult:
-        """Re-time the fastest few and the default one after another; ties (<2%) go to the default,
-        else to the simpler."""
+        """Verify and re-time the fastest few and the default one after another; ties (<2%) go to
+        the default, else to the simpler. A finalist that fails here is not shipped."""
         default = self.template.default_for(self.shape, self.gpu, self.flags)
         passed = sorted(((v["ms"], json.loads(k)) for k, v in self.results.items() if v["ms"] is not None),
                         key=lambda item: item[0])
         failed = sum(1 for v in self.results.values() if v["ms"] is None)
         if not passed:
-            raise RuntimeError(f"every config of {self.name} failed; first reasons: " + "; ".join(self.failures[:3]))
+            reasons = [f"{json.loads(k)}: {v['reason']}" + (" (an earlier run)" if v.get("earlier") else "")
+                       for k, v in self.results.items() if v["ms"] is None]
+            raise RuntimeError(f"every config of {self.name} failed; first reasons: " + "; ".join(reasons[:3]))
         finalists = [config for _, config in passed[:FINALISTS]]
         if _config_key(default) not in {_config_key(c) for c in finalists} and \
                 self.results.get(_config_key(default), {}).get("ms") is not None:
             finalists.append(default)
         retimed: dict[str, float] = {}
+        retime_failures = []
         for config in finalists:
+            # verified again: a finalist may have been measured by an earlier run under another
+            # torch, driver or Triton patch release, and a racy one may fail only on a later launch
             reply = self.worker.run({"module": type(self.template).__module__, "template": self.template.name,
                                      "shape": self.shape, "dtype": self.dtype, "flags": self.flags,
                                      "config": config, "seed": self.seed, "device": self.device,
-                                     "verify": False, "time": True})
+                                     "verify": True, "time": True})
             if reply["ok"]:
                 retimed[_config_key(config)] = float(reply["ms"])
+            else:
+                retime_failures.append(f"{config}: {reply['reason']}")
+        self.failures += [f"{failure} (final re-time)" for failure in retime_failures]
+        failed += len(retime_failures)
         if not retimed:
-            retimed = {_config_key(c): ms for ms, c in passed[:FINALISTS]}
+            raise RuntimeError(f"every finalist of {self.name} failed its final verified re-time: "
+                               + "; ".join(retime_failures[:3]))
         best_ms = min(retimed.values())
         ties = [json.loads(k) for k, ms in retimed.items() if ms <= best_ms * (1 + TIE_FRACTION)]
         # A tie with the default ships the default: tuning moves a shape off the heuristic only

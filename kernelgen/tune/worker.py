@@ -87,6 +87,8 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
     except Exception as error:  # noqa: BLE001 - every failure becomes the trial's reason
         first_line = (str(error).strip().splitlines() or [""])[0][:300]
         reply["reason"] = f"{type(error).__name__}: {first_line}"
+        # another process may hold the memory: not the config's fault for certain, so retried later
+        reply["transient"] = isinstance(error, torch.cuda.OutOfMemoryError)
         traceback.print_exc(file=sys.stderr)
         reply["fatal"] = _cuda_broken()
     return reply
