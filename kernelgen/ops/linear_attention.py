@@ -25,6 +25,7 @@ from kernelgen.checks import (bf16_dot_on_interpreter, check_cu_seqlens, check_c
                               check_same_device, check_shape)
 from kernelgen.dispatch import config_for
 from kernelgen.grid import MAX_GRID_YZ, grid_groups
+from kernelgen.ops import eager_op
 from kernelgen.templates import linear_attention as tmpl
 
 State = Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]
@@ -239,6 +240,7 @@ def _run_in_groups(q, k, v, g, g_gamma, s0, z0, scale, feature_map, normalize, w
     return o, final_s, final_z
 
 
+@eager_op
 def linear_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -300,6 +302,7 @@ def linear_attention(
     return o, ((final_s, final_z) if normalize else final_s)
 
 
+@eager_op
 def linear_attention_step(
     q: torch.Tensor,
     k: torch.Tensor,

@@ -12,6 +12,7 @@ from torch.autograd.function import once_differentiable
 from kernelgen.checks import FLOAT_DTYPES, check_float, check_same_device, check_shape
 from kernelgen.grid import MAX_GRID_YZ, grid_groups
 from kernelgen.dispatch import config_for
+from kernelgen.ops import eager_op
 from kernelgen.templates.linear_scan import BWD, FWD, linear_scan_bwd, linear_scan_fwd
 
 
@@ -68,6 +69,7 @@ class LinearScanFunction(torch.autograd.Function):
         return dx, dg, dh0, None, None
 
 
+@eager_op
 def linear_scan(x: torch.Tensor, g: torch.Tensor, initial_state: torch.Tensor | None = None,
                 output_final_state: bool = False, cu_seqlens: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:

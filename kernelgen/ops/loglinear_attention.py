@@ -18,6 +18,7 @@ from torch.autograd.graph import increment_version
 from kernelgen.checks import (bf16_dot_on_interpreter, check_cu_seqlens, check_cu_values, check_float,
                               check_same_device, check_scale, check_shape)
 from kernelgen.dispatch import config_for
+from kernelgen.ops import eager_op
 from kernelgen.templates.loglinear_attention import (LogLinearBackward, LogLinearForward, LogLinearStep,
                                                      backward, backward_can_read_blocks, forward, make_plan, step)
 
@@ -367,6 +368,7 @@ class _LogLinearAttention(torch.autograd.Function):
 # --------------------------------------------------------------------------------------------
 # public ops
 # --------------------------------------------------------------------------------------------
+@eager_op
 def loglinear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
                         level_scales: torch.Tensor, scale: float | None = None,
                         initial_state: LogLinearState | tuple | None = None, output_final_state: bool = False,
@@ -443,6 +445,7 @@ def _squeeze_token(name: str, x: torch.Tensor, rank: int) -> torch.Tensor:
     return x
 
 
+@eager_op
 def loglinear_attention_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
                              level_scales: torch.Tensor, state: LogLinearState | tuple,
                              scale: float | None = None) -> tuple[torch.Tensor, LogLinearState | tuple]:

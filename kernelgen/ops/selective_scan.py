@@ -32,6 +32,7 @@ from torch.autograd.graph import increment_version
 from kernelgen.checks import check_float, check_same_device, check_shape, shape_str
 from kernelgen.grid import MAX_GRID_YZ, grid_groups
 from kernelgen.dispatch import config_for
+from kernelgen.ops import eager_op
 from kernelgen.ops.selective_scan_complex import check_complex_scan_args, selective_scan_complex
 from kernelgen.templates.selective_scan import (BWD, CHECKPOINT_STEPS, FWD, MAX_STATES, STEP, pack_bc,
                                                 padded_states, selective_scan_bwd, selective_scan_fwd,
@@ -291,6 +292,7 @@ def _initial_state_of(initial_state, prev_state):
     return prev_state
 
 
+@eager_op
 def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
                    D: torch.Tensor | None = None, z: torch.Tensor | None = None,
                    delta_bias: torch.Tensor | None = None, delta_softplus: bool = False,
@@ -582,6 +584,7 @@ def _check_state_index_values(rows: torch.Tensor, cache_rows: int) -> None:
                          f"got {rows.tolist()}")
 
 
+@eager_op
 def selective_state_update(state: torch.Tensor, x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor,
                            B: torch.Tensor, C: torch.Tensor, D: torch.Tensor | None = None,
                            z: torch.Tensor | None = None, dt_bias: torch.Tensor | None = None,

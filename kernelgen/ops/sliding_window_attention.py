@@ -15,6 +15,7 @@ from torch.autograd.function import once_differentiable
 from kernelgen.checks import (bf16_dot_on_interpreter, check_cu_seqlens, check_cu_values, check_float,
                               check_same_device, check_scale, check_shape)
 from kernelgen.dispatch import config_for, current_gpu
+from kernelgen.ops import eager_op
 from kernelgen.templates.sliding_window_attention import (BACKWARD, DECODE, FORWARD, HEAD_DIMS, swa_backward,
                                                           swa_decode, swa_forward)
 
@@ -102,6 +103,7 @@ class _SlidingWindowAttention(torch.autograd.Function):
         return dq, dk, dv, None, None, None
 
 
+@eager_op
 def sliding_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window_size: int,
                              scale: float | None = None, cu_seqlens: torch.Tensor | None = None,
                              return_lse: bool = False):
@@ -149,6 +151,7 @@ def sliding_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     return (o, lse) if return_lse else o
 
 
+@eager_op
 def sliding_window_attention_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                                     cache_seqlens: torch.Tensor | int, window_size: int, *,
                                     scale: float | None = None) -> torch.Tensor:
