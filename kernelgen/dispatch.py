@@ -166,7 +166,7 @@ def _over_default(template: Template, config: Config, shape: dict[str, int], pro
     default = template.default_for(shape, profile, flags)
     if set(default) <= set(config):
         return dict(config)
-    return template.canonical({**default, **config})
+    return template.over_default(config, default)
 
 
 def _outside_space(template: Template, entry: store.Entry, profile) -> str | None:

@@ -115,6 +115,12 @@ class Template:
         config), so two trials that launch the same kernel are recognised as one."""
         return dict(config)
 
+    def over_default(self, config: Config, default: Config) -> Config:
+        """A partial config (a stored winner from before a knob was added, a candidate) with the
+        knobs it lacks taken from ``default``; canonical, so one on another backend than the
+        default's keeps none of the default backend's keys."""
+        return self.canonical({**default, **config})
+
     def subspaces(self) -> list[dict[str, list]]:
         """The space as a union of products whose canonical configs cover it. A template whose
         knobs apply only under some value of another (a backend's) lists one product per case, so

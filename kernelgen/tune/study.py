@@ -281,13 +281,9 @@ class StudyRunner:
             tpe = optuna.samplers.TPESampler(seed=self.seed, multivariate=True,
                                              n_startup_trials=max(4, min(10, n_trials // 3)))
             study = self._study(tpe)
-            # Stored winners and candidates are partial configs over the default: a shipped config
-            # from before a knob was added gets the default's value for it; canonical, so one on
-            # another backend than the default's keeps none of the default backend's keys.
-            def over_default(config):
-                return self.template.canonical({**default, **config})
-
-            warm = [over_default(c) for c in self.warm_start + self.template.candidates(self.shape, self.gpu)]
+            # Stored winners and candidates are partial configs over the default.
+            warm = [self.template.over_default(c, default)
+                    for c in self.warm_start + self.template.candidates(self.shape, self.gpu)]
             # measured only inside the space (a stored winner too, from an older space): a winner
             # outside it would be refused by dispatch
             queue = [default] + [c for c in warm if self.template.outside_space(c, self.shape, self.gpu, self.flags)
