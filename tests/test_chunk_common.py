@@ -1,4 +1,5 @@
-"""The host-launched building block shared by the chunked families: reverse_cumsum."""
+"""The host-launched building block shared by the chunked families: reverse_cumsum (the walk from
+each sequence's end, and the parallel blocks long sequences take)."""
 import pytest
 import torch
 
@@ -13,9 +14,10 @@ def _expected(dG, bounds, H):
     return out
 
 
+@pytest.mark.parametrize("block_rows", [None, 32, 64])   # None: the walk at this T; 32/64: blocks, ragged
 @pytest.mark.parametrize("partials", [1, 3])
 @pytest.mark.parametrize("varlen", [False, True])
-def test_reverse_cumsum_matches_float64(partials, varlen, device):
+def test_reverse_cumsum_matches_float64(partials, varlen, block_rows, device):
     torch.manual_seed(0)
     H, B, T = 3, 2, 150                               # T spans several 64-row blocks, ragged
     if varlen:
@@ -27,6 +29,30 @@ def test_reverse_cumsum_matches_float64(partials, varlen, device):
         cu, num_seqs, T_arg, dg = None, B, T, torch.empty(B, T, H, device=device)   # dg shaped [B, T, H]
     tokens = bounds[-1]
     dG = torch.randn(partials, tokens, H, device=device) * 10 + 3
-    reverse_cumsum(dG if partials > 1 else dG[0], dg, cu, num_seqs, T_arg, H, partials=partials)
+    reverse_cumsum(dG if partials > 1 else dG[0], dg, cu, num_seqs, T_arg, H, partials=partials,
+                   block_rows=block_rows)
     expected = _expected(dG, bounds, H)
     torch.testing.assert_close(dg.reshape(tokens, H).double().cpu(), expected.cpu(), rtol=1e-5, atol=1e-3)
+
+
+def test_long_sequences_take_blocks_and_stay_exact(device, monkeypatch):
+    """From BLOCKS_FROM_T rows the blocks run by default (more than MAX_BLOCKS of them would be
+    needed at 16 rows, so blocks grow); mixed signs whose suffix sums cancel to small values."""
+    from kernelgen.templates import chunk_common, reverse_cumsum_blocks
+    monkeypatch.setattr(chunk_common, "BLOCKS_FROM_T", 1000)
+    calls = []
+    real = chunk_common.reverse_cumsum_blocks
+    monkeypatch.setattr(chunk_common, "reverse_cumsum_blocks", lambda *a, **k: calls.append(a[5]) or real(*a, **k))
+    torch.manual_seed(1)
+    H, T = 2, 1500
+    assert reverse_cumsum_blocks.block_rows(T, 16) == 32            # 1500 / 64 blocks -> 32 rows each
+    dG = torch.randn(2, T, H, device=device) * 100
+    dG[:, : T // 2] -= dG[:, T // 2:].flip(1)                        # the first half cancels the second
+    dg = torch.empty(T, H, device=device)
+    reverse_cumsum(dG, dg, None, 1, T, H, partials=2)
+    assert calls == [H]
+    # fp32 rounding is relative to what the sums pass through: Σ_{t' ≥ t} |dG_t'| (the walk's
+    # own error here is up to 7e-7 of it)
+    scale = _expected(dG.abs(), [0, T], H).cpu()
+    error = (dg.double().cpu() - _expected(dG, [0, T], H).cpu()).abs()
+    assert (error / scale).max().item() < 2e-6
