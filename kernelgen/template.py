@@ -46,6 +46,7 @@ class Template:
     workload  standard shapes it is tuned and benchmarked on; quick_workload: a small subset
     dtypes    dtype names it is tuned for; flags: flag variants tuned separately ("" = plain)
     revision  bump when a host-side change alters what a stored config means (part of the hash)
+    shape_knobs  knobs that follow the call's shape, not a tuned entry of another shape (dispatch)
     """
 
     name: str = ""
@@ -63,6 +64,10 @@ class Template:
     # Shapes small enough to verify and tune under the CPU interpreter (tests, `--device cpu`).
     cpu_workload: list[dict[str, int]] = []
     revision: int = 0
+    # Knobs that size the launch to the call rather than pick a kernel variant (how many segments
+    # a long sequence is cut into, so that B·H programs fill the GPU). Dispatch takes them from
+    # default_for at the call's shape when the tuned entry it uses was tuned at another shape.
+    shape_knobs: tuple[str, ...] = ()
 
     # --- the search space ---------------------------------------------------------------
     def default_config(self, shape: Shape, gpu: "GPUProfile | None" = None) -> Config:

@@ -1419,6 +1419,8 @@ class _ChunkTemplate(Template):
     }
     # registers of fp32 live state a thread may hold before spills dominate
     max_state_regs = 128
+    # segments follow the call's B·H and T (default_config's rule), not the tuned bucket's
+    shape_knobs = ("split_len",)
 
     def source_files(self):
         from pathlib import Path

@@ -159,3 +159,23 @@ def test_a_borrowed_config_must_fit_this_gpu(tuned, monkeypatch):
     on_gpu(monkeypatch, H200)
     with pytest.warns(dispatch.TuningWarning, match="heuristic default config: no tuned file for GPU 'h200'"):
         assert lookup() == DEFAULT
+
+
+def test_shape_knobs_follow_the_call_shape(tuned):
+    """A knob that sizes the launch (linear attention's split_len) comes from the heuristic at the
+    call's shape when the entry was tuned at another shape; the entry's own shape keeps it."""
+    from kernelgen.templates import get_template
+    bwd = get_template("linear_attention.bwd")
+    target = {"B": 8, "T": 4096, "H": 16, "K": 128, "V": 128, "F": 128}
+    config = {**bwd.default_for(target, H100.profile, "g"), "split_len": 0, "x_early": 0}
+    tuned([store.Entry(op="linear_attention", kernel="bwd", dtype="bf16", flags="g", shape=target, config=config,
+                       ms=1.0, template_hash=bwd.source_hash(), triton=triton.__version__)])
+    long = {**target, "B": 1, "T": 65536}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert dispatch.config_for(bwd, target, "bf16", "g", device="cuda") == config
+        got = dispatch.config_for(bwd, long, "bf16", "g", device="cuda")
+    expected_split = bwd.default_for(long, H100.profile, "g")["split_len"]
+    assert expected_split > 0
+    assert got == {**config, "split_len": expected_split}      # the tuned knobs stay (x_early 0)
+    assert bwd.shape_knobs == ("split_len",) and get_template("linear_attention.fwd").shape_knobs == ("split_len",)
