@@ -673,10 +673,8 @@ def selective_scan_bwd_triton(config: Mapping[str, Any], u: torch.Tensor, delta:
         if dh0 is not None:
             dh0.copy_(dlast if dlast is not None else torch.zeros_like(dh0))
     # Channel-block and batch reductions: a separate pass keeps the sums deterministic.
-    return {"dA": dA_part.sum(0), "dBC": dBC_part.sum(2) if n_dblk > 1 else dBC_part[:, :, 0],
-            "dD": dD_part.sum(0) if dD_part is not None else None,
-            "ddelta_bias": dbias_part.sum(0) if dbias_part is not None else None,
-            "dinitial_state": dh0}
+    return {"dA": batch_sum(dA_part), "dBC": dBC_part.sum(2) if n_dblk > 1 else dBC_part[:, :, 0],
+            "dD": batch_sum(dD_part), "ddelta_bias": batch_sum(dbias_part), "dinitial_state": dh0}
 
 
 def selective_scan_bwd(config: Mapping[str, Any], u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor,
@@ -710,6 +708,35 @@ def unpack_dbc(dBC: torch.Tensor, n_states: int, length: int) -> tuple[torch.Ten
     batch, groups, n_chunks, n_pad, _, chunk = dBC.shape
     steps = dBC.permute(0, 1, 4, 3, 2, 5).reshape(batch, groups, 2, n_pad, n_chunks * chunk)
     return steps[:, :, 0, :n_states, :length], steps[:, :, 1, :n_states, :length]
+
+
+def dbc_gradients(dBC: torch.Tensor, n_states: int, length: int, b_dtype: torch.dtype,
+                  c_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The backward's dBC (as :func:`unpack_dbc` takes it) -> (dB, dC) [batch, G, N, L] in B's and
+    C's dtypes: one strided copy when they share a dtype (dB and dC are then the two halves of one
+    [2, batch, G, N, L_pad] buffer, each contiguous when L_pad == L), two otherwise. unpack_dbc's
+    views cost a reshape copy and a dtype copy each: ~3 host launches more a backward."""
+    batch, groups, n_chunks, _, _, chunk = dBC.shape
+    src = dBC[:, :, :, :n_states]                         # [batch, G, n_chunks, N, 2, chunk]
+    l_pad = n_chunks * chunk
+    if b_dtype == c_dtype:
+        out = torch.empty(2, batch, groups, n_states, l_pad, device=dBC.device, dtype=b_dtype)
+        out.view(2, batch, groups, n_states, n_chunks, chunk).permute(1, 2, 4, 3, 0, 5).copy_(src)
+        return out[0, ..., :length], out[1, ..., :length]
+    grads = []
+    for half, dtype in enumerate((b_dtype, c_dtype)):
+        out = torch.empty(batch, groups, n_states, l_pad, device=dBC.device, dtype=dtype)
+        out.view(batch, groups, n_states, n_chunks, chunk).permute(0, 1, 3, 2, 4).copy_(src[:, :, :, :, half])
+        grads.append(out[..., :length])
+    return grads[0], grads[1]
+
+
+def batch_sum(part: torch.Tensor | None) -> torch.Tensor | None:
+    """Σ over the leading batch axis of a per-row partial; at batch 1 the row itself (a view: no
+    reduction launched)."""
+    if part is None:
+        return None
+    return part[0] if part.shape[0] == 1 else part.sum(0)
 
 
 # --- decode step -----------------------------------------------------------------------------------
