@@ -777,14 +777,22 @@ def _selective_state_update_kernel(
     tl.store(out_ptr + b * s_ob + d * s_od, y.to(out_ptr.dtype.element_ty), mask=d_mask)
 
 
+def _group_strides(BC: torch.Tensor) -> tuple[int, int, int]:
+    """(batch, group, state) strides of a decode step's B or C, [batch, G, N] or [batch, N]."""
+    if BC.dim() == 3:
+        return BC.stride()
+    return BC.stride(0), 0, BC.stride(1)
+
+
 def selective_state_update_triton(config: Mapping[str, Any], state: torch.Tensor, new_state: torch.Tensor,
                                   x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
                                   C: torch.Tensor, D: torch.Tensor | None, z: torch.Tensor | None,
                                   dt_bias: torch.Tensor | None, dt_softplus: bool, out: torch.Tensor) -> None:
     """Triton decode step. state, new_state [batch, dim, N] (may be the same tensor: in place);
-    x, dt, z, out [batch, dim]; A [dim, N] fp32 contiguous; B, C [batch, G, N]; D, dt_bias [dim]."""
+    x, dt, z, out [batch, dim]; A [dim, N] fp32 contiguous; B, C [batch, G, N] or [batch, N] (one
+    group: read through a zero group stride, no view built on the host); D, dt_bias [dim]."""
     batch, dim, n_states = state.shape
-    groups = B.shape[1]
+    groups = B.shape[1] if B.dim() == 3 else 1
     if batch == 0 or dim == 0:
         return
     dpg = dim // groups
@@ -795,7 +803,7 @@ def selective_state_update_triton(config: Mapping[str, Any], state: torch.Tensor
         state, new_state, x, dt, zs, A, B, C, D if D is not None else dummy,
         dt_bias if dt_bias is not None else dummy, out,
         dpg, *state.stride(), *new_state.stride(), *x.stride(), *dt.stride(), *zs.stride(),
-        *B.stride(), *C.stride(), *out.stride(),
+        *_group_strides(B), *_group_strides(C), *out.stride(),
         NSTATE=n_states, NP=padded_states(n_states), BLOCK_D=block_d, HAS_D=D is not None,
         HAS_Z=z is not None, HAS_BIAS=dt_bias is not None, SOFTPLUS=bool(dt_softplus),
         FAST_LOG=not interpreter_on(), num_warps=int(config["num_warps"]))
@@ -861,7 +869,7 @@ def selective_state_update_run(config: Mapping[str, Any], state: torch.Tensor, n
                                x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
                                C: torch.Tensor, D: torch.Tensor | None, z: torch.Tensor | None,
                                dt_bias: torch.Tensor | None, dt_softplus: bool, out: torch.Tensor) -> None:
-    """Decode step on the configured backend; B, C [batch, G, N]. The CUDA kernel updates its state
+    """Decode step on the configured backend; B, C [batch, G, N] or [batch, N]. The CUDA kernel updates its state
     in place and wants fp32 contiguous state and one activation dtype; otherwise Triton runs."""
     if config.get("backend", "triton") == "cuda":
         usable = (state.dtype == torch.float32 and new_state.is_contiguous() and dt.dtype == x.dtype

@@ -152,6 +152,22 @@ def test_decode_step_equals_last_step_of_scan(device, dtype, groups, state_dtype
     assert_close("y vs the scan's last step", y, y_full[..., -1], 10 * tol)
 
 
+@pytest.mark.parametrize("b_grouped", [False, True])
+def test_decode_step_b_and_c_in_either_form(device, b_grouped):
+    """B [batch, N] beside C [batch, 1, N] (and the other way round) is one group either way; the
+    launchers read a 2-D operand through a zero group stride (before, a 2-D B made C a 4-D view)."""
+    i = make_inputs(device, length=3, with_z=True, with_h0=True)
+    state = torch.randn(i["u"].shape[0], i["u"].shape[1], i["A"].shape[1], device=device)
+    B, C = i["B"][..., -1], i["C"][..., -1]                    # [batch, N], not contiguous
+    B, C = (B.unsqueeze(1), C) if b_grouped else (B, C.unsqueeze(1))
+    args = (i["u"][..., -1], i["delta"][..., -1], i["A"])
+    tail = (i["D"], i["z"][..., -1], i["delta_bias"], True)
+    y_ref, state_ref = selective_state_update_ref(state.clone(), *args, i["B"][..., -1], i["C"][..., -1], *tail)
+    y = kernelgen.selective_state_update(state, *args, B, C, *tail)
+    assert_close("y", y, y_ref, TOL[torch.float32])
+    assert_close("state (updated in place)", state, state_ref, TOL[torch.float32])
+
+
 def test_chunked_prefill_equals_one_call(device):
     i = make_inputs(device, length=37, groups=2, with_z=True, with_h0=True, requires_grad=True)
     y_one, last_one = call_selective_scan(kernelgen.selective_scan, i, delta_softplus=True, return_last_state=True)

@@ -486,16 +486,13 @@ def _state_update_channels(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus) ->
         return torch.cat([_state_update_channels(state[b0:b1], x[b0:b1], dt[b0:b1], A, B[b0:b1], C[b0:b1], D,
                                                  None if z is None else z[b0:b1], dt_bias, dt_softplus)
                           for b0, b1 in _batch_groups(batch)])
-    if B.dim() == 2:
-        B3, C3 = B.unsqueeze(1), C.unsqueeze(1)
-    else:
-        B3, C3 = B, C
     A32, D32, bias32 = _as_fp32(A), _as_fp32(D), _as_fp32(dt_bias)
     # The tuned bucket is the Mamba decode call (with z); the config fits a call without z too.
     config = config_for(STEP, {"batch": batch, "dim": dim, "N": n_states}, x.dtype, "z", x.device)
     out = torch.empty(batch, dim, device=x.device, dtype=x.dtype)
     # A raw kernel launch records nothing for autograd, so no torch.no_grad() (~2 µs) is needed.
-    selective_state_update_run(config, state, state, x, dt, A32, B3, C3, D32, z, bias32, bool(dt_softplus), out)
+    # (B, C [batch, N] go as they are: the launchers read them as one group)
+    selective_state_update_run(config, state, state, x, dt, A32, B, C, D32, z, bias32, bool(dt_softplus), out)
     return out
 
 
