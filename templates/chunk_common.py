@@ -169,6 +169,9 @@ def _reverse_cumsum_kernel(dG, dg, cu_seqlens, T, NK, TOKENS, H: tl.constexpr, B
 # From this many rows a sequence, reverse_cumsum runs in parallel blocks (reverse_cumsum_blocks):
 # H100, H = 16, 4 partials: T = 4096 0.025 ms vs 0.039 walking, T = 1000 0.028 vs 0.013.
 BLOCKS_FROM_T = 2048
+# Packed sequences give T as the packed length, a bound on the longest one: the blocks' grid is
+# sized by it for every sequence, so with many sequences most of its programs would find nothing.
+BLOCKS_MAX_PACKED = 16
 
 
 def reverse_cumsum(dG: torch.Tensor, dg: torch.Tensor, cu_seqlens: torch.Tensor | None, num_seqs: int,
@@ -178,9 +181,10 @@ def reverse_cumsum(dG: torch.Tensor, dg: torch.Tensor, cu_seqlens: torch.Tensor 
     dG: fp32 [partials, tokens, H] (or [tokens, H] when partials == 1), tokens = num_seqs·T packed
     (or cu_seqlens[-1] with cu_seqlens, T then a bound on the longest sequence); dg: [..., H]
     holding tokens·H values, any float dtype, written in place. Sequences of BLOCKS_FROM_T rows or
-    more (or any, given ``block_rows``) run in parallel blocks of that many rows; shorter ones are
-    walked from their end by one program."""
-    if block_rows is not None or T >= BLOCKS_FROM_T:
+    more (with cu_seqlens: at most BLOCKS_MAX_PACKED of them) run in parallel blocks, of
+    ``block_rows`` rows when given (then always); otherwise each is walked from its end by one
+    program."""
+    if block_rows is not None or (T >= BLOCKS_FROM_T and (cu_seqlens is None or num_seqs <= BLOCKS_MAX_PACKED)):
         return reverse_cumsum_blocks(dG, dg, cu_seqlens, num_seqs, T, H, partials, rows=block_rows or 256)
     tokens = dg.numel() // H
     cu = cu_seqlens if cu_seqlens is not None else dG

@@ -56,3 +56,22 @@ def test_long_sequences_take_blocks_and_stay_exact(device, monkeypatch):
     scale = _expected(dG.abs(), [0, T], H).cpu()
     error = (dg.double().cpu() - _expected(dG, [0, T], H).cpu()).abs()
     assert (error / scale).max().item() < 2e-6
+
+
+def test_many_packed_sequences_are_walked(device, monkeypatch):
+    """With cu_seqlens, T bounds the longest sequence and sizes the blocks' grid for each of them:
+    beyond BLOCKS_MAX_PACKED sequences the walk runs instead."""
+    from kernelgen.templates import chunk_common
+    monkeypatch.setattr(chunk_common, "BLOCKS_FROM_T", 100)
+    took_blocks = []
+    real = chunk_common.reverse_cumsum_blocks
+    monkeypatch.setattr(chunk_common, "reverse_cumsum_blocks", lambda *a, **k: took_blocks.append(a[3]) or real(*a, **k))
+    H = 2
+    for num_seqs in (chunk_common.BLOCKS_MAX_PACKED, chunk_common.BLOCKS_MAX_PACKED + 1):
+        bounds = [7 * i for i in range(num_seqs + 1)]
+        cu = torch.tensor(bounds, dtype=torch.int32, device=device)
+        dG = torch.randn(1, bounds[-1], H, device=device)
+        dg = torch.empty(bounds[-1], H, device=device)
+        reverse_cumsum(dG[0], dg, cu, num_seqs, max(bounds[-1], 100), H)
+        torch.testing.assert_close(dg.double().cpu(), _expected(dG, bounds, H).cpu(), rtol=1e-5, atol=1e-5)
+    assert took_blocks == [chunk_common.BLOCKS_MAX_PACKED]
