@@ -93,6 +93,44 @@ def test_non_contiguous_inputs(device):
 
 # --- the op: backward --------------------------------------------------------------------------
 
+@pytest.mark.parametrize("b_form", ["[batch, N, L]", "[batch, 1, N, L]", "[dim, N]"])
+def test_backward_without_channels(device, b_form):
+    """dim = 0: the forward returns empty tensors, the backward empty gradients and zeros for the
+    operands no channel reads (before: an IndexError or a ZeroDivisionError in the launcher)."""
+    batch, length, n = 2, 5, 3
+    shapes = {"[batch, N, L]": (batch, n, length), "[batch, 1, N, L]": (batch, 1, n, length), "[dim, N]": (0, n)}
+    leaves = [torch.randn(*shape, device=device).requires_grad_() for shape in
+              ((batch, 0, length), (batch, 0, length), (0, n), shapes[b_form], (batch, n, length), (0,), (batch, 0, length),
+               (0,), (batch, 0, n))]
+    u, delta, A, B, C, D, z, bias, h0 = leaves
+    y, last = kernelgen.selective_scan(u, delta, A, B, C, D, z, bias, True, return_last_state=True, initial_state=h0)
+    grads = torch.autograd.grad(y.sum() + last.sum(), leaves)
+    for leaf, grad in zip(leaves, grads):
+        assert grad.shape == leaf.shape and grad.dtype == leaf.dtype and not grad.abs().sum()
+
+
+def test_constant_bc_beyond_the_grid_runs_in_channel_runs(device, monkeypatch):
+    """A constant B or C makes every channel a group on the grid's y axis (capped at 65535): more
+    channels run as runs of channels, with the same outputs and gradients."""
+    from kernelgen.ops import selective_scan as op
+    inputs = make_inputs(device, dim=7, length=20, with_z=True, with_h0=True, requires_grad=True)
+    inputs["B"] = torch.randn(7, 5, device=device).requires_grad_()        # constant B, variable C
+    names = [k for k, v in inputs.items() if v is not None]
+    dy = torch.randn(2, 7, 20, device=device)
+
+    def run():
+        y, last = call_selective_scan(kernelgen.selective_scan, inputs, delta_softplus=True, return_last_state=True)
+        return (y, last, *torch.autograd.grad((y * dy).sum() + last.sum(), [inputs[k] for k in names]))
+    whole = run()
+    monkeypatch.setattr(op, "MAX_GRID_CHANNELS", 3)
+    calls = []
+    apply = op._SelectiveScan.apply
+    monkeypatch.setattr(op._SelectiveScan, "apply", lambda *a: calls.append(a[0].shape[1]) or apply(*a))
+    runs = run()
+    assert calls == [3, 3, 1]
+    for name, got, want in zip(["y", "last_state", *names], runs, whole):
+        assert_close(name, got, want, 1e-6)
+
 @pytest.mark.parametrize("dtype, groups, length, with_z, with_h0, softplus", [
     (torch.float32, 2, 37, True, True, True),       # every input, plus a gradient into last_state
     (torch.float16, None, 70, False, False, True),  # two checkpoint segments, ragged last chunk
@@ -166,6 +204,27 @@ def test_decode_step_b_and_c_in_either_form(device, b_grouped):
     y = kernelgen.selective_state_update(state, *args, B, C, *tail)
     assert_close("y", y, y_ref, TOL[torch.float32])
     assert_close("state (updated in place)", state, state_ref, TOL[torch.float32])
+
+
+def test_decode_step_refuses_expanded_states_every_time(device):
+    """The in-place check depends on strides, so a call of an already-checked shape with an
+    expanded state is still refused (before, the checks' cache let it through and every row wrote
+    the same memory); the head form checks its own 4-D state, and a cache passed with
+    state_batch_indices is checked before any row is gathered."""
+    i = make_inputs(device, length=1)
+    x, dt, A, B, C = i["u"][..., 0], i["delta"][..., 0], i["A"], i["B"][..., 0], i["C"][..., 0]
+    kernelgen.selective_state_update(torch.randn(2, 6, 5, device=device), x, dt, A, B, C)
+    expanded = torch.randn(1, 6, 5, device=device).expand(2, 6, 5)
+    with pytest.raises(ValueError, match="must not share memory"):
+        kernelgen.selective_state_update(expanded, x, dt, A, B, C)
+    heads = torch.randn(2, 3, 1, 5, device=device).expand(2, 3, 2, 5)     # broadcast over headdim
+    before = heads.clone()
+    with pytest.raises(ValueError, match="must not share memory"):
+        kernelgen.selective_state_update(heads, x.view(2, 3, 2), dt.view(2, 3, 2), A.view(3, 2, 5), B, C)
+    assert torch.equal(heads, before)
+    with pytest.raises(ValueError, match="must not share memory"):
+        kernelgen.selective_state_update(torch.randn(1, 6, 5, device=device).expand(4, 6, 5), x, dt, A, B, C,
+                                         state_batch_indices=torch.tensor([0, 2], device=device))
 
 
 def test_chunked_prefill_equals_one_call(device):

@@ -105,6 +105,8 @@ def _signature(*tensors: torch.Tensor | None) -> tuple | None:
 # The Triton kernels and the decode step put the batch on the grid's last axis, which CUDA caps at
 # 65535 programs: larger batches run in groups of rows, one call each (autograd joins them).
 MAX_GRID_BATCH = MAX_GRID_YZ
+# A constant B or C makes every channel a group, and groups are the grid's y axis: the same cap.
+MAX_GRID_CHANNELS = MAX_GRID_YZ
 
 
 def _batch_groups(batch: int) -> list[tuple[int, int]]:
@@ -234,9 +236,17 @@ class _SelectiveScan(torch.autograd.Function):
         ddelta = torch.empty(batch, dim, length, device=u.device, dtype=delta.dtype)
         dz = torch.empty(batch, dim, length, device=u.device, dtype=z.dtype) if z is not None else None
         want_dinitial = initial_state is not None and ctx.needs_input_grad[8]
-        grads = selective_scan_bwd(config, u, delta, A, BC, n_states, D, z, delta_bias, ctx.delta_softplus,
-                                   checkpoints, dout, dlast, du, ddelta, dz, want_dinitial)
-        dB, dC = dbc_gradients(grads["dBC"], n_states, length, ctx.b_dtype, ctx.c_dtype)
+        if dim == 0:   # no channel reads B or C: their gradients are zeros; every other one is empty
+            f32 = dict(device=u.device, dtype=torch.float32)
+            grads = {"dA": torch.zeros(0, n_states, **f32), "dD": None if D is None else torch.zeros(0, **f32),
+                     "ddelta_bias": None if delta_bias is None else torch.zeros(0, **f32),
+                     "dinitial_state": torch.zeros(batch, 0, n_states, **f32) if want_dinitial else None}
+            dB, dC = (torch.zeros(batch, BC.shape[1], n_states, length, device=u.device, dtype=dtype)
+                      for dtype in (ctx.b_dtype, ctx.c_dtype))
+        else:
+            grads = selective_scan_bwd(config, u, delta, A, BC, n_states, D, z, delta_bias, ctx.delta_softplus,
+                                       checkpoints, dout, dlast, du, ddelta, dz, want_dinitial)
+            dB, dC = dbc_gradients(grads["dBC"], n_states, length, ctx.b_dtype, ctx.c_dtype)
         dB, dC = (grad[:, 0] if ungrouped else grad for grad, ungrouped in zip((dB, dC), ctx.ungrouped))
         return (du, ddelta, grads["dA"], dB, dC, grads["dD"], dz,
                 grads["ddelta_bias"], grads["dinitial_state"], None, None)
@@ -361,11 +371,25 @@ def _scan_checked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_s
     if per_channel:
         batch, dim, length = u.shape
         B4, C4 = _per_channel(B, batch, dim, length), _per_channel(C, batch, dim, length)
+        if dim > MAX_GRID_CHANNELS:   # a group per channel, on the grid's y axis: runs of channels
+            parts = [_scan_channels(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, initial_state, d0, d1)
+                     for d0, d1 in grid_groups(dim, 1, MAX_GRID_CHANNELS)]
+            return torch.cat([y for y, _ in parts], 1), torch.cat([last for _, last in parts], 1)
     else:
         B4, C4 = B, C   # grouped inside _SelectiveScan
     A32, D32, bias32, h0 = _as_fp32(A), _as_fp32(D), _as_fp32(delta_bias), _as_fp32(initial_state)
     return _SelectiveScan.apply(_l_contiguous(u), _l_contiguous(delta), A32, B4, C4, D32, _l_contiguous(z),
                                 bias32, h0, bool(delta_softplus), per_channel)
+
+
+def _scan_channels(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, initial_state, d0: int, d1: int):
+    """(y, last_state) of channels [d0, d1) of a per-channel scan (B4, C4 [batch, dim, N, L])."""
+    def cut(tensor, axis):
+        return None if tensor is None else tensor.narrow(axis, d0, d1 - d0)
+    return _SelectiveScan.apply(_l_contiguous(cut(u, 1)), _l_contiguous(cut(delta, 1)), _as_fp32(cut(A, 0)),
+                                cut(B4, 1), cut(C4, 1), _as_fp32(cut(D, 0)), _l_contiguous(cut(z, 1)),
+                                _as_fp32(cut(delta_bias, 0)), _as_fp32(cut(initial_state, 1)), bool(delta_softplus),
+                                True)
 
 
 def _complex_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state):
@@ -466,6 +490,13 @@ def _check_step_args(state, x, dt, A, B, C, D, z, dt_bias) -> None:
     check_same_device(state=state, x=x, dt=dt, A=A, B=B, C=C, D=D, z=z, dt_bias=dt_bias)
 
 
+def _step_signature(state, *others) -> tuple | None:
+    """A decode step's check signature: _signature's, plus the state's strides, since whether the
+    state may be written in place (_check_state_writable) depends on them."""
+    signature = _signature(state, *others)
+    return None if signature is None else (signature, state.stride())
+
+
 def _check_state_writable(state: torch.Tensor) -> None:
     """The decode step writes state in place: an expanded tensor (stride 0 over a dimension of more
     than one element) would have every row of that dimension race on the same memory."""
@@ -477,7 +508,7 @@ def _check_state_writable(state: torch.Tensor) -> None:
 
 def _state_update_channels(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus) -> torch.Tensor:
     """The decode step on state [batch, dim, N] (updated in place); y [batch, dim]."""
-    signature = _signature(state, x, dt, A, B, C, D, z, dt_bias)
+    signature = _step_signature(state, x, dt, A, B, C, D, z, dt_bias)
     if signature is None or signature not in _checked_step:
         _check_step_args(state, x, dt, A, B, C, D, z, dt_bias)
         _remember(_checked_step, signature)
@@ -500,6 +531,7 @@ def _check_head_step_args(state, x, dt, A, B, C, D, z, dt_bias) -> None:
     """The shape checks of mamba-2's head form (dtypes are checked on the flattened call)."""
     _refuse_complex(_REAL_STEP, state=state, A=A, B=B, C=C, D=D, dt_bias=dt_bias, x=x, dt=dt, z=z)
     check_shape("state", state, "batch, nheads, headdim, N", [None] * 4)
+    _check_state_writable(state)   # (an unviewable state is updated through a copy, then written back)
     batch, nheads, headdim, n_states = state.shape
     _check_states(n_states, "state.shape[3]")
     for name, tensor in (("x", x), ("dt", dt), ("z", z)):
@@ -538,7 +570,7 @@ def _view_or_none(tensor: torch.Tensor, *shape: int) -> torch.Tensor | None:
 def _state_update_heads(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus) -> torch.Tensor:
     """Mamba-2's head form: flattens heads × headdim into the channel axis of the 3-D step (channel
     h·headdim + p, whose group d // (dim / ngroups) is the head's group h // (nheads / ngroups))."""
-    signature = _signature(state, x, dt, A, B, C, D, z, dt_bias)
+    signature = _step_signature(state, x, dt, A, B, C, D, z, dt_bias)
     if signature is None or signature not in _checked_head_step:
         _check_head_step_args(state, x, dt, A, B, C, D, z, dt_bias)
         _remember(_checked_head_step, signature)
@@ -609,6 +641,7 @@ def selective_state_update(state: torch.Tensor, x: torch.Tensor, dt: torch.Tenso
     """
     if state_batch_indices is not None:
         _check_state_indices(state_batch_indices, state, x)
+        _check_state_writable(state)   # the cache rows are written back in place
         rows = state_batch_indices.long()
         _check_state_index_values(rows, state.shape[0])
         selected = state.index_select(0, rows)
