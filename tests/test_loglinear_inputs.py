@@ -101,7 +101,9 @@ def compare(build, leaves, initial_state=None, output_final_state=True, use_o=Tr
     if not torch.is_tensor(loss) or not loss.requires_grad:   # nothing reaches a leaf (T = 0, no state)
         return
     grads = torch.autograd.grad(loss, mine, allow_unused=True)
-    grads_ref = torch.autograd.grad(loss_ref, theirs, allow_unused=True)
+    # (the reference's call without tokens keeps no graph: its gradients are the zeros below)
+    grads_ref = (torch.autograd.grad(loss_ref, theirs, allow_unused=True)
+                 if torch.is_tensor(loss_ref) and loss_ref.requires_grad else [None] * len(theirs))
     grads_ref = [torch.zeros_like(t) if d is None else d for t, d in zip(theirs, grads_ref)]
     for i, (leaf, grad, grad_ref) in enumerate(zip(mine, grads, grads_ref)):
         grad = torch.zeros_like(leaf) if grad is None else grad
@@ -394,3 +396,50 @@ def test_bad_inputs(device, case):
     _, call, error, message = _bad_calls(device)[case]
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize("sizes", [(2, 0, 2), (0, 5, 2), (2, 5, 0)])   # (B, T, H)
+def test_calls_without_tokens_keep_the_graph(device, sizes):
+    """No token: o is empty but still part of the graph, so a loss over it differentiates to empty
+    gradients (before: o had no grad_fn and backward raised), as the other ops give."""
+    B, T, H = sizes
+    leaves = [torch.randn(B, T, H, 16, device=device).requires_grad_() for _ in range(3)]
+    g = (-torch.rand(B, T, H, device=device)).requires_grad_()
+    lam = torch.rand(B, T, H, 4, device=device).requires_grad_()
+    o, _ = kernelgen.loglinear_attention(*leaves, g, lam)
+    grads = torch.autograd.grad(o.sum(), [*leaves, g, lam])
+    assert all(grad.shape == leaf.shape and not grad.abs().sum() for grad, leaf in zip(grads, [*leaves, g, lam]))
+
+
+def test_no_tokens_pass_the_state_on_without_level_zero(device):
+    """T = 0 with a state: the final state is the initial one, level 0 (always zero) left out as a
+    call with tokens leaves it (before: copied, and its gradient 1 instead of 0)."""
+    states = torch.randn(2, 2, 4, 16, 16, device=device).requires_grad_()
+    empty = lambda *s: torch.zeros(*s, device=device)
+    _, final = kernelgen.loglinear_attention(empty(2, 0, 2, 16), empty(2, 0, 2, 16), empty(2, 0, 2, 16),
+                                             empty(2, 0, 2), torch.ones(2, 0, 2, 4, device=device),
+                                             initial_state=(states, torch.tensor([5, 2], device=device)),
+                                             output_final_state=True)
+    assert not final.states[:, :, 0].abs().sum()
+    assert torch.equal(final.states[:, :, 1:], states[:, :, 1:].detach())
+    (grad,) = torch.autograd.grad(final.states.sum(), states)
+    assert not grad[:, :, 0].abs().sum() and torch.equal(grad[:, :, 1:], torch.ones_like(grad[:, :, 1:]))
+
+
+def test_positions_past_int32_are_refused(device):
+    """The chunked kernels index positions in 32 bits: a call that reaches position 2^31 is refused
+    with a pointer to the decode step (before: wrong outputs); one ending at 2^31 - 1 runs."""
+    T, K = 6, 16
+    q, k, v = (torch.randn(1, T, 1, K, device=device) for _ in range(3))
+    g = torch.full((1, T, 1), -0.1, device=device)
+    for start, refused in ((2 ** 31 - T, False), (2 ** 31 - T + 1, True)):
+        lam = torch.ones(1, T, 1, (start + T - 1).bit_length() + 1, device=device)
+        state = (torch.zeros(1, 1, start.bit_length() + 1, K, K, device=device), torch.tensor([start], device=device))
+        if refused:
+            with pytest.raises(ValueError, match="positions up to 2\\^31 - 1"):
+                kernelgen.loglinear_attention(q, k, v, g, lam, initial_state=state)
+        else:
+            o, _ = kernelgen.loglinear_attention(q, k, v, g, lam, initial_state=state)
+            o_ref, _ = ref.loglinear_attention_reference(q.double(), k.double(), v.double(), g.double(), lam.double(),
+                                                         initial_state=(state[0].double(), state[1]))
+            assert rel_error(o, o_ref) < 1e-5

@@ -296,3 +296,13 @@ def _bad_calls(device):
 @pytest.mark.parametrize("case", [name for name, *_ in _bad_calls("cpu")])
 def test_wrong_inputs_raise_clear_errors(case, device):
     expect_bad_call(_bad_calls(device), case, device)
+
+
+def test_no_query_heads_give_zero_key_gradients(device):
+    """HQ = 0 passes HQ % H == 0: no query reads a key, so k and v get zero gradients (before: the
+    backward returned its uninitialised buffers)."""
+    q = torch.zeros(2, 7, 0, 32, device=device).requires_grad_()
+    k, v = (torch.randn(2, 7, 1, 32, device=device).requires_grad_() for _ in range(2))
+    o = kernelgen.sliding_window_attention(q, k, v, 3)
+    dq, dk, dv = torch.autograd.grad(o.sum(), [q, k, v])
+    assert dq.shape == q.shape and not dk.abs().sum() and not dv.abs().sum()

@@ -26,6 +26,8 @@ __all__ = ["LogLinearState", "loglinear_attention", "loglinear_attention_step"]
 
 FORWARD, BACKWARD, STEP = LogLinearForward(), LogLinearBackward(), LogLinearStep()
 MAX_HEAD_SIZE = 256
+# The chunked kernels index token positions (a sequence's start plus its tokens) in 32 bits.
+MAX_POSITION = 2 ** 31 - 1
 # g and level_scales may come in any float dtype; float64 is rounded to fp32 for the kernels (a
 # differentiable cast: its gradients come back in float64)
 GATE_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -327,6 +329,19 @@ def _add_grad(kernel_grad, state_grad, like: torch.Tensor):
 # --------------------------------------------------------------------------------------------
 # autograd
 # --------------------------------------------------------------------------------------------
+class _NoTokens(torch.autograd.Function):
+    """o of a call without tokens (B, T or H is 0): empty, with empty gradients for every input."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, g, level_scales):
+        ctx.inputs = [(x.shape, x.dtype, x.device) for x in (q, k, v, g, level_scales)]
+        return v.new_zeros(v.shape)
+
+    @staticmethod
+    def backward(ctx, do):
+        return tuple(torch.zeros(shape, dtype=dtype, device=device) for shape, dtype, device in ctx.inputs)
+
+
 class _LogLinearAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, g, level_scales, init, scale, lengths, starts, cu_seqlens, shape, config, plan,
@@ -412,15 +427,25 @@ def loglinear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: to
     seq_lengths = lengths if lengths is not None else [seq_len] * batch
     ends = [(p if starts else 0) + n for p, n in zip(starts or [0] * num_seqs, seq_lengths)]
     _check_levels(level_count, ends, seq_lengths)
+    if any(n and e > MAX_POSITION + 1 for e, n in zip(ends, seq_lengths)):
+        raise ValueError(f"loglinear_attention takes token positions up to 2^31 - 1 (its kernels index them in "
+                         f"32 bits); this call reaches {max(ends) - 1}. loglinear_attention_step continues a "
+                         "sequence at any int64 position")
     final_levels = max(level_count, max(ends, default=0).bit_length() + 1) if output_final_state else 0
 
     if q.numel() == 0 or v.numel() == 0:
-        o = v.new_zeros(v.shape)
+        # no token: o is empty, and still a node of the graph (its inputs' gradients are empty, not
+        # missing, as the other ops give); the final state is the initial one, level 0 (always
+        # zero) left out as every call with tokens leaves it
+        inputs = (q, k, v, g, level_scales)
+        o = _NoTokens.apply(*inputs) if torch.is_grad_enabled() and any(x.requires_grad for x in inputs) \
+            else v.new_zeros(v.shape)
         if not output_final_state:
             return o, None
         final = torch.zeros(num_seqs, heads, final_levels, head_k, head_v, device=device, dtype=torch.float32)
         if init is not None:
-            final[:, :, :min(final_levels, init.shape[2])] = init[:, :, :final_levels]
+            kept = min(final_levels, init.shape[2])
+            final[:, :, 1:kept] = init[:, :, 1:kept]
         return o, LogLinearState(final, torch.tensor(ends, dtype=torch.int64, device=device), max(ends, default=0))
 
     shape = _bucket(FORWARD, batch, seq_len, heads, head_k, head_v, level_count, lengths)

@@ -95,6 +95,8 @@ class _SlidingWindowAttention(torch.autograd.Function):
         q, k, v, o, lse, cu_seqlens = ctx.saved_tensors
         if do is None and dlse is None:
             return None, None, None, None, None, None
+        if q.numel() == 0:   # no query row (HQ = 0 among them): no key is read, every gradient is zero
+            return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v), None, None, None
         config = _config(BACKWARD, ctx.shape, q.dtype, q.device)
         do = torch.zeros_like(o) if do is None else do.contiguous()
         if dlse is not None:
