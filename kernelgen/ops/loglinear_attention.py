@@ -396,6 +396,8 @@ def loglinear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: to
     (more levels are unused).
     Returns (o [B, T, H, V] in q's dtype, LogLinearState or None). Differentiable in q, k, v, g,
     level_scales and initial_state.states, through o and through the final state's states.
+    Token positions (initial_state.position plus the tokens of the call) stop at 2^31 - 1 here;
+    loglinear_attention_step continues a sequence at any int64 position.
 
     save_blocks: keep the forward's chunk-block states [chunks, H, K, V] (V / chunk times the size
     of k: 2× at V = 128, chunk 64) until the backward, which then does not rebuild them (training
