@@ -124,8 +124,7 @@ def _from_file(tuned: store.TunedFile, template: Template, shape: dict[str, int]
         # checked against this GPU's profile (shared memory, registers), not the one it was tuned on
         try:
             config = _over_default(template, entry.config, shape, profile, flags)
-            if template.shape_knobs and dict(entry.shape) != dict(shape):
-                config = _at_call_shape(template, config, shape, profile, flags)
+            config = _at_call_shape(template, config, entry.shape, shape, profile, flags)
             reason = _outside_space(template, entry, profile) or template.check_config(config, shape, profile)
         except Exception as error:  # noqa: BLE001 - a hand-edited entry must not break the op
             reason = f"its check raised {type(error).__name__}: {error}"
@@ -171,14 +170,14 @@ def _over_default(template: Template, config: Config, shape: dict[str, int], pro
     return template.over_default(config, default)
 
 
-def _at_call_shape(template: Template, config: Config, shape: dict[str, int], profile, flags: str) -> Config:
-    """A config tuned at another shape with its ``shape_knobs`` from the heuristic at this one:
-    a B=8 entry's split_len 0 left a B=1, T=65536 call 32 programs (H100, bf16: linear attention's
-    gated fwd+bwd 10.4 ms, 3.3 with the call's segments). Kept as tuned if the mix fails the
-    template's constraints."""
-    default = template.default_for(shape, profile, flags)
-    adapted = {**config, **{knob: default[knob] for knob in template.shape_knobs if knob in default}}
-    return adapted if template.check_config(adapted, shape, profile) is None else config
+def _at_call_shape(template: Template, config: Config, tuned_shape, shape: dict[str, int], profile,
+                   flags: str) -> Config:
+    """A config tuned at another shape with its ``shape_knobs`` from the heuristic at this one
+    (Template.at_call_shape): a B=8 entry's split_len 0 left a B=1, T=65536 call 32 programs
+    (H100, bf16: linear attention's gated fwd+bwd 10.4 ms, 3.3 with the call's segments). Kept as
+    tuned if the mix fails the template's constraints."""
+    adapted = template.at_call_shape(config, tuned_shape, shape, profile, flags)
+    return adapted if adapted == config or template.check_config(adapted, shape, profile) is None else config
 
 
 def _outside_space(template: Template, entry: store.Entry, profile) -> str | None:

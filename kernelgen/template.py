@@ -120,6 +120,15 @@ class Template:
         config), so two trials that launch the same kernel are recognised as one."""
         return dict(config)
 
+    def at_call_shape(self, config: Config, tuned_shape: Shape, shape: Shape, gpu: "GPUProfile | None" = None,
+                      flags: str = "") -> Config:
+        """``config``, tuned at ``tuned_shape``, as it runs at ``shape``: its ``shape_knobs`` from
+        :meth:`default_for` there (dispatch and the tuner's warm starts read stored entries so)."""
+        if not self.shape_knobs or dict(tuned_shape) == dict(shape):
+            return dict(config)
+        default = self.default_for(shape, gpu, flags)
+        return {**config, **{knob: default[knob] for knob in self.shape_knobs if knob in default}}
+
     def over_default(self, config: Config, default: Config) -> Config:
         """A partial config (a stored winner from before a knob was added, a candidate) with the
         knobs it lacks taken from ``default``; canonical, so one on another backend than the

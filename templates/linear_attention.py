@@ -979,7 +979,10 @@ class Problem:
 
     def segments(self, config) -> tuple[int, int]:
         split = int(config.get("split_len", 0))
-        if split <= 0:
+        # packed sequences are cut by their longest, a host sync: under CUDA graph capture (no
+        # sync allowed) they run unsplit, as split_len 0 gives
+        if split <= 0 or (self.cu_seqlens is not None and self.cu_seqlens.is_cuda
+                          and torch.cuda.is_current_stream_capturing()):
             return (max(self.T, 1) if self.cu_seqlens is None else max(self.tokens, 1)), 1
         longest = self.T if self.cu_seqlens is None else _longest(self.T, self.cu_seqlens)
         return _segmentation(split, longest, int(config["chunk"]))
@@ -1478,19 +1481,23 @@ class _ChunkTemplate(Template):
             return {"chunk": 32, "block_v": block_v, "num_warps": 8}
         return {"chunk": 64, "block_v": block_v, "num_warps": 4}
 
-    def default_config(self, shape, gpu=None):
+    @staticmethod
+    def _split_len(shape, block_v: int, gpu=None) -> int:
+        """Segments for (V tile, head) programs of ``block_v`` columns: none while they fill the
+        GPU, else about 2 programs per SM (H100, B=1 T=65536 H=16: split 8192 0.80 ms, 4096 0.91,
+        2048 1.03)."""
         sms = gpu.sms if gpu is not None else 132
         T = shape["T"]
-        config = {**self._default_tiles(shape), "num_stages": 2, "split_len": 0}
-        programs = shape["B"] * shape["H"] * cdiv(shape["V"], config["block_v"])
+        programs = shape["B"] * shape["H"] * cdiv(shape["V"], block_v)
         if 2 * programs < sms and T >= 4096:
-            # too few (V tile, head) programs to fill the GPU: cut each sequence into segments,
-            # aiming at about 2 programs per SM (H100, B=1 T=65536 H=16: split 8192 0.80 ms,
-            # 4096 0.91, 2048 1.03)
-            want = cdiv(2 * sms, programs)
-            split = max(1024, next_pow2(cdiv(T, want)))
+            split = max(1024, next_pow2(cdiv(T, cdiv(2 * sms, programs))))
             if split < T:
-                config["split_len"] = min(split, 16384)
+                return min(split, 16384)
+        return 0
+
+    def default_config(self, shape, gpu=None):
+        config = {**self._default_tiles(shape), "num_stages": 2, "split_len": 0}
+        config["split_len"] = self._split_len(shape, config["block_v"], gpu)
         for _ in range(4):   # shrink until the constraints accept it
             if self.check_config(config, shape, gpu) is None:
                 break
@@ -1615,7 +1622,10 @@ class LinearAttentionBwd(_ChunkTemplate):
         # The three passes are the forward's loop: its tiles (chunk 64, a 64-column tile, 4 warps
         # at K = V = 128), the dk/dv kernel's keys kept for a caller that turns the passes off.
         tiles = super()._default_tiles(shape)
+        # segments counted on the passes' own programs, as the forward counts its own: the two
+        # then cut a sequence alike and the backward reuses the forward's segment states
         passes = {**config, "chunk": tiles["chunk"], "block_v": tiles["block_v"], "num_warps": tiles["num_warps"],
+                  "split_len": self._split_len(shape, tiles["block_v"], gpu),
                   "dq_block_k": dq_tile({}, shape["K"], shape["V"]), "dq_warps": tiles["num_warps"],
                   "x_early": 1,   # H100, g: 1.047 vs 1.070 ms for the backward
                   "dg_rows": 1, "dg_prefetch": 0}   # H100, g with dg: 0.887 vs 1.045 ms (round 101)

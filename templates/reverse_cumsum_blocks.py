@@ -22,6 +22,7 @@ from kernelgen.launch import cdiv, next_pow2
 from .chunk_common import sequence_bounds
 
 MAX_BLOCKS = 64   # blocks per sequence: longer sequences take longer blocks
+MIN_ROWS = 16     # the shortest tile (tl.arange) a block is walked in
 
 
 @triton.jit(do_not_specialize=["T", "NK", "TOKENS", "NB", "SEG"])
@@ -38,8 +39,10 @@ def _block_totals_kernel(dG, totals, cu_seqlens, T, NK, TOKENS, NB, SEG, H: tl.c
         rows = start + i + tl.arange(0, BT)
         m = (rows < eos)[:, None] & m_h[None, :]
         at = rows.to(tl.int64)[:, None] * H + heads[None, :]
+        part = dG + at   # the partials one tokens·H apart, stepped (partials·tokens·H may pass 2^31)
         for i_k in range(0, NK):
-            acc += tl.load(dG + i_k * TOKENS * H + at, mask=m, other=0.0)
+            acc += tl.load(part, mask=m, other=0.0)
+            part += TOKENS * H
     tl.store(totals + (i_n * NB + i_b) * H + heads, tl.sum(acc, 0), mask=m_h)
 
 
@@ -68,8 +71,10 @@ def _block_suffix_kernel(dG, dg, totals, cu_seqlens, T, NK, TOKENS, NB, SEG, H: 
             m = (rows >= start)[:, None] & m_h[None, :]
             at = rows.to(tl.int64)[:, None] * H + heads[None, :]
             x = tl.zeros([BT, BH], dtype=tl.float32)
+            part = dG + at
             for i_k in range(0, NK):
-                x += tl.load(dG + i_k * TOKENS * H + at, mask=m, other=0.0)
+                x += tl.load(part, mask=m, other=0.0)
+                part += TOKENS * H
             total = tl.sum(x, 0)
             suffix = total[None, :] - tl.cumsum(x, 0) + x + carry[None, :]
             tl.store(dg + at, suffix.to(dg.dtype.element_ty), mask=m)
@@ -80,9 +85,10 @@ def _block_suffix_kernel(dG, dg, totals, cu_seqlens, T, NK, TOKENS, NB, SEG, H: 
 
 
 def block_rows(T: int, rows: int = 256) -> int:
-    """Rows a block: ``rows`` (a power of two), or more where a sequence of T rows would need more
-    than MAX_BLOCKS blocks."""
-    return max(next_pow2(rows), next_pow2(cdiv(T, MAX_BLOCKS)))
+    """Rows a block: ``rows`` rounded up to a power of two and at least MIN_ROWS (a block is
+    walked in tiles of at least that many rows), or more where a sequence of T rows would need
+    more than MAX_BLOCKS blocks."""
+    return max(MIN_ROWS, next_pow2(rows), next_pow2(cdiv(T, MAX_BLOCKS)))
 
 
 def reverse_cumsum_blocks(dG: torch.Tensor, dg: torch.Tensor, cu_seqlens: torch.Tensor | None, num_seqs: int,
@@ -93,7 +99,7 @@ def reverse_cumsum_blocks(dG: torch.Tensor, dg: torch.Tensor, cu_seqlens: torch.
     seg = block_rows(T, rows)
     nb = cdiv(max(T, 1), seg)
     block_h = min(next_pow2(H), 16)
-    block_t = max(16, min(1024 // block_h, seg))
+    block_t = max(MIN_ROWS, min(1024 // block_h, seg))   # divides seg: both powers of two, seg >= MIN_ROWS
     totals = torch.empty(num_seqs, nb, H, device=dG.device, dtype=torch.float32)
     cu = cu_seqlens if cu_seqlens is not None else dG
     grid = (num_seqs, nb, cdiv(H, block_h))   # (sequences first: the grid's y and z stop at 65535)

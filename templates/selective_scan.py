@@ -715,7 +715,8 @@ def dbc_gradients(dBC: torch.Tensor, n_states: int, length: int, b_dtype: torch.
     """The backward's dBC (as :func:`unpack_dbc` takes it) -> (dB, dC) [batch, G, N, L] in B's and
     C's dtypes: one strided copy when they share a dtype (dB and dC are then the two halves of one
     [2, batch, G, N, L_pad] buffer, each contiguous when L_pad == L), two otherwise. unpack_dbc's
-    views cost a reshape copy and a dtype copy each: ~3 host launches more a backward."""
+    views cost a reshape copy and a dtype copy each: ~3 host launches more a backward. (Leaves'
+    .grad may then share that buffer: the halves never overlap, but one keeps both alive.)"""
     batch, groups, n_chunks, _, _, chunk = dBC.shape
     src = dBC[:, :, :, :n_states]                         # [batch, G, n_chunks, N, 2, chunk]
     l_pad = n_chunks * chunk

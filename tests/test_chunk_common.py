@@ -14,7 +14,7 @@ def _expected(dG, bounds, H):
     return out
 
 
-@pytest.mark.parametrize("block_rows", [None, 32, 64])   # None: the walk at this T; 32/64: blocks, ragged
+@pytest.mark.parametrize("block_rows", [None, 4, 32, 64])   # None: the walk at this T; else blocks (4: 16 rows)
 @pytest.mark.parametrize("partials", [1, 3])
 @pytest.mark.parametrize("varlen", [False, True])
 def test_reverse_cumsum_matches_float64(partials, varlen, block_rows, device):

@@ -504,3 +504,13 @@ def _gpu_check(q, k, v, g, g_gamma, feature, normalize, tol):
     grads_ref = torch.autograd.grad(o_ref, [ref_leaves[i] for i, _ in present], do.double())
     for (i, _), a, b in zip(present, grads, grads_ref):
         assert_close(["dq", "dk", "dv", "dg", "dg_gamma"][i], a, b, 2 * tol)
+
+
+@pytest.mark.parametrize("B, T", [(1, 65536), (1, 32768), (2, 8192), (4, 4096), (8, 4096)])
+def test_backward_passes_cut_sequences_as_the_forward(B, T):
+    """The three passes count their own (tile, head) programs, as the forward does: both cut a
+    sequence into the same segments, so the backward reuses the forward's segment states (the
+    state-carrying kernels' wider tiles would count half as many and cut twice as finely)."""
+    shape = dict(B=B, T=T, H=16, K=128, V=128, F=128)
+    fwd, bwd = tmpl.templates_for(None)
+    assert bwd.default_for(shape, None, "g")["split_len"] == fwd.default_config(shape)["split_len"]

@@ -247,3 +247,24 @@ def test_grid_counted_without_listing_a_large_space():
     assert big.check_config(first, shape) is None
     grid = SCALE_SHIFT.grid(SHAPE)
     assert list(SCALE_SHIFT.iter_grid(SHAPE)) == grid and 0 < len(grid) <= SCALE_SHIFT.grid_size_bound()
+
+
+def test_warm_starts_take_the_jobs_shape_knobs(tmp_path):
+    """A borrowed winner of another shape is measured as dispatch would run it at the job's shape:
+    its shape_knobs (linear attention's split_len) from the job's default, the rest as tuned."""
+    import triton
+    from kernelgen.templates import get_template
+    from kernelgen.tune.run import _borrowed_winners
+    bwd = get_template("linear_attention.bwd")
+    target = {"B": 8, "T": 4096, "H": 16, "K": 128, "V": 128, "F": 128}
+    tuned = {**bwd.default_for(target, None, "g"), "split_len": 0, "x_early": 0}
+    path = tmp_path / "h100.json"
+    store.merge_write(path, {"key": "h100", "name": "NVIDIA H100"},
+                      [store.Entry(op="linear_attention", kernel="bwd", dtype="bf16", flags="g", shape=target,
+                                   config=tuned, ms=1.0, template_hash=bwd.source_hash(), triton=triton.__version__)],
+                      {bwd.name: bwd.source_hash()})
+    long = {**target, "B": 1, "T": 65536}
+    [here] = _borrowed_winners(Job(bwd, target, "bf16", "g"), [store.load(path)])
+    [there] = _borrowed_winners(Job(bwd, long, "bf16", "g"), [store.load(path)])
+    assert here == tuned
+    assert there == {**tuned, "split_len": bwd.default_for(long, None, "g")["split_len"]} and there["split_len"] > 0

@@ -111,8 +111,12 @@ def _borrowed_winners(job: Job, files: list[store.TunedFile]) -> list[dict]:
         fresh = [e for e in same
                  if store.stale_reason(e, job.template.source_hash(), triton.__version__) is None]
         entry = store.nearest(fresh, job.shape) or store.nearest(same, job.shape)
-        if entry is not None and dict(entry.config) not in borrowed:
-            borrowed.append(dict(entry.config))
+        if entry is None:
+            continue
+        # as dispatch runs it here: the template's shape knobs follow this job's shape
+        config = job.template.at_call_shape(entry.config, entry.shape, job.shape, None, job.flags)
+        if config not in borrowed:
+            borrowed.append(config)
     return borrowed
 
 
