@@ -206,6 +206,42 @@ def test_decode_step_b_and_c_in_either_form(device, b_grouped):
     assert_close("state (updated in place)", state, state_ref, TOL[torch.float32])
 
 
+def test_groups_beyond_the_grid_run_in_runs_of_groups(device, monkeypatch):
+    """More groups than the grid's y axis takes (65535) run as runs of whole groups, for the scan
+    (outputs and gradients) and the decode step (state updated in place through views)."""
+    from kernelgen.ops import selective_scan as op
+    inputs = make_inputs(device, dim=6, length=20, groups=3, with_z=True, with_h0=True, requires_grad=True)
+    names = [k for k, v in inputs.items() if v is not None]
+    dy = torch.randn(2, 6, 20, device=device)
+
+    def run():
+        y, last = call_selective_scan(kernelgen.selective_scan, inputs, delta_softplus=True, return_last_state=True)
+        return (y, last, *torch.autograd.grad((y * dy).sum() + last.sum(), [inputs[k] for k in names]))
+    whole = run()
+    state = torch.randn(2, 6, 5, device=device)
+    x, dt, A = inputs["u"][..., -1].detach(), inputs["delta"][..., -1].detach(), inputs["A"].detach()
+    B, C, z = inputs["B"][..., -1].detach(), inputs["C"][..., -1].detach(), inputs["z"][..., -1].detach()
+    step_state = state.clone()
+    step_whole = kernelgen.selective_state_update(step_state, x, dt, A, B, C, inputs["D"].detach(), z,
+                                                  inputs["delta_bias"].detach(), True)
+    monkeypatch.setattr(op, "MAX_GRID_CHANNELS", 2)
+    calls = []
+    apply = op._SelectiveScan.apply
+    monkeypatch.setattr(op._SelectiveScan, "apply", lambda *a: calls.append(a[3].shape[1]) or apply(*a))
+    for name, got, want in zip(["y", "last_state", *names], run(), whole):
+        assert_close(name, got, want, 1e-6)
+    assert calls == [2, 1]
+    runs_state = state.clone()
+    step_groups = []
+    run_step = op.selective_state_update_run
+    monkeypatch.setattr(op, "selective_state_update_run", lambda *a: step_groups.append(a[6].shape[1]) or run_step(*a))
+    step_runs = kernelgen.selective_state_update(runs_state, x, dt, A, B, C, inputs["D"].detach(), z,
+                                                 inputs["delta_bias"].detach(), True)
+    assert step_groups == [2, 1]
+    assert_close("decode y", step_runs, step_whole, 1e-6)
+    assert_close("decode state", runs_state, step_state, 1e-6)
+
+
 def test_decode_step_refuses_expanded_states_every_time(device):
     """The in-place check depends on strides, so a call of an already-checked shape with an
     expanded state is still refused (before, the checks' cache let it through and every row wrote

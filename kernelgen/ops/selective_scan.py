@@ -105,7 +105,7 @@ def _signature(*tensors: torch.Tensor | None) -> tuple | None:
 # The Triton kernels and the decode step put the batch on the grid's last axis, which CUDA caps at
 # 65535 programs: larger batches run in groups of rows, one call each (autograd joins them).
 MAX_GRID_BATCH = MAX_GRID_YZ
-# A constant B or C makes every channel a group, and groups are the grid's y axis: the same cap.
+# Groups of B and C are the grid's y axis (a constant B or C makes every channel one): the same cap.
 MAX_GRID_CHANNELS = MAX_GRID_YZ
 
 
@@ -371,25 +371,30 @@ def _scan_checked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_s
     if per_channel:
         batch, dim, length = u.shape
         B4, C4 = _per_channel(B, batch, dim, length), _per_channel(C, batch, dim, length)
-        if dim > MAX_GRID_CHANNELS:   # a group per channel, on the grid's y axis: runs of channels
-            parts = [_scan_channels(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, initial_state, d0, d1)
-                     for d0, d1 in grid_groups(dim, 1, MAX_GRID_CHANNELS)]
-            return torch.cat([y for y, _ in parts], 1), torch.cat([last for _, last in parts], 1)
     else:
         B4, C4 = B, C   # grouped inside _SelectiveScan
+    groups = B4.shape[1] if B4.dim() == 4 else 1
+    if groups > MAX_GRID_CHANNELS:   # groups are the grid's y axis: runs of whole groups
+        per_group = u.shape[1] // groups
+        parts = [_scan_groups(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, initial_state, per_channel,
+                              g0, g1, per_group) for g0, g1 in grid_groups(groups, 1, MAX_GRID_CHANNELS)]
+        return torch.cat([y for y, _ in parts], 1), torch.cat([last for _, last in parts], 1)
     A32, D32, bias32, h0 = _as_fp32(A), _as_fp32(D), _as_fp32(delta_bias), _as_fp32(initial_state)
     return _SelectiveScan.apply(_l_contiguous(u), _l_contiguous(delta), A32, B4, C4, D32, _l_contiguous(z),
                                 bias32, h0, bool(delta_softplus), per_channel)
 
 
-def _scan_channels(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, initial_state, d0: int, d1: int):
-    """(y, last_state) of channels [d0, d1) of a per-channel scan (B4, C4 [batch, dim, N, L])."""
-    def cut(tensor, axis):
-        return None if tensor is None else tensor.narrow(axis, d0, d1 - d0)
+def _scan_groups(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, initial_state, per_channel: bool,
+                 g0: int, g1: int, per_group: int):
+    """(y, last_state) of groups [g0, g1) (B4, C4 [batch, G, N, L]; per_group channels each)."""
+    c0, c1 = g0 * per_group, g1 * per_group
+
+    def cut(tensor, axis, lo=c0, hi=c1):
+        return None if tensor is None else tensor.narrow(axis, lo, hi - lo)
     return _SelectiveScan.apply(_l_contiguous(cut(u, 1)), _l_contiguous(cut(delta, 1)), _as_fp32(cut(A, 0)),
-                                cut(B4, 1), cut(C4, 1), _as_fp32(cut(D, 0)), _l_contiguous(cut(z, 1)),
+                                cut(B4, 1, g0, g1), cut(C4, 1, g0, g1), _as_fp32(cut(D, 0)), _l_contiguous(cut(z, 1)),
                                 _as_fp32(cut(delta_bias, 0)), _as_fp32(cut(initial_state, 1)), bool(delta_softplus),
-                                True)
+                                per_channel)
 
 
 def _complex_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state):
@@ -517,6 +522,15 @@ def _state_update_channels(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus) ->
         return torch.cat([_state_update_channels(state[b0:b1], x[b0:b1], dt[b0:b1], A, B[b0:b1], C[b0:b1], D,
                                                  None if z is None else z[b0:b1], dt_bias, dt_softplus)
                           for b0, b1 in _batch_groups(batch)])
+    groups = B.shape[1] if B.dim() == 3 else 1
+    if groups > MAX_GRID_CHANNELS:   # groups are the grid's y axis: runs of whole groups (state views)
+        per_group = dim // groups
+        cut = lambda t, lo, hi, axis=1: None if t is None else t.narrow(axis, lo, hi - lo)
+        return torch.cat([_state_update_channels(cut(state, c0, c1), cut(x, c0, c1), cut(dt, c0, c1),
+                                                 cut(A, c0, c1, 0), cut(B, g0, g1), cut(C, g0, g1), cut(D, c0, c1, 0),
+                                                 cut(z, c0, c1), cut(dt_bias, c0, c1, 0), dt_softplus)
+                          for g0, g1 in grid_groups(groups, 1, MAX_GRID_CHANNELS)
+                          for c0, c1 in [(g0 * per_group, g1 * per_group)]], 1)
     A32, D32, bias32 = _as_fp32(A), _as_fp32(D), _as_fp32(dt_bias)
     # The tuned bucket is the Mamba decode call (with z); the config fits a call without z too.
     config = config_for(STEP, {"batch": batch, "dim": dim, "N": n_states}, x.dtype, "z", x.device)
