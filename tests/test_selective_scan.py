@@ -109,18 +109,25 @@ def test_backward_without_channels(device, b_form):
         assert grad.shape == leaf.shape and grad.dtype == leaf.dtype and not grad.abs().sum()
 
 
+def _outputs_and_gradients(inputs):
+    """(run, names): run() gives y, last_state and the gradient of every input in names under a
+    fixed random loss on both, for comparing two ways of running the same call."""
+    names = [k for k, v in inputs.items() if v is not None]
+    dy = torch.randn(inputs["u"].shape, generator=torch.Generator().manual_seed(3)).to(inputs["u"].device)
+
+    def run():
+        y, last = call_selective_scan(kernelgen.selective_scan, inputs, delta_softplus=True, return_last_state=True)
+        return (y, last, *torch.autograd.grad((y * dy).sum() + last.sum(), [inputs[k] for k in names]))
+    return run, names
+
+
 def test_constant_bc_beyond_the_grid_runs_in_channel_runs(device, monkeypatch):
     """A constant B or C makes every channel a group on the grid's y axis (capped at 65535): more
     channels run as runs of channels, with the same outputs and gradients."""
     from kernelgen.ops import selective_scan as op
     inputs = make_inputs(device, dim=7, length=20, with_z=True, with_h0=True, requires_grad=True)
     inputs["B"] = torch.randn(7, 5, device=device).requires_grad_()        # constant B, variable C
-    names = [k for k, v in inputs.items() if v is not None]
-    dy = torch.randn(2, 7, 20, device=device)
-
-    def run():
-        y, last = call_selective_scan(kernelgen.selective_scan, inputs, delta_softplus=True, return_last_state=True)
-        return (y, last, *torch.autograd.grad((y * dy).sum() + last.sum(), [inputs[k] for k in names]))
+    run, names = _outputs_and_gradients(inputs)
     whole = run()
     monkeypatch.setattr(op, "MAX_GRID_CHANNELS", 3)
     calls = []
@@ -211,12 +218,7 @@ def test_groups_beyond_the_grid_run_in_runs_of_groups(device, monkeypatch):
     (outputs and gradients) and the decode step (state updated in place through views)."""
     from kernelgen.ops import selective_scan as op
     inputs = make_inputs(device, dim=6, length=20, groups=3, with_z=True, with_h0=True, requires_grad=True)
-    names = [k for k, v in inputs.items() if v is not None]
-    dy = torch.randn(2, 6, 20, device=device)
-
-    def run():
-        y, last = call_selective_scan(kernelgen.selective_scan, inputs, delta_softplus=True, return_last_state=True)
-        return (y, last, *torch.autograd.grad((y * dy).sum() + last.sum(), [inputs[k] for k in names]))
+    run, names = _outputs_and_gradients(inputs)
     whole = run()
     state = torch.randn(2, 6, 5, device=device)
     x, dt, A = inputs["u"][..., -1].detach(), inputs["delta"][..., -1].detach(), inputs["A"].detach()
