@@ -375,26 +375,35 @@ def _scan_checked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_s
         B4, C4 = B, C   # grouped inside _SelectiveScan
     groups = B4.shape[1] if B4.dim() == 4 else 1
     if groups > MAX_GRID_CHANNELS:   # groups are the grid's y axis: runs of whole groups
-        per_group = u.shape[1] // groups
         parts = [_scan_groups(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, initial_state, per_channel,
-                              g0, g1, per_group) for g0, g1 in grid_groups(groups, 1, MAX_GRID_CHANNELS)]
+                              run) for run in _group_runs(groups, u.shape[1])]
         return torch.cat([y for y, _ in parts], 1), torch.cat([last for _, last in parts], 1)
     A32, D32, bias32, h0 = _as_fp32(A), _as_fp32(D), _as_fp32(delta_bias), _as_fp32(initial_state)
     return _SelectiveScan.apply(_l_contiguous(u), _l_contiguous(delta), A32, B4, C4, D32, _l_contiguous(z),
                                 bias32, h0, bool(delta_softplus), per_channel)
 
 
-def _scan_groups(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, initial_state, per_channel: bool,
-                 g0: int, g1: int, per_group: int):
-    """(y, last_state) of groups [g0, g1) (B4, C4 [batch, G, N, L]; per_group channels each)."""
-    c0, c1 = g0 * per_group, g1 * per_group
+def _group_runs(groups: int, dim: int) -> list[tuple[slice, slice]]:
+    """(groups, channels) slices of runs of whole groups, each within the grid's y axis."""
+    per_group = dim // groups
+    return [(slice(g0, g1), slice(g0 * per_group, g1 * per_group))
+            for g0, g1 in grid_groups(groups, 1, MAX_GRID_CHANNELS)]
 
-    def cut(tensor, axis, lo=c0, hi=c1):
-        return None if tensor is None else tensor.narrow(axis, lo, hi - lo)
-    return _SelectiveScan.apply(_l_contiguous(cut(u, 1)), _l_contiguous(cut(delta, 1)), _as_fp32(cut(A, 0)),
-                                cut(B4, 1, g0, g1), cut(C4, 1, g0, g1), _as_fp32(cut(D, 0)), _l_contiguous(cut(z, 1)),
-                                _as_fp32(cut(delta_bias, 0)), _as_fp32(cut(initial_state, 1)), bool(delta_softplus),
-                                per_channel)
+
+def _cut(tensor: torch.Tensor | None, axis: int, part: slice) -> torch.Tensor | None:
+    """``part`` of ``tensor`` along ``axis`` (a view; None stays None)."""
+    return None if tensor is None else tensor.narrow(axis, part.start, part.stop - part.start)
+
+
+def _scan_groups(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, initial_state, per_channel: bool,
+                 run: tuple[slice, slice]):
+    """(y, last_state) of one run of groups (B4, C4 [batch, G, N, L]; see _group_runs)."""
+    groups, channels = run
+    return _SelectiveScan.apply(_l_contiguous(_cut(u, 1, channels)), _l_contiguous(_cut(delta, 1, channels)),
+                                _as_fp32(_cut(A, 0, channels)), _cut(B4, 1, groups), _cut(C4, 1, groups),
+                                _as_fp32(_cut(D, 0, channels)), _l_contiguous(_cut(z, 1, channels)),
+                                _as_fp32(_cut(delta_bias, 0, channels)), _as_fp32(_cut(initial_state, 1, channels)),
+                                bool(delta_softplus), per_channel)
 
 
 def _complex_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state):
@@ -524,13 +533,10 @@ def _state_update_channels(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus) ->
                           for b0, b1 in _batch_groups(batch)])
     groups = B.shape[1] if B.dim() == 3 else 1
     if groups > MAX_GRID_CHANNELS:   # groups are the grid's y axis: runs of whole groups (state views)
-        per_group = dim // groups
-        cut = lambda t, lo, hi, axis=1: None if t is None else t.narrow(axis, lo, hi - lo)
-        return torch.cat([_state_update_channels(cut(state, c0, c1), cut(x, c0, c1), cut(dt, c0, c1),
-                                                 cut(A, c0, c1, 0), cut(B, g0, g1), cut(C, g0, g1), cut(D, c0, c1, 0),
-                                                 cut(z, c0, c1), cut(dt_bias, c0, c1, 0), dt_softplus)
-                          for g0, g1 in grid_groups(groups, 1, MAX_GRID_CHANNELS)
-                          for c0, c1 in [(g0 * per_group, g1 * per_group)]], 1)
+        return torch.cat([_state_update_channels(_cut(state, 1, ch), _cut(x, 1, ch), _cut(dt, 1, ch), _cut(A, 0, ch),
+                                                 _cut(B, 1, gr), _cut(C, 1, gr), _cut(D, 0, ch), _cut(z, 1, ch),
+                                                 _cut(dt_bias, 0, ch), dt_softplus)
+                          for gr, ch in _group_runs(groups, dim)], 1)
     A32, D32, bias32 = _as_fp32(A), _as_fp32(D), _as_fp32(dt_bias)
     # The tuned bucket is the Mamba decode call (with z); the config fits a call without z too.
     config = config_for(STEP, {"batch": batch, "dim": dim, "N": n_states}, x.dtype, "z", x.device)
