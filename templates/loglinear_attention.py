@@ -672,11 +672,14 @@ def _bwd_level_scan_kernel(
     # Right halves (the chunks with bit j - 1 set), last chunk first, as one flat loop whose loads
     # do not wait on the running sum, so they pipeline: iteration i is chunk n of run a = n >> j,
     # at offset o from the run's top; a run's sum restarts at its top and is stored at its
-    # bottom (mid). Chunks past n_last at the top are skipped, those before n0 load nothing.
+    # bottom (mid). Chunks past n_last at the top are skipped, and runs whose mid is before n0
+    # (never stored: another call's) are not walked: a call continuing at position P would walk
+    # ~P / C empty chunks per level otherwise.
     a_hi = n_last >> j
     top = (a_hi << j) + 2 * half - 1
     first = tl.minimum(half, top - n_last)
-    count = (a_hi - (n0 >> j) + 1) * half
+    a_lo = (tl.maximum(n0 - half, 0) + (1 << j) - 1) >> j
+    count = (a_hi - a_lo + 1) * half
     for i in range(first, count):
         o = i & (half - 1)
         n = top - (i >> (j - 1) << j) - o
