@@ -45,8 +45,9 @@ from kernelgen.template import DTYPES, Template
 from kernelgen.reference import linear_attention as ref
 
 from .chunk_common import (FEAT_IDENTITY, FEAT_TAYLOR2, FEATURE_CODES, causal_decay, chunk_total, feature_map,
-                           reverse_cumsum, feature_map_grad, feature_map_in_dtype, load_log_decay, outer_features,
+                           feature_map_grad, feature_map_in_dtype, load_log_decay, outer_features,
                            outer_features_grad, sequence_bounds)
+from .reverse_cumsum import reverse_cumsum
 from . import register
 
 NORM_EPS = 1e-6
@@ -1427,7 +1428,8 @@ class _ChunkTemplate(Template):
 
     def source_files(self):
         from pathlib import Path
-        return [Path(__file__), Path(__file__).with_name("chunk_common.py")]
+        # the kernels inline chunk_common's helpers, and the backward ends in reverse_cumsum's
+        return [Path(__file__)] + [Path(__file__).with_name(f) for f in ("chunk_common.py", "reverse_cumsum.py")]
 
     def verification_shape(self, shape):
         # The float64 reference loops over sequences and chunks; fewer heads and batch rows keep

@@ -40,7 +40,7 @@ Backward: the blocks are recomputed (kernel 1), then
      its dq update and dλ row reduction; the level-1 block optionally from the previous chunk's
      rows, as the output kernel does), dk (intra + v·ΣRBlockᵀ), dλ, and the
      per-token dG = q·dq − k·dk (λ does not depend on g, so the identity of decayed linear
-     attention holds); 5. ``_bwd_dv_kernel``: dv; 6. ``reverse_cumsum`` (chunk_common): dg = Σ_{t'≥t} dG.
+     attention holds); 5. ``_bwd_dv_kernel``: dv; 6. ``reverse_cumsum`` (reverse_cumsum.py): dg = Σ_{t'≥t} dG.
 
 Sequences may start at any position (an initial state at position P0): chunks stay aligned to
 absolute positions, the first chunk is partial, the initial per-level states seed each level's
@@ -62,7 +62,8 @@ from kernelgen.launch import cdiv, tma_loads, next_pow2
 from kernelgen.template import DTYPES, Config, Template, Tensors
 from kernelgen.reference import loglinear_attention as ref
 
-from .chunk_common import causal_decay, load_log_decay, reverse_cumsum, sequence_bounds
+from .chunk_common import causal_decay, load_log_decay, sequence_bounds
+from .reverse_cumsum import reverse_cumsum
 from . import register
 
 
@@ -1565,8 +1566,9 @@ class _LogLinearTemplate(Template):
     cpu_workload = [{"B": 2, "T": 45, "H": 2, "K": 16, "V": 16, "L": 7}]
 
     def source_files(self) -> list[Path]:
-        # The kernels inline chunk_common's helpers: a change there is a change here.
-        return [Path(__file__), Path(__file__).with_name("chunk_common.py")]
+        # The kernels inline chunk_common's helpers, and the backward ends in reverse_cumsum's:
+        # a change there is a change here.
+        return [Path(__file__)] + [Path(__file__).with_name(f) for f in ("chunk_common.py", "reverse_cumsum.py")]
 
     def make_inputs(self, shape, dtype: str, flags: str, device, generator: torch.Generator) -> Tensors:
         B, T, H, K, V, L = (shape[d] for d in self.dims)

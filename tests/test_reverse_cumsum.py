@@ -1,9 +1,9 @@
-"""The host-launched building block shared by the chunked families: reverse_cumsum (the walk from
+"""The host-launched step shared by the decayed chunked families: reverse_cumsum (the walk from
 each sequence's end, and the parallel blocks long sequences take)."""
 import pytest
 import torch
 
-from kernelgen.templates.chunk_common import reverse_cumsum
+from kernelgen.templates.reverse_cumsum import reverse_cumsum
 
 
 def _expected(dG, bounds, H):
@@ -38,14 +38,14 @@ def test_reverse_cumsum_matches_float64(partials, varlen, block_rows, device):
 def test_long_sequences_take_blocks_and_stay_exact(device, monkeypatch):
     """From BLOCKS_FROM_T rows the blocks run by default (more than MAX_BLOCKS of them would be
     needed at 16 rows, so blocks grow); mixed signs whose suffix sums cancel to small values."""
-    from kernelgen.templates import chunk_common, reverse_cumsum_blocks
-    monkeypatch.setattr(chunk_common, "BLOCKS_FROM_T", 1000)
+    from kernelgen.templates import reverse_cumsum as module
+    monkeypatch.setattr(module, "BLOCKS_FROM_T", 1000)
     calls = []
-    real = chunk_common.reverse_cumsum_blocks
-    monkeypatch.setattr(chunk_common, "reverse_cumsum_blocks", lambda *a, **k: calls.append(a[5]) or real(*a, **k))
+    real = module.reverse_cumsum_blocks
+    monkeypatch.setattr(module, "reverse_cumsum_blocks", lambda *a, **k: calls.append(a[5]) or real(*a, **k))
     torch.manual_seed(1)
     H, T = 2, 1500
-    assert reverse_cumsum_blocks.block_rows(T, 16) == 32            # 1500 / 64 blocks -> 32 rows each
+    assert module.block_rows(T, 16) == 32            # 1500 / 64 blocks -> 32 rows each
     dG = torch.randn(2, T, H, device=device) * 100
     dG[:, : T // 2] -= dG[:, T // 2:].flip(1)                        # the first half cancels the second
     dg = torch.empty(T, H, device=device)
@@ -61,17 +61,17 @@ def test_long_sequences_take_blocks_and_stay_exact(device, monkeypatch):
 def test_many_packed_sequences_are_walked(device, monkeypatch):
     """With cu_seqlens, T bounds the longest sequence and sizes the blocks' grid for each of them:
     beyond BLOCKS_MAX_PACKED sequences the walk runs instead."""
-    from kernelgen.templates import chunk_common
-    monkeypatch.setattr(chunk_common, "BLOCKS_FROM_T", 100)
+    from kernelgen.templates import reverse_cumsum as module
+    monkeypatch.setattr(module, "BLOCKS_FROM_T", 100)
     took_blocks = []
-    real = chunk_common.reverse_cumsum_blocks
-    monkeypatch.setattr(chunk_common, "reverse_cumsum_blocks", lambda *a, **k: took_blocks.append(a[3]) or real(*a, **k))
+    real = module.reverse_cumsum_blocks
+    monkeypatch.setattr(module, "reverse_cumsum_blocks", lambda *a, **k: took_blocks.append(a[3]) or real(*a, **k))
     H = 2
-    for num_seqs in (chunk_common.BLOCKS_MAX_PACKED, chunk_common.BLOCKS_MAX_PACKED + 1):
+    for num_seqs in (module.BLOCKS_MAX_PACKED, module.BLOCKS_MAX_PACKED + 1):
         bounds = [7 * i for i in range(num_seqs + 1)]
         cu = torch.tensor(bounds, dtype=torch.int32, device=device)
         dG = torch.randn(1, bounds[-1], H, device=device)
         dg = torch.empty(bounds[-1], H, device=device)
         reverse_cumsum(dG[0], dg, cu, num_seqs, max(bounds[-1], 100), H)
         torch.testing.assert_close(dg.double().cpu(), _expected(dG, bounds, H).cpu(), rtol=1e-5, atol=1e-5)
-    assert took_blocks == [chunk_common.BLOCKS_MAX_PACKED]
+    assert took_blocks == [module.BLOCKS_MAX_PACKED]

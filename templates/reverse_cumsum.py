@@ -1,8 +1,10 @@
-"""The decay gradient's reverse cumsum over long sequences, in two phases of parallel blocks.
+"""The decay gradient's reverse cumsum: dg_t = Σ_{t' ≥ t in t's sequence} Σ_k dG[k, t'] per head,
+the last step of every decayed chunked family's backward (dL/dg from dL/dG, G = cumsum g).
 
-``chunk_common.reverse_cumsum`` walks each sequence from its end in one program: a dependent step
-per 64–256 rows, so its time grows with T and not with the GPU (B=1, T=65536, H=16: 0.51 ms on
-an H100, 32 programs for the whole GPU). Here a sequence is cut into blocks of ``SEG`` rows:
+One kernel walks rows backwards from a block's end with a compensated running total
+(``_block_suffix_kernel``). Short sequences are one block each, walked by one program: a dependent
+step per 64–256 rows, so the time grows with T and not with the GPU (B=1, T=65536, H=16: 0.51 ms on
+an H100, 32 programs for the whole GPU). Long sequences are cut into blocks of ``SEG`` rows:
 
     1. ``_block_totals_kernel``: each block's total, Σ over its rows and the partial rows of dG;
     2. ``_block_suffix_kernel``: each block's suffix sums, starting from the sum of the totals of
@@ -10,8 +12,7 @@ an H100, 32 programs for the whole GPU). Here a sequence is cut into blocks of `
 
 Two launches and two reads of dG instead of one: 0.065 ms at that shape, 0.025 at B=8, T=4096
 (0.039 walking), and slower than the walk for short sequences (T=1000: 0.028 vs 0.013), which is
-why ``reverse_cumsum`` picks by length. No tuned config depends on these kernels (the families'
-templates hash chunk_common, whose walk stays as it was).
+why ``reverse_cumsum`` picks by length.
 """
 import torch
 import triton
@@ -49,8 +50,9 @@ def _block_totals_kernel(dG, totals, cu_seqlens, T, NK, TOKENS, NB, SEG, H: tl.c
 @triton.jit(do_not_specialize=["T", "NK", "TOKENS", "NB", "SEG"])
 def _block_suffix_kernel(dG, dg, totals, cu_seqlens, T, NK, TOKENS, NB, SEG, H: tl.constexpr, BT: tl.constexpr,
                          BH: tl.constexpr, BNB: tl.constexpr, IS_VARLEN: tl.constexpr):
-    """dg over block b of sequence n: the later blocks' totals, then a walk back over its own rows
-    (compensated, as chunk_common's walk: dG mixes signs)."""
+    """dg over block b of sequence n: the later blocks' totals, then a walk back over its own rows,
+    BT rows and BH heads a step. The running total is carried with a compensation term (Kahan): dG
+    mixes signs, and its suffix sums may be far smaller than the partial sums they pass through."""
     i_n, i_b, i_hb = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
     start = bos + i_b * SEG
@@ -89,6 +91,36 @@ def block_rows(T: int, rows: int = 256) -> int:
     walked in tiles of at least that many rows), or more where a sequence of T rows would need
     more than MAX_BLOCKS blocks."""
     return max(MIN_ROWS, next_pow2(rows), next_pow2(cdiv(T, MAX_BLOCKS)))
+
+
+# From this many rows a sequence, reverse_cumsum runs in parallel blocks:
+# H100, H = 16, 4 partials: T = 4096 0.025 ms vs 0.039 walking, T = 1000 0.028 vs 0.013.
+BLOCKS_FROM_T = 2048
+# Packed sequences give T as the packed length, a bound on the longest one: the blocks' grid is
+# sized by it for every sequence, so with many sequences most of its programs would find nothing.
+BLOCKS_MAX_PACKED = 16
+
+
+def reverse_cumsum(dG: torch.Tensor, dg: torch.Tensor, cu_seqlens: torch.Tensor | None, num_seqs: int,
+                   T: int, H: int, partials: int = 1, block_rows: int | None = None) -> torch.Tensor:
+    """dg[t, h] = Σ_{t' ≥ t in t's sequence} Σ_k dG[k, t', h].
+
+    dG: fp32 [partials, tokens, H] (or [tokens, H] when partials == 1), tokens = num_seqs·T packed
+    (or cu_seqlens[-1] with cu_seqlens, T then a bound on the longest sequence); dg: [..., H]
+    holding tokens·H values, any float dtype, written in place. Sequences of BLOCKS_FROM_T rows or
+    more (with cu_seqlens: at most BLOCKS_MAX_PACKED of them) run in parallel blocks, of
+    ``block_rows`` rows when given (then always); otherwise each is walked from its end by one
+    program."""
+    if block_rows is not None or (T >= BLOCKS_FROM_T and (cu_seqlens is None or num_seqs <= BLOCKS_MAX_PACKED)):
+        return reverse_cumsum_blocks(dG, dg, cu_seqlens, num_seqs, T, H, partials, rows=block_rows or 256)
+    # one block a sequence: no totals to add (none is read), the walk takes wide steps over 4 heads
+    tokens = dg.numel() // H
+    cu = cu_seqlens if cu_seqlens is not None else dG
+    block_h = min(next_pow2(H), 4)
+    _block_suffix_kernel[(num_seqs, 1, cdiv(H, block_h))](
+        dG, dg, dG, cu, T, partials, tokens, 1, max(T, 1), H=H, BT=1024 // block_h, BH=block_h, BNB=1,
+        IS_VARLEN=cu_seqlens is not None, num_warps=4)
+    return dg
 
 
 def reverse_cumsum_blocks(dG: torch.Tensor, dg: torch.Tensor, cu_seqlens: torch.Tensor | None, num_seqs: int,
