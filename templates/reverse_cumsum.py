@@ -125,7 +125,7 @@ def reverse_cumsum(dG: torch.Tensor, dg: torch.Tensor, cu_seqlens: torch.Tensor 
 
 def reverse_cumsum_blocks(dG: torch.Tensor, dg: torch.Tensor, cu_seqlens: torch.Tensor | None, num_seqs: int,
                           T: int, H: int, partials: int, rows: int = 256) -> torch.Tensor:
-    """chunk_common.reverse_cumsum's contract (T: every sequence's length, or with cu_seqlens a
+    """reverse_cumsum's contract (T: every sequence's length, or with cu_seqlens a
     bound on the longest, which sizes the grid), in blocks of ``block_rows(T, rows)`` rows."""
     tokens = dg.numel() // H
     seg = block_rows(T, rows)

@@ -520,10 +520,14 @@ def test_split_sequence_gradients_equal_one_call(device, monkeypatch, T, cut, ch
         assert_close(f"{name} split vs reference", got, ref_grad, 1e-4)
 
 
-@pytest.mark.parametrize("positions,T,chunk", [([13, 13], 37, 8), ([13, 32], 37, 16), ([5, 64], 70, 16)])
-def test_initial_state_and_final_state_gradients(device, monkeypatch, positions, T, chunk):
-    # a loss on o and on final_state.states, rows continuing from different positions
+@pytest.mark.parametrize("positions,T,chunk,token_chunks", [([13, 13], 37, 8, False), ([13, 32], 37, 16, False),
+                                                           ([5, 64], 70, 16, False), ([13, 32], 37, 16, True)])
+def test_initial_state_and_final_state_gradients(device, monkeypatch, positions, T, chunk, token_chunks):
+    # a loss on o and on final_state.states, rows continuing from different positions; with
+    # token_chunks the initial state's backward takes its distance spans a token at a time
     _force_chunk(monkeypatch, chunk)
+    if token_chunks:
+        monkeypatch.setattr(llops, "_SHARE_CHUNK_VALUES", 1)   # one token a chunk
     inputs = _inputs(B=2, T=T, V=32, L=9, device=device, seed=9)
     states, position = _prefix_states(positions, L=9)
     leaves = [x.requires_grad_() for x in inputs] + [states.to(device).requires_grad_()]

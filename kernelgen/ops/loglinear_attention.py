@@ -225,32 +225,61 @@ def _end_bucket_spans(start: int, length: int) -> list[tuple[int, int, int]]:
     return spans
 
 
-def _state_columns(dist: int, levels_used: int) -> list[tuple[int, int, int]]:
-    """(λ column, first level, last level) of the initial state read by a token at distance ``dist``:
-    levels ≤ dist merged into column dist, each higher level in its own column."""
-    columns = [(dist, 1, min(dist, levels_used - 1))] if dist >= 1 and levels_used > 1 else []
-    return columns + [(c, c, c) for c in range(dist + 1 if dist else 1, levels_used)]
+def _read_columns(dist: int, levels_used: int) -> tuple[int, int]:
+    """(first λ column, column count) a token at distance ``dist`` reads the initial state with:
+    levels 1 … min(first, levels_used − 1) merged into column first = max(dist, 1), then each
+    higher level l < levels_used in its own column l."""
+    first = max(dist, 1)
+    return first, 1 + max(0, levels_used - 1 - first)
+
+
+# fp32 values of one token chunk's products with the state matrices it reads (the backward of
+# the initial state's share runs a distance span at a time, in chunks of at most this many)
+_SHARE_CHUNK_VALUES = 1 << 25
 
 
 def _initial_share_backward(q, lam, do, states, G, scale: float, start: int):
     """Gradients of o_t += scale·e^{G_t}·Σ_l λ[t, max(l, d_t)]·q_t·S_l over levels 1 ≤ l < min(Ls, L),
     d_t = bit_length(t XOR start), for one span (fp32 [R, n, H, *], states [R, H, Ls, K, V]; G float64).
-    Returns (dq, dλ, dG, dS); dG is per token (before the reverse cumsum into dg)."""
-    dq, dlam, dG, dS = (torch.zeros_like(x) for x in (q, lam, G, states))
-    weight = (scale * torch.exp(G)).float()
+    Returns (dq, dλ, dG, dS); dG is per token (before the reverse cumsum into dg).
+
+    A distance span's tokens read the same J matrices (the merged levels, then one per higher
+    level), so each chunk of them is two batched products over all J at once: S_j·do_t, giving
+    dλ, dG and dq, and Σ_t coef·q_t ⊗ do_t, giving dS."""
+    dlam, dG, dS = torch.zeros_like(lam), torch.zeros_like(G), torch.zeros_like(states)
+    R, n, H, K = q.shape
     levels_used = min(states.shape[2], lam.shape[-1])
-    for dist, a, b in _distance_spans(start, q.shape[1]):
-        q_span, do_span, w_span = q[:, a:b], do[:, a:b], weight[:, a:b]
-        for column, lo, hi in _state_columns(dist, levels_used):
-            state = states[:, :, lo:hi + 1].sum(2)                                 # [R, H, K, V]
-            lam_col = lam[:, a:b, :, column]
-            d_col = w_span * (do_span * torch.einsum("rnhk,rhkv->rnhv", q_span, state)).sum(-1)
-            dlam[:, a:b, :, column] += d_col
-            dG[:, a:b] += lam_col * d_col
-            coef = (w_span * lam_col)[..., None]
-            dq[:, a:b] += coef * torch.einsum("rnhv,rhkv->rnhk", do_span, state)
-            dS[:, :, lo:hi + 1] += torch.einsum("rnhk,rnhv->rhkv", coef * q_span, do_span)[:, :, None]
-    return dq, dlam, dG, dS
+    if levels_used <= 1 or n == 0:
+        return torch.zeros_like(q), dlam, dG, dS
+    V = do.shape[-1]
+    q_h, do_h = q.transpose(1, 2).contiguous(), do.transpose(1, 2).contiguous()     # [R, H, n, *]
+    lam_h = lam.transpose(1, 2)
+    weight = (scale * torch.exp(G)).float().transpose(1, 2)                          # [R, H, n]
+    dq_h = torch.zeros_like(q_h)
+    level_sums = states[:, :, 1:levels_used].cumsum(2)                               # Σ_{l' ≤ l} S_l'
+    for dist, a, b in _distance_spans(start, n):
+        first, count = _read_columns(dist, levels_used)
+        merged = min(first, levels_used - 1)
+        mats = torch.cat([level_sums[:, :, merged - 1:merged], states[:, :, first + 1:levels_used]], 2)
+        mats_t = mats.reshape(R, H, count * K, V).transpose(-1, -2)                  # [R, H, V, J·K]
+        d_mats = torch.zeros(R, H, count * K, V, device=q.device, dtype=torch.float32)
+        step = max(1, _SHARE_CHUNK_VALUES // (R * H * count * K))
+        for c0 in range(a, b, step):
+            c1 = min(b, c0 + step)
+            q_c, do_c = q_h[:, :, c0:c1], do_h[:, :, c0:c1]
+            reads = torch.matmul(do_c, mats_t).view(R, H, c1 - c0, count, K)         # S_j·do_t
+            d_w = weight[:, :, c0:c1, None] * (reads * q_c[:, :, :, None]).sum(-1)     # [R, H, m, J]
+            lam_c = lam_h[:, :, c0:c1, first:first + count]
+            dlam[:, c0:c1, :, first:first + count] = d_w.transpose(1, 2)
+            dG[:, c0:c1] += (lam_c * d_w).sum(-1).transpose(1, 2)
+            coef = weight[:, :, c0:c1, None] * lam_c
+            dq_h[:, :, c0:c1] = (coef[..., None] * reads).sum(-2)
+            weighted_q = (coef[..., None] * q_c[:, :, :, None]).reshape(R, H, c1 - c0, count * K)
+            d_mats += torch.matmul(weighted_q.transpose(-1, -2), do_c)
+        d_mats = d_mats.view(R, H, count, K, V)
+        dS[:, :, 1:merged + 1] += d_mats[:, :, :1]             # the merged column feeds each of its levels
+        dS[:, :, first + 1:levels_used] += d_mats[:, :, 1:]
+    return dq_h.transpose(1, 2), dlam, dG, dS
 
 
 def _final_state_backward(k, v, G, d_final, states, start: int):
