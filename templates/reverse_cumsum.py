@@ -2,9 +2,10 @@
 the last step of every decayed chunked family's backward (dL/dg from dL/dG, G = cumsum g).
 
 One kernel walks rows backwards from a block's end with a compensated running total
-(``_block_suffix_kernel``). Short sequences are one block each, walked by one program: a dependent
-step per 64–256 rows, so the time grows with T and not with the GPU (B=1, T=65536, H=16: 0.51 ms on
-an H100, 32 programs for the whole GPU). Long sequences are cut into blocks of ``SEG`` rows:
+(``_block_suffix_kernel``). Short sequences are one block each, walked by one program per 4 heads:
+a dependent step per 256 rows, so the time grows with T and not with the GPU (B=1, T=65536, H=16:
+0.49 ms on an H100 with 4 programs for the whole GPU). Long sequences are cut into blocks of
+``SEG`` rows:
 
     1. ``_block_totals_kernel``: each block's total, Σ over its rows and the partial rows of dG;
     2. ``_block_suffix_kernel``: each block's suffix sums, starting from the sum of the totals of
@@ -113,13 +114,14 @@ def reverse_cumsum(dG: torch.Tensor, dg: torch.Tensor, cu_seqlens: torch.Tensor 
     program."""
     if block_rows is not None or (T >= BLOCKS_FROM_T and (cu_seqlens is None or num_seqs <= BLOCKS_MAX_PACKED)):
         return reverse_cumsum_blocks(dG, dg, cu_seqlens, num_seqs, T, H, partials, rows=block_rows or 256)
-    # one block a sequence: no totals to add (none is read), the walk takes wide steps over 4 heads
+    # one block a sequence: no totals to add (none is read), the walk takes wide steps over 4 heads;
+    # a packed sequence's block spans every token, so T need not bound the longest one here
     tokens = dg.numel() // H
     cu = cu_seqlens if cu_seqlens is not None else dG
     block_h = min(next_pow2(H), 4)
     _block_suffix_kernel[(num_seqs, 1, cdiv(H, block_h))](
-        dG, dg, dG, cu, T, partials, tokens, 1, max(T, 1), H=H, BT=1024 // block_h, BH=block_h, BNB=1,
-        IS_VARLEN=cu_seqlens is not None, num_warps=4)
+        dG, dg, dG, cu, T, partials, tokens, 1, max(T if cu_seqlens is None else tokens, 1), H=H,
+        BT=1024 // block_h, BH=block_h, BNB=1, IS_VARLEN=cu_seqlens is not None, num_warps=4)
     return dg
 
 

@@ -548,6 +548,29 @@ def test_initial_state_and_final_state_gradients(device, monkeypatch, positions,
         assert_close(name, g_got, g_want, 1e-4)
 
 
+@pytest.mark.parametrize("extra_levels", [0, 4])
+def test_initial_state_with_other_level_counts(device, monkeypatch, extra_levels):
+    # level_scales with more columns than the positions need (tokens far from the start merge every
+    # state level into their own column), and states with fewer or (zero-padded) more levels than L
+    _force_chunk(monkeypatch, 16)
+    positions, L = [13, 32], 11
+    inputs = _inputs(B=2, T=37, V=32, L=L, device=device, seed=11)
+    states, position = _prefix_states(positions, L=9)
+    needed = max(positions).bit_length() + 1                # 7: the tokens of 32 + 37 reach distance 7
+    assert not states[:, :, needed:].any()
+    states = torch.nn.functional.pad(states[:, :, :needed], (0, 0, 0, 0, 0, extra_levels))
+    leaves = [x.requires_grad_() for x in inputs] + [states.to(device).requires_grad_()]
+    o, _ = kernelgen.loglinear_attention(*leaves[:5], initial_state=(leaves[5], position.to(device)))
+    do = torch.randn(o.shape, generator=torch.Generator().manual_seed(12)).to(device)
+    got = _grads((o * do).sum(), leaves)
+    ref_leaves = [x.detach().double().requires_grad_() for x in leaves]
+    ro, _ = ref.loglinear_attention_reference(*ref_leaves[:5], initial_state=(ref_leaves[5], position))
+    assert_close("o", o, ro, 1e-4)
+    want = _grads((ro * do.double()).sum(), ref_leaves)
+    for name, g_got, g_want in zip(NAMES, got, want):
+        assert_close(name, g_got, g_want, 1e-4)
+
+
 def test_final_state_only_loss(device, monkeypatch):
     # o unused: only the final state's own gradients (no kernel backward); q and λ get none
     _force_chunk(monkeypatch, 16)

@@ -75,3 +75,13 @@ def test_many_packed_sequences_are_walked(device, monkeypatch):
         reverse_cumsum(dG[0], dg, cu, num_seqs, max(bounds[-1], 100), H)
         torch.testing.assert_close(dg.double().cpu(), _expected(dG, bounds, H).cpu(), rtol=1e-5, atol=1e-5)
     assert took_blocks == [module.BLOCKS_MAX_PACKED]
+
+
+def test_packed_walk_needs_no_bound_on_the_longest_sequence(device):
+    """The walk of packed sequences covers each whole sequence even when T is below its length."""
+    H, bounds = 5, [0, 1, 70, 70, 229, 300]
+    cu = torch.tensor(bounds, dtype=torch.int32, device=device)
+    dG = torch.randn(3, 300, H, device=device)
+    dg = torch.full((300, H), float("nan"), device=device)
+    reverse_cumsum(dG, dg, cu, len(bounds) - 1, 100, H, partials=3)   # the longest sequence has 159 rows
+    torch.testing.assert_close(dg.double().cpu(), _expected(dG, bounds, H).cpu(), rtol=1e-5, atol=1e-4)

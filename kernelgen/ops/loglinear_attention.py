@@ -233,8 +233,9 @@ def _read_columns(dist: int, levels_used: int) -> tuple[int, int]:
     return first, 1 + max(0, levels_used - 1 - first)
 
 
-# fp32 values of one token chunk's products with the state matrices it reads (the backward of
-# the initial state's share runs a distance span at a time, in chunks of at most this many)
+# fp32 values of one token chunk's products with the state matrices it reads: the backward of
+# the initial state's share runs a distance span at a time, in chunks of tokens whose temporaries
+# (about three of this size at once) stay bounded whatever T and the level count
 _SHARE_CHUNK_VALUES = 1 << 25
 
 
@@ -243,42 +244,49 @@ def _initial_share_backward(q, lam, do, states, G, scale: float, start: int):
     d_t = bit_length(t XOR start), for one span (fp32 [R, n, H, *], states [R, H, Ls, K, V]; G float64).
     Returns (dq, dλ, dG, dS); dG is per token (before the reverse cumsum into dg).
 
-    A distance span's tokens read the same J matrices (the merged levels, then one per higher
-    level), so each chunk of them is two batched products over all J at once: S_j·do_t, giving
-    dλ, dG and dq, and Σ_t coef·q_t ⊗ do_t, giving dS."""
-    dlam, dG, dS = torch.zeros_like(lam), torch.zeros_like(G), torch.zeros_like(states)
+    A distance span's tokens read the same J matrices (the merged low levels, then each higher
+    level), so each chunk of them takes two batched products over all J at once: S_j·do_t, giving
+    dλ, dG and dq, and Σ_t coef·q_t ⊗ do_t, giving dS. The higher levels are read and their
+    gradients accumulated in place (views of states and dS): no copy of the states is made."""
+    dlam, dG = torch.zeros_like(lam), torch.zeros_like(G)
+    dS = torch.zeros(states.shape, device=states.device, dtype=torch.float32)   # contiguous: viewed below
     R, n, H, K = q.shape
     levels_used = min(states.shape[2], lam.shape[-1])
-    if levels_used <= 1 or n == 0:
+    if levels_used <= 1 or q.numel() == 0:
         return torch.zeros_like(q), dlam, dG, dS
     V = do.shape[-1]
     q_h, do_h = q.transpose(1, 2).contiguous(), do.transpose(1, 2).contiguous()     # [R, H, n, *]
     lam_h = lam.transpose(1, 2)
     weight = (scale * torch.exp(G)).float().transpose(1, 2)                          # [R, H, n]
     dq_h = torch.zeros_like(q_h)
-    level_sums = states[:, :, 1:levels_used].cumsum(2)                               # Σ_{l' ≤ l} S_l'
     for dist, a, b in _distance_spans(start, n):
         first, count = _read_columns(dist, levels_used)
         merged = min(first, levels_used - 1)
-        mats = torch.cat([level_sums[:, :, merged - 1:merged], states[:, :, first + 1:levels_used]], 2)
-        mats_t = mats.reshape(R, H, count * K, V).transpose(-1, -2)                  # [R, H, V, J·K]
-        d_mats = torch.zeros(R, H, count * K, V, device=q.device, dtype=torch.float32)
+        higher = count - 1                                   # levels first + 1 … levels_used − 1
+        merged_t = states[:, :, 1:merged + 1].sum(2).transpose(-1, -2)               # [R, H, V, K]
+        higher_t = states[:, :, first + 1:levels_used].reshape(R, H, higher * K, V).transpose(-1, -2)
+        d_merged = torch.zeros(R, H, K, V, device=q.device, dtype=torch.float32)
+        d_higher = dS[:, :, first + 1:levels_used].view(R * H, higher * K, V)         # dS itself
         step = max(1, _SHARE_CHUNK_VALUES // (R * H * count * K))
         for c0 in range(a, b, step):
-            c1 = min(b, c0 + step)
-            q_c, do_c = q_h[:, :, c0:c1], do_h[:, :, c0:c1]
-            reads = torch.matmul(do_c, mats_t).view(R, H, c1 - c0, count, K)         # S_j·do_t
-            d_w = weight[:, :, c0:c1, None] * (reads * q_c[:, :, :, None]).sum(-1)     # [R, H, m, J]
-            lam_c = lam_h[:, :, c0:c1, first:first + count]
-            dlam[:, c0:c1, :, first:first + count] = d_w.transpose(1, 2)
-            dG[:, c0:c1] += (lam_c * d_w).sum(-1).transpose(1, 2)
-            coef = weight[:, :, c0:c1, None] * lam_c
-            dq_h[:, :, c0:c1] = (coef[..., None] * reads).sum(-2)
-            weighted_q = (coef[..., None] * q_c[:, :, :, None]).reshape(R, H, c1 - c0, count * K)
-            d_mats += torch.matmul(weighted_q.transpose(-1, -2), do_c)
-        d_mats = d_mats.view(R, H, count, K, V)
-        dS[:, :, 1:merged + 1] += d_mats[:, :, :1]             # the merged column feeds each of its levels
-        dS[:, :, first + 1:levels_used] += d_mats[:, :, 1:]
+            m = min(b, c0 + step) - c0
+            q_c, do_c = q_h[:, :, c0:c0 + m], do_h[:, :, c0:c0 + m]
+            reads = torch.matmul(do_c, merged_t)[:, :, :, None]                      # S_j·do_t, [R, H, m, J, K]
+            if higher:
+                reads = torch.cat([reads, torch.matmul(do_c, higher_t).view(R, H, m, higher, K)], 3)
+            d_w = weight[:, :, c0:c0 + m, None] * (reads * q_c[:, :, :, None]).sum(-1)   # [R, H, m, J]
+            lam_c = lam_h[:, :, c0:c0 + m, first:first + count]
+            dlam[:, c0:c0 + m, :, first:first + count] = d_w.transpose(1, 2)
+            dG[:, c0:c0 + m] += (lam_c * d_w).sum(-1).transpose(1, 2)
+            coef = weight[:, :, c0:c0 + m, None] * lam_c
+            dq_h[:, :, c0:c0 + m] = (coef[..., None] * reads).sum(-2)
+            del reads
+            weighted_q = coef[..., None] * q_c[:, :, :, None]                          # [R, H, m, J, K]
+            d_merged += torch.matmul(weighted_q[:, :, :, 0].transpose(-1, -2), do_c)
+            if higher:
+                d_higher.baddbmm_(weighted_q[:, :, :, 1:].reshape(R * H, m, higher * K).transpose(1, 2),
+                                  do_c.reshape(R * H, m, V))
+        dS[:, :, 1:merged + 1] += d_merged[:, :, None]       # the merged column feeds each of its levels
     return dq_h.transpose(1, 2), dlam, dG, dS
 
 

@@ -7,7 +7,8 @@ import triton
 import triton.language as tl
 
 from kernelgen.launch import cdiv, next_pow2
-from kernelgen.templates.chunk_common import reverse_cumsum, sequence_bounds
+from kernelgen.templates.chunk_common import sequence_bounds
+from kernelgen.templates.reverse_cumsum import reverse_cumsum   # (chunk_common's until session 27)
 
 
 @triton.jit

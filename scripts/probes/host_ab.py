@@ -15,7 +15,7 @@ import triton
 sys.path.insert(0, "scripts/probes")
 import _ss_ops_head as ss_head  # noqa: E402
 from kernelgen.ops import selective_scan as ss_new  # noqa: E402
-from kernelgen.templates import chunk_common  # noqa: E402
+from kernelgen.templates import reverse_cumsum as chunk_common  # noqa: E402  (the switch moved there in session 27)
 import kernelgen  # noqa: E402
 
 warnings.simplefilter("ignore")
