@@ -1,5 +1,6 @@
-"""Every op's backward is first-order only: a second derivative through it must raise, never come
-back silently detached (a gradient penalty built on it would be dropped without a word)."""
+"""Every op's backward is first-order only: asking it for a graph (create_graph=True, the way to a
+second derivative) must raise, never come back silently detached (a gradient penalty built on it
+would be dropped without a word)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -40,13 +41,17 @@ def _sliding_window_attention(device):
     return [q], lambda q: kernelgen.sliding_window_attention(q, k, v, 4)
 
 
+@pytest.mark.parametrize("square", [True, False], ids=["grads_with_graph", "plain_grads"])
 @pytest.mark.parametrize("make", [_linear_scan, _selective_scan, _linear_attention, _loglinear_attention,
                                   _sliding_window_attention], ids=lambda make: make.__name__.strip("_"))
-def test_a_second_derivative_raises(device, make):
+def test_create_graph_raises(device, make, square):
+    """A backward asked to build a graph (create_graph=True) raises, whether the incoming gradients
+    carry one ((o ** 2).sum()) or not (o.sum(): once_differentiable alone would return a detached
+    first derivative, and a penalty on it would silently add nothing)."""
     leaves, op = make(device)
     leaves = [x.clone().requires_grad_() for x in leaves]
-    (grad,) = torch.autograd.grad((op(*leaves) ** 2).sum(), leaves, create_graph=True)
-    assert torch.isfinite(grad).all() and grad.requires_grad   # the first derivative itself is fine
-    penalty = (grad ** 2).sum() + op(*leaves).sum()   # a gradient penalty beside an ordinary loss
-    with pytest.raises(RuntimeError, match="once_differentiable"):
-        penalty.backward()
+    loss = lambda: (op(*leaves) ** 2).sum() if square else op(*leaves).sum()
+    with pytest.raises(RuntimeError, match="first derivatives only"):
+        torch.autograd.grad(loss(), leaves, create_graph=True)
+    (grad,) = torch.autograd.grad(loss(), leaves)   # a first derivative alone still works
+    assert torch.isfinite(grad).all() and not grad.requires_grad

@@ -427,6 +427,8 @@ def _bad_calls(device):
             lambda: la(q, k, v, initial_state=S.to("meta"))
         yield "cu_seqlens on another device", ValueError, "cu_seqlens is on meta", \
             lambda: la(q, k, v, cu_seqlens=torch.tensor([0, 8], device="meta"))
+        yield "z on another device", ValueError, r"initial_state\[1\] \(z\) is on meta but q is on cpu", \
+            lambda: la(q, k, v, normalize=True, initial_state=(S, S[..., 0].to("meta")))
     step = kernelgen.linear_attention_step
     q1, k1, v1 = q[:, 0], k[:, 0], v[:, 0]
     yield "step q rank", ValueError, r"q must be \[B, H, K\]", lambda: step(q, k, v, S)

@@ -19,13 +19,12 @@ import numbers
 from typing import Optional, Tuple, Union
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from kernelgen.checks import (bf16_dot_on_interpreter, check_cu_seqlens, check_cu_values, check_float,
                               check_same_device, check_shape)
 from kernelgen.dispatch import config_for
 from kernelgen.grid import MAX_GRID_YZ, grid_groups
-from kernelgen.ops import eager_op
+from kernelgen.ops import eager_op, first_order
 from kernelgen.templates import linear_attention as tmpl
 
 State = Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]
@@ -115,8 +114,9 @@ def _check_state(name: str, state, normalize: bool, N: int, H: int, KF: int, V: 
         S, z = state, None
     check_shape(f"{name}[0] (S)" if normalize else name, S, "N, H, K', V", (N, H, KF, V))
     check_float(f"{name}[0] (S)" if normalize else name, S, DECAY_STATE_DTYPES)
-    if S.device != device or (z is not None and z.device != device):
-        raise ValueError(f"{name} is on {S.device} but q is on {device}; all inputs must be on one device")
+    for label, part in ((f"{name}[0] (S)" if normalize else name, S), (f"{name}[1] (z)", z)):
+        if part is not None and part.device != device:
+            raise ValueError(f"{label} is on {part.device} but q is on {device}; all inputs must be on one device")
     S = S.to(torch.float32).contiguous()
     z = z.to(torch.float32).contiguous() if z is not None else None
     return S, z
@@ -153,7 +153,7 @@ class _LinearAttentionFunction(torch.autograd.Function):
         return torch.zeros_like(v), final_s, final_z
 
     @staticmethod
-    @once_differentiable   # the kernels' backward is not differentiable: a double backward raises
+    @first_order   # the kernels' backward is not differentiable: a double backward raises
     def backward(ctx, do, d_final_s, d_final_z):
         if ctx.empty:
             return _LinearAttentionFunction._backward_empty(ctx, d_final_s, d_final_z)

@@ -7,12 +7,11 @@ space and algorithms: templates/linear_scan.py; the math: kernelgen/reference/li
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from kernelgen.checks import FLOAT_DTYPES, check_float, check_same_device, check_shape
 from kernelgen.grid import MAX_GRID_YZ, grid_groups
 from kernelgen.dispatch import config_for
-from kernelgen.ops import eager_op
+from kernelgen.ops import eager_op, first_order
 from kernelgen.templates.linear_scan import BWD, FWD, linear_scan_bwd, linear_scan_fwd
 
 
@@ -56,7 +55,7 @@ class LinearScanFunction(torch.autograd.Function):
         return o, final_state
 
     @staticmethod
-    @once_differentiable   # the kernels' backward is not differentiable: a double backward raises
+    @first_order   # the kernels' backward is not differentiable: a double backward raises
     def backward(ctx, do: torch.Tensor | None, dfinal: torch.Tensor | None):
         g, o, h0 = ctx.saved_tensors
         do = torch.zeros_like(o) if do is None else do.contiguous()

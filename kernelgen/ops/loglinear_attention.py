@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 import torch
-from torch.autograd.function import once_differentiable
 from torch.autograd.graph import increment_version
 
 from kernelgen.checks import (bf16_dot_on_interpreter, check_cu_seqlens, check_cu_values, check_float,
                               check_same_device, check_scale, check_shape)
 from kernelgen.dispatch import config_for
-from kernelgen.ops import eager_op
+from kernelgen.ops import eager_op, first_order
 from kernelgen.templates.loglinear_attention import (LogLinearBackward, LogLinearForward, LogLinearStep,
                                                      backward, backward_can_read_blocks, forward, make_plan, step)
 
@@ -397,7 +396,7 @@ class _LogLinearAttention(torch.autograd.Function):
         return o, final
 
     @staticmethod
-    @once_differentiable   # the kernels' backward is not differentiable: a double backward raises
+    @first_order   # the kernels' backward is not differentiable: a double backward raises
     def backward(ctx, do, d_final):
         q, k, v, g, level_scales, init = ctx.saved_tensors
         inputs = (q, k, v, g, level_scales)

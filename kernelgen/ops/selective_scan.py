@@ -26,13 +26,12 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.autograd.function import once_differentiable
 from torch.autograd.graph import increment_version
 
 from kernelgen.checks import check_float, check_same_device, check_shape, shape_str
 from kernelgen.grid import MAX_GRID_YZ, grid_groups
 from kernelgen.dispatch import config_for
-from kernelgen.ops import eager_op
+from kernelgen.ops import eager_op, first_order
 from kernelgen.ops.selective_scan_complex import check_complex_scan_args, selective_scan_complex
 from kernelgen.templates.selective_scan import (BWD, CHECKPOINT_STEPS, FWD, MAX_STATES, STEP, dbc_gradients,
                                                 pack_bc, padded_states, selective_scan_bwd, selective_scan_fwd,
@@ -218,7 +217,7 @@ class _SelectiveScan(torch.autograd.Function):
         return out, last_state
 
     @staticmethod
-    @once_differentiable   # the kernels' backward is not differentiable: a double backward raises
+    @first_order   # the kernels' backward is not differentiable: a double backward raises
     def backward(ctx, dout, dlast):
         u, delta, A, BC, D, z, delta_bias, initial_state, checkpoints = ctx.saved_tensors
         batch, dim, length = u.shape

@@ -10,12 +10,11 @@ from __future__ import annotations
 import numbers
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from kernelgen.checks import (bf16_dot_on_interpreter, check_cu_seqlens, check_cu_values, check_float,
                               check_same_device, check_scale, check_shape)
 from kernelgen.dispatch import config_for, current_gpu
-from kernelgen.ops import eager_op
+from kernelgen.ops import eager_op, first_order
 from kernelgen.templates.sliding_window_attention import (BACKWARD, DECODE, FORWARD, HEAD_DIMS, swa_backward,
                                                           swa_decode, swa_forward)
 
@@ -90,7 +89,7 @@ class _SlidingWindowAttention(torch.autograd.Function):
         return o, lse
 
     @staticmethod
-    @once_differentiable   # the kernels' backward is not differentiable: a double backward raises
+    @first_order   # the kernels' backward is not differentiable: a double backward raises
     def backward(ctx, do, dlse):
         q, k, v, o, lse, cu_seqlens = ctx.saved_tensors
         if do is None and dlse is None:
