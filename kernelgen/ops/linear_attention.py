@@ -257,7 +257,8 @@ def linear_attention(
     """Chunked causal linear attention.
 
     q, k [B, T, H, K] and v [B, T, H, V] (one of fp32 / fp16 / bf16, K and V in 16..256, any
-    strides); g [B, T, H] per-token log decay (finite, ≤ 0: a hard reset is a new sequence in
+    strides; with fp16, state entries past fp16's 65504 overflow in the kernels' products: long
+    undecayed sequences belong in bf16 or fp32); g [B, T, H] per-token log decay (finite, ≤ 0: a hard reset is a new sequence in
     cu_seqlens, not g = -inf, which makes exp(G_t − G_s) NaN in the chunked form) or g_gamma [H]
     constant log decay, not both (any float dtype; with taylor2, the g_gamma gradient's fp32
     rounding grows with the decay, ~1e-3 relative at γ = −5; for every map, the decay gradient
