@@ -138,14 +138,17 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+MAX_TIMEOUT_S = 86400.0   # a trial's limit: a day (a study dates its interrupted trials by twice it)
+
+
 def _positive_seconds(text: str) -> float:
     """--timeout: seconds, more than 0 (at 0 every trial times out)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds; got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds; got {text}")
+    if not 0 < value <= MAX_TIMEOUT_S:   # (NaN and inf too: the study's clock cannot hold them)
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_TIMEOUT_S:g} seconds; got {text}")
     return value
 
 

@@ -132,7 +132,10 @@ def _from_file(tuned: store.TunedFile, template: Template, shape: dict[str, int]
             return config, None
         return None, f"nearest tuned config {entry.config} (bucket {entry.shape}) does not fit: {reason}"
     if candidates:
-        return None, store.stale_reason(candidates[0], template.source_hash(), triton.__version__)
+        if not fresh:
+            return None, store.stale_reason(candidates[0], template.source_hash(), triton.__version__)
+        return None, (f"no tuned entry for {template.name} dtype={dtype} flags={flags!r} has a shape sharing "
+                      f"a dimension with {dict(shape)} (entries at {fresh[0].shape})")
     return None, f"no tuned entry for {template.name} dtype={dtype} flags={flags!r} on {tuned.gpu.get('key')}"
 
 

@@ -225,7 +225,7 @@ def merge_write(path: str | os.PathLike, gpu: Mapping[str, Any], entries: Iterab
     malformed entries are dropped is copied aside (``.malformed-<time>``) first: nothing is lost,
     and a StoreWarning names the copy.
     """
-    path = Path(path)
+    path = Path(os.path.realpath(path))   # a link is written through, and locked as its target
     with _locked(path):
         current = TunedFile(gpu=dict(gpu))
         if path.exists():
@@ -249,12 +249,30 @@ def merge_write(path: str | os.PathLike, gpu: Mapping[str, Any], entries: Iterab
             merged[entry.key] = entry
         result = TunedFile(gpu={**current.gpu, **gpu}, toolchain=dict(tools or toolchain()),
                            templates={**current.templates, **template_hashes}, entries=list(merged.values()))
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(result.to_json(), handle, indent=1)
-            handle.write("\n")
-        os.replace(tmp, path)
+        _write_atomically(path, json.dumps(result.to_json(), indent=1) + "\n")
         return result
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` by a complete file or not at all: written beside it (``<name>.<random>.json.tmp``,
+    removed if the write fails), then renamed over it, keeping its permission bits (a new file
+    gets the umask's; mkstemp alone would leave 0600, unreadable to other users of the install)."""
+    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".json.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        if path.exists():
+            mode = path.stat().st_mode & 0o7777
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def shape_distance(a: Mapping[str, int], b: Mapping[str, int]) -> float:

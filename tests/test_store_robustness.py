@@ -168,6 +168,42 @@ def test_a_merge_copies_a_file_with_malformed_entries_aside_before_dropping_them
     assert sorted(e.shape["N"] for e in store.load(path).entries) == [1000, 100_000]
 
 
+def test_a_merge_keeps_the_files_mode_and_a_new_file_follows_the_umask(tmp_path):
+    """Written through a temporary file, which mkstemp makes 0600: the result must stay readable
+    to the other users of a shared install."""
+    import os
+    path = tmp_path / "h100.json"
+    store.merge_write(path, GPU, [store_entry()], {}, TOOLS)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    path.chmod(0o640)
+    store.merge_write(path, GPU, [store_entry(T=65536)], {}, TOOLS)
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_merge_writes_through_a_link_and_leaves_nothing_when_it_fails(tmp_path):
+    shared = tmp_path / "shared" / "h100.json"
+    shared.parent.mkdir()
+    store.merge_write(shared, GPU, [store_entry()], {}, TOOLS)
+    link = tmp_path / "h100.json"
+    link.symlink_to(shared)
+    store.merge_write(link, GPU, [store_entry(T=65536)], {}, TOOLS)
+    assert link.is_symlink() and len(store.load(shared).entries) == 2
+    bad = store_entry(T=1)
+    bad.config = {"block": {1, 2}}                                   # a set: json cannot write it
+    with pytest.raises(TypeError):
+        store.merge_write(link, GPU, [bad], {}, TOOLS)
+    assert len(store.load(shared).entries) == 2
+    assert sorted(p.name for p in shared.parent.iterdir()) == ["h100.json", "h100.json.lock"]
+
+
+def test_dispatch_names_why_no_entry_shares_a_dimension(tuned, tmp_path):
+    write_raw(tmp_path / "h100.json", [good(shape={"n": 1000})])
+    with pytest.warns(Warning, match=r"has a shape sharing a dimension with \{'N': 1000\} \(entries at \{'n': 1000\}\)"):
+        assert lookup(1000) == DEFAULT
+
+
 # --- 9: `kernelgen show` ---------------------------------------------------------------------------
 
 def test_show_lists_good_entries_and_names_skipped_ones(tmp_path, capsys):

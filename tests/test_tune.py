@@ -77,6 +77,27 @@ def test_resume_keeps_finished_trials(tmp_path):
     assert store.load(out).entries[0].trials == 5
 
 
+def test_a_config_measured_again_keeps_its_params(tmp_path):
+    """The default's earlier trial timed out (a transient failure: measured again): the new trial
+    must carry the default's params, not params the sampler drew while its time is the default's."""
+    from kernelgen.tune.study import TRANSIENT
+    first, _, _ = _run(tmp_path / "scratch", sampler="tpe", trials=1)     # only to learn the study's name
+    default = SCALE_SHIFT.default_config(SHAPE)
+    journal = str(tmp_path / "studies.journal")
+    study = optuna.create_study(study_name=first[0].study, storage=open_storage(journal), direction="minimize")
+    distributions = {name: optuna.distributions.CategoricalDistribution(list(values))
+                     for name, values in SCALE_SHIFT.space.items()}
+    study.add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.FAIL, params={k: default[k] for k in distributions}, distributions=distributions,
+        user_attrs={"config": default, "fail_kind": TRANSIENT, "fail_reason": "timeout: no result after 20 s"}))
+    results, events, _ = _run(tmp_path, sampler="tpe", trials=3)
+    assert events[0][0] == default                                      # measured again, first
+    trials = optuna.load_study(study_name=results[0].study, storage=open_storage(journal)).trials
+    for trial in trials[1:]:
+        config = trial.user_attrs["config"]
+        assert trial.params == {k: config[k] for k in trial.params}, (trial.number, trial.params, config)
+
+
 def test_sqlite_storage_url(tmp_path):
     results, _, _ = _run(tmp_path, sampler="tpe", trials=2, storage=f"sqlite:///{tmp_path}/studies.db")
     assert results and (tmp_path / "studies.db").exists()

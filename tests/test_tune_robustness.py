@@ -282,7 +282,9 @@ def test_a_finalist_that_fails_its_re_time_is_not_shipped(tmp_path):
 @pytest.mark.parametrize("argv, expected", [
     (["--trials", "0"], "--trials: must be at least 1; got 0"),
     (["--trials", "-3"], "--trials: must be at least 1; got -3"),
-    (["--timeout", "0"], "--timeout: must be more than 0 seconds"),
+    (["--timeout", "0"], "--timeout: must be more than 0 and at most 86400 seconds"),
+    (["--timeout", "inf"], "--timeout: must be more than 0 and at most 86400 seconds; got inf"),
+    (["--timeout", "1e12"], "--timeout: must be more than 0 and at most 86400 seconds; got 1e12"),
 ])
 def test_tune_rejects_bad_counts(capsys, argv, expected):
     with pytest.raises(SystemExit) as raised:

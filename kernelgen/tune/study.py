@@ -30,6 +30,7 @@ FINALISTS = 4            # how many of the fastest are re-timed
 SEARCH_REP_MS = 40       # do_bench budget per trial while searching; finalists get the full 100 ms
 CONSTRAINT_RETRIES = 8   # samples per trial slot that may land on configs the constraints reject
 GRID_COUNT_LIMIT = 100_000   # spaces up to this many raw configs are listed to count the valid ones
+MAX_QUEUED_BEFORE = 64     # waiting trials an earlier, stopped run may have left ahead of a new one
 # A failed trial's "fail_kind": a transient failure (timeout, worker killed or crashed, GPU out of
 # memory) says nothing certain about the config, so a later run measures it again; a config failure
 # (rejected, compile error, wrong answer) is the same on every run of the study and stays failed.
@@ -270,6 +271,25 @@ class StudyRunner:
         return self.template.canonical({name: trial.suggest_categorical(name, list(values))
                                         for name, values in self.template.space.items()})
 
+    def _trial_of(self, study: optuna.Study, config: dict[str, Any]) -> optuna.trial.Trial:
+        """A new trial whose params are ``config``'s, so the sampler learns from what is measured.
+        Enqueued even when the storage holds a trial with those params (a timed-out or interrupted
+        one is measured again): skipping it would let ask() draw other params for this config's
+        time. Trials an earlier run queued and never measured come out of the queue first; they
+        are closed as superseded."""
+        fixed = {name: config[name] for name, values in self.template.space.items()
+                 if name in config and config[name] in values}
+        study.enqueue_trial(config, skip_if_exists=False)
+        for _ in range(MAX_QUEUED_BEFORE):
+            trial = study.ask()
+            params = {name: trial.suggest_categorical(name, list(self.template.space[name])) for name in fixed}
+            if params == fixed:
+                return trial
+            trial.set_user_attr("fail_reason", "superseded: queued by an earlier run that stopped first")
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        raise RuntimeError(f"{self.name}: more than {MAX_QUEUED_BEFORE} trials queued in the storage "
+                           f"before this one; is another tuner enqueuing into the same study?")
+
     # -- the search ----------------------------------------------------------------------
     def search(self, n_trials: int, sampler: str = "tpe") -> None:
         """Measure configs until the study holds ``n_trials`` measured configs (grid: all valid ones)."""
@@ -292,12 +312,7 @@ class StudyRunner:
             raise ValueError(f"sampler must be 'tpe' or 'grid'; got {sampler!r}")
         for config in queue:
             if _config_key(config) not in self.results:
-                study.enqueue_trial(config, skip_if_exists=True)
-                trial = study.ask()
-                for name, values in self.template.space.items():   # so the sampler learns from it
-                    if name in config and config[name] in values:
-                        trial.suggest_categorical(name, list(values))
-                self._evaluate(study, trial, config)
+                self._evaluate(study, self._trial_of(study, config), config)
         if sampler == "grid":
             return
         # Walking a many-knob space to count it costs minutes (millions of configs): only a small
