@@ -180,8 +180,27 @@ def cmd_tune(args, console: Console) -> int:
         console.print(f"[red]--op {args.op}[/]: no template; known ops: "
                       f"{', '.join(sorted({t.op for t in _select_templates(None, None)}))}")
         return EXIT_USAGE
+    if args.kernel and args.kernel != "all":
+        unknown_kernels = set(args.kernel.split(",")) - {t.kernel for t in of_op}
+        if unknown_kernels:
+            console.print(f"[red]--kernel {escape(args.kernel)}[/]: no kernel {', '.join(sorted(unknown_kernels))} of "
+                          f"{args.op or 'any op'}; known: {', '.join(sorted({t.kernel for t in of_op}))}")
+            return EXIT_USAGE
+    if args.shapes not in (None, "standard", "quick"):
+        # each shape must reach some template (one spec serves ops of other dims, so each takes its own)
+        for part in args.shapes.split(";"):
+            try:
+                taken = any(parse_shapes(part, t) for t in templates)
+            except SystemExit as error:   # unreadable, or a size below 1
+                console.print(f"[red]{escape(str(error))}[/]. Nothing was tuned.")
+                return EXIT_USAGE
+            if part.strip() and not taken:
+                needs = "; ".join(f"{t.name} needs {','.join(t.dims)}" for t in templates)
+                console.print(f"[red]--shapes {escape(part.strip())}[/]: no chosen template takes these sizes "
+                              f"({escape(needs)}). Nothing was tuned.")
+                return EXIT_USAGE
     from kernelgen.template import DTYPES
-    dtypes = args.dtype.split(",")
+    dtypes = list(dict.fromkeys(args.dtype.split(",")))   # (once each: a repeat would tune twice)
     unknown = [d for d in dtypes if d not in DTYPES]
     if unknown:
         console.print(f"[red]--dtype {escape(args.dtype)}[/]: unknown {', '.join(unknown)}; known: {', '.join(DTYPES)}")

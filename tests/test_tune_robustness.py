@@ -232,6 +232,21 @@ def test_a_cache_dir_that_is_a_file_is_named(tmp_path, monkeypatch):
         open_storage()
 
 
+def test_a_whole_last_line_that_is_no_record_stops_before_any_write(tmp_path):
+    """Optuna passes over a complete last line that is not JSON, until a record lands after it:
+    then every study in the file is unreadable. The tuner stops first, naming the line."""
+    path = tmp_path / "s.journal"
+    optuna.create_study(study_name="kept", storage=open_storage(str(path)))
+    whole = path.read_bytes()
+    lines = whole.count(b"\n")
+    path.write_bytes(whole + b"garbage line\n")
+    with pytest.raises(StorageError, match=f"line {lines + 1} is not a journal record, and the next write"):
+        open_storage(str(path))
+    assert path.read_bytes() == whole + b"garbage line\n"                       # nothing changed
+    path.write_bytes(whole)
+    assert [s.study_name for s in optuna.get_all_study_summaries(open_storage(str(path)))] == ["kept"]
+
+
 def test_a_torn_journal_is_left_as_it_is_and_the_fix_named(tmp_path):
     """A journal whose last line was cut off: Optuna would glue the next record onto it and break
     every study in the file. The tuner stops first, naming the file and the exact cut."""
@@ -296,6 +311,9 @@ def test_tune_rejects_bad_counts(capsys, argv, expected):
     (["--dtype", "fp32,bf17"], "--dtype fp32,bf17: unknown bf17; known: fp32, fp16, bf16"),
     (["--kernel", "nope"], "--kernel nope: no such kernel of fake_scale_shift; known: fwd"),
     (["--flags", "nope"], "--flags nope: nope is not a variant of fake_scale_shift.fwd; accepted: plain"),
+    (["--kernel", "fwd,nope"], "--kernel fwd,nope: no kernel nope of fake_scale_shift; known: fwd"),
+    (["--shapes", "N=100;M=5"], "--shapes M=5: no chosen template takes these sizes (fake_scale_shift.fwd needs N)"),
+    (["--shapes", "N=0"], "--shapes: N=0 in 'N=0'; every size must be at least 1. Nothing was tuned."),
 ])
 def test_tune_names_the_bad_argument(capsys, monkeypatch, tmp_path, argv, expected):
     _interpreter_as_gpu(monkeypatch)

@@ -89,6 +89,13 @@ def _open_journal(path: Path) -> optuna.storages.BaseStorage:
         raise StorageError(f"Optuna journal {path}: its last line is cut off (a tuner killed mid-write?), and the "
                            f"next write would make the file unreadable. Left as it is: keep its trials by cutting "
                            f"that line off (`truncate -s {complete} {path}`, after a copy) or move the file aside")
+    if not _last_line_is_record(path):
+        # Optuna also passes over a whole last line that is not a record, until the next record
+        # lands after it: then no study in the file can be read. Stop first, naming the line.
+        line = _first_unreadable_line(path)
+        raise StorageError(f"Optuna journal {path}: line {line} is not a journal record, and the next write would "
+                           f"make the file unreadable. Left as it is: delete that line (after a copy) or move the "
+                           f"file aside (its studies then start afresh), or pass another --storage")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
@@ -122,6 +129,24 @@ def _complete_length(path: Path) -> int | None:
             return 0
     except OSError:
         return None     # missing or unreadable: opening it says why
+
+
+def _last_line_is_record(path: Path) -> bool:
+    """Whether the journal's last non-empty line is JSON (a missing or empty file: True)."""
+    try:
+        with open(path, "rb") as handle:
+            end = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, end - (1 << 20)))
+            tail = handle.read().rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    except OSError:
+        return True
+    if not tail.strip():
+        return True
+    try:
+        json.loads(tail)
+    except ValueError:
+        return False
+    return True
 
 
 def _first_unreadable_line(path: Path) -> int | None:
