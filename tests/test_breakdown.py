@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from kernelgen.tune import breakdown
@@ -65,3 +66,20 @@ def test_template_kernels_are_found_by_name():
             "assert all(hasattr(k, 'device_caches') for same in found.values() for k in same)\n"
             "assert len(found['_fwd_kernel']) >= 2\n")   # two templates' kernels share the name
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--template", "nope", "--shape", "N=1"], "--template nope: no such template; known: "),
+    (["--template", "linear_scan.fwd", "--shape", "B8"], "--shape B8: write e.g. B=64,T=64,D=64"),
+    (["--template", "linear_scan.fwd", "--shape", "B=1,T=8"], "linear_scan.fwd needs B,T,D, each at least 1"),
+    (["--template", "linear_scan.fwd", "--shape", "B=1,T=8,D=8", "--dtype", "fp64"], "--dtype fp64: unknown"),
+    (["--template", "linear_scan.fwd", "--shape", "B=1,T=8,D=8", "--flags", "g"], "--flags g: not a variant"),
+    (["--template", "linear_scan.fwd", "--shape", "B=1,T=8,D=8", "--configs", "[x"], "--configs: cannot read"),
+    (["--template", "linear_scan.fwd", "--shape", "B=1,T=8,D=8", "--configs", "{}"], "expected a JSON list"),
+])
+def test_probe_names_the_bad_argument(capsys, argv, expected):
+    """`python3 -m kernelgen.tune.probe` answers a bad argument with a usage error naming it, not a traceback."""
+    from kernelgen.tune import probe
+    with pytest.raises(SystemExit) as raised:
+        probe.main(argv)
+    assert raised.value.code == 2 and expected in capsys.readouterr().err
