@@ -772,6 +772,13 @@ def test_canonical_keeps_only_the_chosen_backends_parameters():
     assert set(ss.STEP.canonical({**step, "backend": "triton"})) == {"backend", *ss.STEP_TRITON_SPACE}
 
 
+def test_a_shape_no_config_runs_is_refused_by_name():
+    from kernelgen.templates import get_template
+    for name in ("selective_scan.fwd", "selective_scan.bwd"):
+        with pytest.raises(ValueError, match=f"{name}: no config runs .*N must be in \\[1, 256\\]; got 300"):
+            get_template(name).default_config({"batch": 1, "dim": 64, "L": 64, "N": 300})
+
+
 def test_every_default_config_is_valid():
     for template in (ss.FWD, ss.BWD, ss.STEP):
         for shape in template.workload + template.cpu_workload:
