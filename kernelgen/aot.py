@@ -31,6 +31,9 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.runtime import driver  # noqa: E402
 from triton.runtime.jit import JITFunction  # noqa: E402
 
+# Compute capabilities the tool compiles for (others crash LLVM, which ends the process).
+ARCHES = (80, 86, 89, 90)
+
 # SASS opcodes grouped by the unit or cost they stand for.
 OPCODE_GROUPS = {
     "MUFU": "special function (exp2, lg2, rcp)",
@@ -102,7 +105,7 @@ def _tool(name: str) -> str:
     return str(Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name)
 
 
-def kernel_report(name: str, kernel, dump: Path | None = None) -> dict[str, Any]:
+def kernel_report(name: str, kernel, dump: Path | None = None, file_stem: str | None = None) -> dict[str, Any]:
     asm = kernel.asm
     with tempfile.TemporaryDirectory() as tmp:
         cubin = Path(tmp) / f"{name}.cubin"
@@ -118,9 +121,10 @@ def kernel_report(name: str, kernel, dump: Path | None = None) -> dict[str, Any]
     ttgir = asm.get("ttgir", "")
     if dump is not None:
         dump.mkdir(parents=True, exist_ok=True)
-        (dump / f"{name}.ttgir").write_text(ttgir)
-        (dump / f"{name}.ptx").write_text(asm.get("ptx", ""))
-        (dump / f"{name}.sass").write_text(sass)
+        stem = file_stem or name
+        (dump / f"{stem}.ttgir").write_text(ttgir)
+        (dump / f"{stem}.ptx").write_text(asm.get("ptx", ""))
+        (dump / f"{stem}.sass").write_text(sass)
     return {
         "kernel": name,
         "num_warps": kernel.metadata.num_warps,
@@ -144,7 +148,10 @@ def inspect(template_name: str, shape: dict[str, int], dtype: str, flags: str, o
     rows = []
     for index, config in enumerate([default] + [{**default, **o} for o in overrides]):
         config = template.canonical(config)
-        reason = template.check_config(config, shape, None)
+        try:
+            reason = template.check_config(config, shape, None)
+        except Exception as error:  # noqa: BLE001 - a mistyped value: report it, go on with the next config
+            reason = f"its check raised {type(error).__name__}: {error}"
         row: dict[str, Any] = {"config": config, "reason": reason, "kernels": [], "triton": triton.__version__,
                                "arch": arch}
         if reason is None:
@@ -158,9 +165,11 @@ def inspect(template_name: str, shape: dict[str, int], dtype: str, flags: str, o
                 except Exception as error:  # noqa: BLE001 - report, go on with the next config
                     cause = f" (caused by {error.__cause__!r})" if error.__cause__ is not None else ""
                     row["reason"] = f"{type(error).__name__}: {str(error)[-800:]}{cause}"
+            seen: collections.Counter = collections.Counter()
             for name, kernel in capture.kernels:
                 sub = dump / f"config{index}" if dump is not None else None
-                row["kernels"].append(kernel_report(name, kernel, sub))
+                seen[name] += 1   # a kernel launched again (a backward's passes) is dumped beside, not over, the first
+                row["kernels"].append(kernel_report(name, kernel, sub, f"{name}.{seen[name]}" if seen[name] > 1 else name))
         rows.append(row)
     return rows
 
@@ -185,13 +194,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="bf16")
     parser.add_argument("--flags", default="plain", help="'plain' for the variant without flags")
     parser.add_argument("--configs", default="[]", help="JSON list of partial configs merged over the default")
-    parser.add_argument("--arch", type=int, default=90, help="compute capability as one number (90 = H100)")
+    parser.add_argument("--arch", type=int, default=90, choices=ARCHES,
+                        help="compute capability as one number (90 = H100)")
     parser.add_argument("--dump", type=Path, default=None, help="write each kernel's TTGIR, PTX and SASS here")
     parser.add_argument("--json", default=None, help="write the rows to this file")
     args = parser.parse_args(argv)
-    shape = {k.strip(): int(v) for k, v in (item.split("=") for item in args.shape.split(","))}
-    flags = "" if args.flags == "plain" else args.flags
-    rows = inspect(args.template, shape, args.dtype, flags, json.loads(args.configs), args.arch, args.dump)
+    from kernelgen.tune.arguments import template_arguments
+    template, shape, flags, overrides = template_arguments(parser, args)
+    if args.dump is not None and args.dump.exists() and not args.dump.is_dir():
+        parser.error(f"--dump {args.dump}: a file is there; name a folder")
+    if args.json and (Path(args.json).is_dir() or not Path(args.json).parent.is_dir()):
+        parser.error(f"--json {args.json}: name a file in an existing folder")
+    rows = inspect(template.name, shape, args.dtype, flags, overrides, args.arch, args.dump)
     _print(rows)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

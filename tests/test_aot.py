@@ -47,3 +47,27 @@ def test_kernels_that_only_make_the_inputs_are_not_reported(tmp_path):
     rows, _ = _run_aot(tmp_path, "--template", "selective_scan.bwd", "--shape", "batch=1,dim=8,L=64,N=4")
     assert rows[0]["reason"] is None
     assert [k["kernel"] for k in rows[0]["kernels"]] == ["_selective_scan_bwd_kernel"]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--template", "nope", "--shape", "B=1"], "--template nope: no such template"),
+    (["--template", "linear_scan.fwd", "--shape", "B=x"], "--shape B=x: write e.g. B=64,T=64,D=64"),
+    (["--template", "linear_scan.fwd", "--shape", "B=1"], "linear_scan.fwd needs B,T,D, each at least 1"),
+    (["--template", "linear_scan.fwd", "--shape", "B=1,T=64,D=64", "--arch", "7"], "argument --arch: invalid choice"),
+    (["--template", "linear_scan.fwd", "--shape", "B=1,T=64,D=64", "--flags", "z"], "--flags z: not a variant"),
+    (["--template", "linear_scan.fwd", "--shape", "B=1,T=64,D=64", "--configs", "[1]"], "expected a JSON list"),
+])
+def test_a_bad_argument_is_a_usage_error_naming_it(argv, expected):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-m", "kernelgen.aot", *argv], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2 and expected in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
+def test_a_kernel_launched_again_is_dumped_beside_the_first(tmp_path):
+    rows, _ = _run_aot(tmp_path, "--template", "linear_attention.bwd", "--shape", "B=1,T=64,H=1,K=16,V=16,F=16",
+                       "--flags", "g", "--dump", str(tmp_path / "dump"))
+    launches = [k["kernel"] for k in rows[0]["kernels"]].count("_fwd_kernel")
+    assert launches >= 2
+    dumped = {p.name for p in (tmp_path / "dump" / "config0").glob("_fwd_kernel*.sass")}
+    assert dumped == {"_fwd_kernel.sass"} | {f"_fwd_kernel.{i}.sass" for i in range(2, launches + 1)}

@@ -17,12 +17,9 @@ from pathlib import Path
 
 from kernelgen import hardware
 from kernelgen.templates import get_template
+from kernelgen.tune.arguments import parse_shape, template_arguments  # noqa: F401 (parse_shape: scripts)
 from kernelgen.tune.breakdown import format_split
 from kernelgen.tune.pool import TrialWorker
-
-
-def parse_shape(text: str) -> dict[str, int]:
-    return {k.strip(): int(v) for k, v in (item.split("=") for item in text.split(","))}
 
 
 def probe(template_name: str, shape: dict[str, int], dtype: str, flags: str,
@@ -54,38 +51,6 @@ def probe(template_name: str, shape: dict[str, int], dtype: str, flags: str,
     return rows
 
 
-def _checked_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace):
-    """(template, shape, flags, configs) from the command line, or a usage error naming the argument."""
-    from kernelgen.template import DTYPES
-    from kernelgen.templates import all_templates
-    known = all_templates()
-    if args.template not in known:
-        parser.error(f"--template {args.template}: no such template; known: {', '.join(sorted(known))}")
-    template = known[args.template]
-    try:
-        shape = parse_shape(args.shape)
-    except ValueError:
-        parser.error(f"--shape {args.shape}: write e.g. {','.join(f'{d}=64' for d in template.dims)}")
-    missing, small = [d for d in template.dims if d not in shape], [d for d, v in shape.items() if v < 1]
-    if missing or small:
-        parser.error(f"--shape {args.shape}: {template.name} needs {','.join(template.dims)}, each at least 1")
-    shape = {d: shape[d] for d in template.dims}
-    if args.dtype not in DTYPES:
-        parser.error(f"--dtype {args.dtype}: unknown; known: {', '.join(DTYPES)}")
-    flags = "" if args.flags == "plain" else args.flags
-    if flags not in template.flags:
-        parser.error(f"--flags {args.flags}: not a variant of {template.name}; accepted: "
-                     f"{', '.join(f or 'plain' for f in template.flags)}")
-    try:
-        text = Path(args.configs[1:]).read_text() if args.configs.startswith("@") else args.configs
-        configs = json.loads(text)
-    except (OSError, ValueError) as error:
-        parser.error(f"--configs: cannot read a JSON list of configs ({error})")
-    if not isinstance(configs, list) or not all(isinstance(c, dict) for c in configs):
-        parser.error("--configs: expected a JSON list of objects, e.g. '[{\"num_warps\": 4}]'")
-    return template, shape, flags, configs
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--template", required=True)
@@ -97,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kernels", action="store_true",
                         help="also each GPU kernel's time and registers/spills/shared memory per config")
     args = parser.parse_args(argv)
-    template, shape, flags, overrides = _checked_arguments(parser, args)
+    template, shape, flags, overrides = template_arguments(parser, args)
     if hardware.detect_gpu() is None:
         from rich.console import Console
         Console(stderr=True).print(hardware.no_gpu_message("probe", "Run it on the GPU you tune for."))
