@@ -83,6 +83,8 @@ def cmd_info(args, console: Console) -> int:
                       f"{p.datasheet['bandwidth_gbs']:g}", str(p.measured.get("copy_gbs", "-")),
                       str(p.measured.get("bf16_tflops", "-")))
     console.print(table)
+    for problem in hardware.unreadable_profiles():
+        console.print(f"[red]{escape(problem)}[/]; left out")
     import torch
     import triton
     console.print(f"torch {torch.__version__}, triton {triton.__version__}, CUDA {torch.version.cuda}")
@@ -315,6 +317,9 @@ def cmd_show(args, console: Console) -> int:
     from kernelgen.templates import all_templates
 
     folder = Path(args.dir) if args.dir else tuned_dir()
+    if args.dir and not folder.is_dir():
+        console.print(f"[red]--dir {escape(args.dir)}[/]: {'not a folder' if folder.exists() else 'no such folder'}")
+        return 2
     files = sorted(folder.glob("*.json")) if not args.gpu else [folder / f"{args.gpu}.json"]
     if not files:
         console.print(f"No tuned files in {folder}.")

@@ -57,17 +57,50 @@ def _profile_from_json(path: Path) -> GPUProfile:
             compute_capability=tuple(data["compute_capability"]), sms=int(data["sms"]),
             memory_gb=float(data["memory_gb"]), shared_memory_per_block=int(data["shared_memory_per_block"]),
             registers_per_sm=int(data.get("registers_per_sm", 65536)), l2_bytes=int(data["l2_bytes"]),
-            datasheet=dict(data["datasheet"]), measured=dict(data.get("measured") or {}), path=path)
+            datasheet=_datasheet(data["datasheet"]), measured=dict(data.get("measured") or {}), path=path)
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ValueError(f"GPU profile {path} is unreadable: {error}") from error
 
 
+DATASHEET_KEYS = ("bf16_tflops", "fp32_tflops", "bandwidth_gbs")
+
+
+def _datasheet(data: Any) -> dict[str, float]:
+    sheet = dict(data)
+    missing = [k for k in DATASHEET_KEYS if not isinstance(sheet.get(k), (int, float)) or isinstance(sheet.get(k), bool)]
+    if missing:
+        raise ValueError(f"datasheet needs numbers {', '.join(DATASHEET_KEYS)}; missing or not a number: "
+                         f"{', '.join(missing)}")
+    return sheet
+
+
+class ProfileWarning(UserWarning):
+    """A profiles/*.json that cannot be read: left out (other GPUs' profiles still work)."""
+
+
+def unreadable_profiles() -> list[str]:
+    """Why each profiles/*.json that load_profiles left out could not be read (for `kernelgen info`)."""
+    load_profiles()
+    return list(_UNREADABLE)
+
+
+_UNREADABLE: list[str] = []
+
+
 @functools.lru_cache(maxsize=None)
 def load_profiles() -> dict[str, GPUProfile]:
-    """key -> GPUProfile for every profiles/*.json."""
+    """key -> GPUProfile for every readable profiles/*.json; an unreadable one (a hand-added
+    profile with a typo) is left out with a ProfileWarning rather than breaking every op call."""
+    import warnings
     profiles = {}
+    _UNREADABLE.clear()
     for path in sorted(profiles_dir().glob("*.json")):
-        profile = _profile_from_json(path)
+        try:
+            profile = _profile_from_json(path)
+        except ValueError as error:
+            _UNREADABLE.append(str(error))
+            warnings.warn(f"{error}; left out", ProfileWarning, stacklevel=2)
+            continue
         profiles[profile.key] = profile
     return profiles
 

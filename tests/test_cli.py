@@ -53,6 +53,24 @@ def test_bench_without_gpu(capsys, monkeypatch):
     assert code == 2 and "No CUDA GPU found" in out
 
 
+@pytest.mark.parametrize("argv, expected", [
+    (["--op", "nope"], "--op nope --mode all: no bench case; ops: linear_attention, linear_scan"),
+    (["--op", "linear_scan", "--mode", "nope"], "no bench case; ops: "),
+    (["--op", "linear_scan", "--json", "."], "--json .: . is a folder; name a file in it. Nothing was run."),
+    (["--op", "linear_scan", "--json", "no/such/dir/x.json"], "its folder no/such/dir does not exist"),
+])
+def test_bench_refuses_bad_arguments_before_looking_for_a_gpu(capsys, monkeypatch, argv, expected):
+    monkeypatch.setattr(hardware, "detect_gpu", lambda index=0: pytest.fail("looked for a GPU first"))
+    code, out = run(capsys, "bench", *argv)
+    assert code == 2 and expected in " ".join(out.split())
+
+
+def test_bench_rep_must_be_positive(capsys):
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["bench", "--rep", "0"])
+    assert raised.value.code == 2 and "--rep: must be at least 1 ms" in capsys.readouterr().err
+
+
 def test_show_lists_entries_and_flags_stale(capsys, tmp_path):
     entry = store.Entry(op="linear_scan", kernel="fwd", dtype="bf16", flags="", shape={"B": 8, "T": 4096, "D": 2048},
                         config={"BLOCK_D": 64}, ms=0.15, default_ms=0.2, trials=12, template_hash="deadbeef",
@@ -215,3 +233,35 @@ def test_info_names_the_tuned_file_or_what_is_borrowed(capsys, monkeypatch, tmp_
         monkeypatch.setattr(hardware, "detect_gpu", lambda index=0, gpu=gpu: gpu)
         code, out = run(capsys, "info")
         assert code == 0 and expected in " ".join(out.split()), out
+
+
+@pytest.mark.parametrize("damage", ["garbage\n", '{"schema": "kernelgen.profile/1"}'], ids=["not json", "no fields"])
+def test_an_unreadable_profile_is_left_out_and_named_by_info(capsys, monkeypatch, tmp_path, damage):
+    import shutil
+    import warnings
+    from kernelgen import paths
+    for path in paths.profiles_dir().glob("*.json"):
+        shutil.copy(path, tmp_path / path.name)
+    (tmp_path / "l40s.json").write_text(damage)
+    monkeypatch.setattr(hardware, "profiles_dir", lambda: tmp_path)
+    monkeypatch.setattr(hardware, "detect_gpu", lambda index=0: None)
+    hardware.load_profiles.cache_clear()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            profiles = hardware.load_profiles()
+        assert "l40s" not in profiles and "h100" in profiles
+        assert any(issubclass(w.category, hardware.ProfileWarning) and "l40s.json" in str(w.message) for w in caught)
+        code, out = run(capsys, "info")
+        assert code == 0 and "l40s.json is unreadable" in " ".join(out.split())
+    finally:
+        hardware.load_profiles.cache_clear()
+
+
+@pytest.mark.parametrize("where", ["missing", "file"])
+def test_show_names_a_dir_that_is_no_folder(capsys, tmp_path, where):
+    folder = tmp_path / "x"
+    if where == "file":
+        folder.write_text("")
+    code, out = run(capsys, "show", "--dir", str(folder))
+    assert code == 2 and ("not a folder" if where == "file" else "no such folder") in out

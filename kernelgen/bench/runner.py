@@ -6,6 +6,8 @@ import gc
 import importlib
 import json
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -21,8 +23,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="only the first shape of each op and mode")
     parser.add_argument("--op", default="all", help="only this op's family (e.g. linear_scan)")
     parser.add_argument("--mode", default="all", help="only this mode (e.g. fwd, fwd+bwd)")
-    parser.add_argument("--json", default=None, metavar="FILE", help="also write one JSON row per measurement")
-    parser.add_argument("--rep", type=int, default=100, help="do_bench repetition time in ms")
+    parser.add_argument("--json", default=None, metavar="FILE",
+                        help="also write the rows (one per measurement) as a JSON array to FILE, rewritten "
+                             "after each case; a file already there is replaced")
+    parser.add_argument("--rep", type=_positive_ms, default=100, help="do_bench repetition time in ms")
     parser.add_argument("--graphs", action="store_true",
                         help="also time every provider replayed from a CUDA graph (device time without host "
                              "launch overhead), in a 'graph ms' column")
@@ -76,16 +80,47 @@ def measure_case(case: BenchCase, rep_ms: int, graphs: bool = False) -> list[dic
     return rows
 
 
+def _positive_ms(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole milliseconds; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 ms; got {value}")
+    return value
+
+
+def _json_problem(path: str) -> str | None:
+    """Why --json cannot be written (checked before anything is measured), or None."""
+    target = Path(path)
+    if target.is_dir():
+        return f"{path} is a folder; name a file in it"
+    if not target.parent.is_dir():
+        return f"its folder {target.parent} does not exist"
+    if not os.access(target.parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        return f"{path} is not writable"
+    return None
+
+
 def run_bench(args: argparse.Namespace, console: Console) -> int:
     import torch
     from kernelgen import hardware
+    mode = getattr(args, "mode", "all")
+    cases = collect_cases(args.op, args.quick, mode)
+    if not cases:   # an unknown op or mode, or a pair with no case
+        known = collect_cases("all", args.quick, "all")
+        console.print(f"[red]--op {escape(args.op)} --mode {escape(mode)}[/]: no bench case; ops: "
+                      f"{', '.join(sorted({c.op for c in known}))}; modes: {', '.join(sorted({c.mode for c in known}))}")
+        return 2
+    if args.json and _json_problem(args.json):
+        console.print(f"[red]--json {escape(args.json)}[/]: {escape(_json_problem(args.json))}. Nothing was run.")
+        return 2
     gpu = hardware.detect_gpu()
     if gpu is None:
         console.print(hardware.no_gpu_message("bench", "The benchmark times kernels on a GPU; nothing was run."))
         return 2
     profile = gpu.profile
     bandwidth = profile.bandwidth_gbs if profile else None
-    cases = collect_cases(args.op, args.quick, getattr(args, "mode", "all"))
     import triton
     console.print(f"{gpu.name}, torch {torch.__version__}, triton {triton.__version__}; "
                   f"{len(cases)} cases; medians of triton.testing.do_bench (L2 flushed)")
@@ -140,6 +175,9 @@ def run_bench(args: argparse.Namespace, console: Console) -> int:
 
 
 def _write_json(path: str, records: list[dict[str, Any]]) -> None:
-    with open(path, "w") as handle:
-        json.dump([{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
-                   for r in records], handle, indent=1)
+    """The rows so far, replacing the file whole (a reader never sees half of it)."""
+    rows = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()} for r in records]
+    partial = f"{path}.partial"
+    with open(partial, "w") as handle:
+        json.dump(rows, handle, indent=1)
+    os.replace(partial, path)
