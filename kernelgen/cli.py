@@ -12,6 +12,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from kernelgen.tune.arguments import at_least_one
+
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130     # 128 + SIGINT, as a shell reports Ctrl-C
 
@@ -127,17 +129,6 @@ def _sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _at_least_one(text: str) -> int:
-    """--trials: a whole number, at least 1 (0 would ship the default, measured once, as tuned)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
-    return value
 
 
 MAX_TIMEOUT_S = 86400.0   # a trial's limit: a day (a study dates its interrupted trials by twice it)
@@ -391,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--dtype", default="bf16", help="dtype(s) to tune, comma separated (default bf16)")
     tune.add_argument("--flags", default=None,
                       help="only these flag variants, comma separated ('plain' for the variant without flags; default: all)")
-    tune.add_argument("--trials", type=_at_least_one, default=24, help="measured trials per study (default 24)")
+    # (at least 1: 0 trials would ship the default, measured once, as tuned)
+    tune.add_argument("--trials", type=at_least_one(), default=24, help="measured trials per study (default 24)")
     tune.add_argument("--sampler", choices=("tpe", "grid"), default="tpe", help="TPE (default) or the full grid")
     tune.add_argument("--storage", default=None,
                       help="Optuna storage URL (sqlite:///f.db, postgresql://...) or journal file path; "

@@ -249,11 +249,11 @@ def merge_write(path: str | os.PathLike, gpu: Mapping[str, Any], entries: Iterab
             merged[entry.key] = entry
         result = TunedFile(gpu={**current.gpu, **gpu}, toolchain=dict(tools or toolchain()),
                            templates={**current.templates, **template_hashes}, entries=list(merged.values()))
-        _write_atomically(path, json.dumps(result.to_json(), indent=1) + "\n")
+        write_atomically(path, json.dumps(result.to_json(), indent=1) + "\n")
         return result
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
     """Replace ``path`` by a complete file or not at all: written beside it (``<name>.<random>.json.tmp``,
     removed if the write fails), then renamed over it, keeping its permission bits (a new file
     gets the umask's; mkstemp alone would leave 0600, unreadable to other users of the install)."""

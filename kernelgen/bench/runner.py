@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from kernelgen.bench import FAMILIES, BenchCase
+from kernelgen.tune.arguments import at_least_one
 
 GRAPH_MAX_MS = 50.0   # --graphs times providers up to this eager time
 
@@ -26,7 +27,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", default=None, metavar="FILE",
                         help="also write the rows (one per measurement) as a JSON array to FILE, rewritten "
                              "after each case; a file already there is replaced")
-    parser.add_argument("--rep", type=_positive_ms, default=100, help="do_bench repetition time in ms")
+    parser.add_argument("--rep", type=at_least_one(" ms"), default=100, help="do_bench repetition time in ms")
     parser.add_argument("--graphs", action="store_true",
                         help="also time every provider replayed from a CUDA graph (device time without host "
                              "launch overhead), in a 'graph ms' column")
@@ -78,16 +79,6 @@ def measure_case(case: BenchCase, rep_ms: int, graphs: bool = False) -> list[dic
     gc.collect()
     torch.cuda.empty_cache()
     return rows
-
-
-def _positive_ms(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected whole milliseconds; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 ms; got {value}")
-    return value
 
 
 def _json_problem(path: str) -> str | None:
@@ -176,8 +167,6 @@ def run_bench(args: argparse.Namespace, console: Console) -> int:
 
 def _write_json(path: str, records: list[dict[str, Any]]) -> None:
     """The rows so far, replacing the file whole (a reader never sees half of it)."""
+    from kernelgen.store import write_atomically
     rows = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()} for r in records]
-    partial = f"{path}.partial"
-    with open(partial, "w") as handle:
-        json.dump(rows, handle, indent=1)
-    os.replace(partial, path)
+    write_atomically(Path(path), json.dumps(rows, indent=1))

@@ -1,11 +1,25 @@
-"""The command-line arguments that name one template's variant and configs (--template, --shape,
---dtype, --flags, --configs), checked the same way by the tools that take them (kernelgen.tune.probe,
-kernelgen.aot): a bad one is a usage error naming it, never a traceback or a silent fallback."""
+"""Command-line arguments checked the same way by every tool that takes them: the ones naming one
+template's variant and configs (--template, --shape, --dtype, --flags, --configs; kernelgen.tune.probe,
+kernelgen.aot) and whole-number counts (`kernelgen tune --trials`, `bench --rep`). A bad one is a
+usage error naming it, never a traceback or a silent fallback."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+
+
+def at_least_one(unit: str = ""):
+    """An argparse type: a whole number, at least 1 (``unit`` is named in the message, e.g. " ms")."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number{unit and ' of' + unit}; got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be at least 1{unit}; got {value}")
+        return value
+    return parse
 
 
 def parse_shape(text: str) -> dict[str, int]:
